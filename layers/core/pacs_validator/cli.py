@@ -1,0 +1,156 @@
+"""``pacs-validator``: the validation core on the command line, no AWS needed.
+
+``validate`` judges files and the studies they form (grouped by StudyInstanceUID);
+``describe`` prints the ``metadata.json`` document the pipeline would store.
+Exit codes: 0 all valid, 1 something invalid, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pacs_validator.config import ConfigError, ValidatorConfig, load_config
+from pacs_validator.metadata import DescribedInstance, build_metadata
+from pacs_validator.study import StudyResult, check_study, group_by_study
+from pacs_validator.validation import InstanceResult, validate_instance
+
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A path or option the user gave cannot be used."""
+
+
+def collect_files(paths: Sequence[str]) -> list[Path]:
+    """Files named directly, and every file below named folders (hidden ones skipped)."""
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path)))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"no such file or folder: {name}")
+    if not files:
+        raise UsageError("no files to read")
+    return files
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def validate_files(
+    files: Sequence[Path], config: ValidatorConfig
+) -> tuple[list[InstanceResult], list[StudyResult]]:
+    """Every file's verdict, then every study's (files with no readable study have none)."""
+    results = [validate_instance(path, config, name=str(path))[0] for path in files]
+    studies = [
+        check_study(members, config)
+        for uid, members in group_by_study(results).items()
+        if uid is not None
+    ]
+    return results, studies
+
+
+def _describe_files(files: Sequence[Path], config: ValidatorConfig) -> Iterator[dict[str, Any]]:
+    described: dict[str, list[DescribedInstance]] = {}
+    for path in files:
+        result, parsed = validate_instance(path, config, name=str(path))
+        study_uid = result.summary.study_instance_uid
+        if parsed.dataset is None or study_uid is None:
+            print(f"skipped (unreadable, status {result.status}): {path}", file=sys.stderr)
+            continue
+        described.setdefault(study_uid, []).append(
+            DescribedInstance(
+                dataset=parsed.dataset,
+                size=result.size,
+                sha256=result.sha256,
+                transfer_syntax=result.summary.transfer_syntax,
+                has_pixel_data=parsed.pixel_data is not None,
+                key=str(path),
+            )
+        )
+    for study_uid, instances in described.items():
+        yield build_metadata(study_uid, instances)
+
+
+def _print_validation(
+    results: Sequence[InstanceResult], studies: Sequence[StudyResult], out: TextIO
+) -> None:
+    for result in results:
+        print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}", file=out)
+        for finding in result.findings:
+            print(f"    {finding.severity.value:7} {finding.rule:28} {finding.tag or '':11} "
+                  f"{finding.message}", file=out)
+    for study in studies:
+        verdict = "VALID  " if study.valid else "INVALID"
+        print(f"study {verdict} {study.status} {study.study_instance_uid} "
+              f"({study.instance_count} instance(s))", file=out)
+        for finding in study.findings:
+            print(f"    {finding.severity.value:7} {finding.rule:28} {finding.message}", file=out)
+
+
+def _print_summary(document: dict[str, Any], out: TextIO) -> None:
+    study = document["study"]
+    print(f"study {document['study_id']}: {study['description'] or '(no description)'}, "
+          f"date {study['date']}, {document['counts']['series']} series, "
+          f"{document['counts']['instances']} instance(s)", file=out)
+    for series in document["series"]:
+        print(f"  series {series['number']} {series['modality']}: "
+              f"{len(series['instances'])} instance(s)", file=out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacs-validator", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="validate files or folders of DICOM files")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.add_argument("--json", action="store_true", help="print the JSON report")
+    validate.add_argument("--config", metavar="FILE", help="JSON configuration overrides")
+    describe = commands.add_parser("describe", help="print the metadata.json of a study")
+    describe.add_argument("paths", nargs="+", metavar="PATH")
+    describe.add_argument("--json", action="store_true", help="print the JSON document")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(getattr(args, "config", None))
+        files = collect_files(args.paths)
+    except (ConfigError, UsageError) as exc:
+        print(f"pacs-validator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "describe":
+        documents = list(_describe_files(files, config))
+        if args.json:
+            payload: Any = documents[0] if len(documents) == 1 else documents
+            print(json.dumps(payload, indent=2, ensure_ascii=False))
+        else:
+            for document in documents:
+                _print_summary(document, sys.stdout)
+        return EXIT_VALID if documents else EXIT_INVALID
+    results, studies = validate_files(files, config)
+    if args.json:
+        report = {
+            "files": [r.to_dict() for r in results],
+            "studies": [s.to_dict() for s in studies],
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        _print_validation(results, studies, sys.stdout)
+    all_valid = all(r.valid for r in results) and all(s.valid for s in studies)
+    return EXIT_VALID if all_valid else EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

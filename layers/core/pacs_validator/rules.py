@@ -1,0 +1,149 @@
+"""The rule catalogue, findings and verdicts.
+
+Every check the validator makes is a *rule* with a stable id (``format.truncated``,
+``attribute.required`` ...). The catalogue lives in ``data/rules.json`` so that severities,
+statuses and on/off switches are data that a config file can override, never code. A check
+reports a :class:`Finding`; the verdict of a file or study is derived from its findings alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from enum import Enum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from pydicom.datadict import keyword_for_tag
+
+
+class Severity(str, Enum):
+    """How much a finding counts: only errors make a file or study invalid."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+VALID = 200
+"""Status of a file or study with no error finding."""
+
+STATUS_PRECEDENCE = (413, 400, 503, 500, 422)
+"""When several statuses apply, the first of these wins: an oversized file was never read,
+an unreadable one cannot have its content judged."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of the catalogue, after configuration is applied."""
+
+    id: str
+    severity: Severity
+    status: int
+    title: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong with a file or study.
+
+    ``message`` names attributes and says what is wrong with them; it never contains an
+    attribute's value, so findings can go into logs and events without leaking PHI.
+    """
+
+    rule: str
+    severity: Severity
+    status: int
+    message: str
+    tag: str | None = None
+    keyword: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by the CLI, the status API and validation logs."""
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        return data
+
+
+def format_tag(tag: int) -> str:
+    """``0x00100020`` -> ``"(0010,0020)"``, the way DICOM people write tags."""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+@cache
+def _catalogue() -> dict[str, dict[str, Any]]:
+    text = resources.files("pacs_validator").joinpath("data/rules.json").read_text("utf-8")
+    catalogue: dict[str, dict[str, Any]] = json.loads(text)
+    return catalogue
+
+
+def rule_ids() -> tuple[str, ...]:
+    """Every rule id the validator knows, in catalogue order."""
+    return tuple(_catalogue())
+
+
+class RuleBook:
+    """The catalogue with a configuration's overrides applied; it turns checks into findings."""
+
+    def __init__(self, overrides: dict[str, dict[str, Any]] | None = None) -> None:
+        overrides = overrides or {}
+        unknown = sorted(set(overrides) - set(_catalogue()))
+        if unknown:
+            raise ValueError(f"unknown rule id(s) in configuration: {', '.join(unknown)}")
+        self._rules: dict[str, Rule] = {}
+        for rule_id, entry in _catalogue().items():
+            merged = {**entry, **overrides.get(rule_id, {})}
+            self._rules[rule_id] = Rule(
+                id=rule_id,
+                severity=Severity(merged["severity"]),
+                status=int(merged["status"]),
+                title=str(merged["title"]),
+                enabled=bool(merged.get("enabled", True)),
+            )
+
+    def __getitem__(self, rule_id: str) -> Rule:
+        return self._rules[rule_id]
+
+    def enabled(self, rule_id: str) -> bool:
+        return self._rules[rule_id].enabled
+
+    def finding(self, rule_id: str, message: str, tag: int | None = None) -> Finding:
+        """The finding ``rule_id`` reports, with the configured severity and status."""
+        rule = self._rules[rule_id]
+        return Finding(
+            rule=rule_id,
+            severity=rule.severity,
+            status=rule.status,
+            message=message,
+            tag=format_tag(tag) if tag is not None else None,
+            keyword=(keyword_for_tag(tag) or None) if tag is not None else None,
+        )
+
+
+class Findings:
+    """Collects the findings of one file or study, dropping rules the configuration disabled."""
+
+    def __init__(self, rules: RuleBook) -> None:
+        self.rules = rules
+        self.items: list[Finding] = []
+
+    def add(self, rule_id: str, message: str, tag: int | None = None) -> None:
+        if self.rules.enabled(rule_id):
+            self.items.append(self.rules.finding(rule_id, message, tag))
+
+    def has_errors(self) -> bool:
+        return any(f.severity is Severity.ERROR for f in self.items)
+
+
+def verdict_status(findings: list[Finding], extra_statuses: tuple[int, ...] = ()) -> int:
+    """200 when no finding is an error, else the status of highest precedence.
+
+    ``extra_statuses`` lets a study fold in the statuses of its instances.
+    """
+    statuses = {f.status for f in findings if f.severity is Severity.ERROR}
+    statuses.update(s for s in extra_statuses if s != VALID)
+    for status in STATUS_PRECEDENCE:
+        if status in statuses:
+            return status
+    return min(statuses) if statuses else VALID

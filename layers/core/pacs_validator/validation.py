@@ -1,0 +1,172 @@
+"""Validating one instance: read it, run the instance rules, summarise it for the study.
+
+The summary (:class:`InstanceSummary`) is what study-level checks need from each instance.
+It carries UIDs and counts, and *fingerprints* (salted hashes) instead of patient and study
+attribute values, so it can be stored in a status table or event without carrying PHI while
+still letting the study checks see that two instances disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from pacs_validator.config import ValidatorConfig
+from pacs_validator.iod import check_iod
+from pacs_validator.parsing import ParsedInstance, Source, read_instance, sha256_of
+from pacs_validator.pixels import check_pixel_data
+from pacs_validator.rules import VALID, Finding, Findings, verdict_status
+from pacs_validator.values import (
+    check_dates,
+    check_file_meta_agreement,
+    check_modality,
+    check_required,
+    check_single_valued,
+    check_uids,
+    check_value_representations,
+)
+
+DATASET_CHECKS = (
+    check_required,
+    check_single_valued,
+    check_uids,
+    check_dates,
+    check_modality,
+    check_value_representations,
+)
+"""Rules that judge the data set alone, in the order their findings are listed."""
+
+
+@dataclass(frozen=True)
+class InstanceSummary:
+    """What the study-level rules need to know about one instance. No attribute values."""
+
+    sop_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    series_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    modality: str | None = None
+    instance_number: int | None = None
+    study_related_instances: int | None = None
+    transfer_syntax: str | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Keyword -> salted hash of the normalised value, for patient and study attributes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceSummary:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """The verdict on one file."""
+
+    name: str
+    size: int
+    sha256: str
+    status: int
+    findings: tuple[Finding, ...]
+    summary: InstanceSummary
+
+    @property
+    def valid(self) -> bool:
+        return self.status == VALID
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``files[]`` entry of the CLI's JSON and of validation logs."""
+        return {
+            "path": self.name,
+            "valid": self.valid,
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def fingerprint(value: object, salt: str) -> str:
+    """A salted hash of an attribute value, so equality can be compared without the value.
+
+    The salt (the StudyInstanceUID) stops a fingerprint from being looked up in a table of
+    hashes of common names or dates.
+    """
+    text = str(value).strip().upper()
+    return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()[:32]
+
+
+def _text(dataset: Dataset, keyword: str) -> str | None:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).rstrip("\x00 ") or None
+
+
+def _int(dataset: Dataset, keyword: str) -> int | None:
+    try:
+        value = dataset.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def summarise(parsed: ParsedInstance, config: ValidatorConfig) -> InstanceSummary:
+    """The study-level facts of a read instance (empty for an unreadable file)."""
+    dataset = parsed.dataset
+    if dataset is None:
+        return InstanceSummary()
+    study_uid = _text(dataset, "StudyInstanceUID")
+    salt = study_uid or ""
+    fingerprints = {
+        keyword: fingerprint(dataset.get(keyword), salt)
+        for keyword in (*config.patient_attributes, *config.study_attributes)
+        if _text(dataset, keyword) is not None
+    }
+    return InstanceSummary(
+        sop_instance_uid=_text(dataset, "SOPInstanceUID"),
+        sop_class_uid=_text(dataset, "SOPClassUID"),
+        series_instance_uid=_text(dataset, "SeriesInstanceUID"),
+        study_instance_uid=study_uid,
+        modality=_text(dataset, "Modality"),
+        instance_number=_int(dataset, "InstanceNumber"),
+        study_related_instances=_int(dataset, "NumberOfStudyRelatedInstances"),
+        transfer_syntax=str(parsed.transfer_syntax) if parsed.transfer_syntax else None,
+        fingerprints=fingerprints,
+    )
+
+
+def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Findings) -> None:
+    """Every content rule on a file that read as sound Part 10."""
+    dataset = parsed.dataset
+    if dataset is None or parsed.transfer_syntax is None:
+        return
+    check_file_meta_agreement(parsed, dataset, findings)
+    for check in DATASET_CHECKS:
+        check(dataset, config, findings)
+    check_pixel_data(dataset, parsed.pixel_data, parsed.transfer_syntax, findings)
+    check_iod(dataset, config.required_attributes, findings)
+
+
+def validate_instance(
+    source: Source, config: ValidatorConfig, name: str | None = None
+) -> tuple[InstanceResult, ParsedInstance]:
+    """Validate one file; also returns what was read, for metadata extraction."""
+    findings = Findings(config.rules)
+    parsed = read_instance(source, config, findings)
+    check_instance(parsed, config, findings)
+    result = InstanceResult(
+        name=name or parsed.name,
+        size=parsed.size,
+        sha256=sha256_of(source) if not _over_cap(parsed, config) else "",
+        status=verdict_status(findings.items),
+        findings=tuple(findings.items),
+        summary=summarise(parsed, config),
+    )
+    return result, parsed
+
+
+def _over_cap(parsed: ParsedInstance, config: ValidatorConfig) -> bool:
+    return config.max_bytes is not None and parsed.size > config.max_bytes

@@ -1,0 +1,45 @@
+"""Entry-point objects. Kept import-light: LocalStack resolves these while it starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from localstack.runtime import hooks
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+from localstack.services.plugins import Service, aws_provider
+
+LOG = logging.getLogger(__name__)
+
+
+class LocalRuntimeExecutorPlugin(RuntimeExecutorPlugin):
+    """Selected with LAMBDA_RUNTIME_EXECUTOR=local."""
+
+    name = "local"
+
+    def load(self, *args, **kwargs):
+        from localstack_nodocker.executor import LocalRuntimeExecutor
+
+        return LocalRuntimeExecutor
+
+
+@aws_provider(api="dynamodb", name="moto")
+def dynamodb_moto() -> Service:
+    """DynamoDB served by moto (no DynamoDB Local / Java). Selected with PROVIDER_OVERRIDE_DYNAMODB=moto."""
+    from localstack.services.moto import MotoFallbackDispatcher
+
+    from localstack_nodocker.dynamodb import MotoDynamoDBProvider
+
+    return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=MotoFallbackDispatcher)
+
+
+@hooks.on_infra_start()
+def relocate_s3_tmp_dir() -> None:
+    """The S3 provider hard-codes /tmp/localstack-s3-storage; keep it under our own temp folder."""
+    import tempfile
+
+    from localstack.services.s3 import provider as s3_provider
+
+    target = os.path.join(tempfile.gettempdir(), "localstack-s3-storage")
+    s3_provider.DEFAULT_S3_TMP_DIR = target
+    LOG.debug("S3 temporary storage relocated to %s", target)
