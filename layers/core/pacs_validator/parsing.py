@@ -70,9 +70,13 @@ _HASH_CHUNK = 1024 * 1024
 _KNOWN_TRANSFER_SYNTAXES = frozenset(AllTransferSyntaxes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fragment:
-    """One item of encapsulated pixel data: where its value starts, its length, first bytes."""
+    """One item of encapsulated pixel data: where its value starts, its length, first bytes.
+
+    Slotted: a file may hold a million fragments, and a per-instance ``__dict__`` would
+    double their memory.
+    """
 
     offset: int
     length: int
@@ -103,6 +107,9 @@ class ParsedInstance:
     pixel_data: PixelDataElement | None = None
     meta: dict[int, str] = field(default_factory=dict)
     """String values of the file meta elements that the rules need, by tag."""
+    sha256: str = ""
+    """Hex SHA-256 of the whole file, taken from the same stream that was read ("" over the
+    size cap): a non-seekable source cannot be read a second time."""
 
 
 class _Truncated(Exception):
@@ -126,6 +133,9 @@ class _StructureScanner:
         self.end = end
         self.implicit = implicit
         self.order = "<" if little_endian else ">"
+        self._tag_format = struct.Struct(self.order + "HH")
+        self._u16_format = struct.Struct(self.order + "H")
+        self._u32_format = struct.Struct(self.order + "L")
         self.pixel_data: PixelDataElement | None = None
         self.extended_offset_table_length: int | None = None
         self.odd_length_tags: list[int] = []
@@ -141,6 +151,13 @@ class _StructureScanner:
             raise _Truncated(what)
         return data
 
+    def _read_header_part(self, count: int, part: str, tag: int) -> bytes:
+        """``count`` bytes of element ``tag``'s header; the message is only built on failure."""
+        data = self.stream.read(count)
+        if len(data) < count:
+            raise _Truncated(f"the {part} of element {format_tag(tag)}")
+        return data
+
     def _skip(self, length: int, container_end: int | None, tag: int) -> None:
         target = self.position + length
         if target > self.end:
@@ -150,25 +167,24 @@ class _StructureScanner:
         self.stream.seek(target)
 
     def _read_tag(self) -> int:
-        group, element = struct.unpack(self.order + "HH", self._read(4, "an element tag"))
+        group, element = self._tag_format.unpack(self._read(4, "an element tag"))
         tag: int = (group << 16) | element
         return tag
 
     def _read_u32(self, what: str) -> int:
-        value: int = struct.unpack(self.order + "L", self._read(4, what))[0]
+        value: int = self._u32_format.unpack(self._read(4, what))[0]
         return value
 
     def _read_vr_and_length(self, tag: int, implicit: bool) -> tuple[bytes | None, int]:
+        # Messages are formatted only when a read falls short: this runs for every element.
         if implicit:
-            return None, self._read_u32(f"the length of element {format_tag(tag)}")
-        vr = self._read(2, f"the VR of element {format_tag(tag)}")
+            return None, self._u32_format.unpack(self._read_header_part(4, "length", tag))[0]
+        vr = self._read_header_part(2, "VR", tag)
         if vr in _LONG_LENGTH_VRS:
-            self._read(2, f"the header of element {format_tag(tag)}")
-            return vr, self._read_u32(f"the length of element {format_tag(tag)}")
+            self._read_header_part(2, "header", tag)
+            return vr, self._u32_format.unpack(self._read_header_part(4, "length", tag))[0]
         if vr in _SHORT_LENGTH_VRS:
-            length: int = struct.unpack(
-                self.order + "H", self._read(2, f"the length of element {format_tag(tag)}")
-            )[0]
+            length: int = self._u16_format.unpack(self._read_header_part(2, "length", tag))[0]
             return vr, length
         raise _Garbled(f"element {format_tag(tag)} has no valid VR", tag)
 
@@ -381,15 +397,31 @@ def read_instance(source: Source, config: ValidatorConfig, findings: Findings) -
         if config.max_bytes is not None and size > config.max_bytes:
             findings.add("size.max-bytes", f"the file has {size} bytes; cap {config.max_bytes}")
             return parsed
-        if not _has_preamble(stream):
-            findings.add("format.preamble", "no 'DICM' prefix after a 128-byte preamble")
-            return parsed
-        if not _read_meta(stream, size, parsed, findings):
-            return parsed
-        if not _scan_structure(stream, size, parsed, findings):
-            return parsed
-        parsed.dataset = _read_dataset(stream, config, findings)
+        _read_stream(stream, size, parsed, config, findings)
+        parsed.sha256 = _digest(stream)
         return parsed
+
+
+def _read_stream(
+    stream: IO[bytes], size: int, parsed: ParsedInstance, config: ValidatorConfig,
+    findings: Findings,
+) -> None:
+    if not _has_preamble(stream):
+        findings.add("format.preamble", "no 'DICM' prefix after a 128-byte preamble")
+        return
+    if not _read_meta(stream, size, parsed, findings):
+        return
+    if not _scan_structure(stream, size, parsed, findings):
+        return
+    parsed.dataset = _read_dataset(stream, config, findings)
+
+
+def _digest(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while chunk := stream.read(_HASH_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _has_preamble(stream: IO[bytes]) -> bool:
@@ -550,8 +582,5 @@ def _first_undecodable(dataset: Dataset) -> int | None:
 
 def sha256_of(source: Source) -> str:
     """Hex SHA-256 of the whole file, read in chunks (for duplicates and ``metadata.json``)."""
-    digest = hashlib.sha256()
     with _seekable(source) as (stream, _):
-        while chunk := stream.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _digest(stream)

@@ -65,6 +65,11 @@ class Finding:
         data["severity"] = self.severity.value
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        severity, status = Severity(data["severity"]), int(data["status"])
+        return cls(**{**data, "severity": severity, "status": status})
+
 
 def format_tag(tag: int) -> str:
     """``0x00100020`` -> ``"(0010,0020)"``, the way DICOM people write tags."""

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.iod import check_iod
-from pacs_validator.parsing import ParsedInstance, Source, read_instance, sha256_of
+from pacs_validator.parsing import ParsedInstance, Source, read_instance
 from pacs_validator.pixels import check_pixel_data
 from pacs_validator.rules import VALID, Finding, Findings, verdict_status
 from pacs_validator.values import (
@@ -60,7 +60,11 @@ class InstanceSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InstanceSummary:
-        return cls(**data)
+        numbers = ("instance_number", "study_related_instances")
+        fields: dict[str, Any] = {
+            k: int(v) if k in numbers and v is not None else v for k, v in data.items()
+        }
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,28 @@ class InstanceResult:
             "status": self.status,
             "findings": [f.to_dict() for f in self.findings],
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything the study rules need later, for the status table (no PHI)."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "sha256": self.sha256,
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+            "summary": self.summary.to_dict(),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> InstanceResult:
+        return cls(
+            name=str(record["name"]),
+            size=int(record["size"]),
+            sha256=str(record["sha256"]),
+            status=int(record["status"]),
+            findings=tuple(Finding.from_dict(f) for f in record["findings"]),
+            summary=InstanceSummary.from_dict(dict(record["summary"])),
+        )
 
 
 def fingerprint(value: object, salt: str) -> str:
@@ -160,13 +186,10 @@ def validate_instance(
     result = InstanceResult(
         name=name or parsed.name,
         size=parsed.size,
-        sha256=sha256_of(source) if not _over_cap(parsed, config) else "",
+        sha256=parsed.sha256,
         status=verdict_status(findings.items),
         findings=tuple(findings.items),
         summary=summarise(parsed, config),
     )
     return result, parsed
 
-
-def _over_cap(parsed: ParsedInstance, config: ValidatorConfig) -> bool:
-    return config.max_bytes is not None and parsed.size > config.max_bytes

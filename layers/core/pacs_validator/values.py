@@ -17,6 +17,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.parsing import (
@@ -171,7 +172,8 @@ def check_value_representations(
     for element in loaded_elements(dataset):
         if element.tag.is_private or element.VR == "SQ":
             continue
-        texts = _values(element) if isinstance(element.value, (str, MultiValue, list)) else []
+        text_types = (str, PersonName, MultiValue, list)  # PersonName is not a str subclass
+        texts = _values(element) if isinstance(element.value, text_types) else []
         texts = [t for t in texts if isinstance(t, str)]
         if element.tag in checked_dates:
             continue

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from localstack import config
+from localstack.aws.api.lambda_ import PackageType
 from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import (
     FunctionVersion,
     InvocationResult,
-    PackageType,
 )
 from localstack.services.lambda_.invocation.runtime_executor import (
     LambdaRuntimeException,
@@ -45,7 +45,8 @@ LOG = logging.getLogger(__name__)
 RUNTIME_API_PREFIX = "/2018-06-01/runtime"
 # environment of LocalStack itself that a handler process inherits (everything else comes from Lambda)
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-MAX_KEPT_LOG_CHARS = 200_000
+MAX_KEPT_LOG_CHARS = 200_000  # for get_logs()
+MAX_UNCLAIMED_LINES = 1_000  # output between invocations, shown with the next one
 
 
 def _now_iso() -> str:
@@ -184,7 +185,7 @@ class LocalRuntimeExecutor(RuntimeExecutor):
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, env_vars: dict[str, str]) -> None:
         config_ = self.function_version.config
-        if config_.package_type != PackageType.Zip or not config_.runtime:
+        if config_.package_type != PackageType.Zip or not config_.runtime or not config_.code or not config_.handler:
             raise LambdaRuntimeException("The local executor runs Zip-packaged functions only")
         if not config_.runtime.startswith("python"):
             raise LambdaRuntimeException(f"The local executor runs Python runtimes only, not {config_.runtime}")
@@ -196,10 +197,10 @@ class LocalRuntimeExecutor(RuntimeExecutor):
         code_dir = str(config_.code.get_unzipped_code_location())
         env = {key: os.environ[key] for key in PASSTHROUGH_ENV if key in os.environ}
         env.update({key: str(value) for key, value in env_vars.items()})
-        host, port = self._server.server_address[:2]
+        port = self._server.server_address[1]
         env.update(
             {
-                "AWS_LAMBDA_RUNTIME_API": f"{host}:{port}",
+                "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
                 "LAMBDA_TASK_ROOT": code_dir,
                 "PYTHONPATH": os.pathsep.join([code_dir, *layer_paths(self.function_version)]),
                 "PYTHONUNBUFFERED": "1",
@@ -217,18 +218,16 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 break
         if self._init_error is not None or not self._ready.is_set():
             self._drain_output()
+            code = self._process.poll() if self._process else None
             payload = self._init_error or json.dumps(
-                {
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": f"Runtime exited with error: exit status {self._process.poll() if self._process else '?'}",
-                }
+                {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: exit status {code}"}
             ).encode()
             LOG.warning("Lambda %s failed to initialise:\n%s", self.function_version.qualified_arn, self.get_logs())
             raise StatusErrorException("Environment startup failed", payload=payload)
 
     def _spawn(self) -> None:
         config_ = self.function_version.config
-        command = [interpreter_for(config_.runtime), "-m", "awslambdaric", config_.handler]
+        command = [interpreter_for(str(config_.runtime)), "-m", "awslambdaric", str(config_.handler)]
         with self._lock:
             self._ready.clear()
             self._init_error = None
@@ -302,6 +301,7 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 self._log_invocation.append(line)
             else:
                 self._log_unclaimed.append(line)
+                del self._log_unclaimed[:-MAX_UNCLAIMED_LINES]
             self._log_all.append(line)
             self._log_chars += len(line) + 1
             while self._log_chars > MAX_KEPT_LOG_CHARS and len(self._log_all) > 1:
@@ -368,6 +368,9 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 status = "timeout"
                 break
             process = self._process
+            if self._init_error is not None:  # a respawned process failed to initialise
+                status = "init_error"
+                break
             if self._stopped.is_set() or (process is not None and process.poll() is not None):
                 status = "exited"
                 break
@@ -388,6 +391,8 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 }
             ).encode()
             is_error = True
+        elif status == "init_error":
+            result, is_error = self._init_error or b"", True
         elif status == "exited":
             code = self._process.poll() if self._process else None
             message = f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"

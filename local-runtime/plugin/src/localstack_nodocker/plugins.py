@@ -17,7 +17,7 @@ class LocalRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 
     name = "local"
 
-    def load(self, *args, **kwargs):
+    def load(self, *args: object, **kwargs: object) -> type:
         from localstack_nodocker.executor import LocalRuntimeExecutor
 
         return LocalRuntimeExecutor

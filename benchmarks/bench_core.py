@@ -1,0 +1,288 @@
+"""Per-file speed of the validation core against a parsing floor and against ``dciodvfy``.
+
+Over pydicom's bundled test corpus (every ``*.dcm`` plus the ``dicomdirtests`` files) this
+times, per file, with ``time.perf_counter``: one warm-up run, then ``--repeat`` runs, keeping
+the median of each file's runs.
+
+* ``validate``          ``validate_instance(path, config)``
+* ``validate+describe`` the same plus ``build_metadata`` for that one instance (as the CLI's
+                        ``describe`` does); when the file is unreadable there is nothing to
+                        describe and this is ``validate`` alone
+* ``floor``             ``pydicom.dcmread(path)`` and a full element walk
+                        (``for elem in ds.iterall(): elem.value``), pixel data included
+* ``dciodvfy``          one ``dciodvfy FILE`` subprocess per file (dicom3tools), wall time,
+                        process start included; the start overhead is measured separately
+                        on an empty file and on ``true``
+
+Across files it reports the median and 90th percentile of the per-file medians, and the
+ratios median(validate+describe) / median(dciodvfy) (goal <= 1/3) and
+median(validate+describe) / median(floor) (goal <= 3).
+
+Run: ``.venv/bin/python benchmarks/bench_core.py [--repeat N] [--no-dciodvfy]``.
+Results are also written as JSON to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from pacs_validator.config import ValidatorConfig, build_config
+from pacs_validator.metadata import DescribedInstance, build_metadata
+from pacs_validator.validation import validate_instance
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+MEASURES = ("validate", "validate+describe", "floor", "dciodvfy")
+
+
+def corpus() -> list[Path]:
+    """Every ``*.dcm`` of pydicom's test files, then every file under ``dicomdirtests``."""
+    files = sorted(TEST_FILES.glob("*.dcm"))
+    dicomdir = TEST_FILES / "dicomdirtests"
+    files += sorted(
+        p for p in dicomdir.rglob("*")
+        if p.is_file() and p.suffix.lower() != ".txt" and p.name != "README"
+    )
+    return files
+
+
+def _label(path: Path) -> str:
+    return str(path.relative_to(TEST_FILES)) if path.is_relative_to(TEST_FILES) else str(path)
+
+
+def run_validate(path: Path, config: ValidatorConfig) -> None:
+    validate_instance(path, config, name=str(path))
+
+
+def run_validate_describe(path: Path, config: ValidatorConfig) -> None:
+    result, parsed = validate_instance(path, config, name=str(path))
+    study_uid = result.summary.study_instance_uid
+    if parsed.dataset is None or study_uid is None:
+        return
+    instance = DescribedInstance(
+        dataset=parsed.dataset,
+        size=result.size,
+        sha256=result.sha256,
+        transfer_syntax=result.summary.transfer_syntax,
+        has_pixel_data=parsed.pixel_data is not None,
+        key=str(path),
+    )
+    build_metadata(study_uid, [instance])
+
+
+def run_floor(path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = pydicom.dcmread(path)
+        for element in dataset.iterall():
+            element.value  # noqa: B018 - the point is to decode it
+
+
+def run_dciodvfy(path: Path | str) -> None:
+    subprocess.run(
+        ["dciodvfy", os.fspath(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def run_true() -> None:
+    subprocess.run(["true"], stdin=subprocess.DEVNULL, check=False)
+
+
+def time_runs(func: Callable[[], None], repeat: int) -> tuple[float | None, str | None]:
+    """Median milliseconds of ``repeat`` runs after one warm-up; None and the error on failure."""
+    try:
+        func()
+    except Exception as exc:  # noqa: BLE001 - a file the floor cannot read is reported
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    times = []
+    gc.collect()
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000, None
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear-interpolation percentile (``fraction`` in 0..1)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(rows: list[dict[str, Any]], measure: str) -> dict[str, float] | None:
+    values = [row[measure] for row in rows if row.get(measure) is not None]
+    if not values:
+        return None
+    return {
+        "files": len(values),
+        "median_ms": statistics.median(values),
+        "p90_ms": percentile(values, 0.9),
+        "mean_ms": statistics.fmean(values),
+        "total_ms": sum(values),
+    }
+
+
+def startup_overhead(repeat: int) -> dict[str, float]:
+    """Process start costs, each the median of at least 20 runs.
+
+    ``true`` is a bare fork/exec; ``dciodvfy /nonexistent`` is dciodvfy's own start (dynamic
+    linking, static initialisers) and exit with nothing read; ``dciodvfy EMPTY`` also reaches
+    its IOD-selection path on a zero-byte file and prints its complaints.
+    """
+    runs = max(repeat, 20)
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        empty = Path(folder) / "empty.dcm"
+        empty.touch()
+        missing = Path(folder) / "missing.dcm"
+        for key, func in (
+            ("true_ms", run_true),
+            ("dciodvfy_missing_file_ms", lambda: run_dciodvfy(missing)),
+            ("dciodvfy_empty_file_ms", lambda: run_dciodvfy(empty)),
+        ):
+            milliseconds, _ = time_runs(func, runs)
+            assert milliseconds is not None
+            timings[key] = milliseconds
+    return timings
+
+
+def measure(files: list[Path], repeat: int, with_dciodvfy: bool) -> list[dict[str, Any]]:
+    config = build_config()
+    rows = []
+    for index, path in enumerate(files, 1):
+        row: dict[str, Any] = {
+            "file": _label(path),
+            "bytes": path.stat().st_size,
+        }
+        row["validate"], _ = time_runs(lambda p=path: run_validate(p, config), repeat)
+        row["validate+describe"], _ = time_runs(
+            lambda p=path: run_validate_describe(p, config), repeat
+        )
+        row["floor"], error = time_runs(lambda p=path: run_floor(p), repeat)
+        if error:
+            row["floor_error"] = error
+        if with_dciodvfy:
+            row["dciodvfy"], _ = time_runs(lambda p=path: run_dciodvfy(p), repeat)
+        result, _ = validate_instance(path, config)
+        row["status"] = result.status
+        rows.append(row)
+        if sys.stderr.isatty():
+            print(f"\r{index}/{len(files)} {row['file'][-60:]:60}", end="", file=sys.stderr)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    return rows
+
+
+def ratio(numerator: dict[str, float] | None, denominator: dict[str, float] | None) -> float | None:
+    if not numerator or not denominator:
+        return None
+    return numerator["median_ms"] / denominator["median_ms"]
+
+
+def report(rows: list[dict[str, Any]], overhead: dict[str, float] | None) -> dict[str, Any]:
+    """Print the tables; return the summary that goes into the JSON."""
+    # "common" = files every measure could time (the floor cannot read some broken files).
+    common = [row for row in rows if all(row.get(m) is not None for m in MEASURES
+                                         if m != "dciodvfy" or "dciodvfy" in row)]
+    summary: dict[str, Any] = {}
+    for label, subset in (("all files", rows), ("files the floor reads", common)):
+        stats = {m: summarise(subset, m) for m in MEASURES}
+        vd = stats["validate+describe"]
+        ratios = {
+            "validate+describe / dciodvfy": ratio(vd, stats["dciodvfy"]),
+            "validate+describe / floor": ratio(vd, stats["floor"]),
+        }
+        if overhead and stats["dciodvfy"] and vd:
+            net = stats["dciodvfy"]["median_ms"] - overhead["dciodvfy_missing_file_ms"]
+            ratios["validate+describe / (dciodvfy - its start)"] = (
+                vd["median_ms"] / net if net > 0 else None
+            )
+        summary[label] = {"stats": stats, "ratios": ratios}
+        print(f"\n== {label} ({len(subset)} files) ==")
+        print(f"{'measure':20} {'files':>5} {'median ms':>10} {'p90 ms':>9} {'mean ms':>9} "
+              f"{'total ms':>9}")
+        for name, stat in stats.items():
+            if stat:
+                print(f"{name:20} {stat['files']:5d} {stat['median_ms']:10.3f} "
+                      f"{stat['p90_ms']:9.3f} {stat['mean_ms']:9.3f} {stat['total_ms']:9.1f}")
+        for name, value in ratios.items():
+            if value is not None:
+                goal = "  (goal <= 0.333)" if "dciodvfy" in name else "  (goal <= 3)"
+                print(f"  {name:40} {value:6.3f}{goal}")
+    if overhead:
+        print(f"\nprocess start overhead (median ms): `true` {overhead['true_ms']:.3f}, "
+              f"dciodvfy on a missing file {overhead['dciodvfy_missing_file_ms']:.3f}, "
+              f"dciodvfy on an empty file {overhead['dciodvfy_empty_file_ms']:.3f}")
+    print("\nslowest files by validate+describe / floor:")
+    ranked = sorted(
+        (row for row in common if row["floor"]),
+        key=lambda row: row["validate+describe"] / row["floor"],
+        reverse=True,
+    )
+    for row in ranked[:8]:
+        print(f"  {row['file'][-48:]:48} {row['validate+describe']:8.3f} ms vs floor "
+              f"{row['floor']:8.3f} ms  ({row['validate+describe'] / row['floor']:.2f}x)")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per file (default 5)")
+    parser.add_argument("--no-dciodvfy", action="store_true", help="skip the dciodvfy column")
+    parser.add_argument("--files", nargs="*", help="only these files (default: pydicom corpus)")
+    args = parser.parse_args(argv)
+    with_dciodvfy = not args.no_dciodvfy
+    if with_dciodvfy and shutil.which("dciodvfy") is None:
+        print("dciodvfy not found (apt-get install dicom3tools), or pass --no-dciodvfy",
+              file=sys.stderr)
+        return 2
+    files = [Path(f).resolve() for f in args.files] if args.files else corpus()
+    overhead = startup_overhead(args.repeat) if with_dciodvfy else None
+    rows = measure(files, args.repeat, with_dciodvfy)
+    summary = report(rows, overhead)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"core-{stamp}.json"
+    document = {
+        "benchmark": "core",
+        "when": stamp,
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                    "cpus": os.cpu_count(), "pydicom": pydicom.__version__},
+        "repeat": args.repeat,
+        "startup_overhead": overhead,
+        "summary": summary,
+        "files": rows,
+    }
+    out.write_text(json.dumps(document, indent=2))
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

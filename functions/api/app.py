@@ -1,0 +1,112 @@
+"""API: POST /upload (presigned POSTs + manifest), GET /status/{study_id}, GET /health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import (
+    BadRequestError,
+    NotFoundError,
+    ServiceError,
+)
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pacs_validator.settings import load_settings
+from pacs_validator.status import StatusTable, public_view
+from pacs_validator.storage import ObjectStore, incoming_key, is_study_id, new_study_id
+from pacs_validator.uploads import UploadRequestError, parse_upload_request
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+app = APIGatewayRestResolver()
+settings = load_settings(Path(__file__).with_name("config.json"))
+table = StatusTable(settings.status_table, settings.retention_days)
+uploads = ObjectStore(settings.uploads_bucket)
+
+
+class PayloadTooLargeError(ServiceError):
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
+
+
+@app.post("/upload")
+@tracer.capture_method
+def create_upload() -> Response[dict[str, Any]]:
+    try:
+        files = parse_upload_request(app.current_event.json_body if app.current_event.body
+                                     else None, settings.max_files_per_study)
+    except UploadRequestError as error:
+        raise BadRequestError(str(error)) from error
+    too_large = [f.name for f in files if f.size > settings.max_upload_bytes]
+    if too_large:
+        raise PayloadTooLargeError(f"{len(too_large)} file(s) exceed the cap of "
+                                   f"{settings.max_upload_bytes} bytes")
+    study_id = new_study_id()
+    logger.set_correlation_id(study_id)
+    table.create(study_id, [f.name for f in files], settings.upload_deadline_seconds)
+    posts = [
+        {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name),
+                                                  settings.max_upload_bytes,
+                                                  settings.presign_expiry_seconds)}
+        for f in files
+    ]
+    metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
+    logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
+    body = {
+        "study_id": study_id,
+        "uploads": posts,
+        "expires_in": settings.presign_expiry_seconds,
+        "max_bytes": settings.max_upload_bytes,
+    }
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.get("/status/<study_id>")
+@tracer.capture_method
+def get_status(study_id: str) -> dict[str, Any]:
+    if not is_study_id(study_id):
+        raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
+    item = table.get(study_id)
+    if item is None:
+        raise NotFoundError("no such study")
+    return public_view(item)
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@app.exception_handler(ServiceError)
+def service_error(error: ServiceError) -> Response[dict[str, Any]]:
+    """Typed errors raised by the routes keep their status (the catch-all below would not)."""
+    return Response(status_code=error.status_code, content_type=content_types.APPLICATION_JSON,
+                    body={"statusCode": error.status_code, "message": error.msg})
+
+
+@app.exception_handler([ClientError, BotoCoreError])
+def dependency_unavailable(error: Exception) -> Response[dict[str, Any]]:
+    logger.exception("AWS dependency failed")
+    return Response(status_code=503, content_type=content_types.APPLICATION_JSON,
+                    body={"message": "storage or AWS dependency unavailable"})
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response[dict[str, Any]]:
+    logger.exception("unexpected error")
+    return Response(status_code=500, content_type=content_types.APPLICATION_JSON,
+                    body={"message": "internal error"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,84 @@
+"""Validator: S3 ObjectCreated on incoming/ -> validate -> status table -> EventBridge.
+
+Also runs the deadline sweep when invoked by its schedule: studies whose manifest was not
+fulfilled in time end INCOMPLETE.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pacs_validator.pipeline import (
+    DEPENDENCY_UNAVAILABLE,
+    PROCESSING_ERROR,
+    pipeline_from_settings,
+)
+from pacs_validator.settings import load_settings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+settings = load_settings(Path(__file__).with_name("config.json"))
+pipeline = pipeline_from_settings(settings)
+idempotency = IdempotencyConfig(
+    event_key_jmespath="[s3.bucket.name, s3.object.key, s3.object.sequencer]",
+    expires_after_seconds=24 * 3600,
+)
+persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
+
+
+@idempotent_function(
+    data_keyword_argument="record", config=idempotency, persistence_store=persistence
+)
+def process_object(record: dict[str, Any]) -> dict[str, Any]:
+    """One uploaded object, at most once per S3 event (bucket, key, sequencer)."""
+    s3 = S3EventRecord(record).s3
+    started = time.perf_counter()
+    key, version = s3.get_object.key, s3.get_object.sequencer or s3.get_object.etag or ""
+    study_id, _ = pipeline.study_for_object(key, version)
+    logger.set_correlation_id(study_id)
+    try:
+        received = pipeline.receive(key, version)
+    except (ClientError, BotoCoreError) as error:
+        pipeline.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
+        raise
+    except Exception as error:
+        pipeline.fail(study_id, PROCESSING_ERROR, type(error).__name__)
+        raise
+    metrics.add_metric("ProcessingTime", MetricUnit.Milliseconds,
+                       (time.perf_counter() - started) * 1000)
+    accepted = received.status == 200
+    metrics.add_metric("InstancesAccepted" if accepted else "InstancesRejected",
+                       MetricUnit.Count, 1)
+    metrics.add_metric(f"InstancesStatus{received.status}", MetricUnit.Count, 1)
+    logger.info("instance validated", extra={"study_id": study_id, "status": received.status,
+                                             "study_complete": received.study_complete})
+    return {"study_id": study_id, "status": received.status}
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    if event.get("detail-type") == "Scheduled Event":
+        expired = pipeline.expire_overdue()
+        logger.info("deadline sweep", extra={"expired": len(expired)})
+        return {"expired": expired}
+    results = [process_object(record=record.raw_event) for record in S3Event(event).records]
+    return {"processed": results}

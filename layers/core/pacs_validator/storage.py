@@ -1,0 +1,153 @@
+"""S3 keys and objects. This module is the only place an S3 key is formed.
+
+Every key is built from a study id of our own format and a sanitised file name, so nothing
+a client sends (``../../x``, URL-encoded or Unicode tricks, absolute paths) can make the
+pipeline write outside ``incoming/<id>/``, ``studies/<id>/`` or ``rejected/<id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+STUDY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+INCOMING = "incoming"
+STUDIES = "studies"
+REJECTED = "rejected"
+MAX_NAME_LENGTH = 128
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DOWNLOAD_CHUNK = 8 * 1024 * 1024
+
+
+class UnsafeKeyError(ValueError):
+    """A key or name that cannot be made safe."""
+
+
+def new_study_id() -> str:
+    return uuid.uuid4().hex
+
+
+def study_id_for_drop(bucket: str, key: str, version: str) -> str:
+    """The id of a plain drop: derived from the object, so a redelivered event maps to it."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{key}#{version}").hex
+
+
+def is_study_id(text: str) -> bool:
+    return bool(STUDY_ID_PATTERN.match(text))
+
+
+def safe_name(name: str) -> str:
+    """A file name safe to put in a key: last path component, ``[A-Za-z0-9._-]`` only.
+
+    Unicode is folded to its closest ASCII (``é`` -> ``e``), anything else becomes ``_``,
+    leading dots are dropped (no ``..``, no hidden files) and the length is capped.
+    """
+    base = re.split(r"[/\\]", name.strip())[-1]
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    cleaned = _UNSAFE.sub("_", ascii_name).lstrip(".")[:MAX_NAME_LENGTH]
+    return cleaned or "file.dcm"
+
+
+@dataclass(frozen=True)
+class IncomingKey:
+    """What an ``incoming/`` key says: the study it belongs to (if any) and the file name."""
+
+    study_id: str | None
+    name: str
+
+
+def parse_incoming_key(key: str) -> IncomingKey:
+    """``incoming/<id>/<name>`` -> (id, name); a plain drop ``incoming/<name>`` has no id."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == INCOMING and is_study_id(parts[1]):
+        return IncomingKey(study_id=parts[1], name=safe_name(parts[2]))
+    return IncomingKey(study_id=None, name=safe_name(parts[-1]))
+
+
+def _checked(study_id: str) -> str:
+    if not is_study_id(study_id):
+        raise UnsafeKeyError("not a study id")
+    return study_id
+
+
+def incoming_key(study_id: str, name: str) -> str:
+    return f"{INCOMING}/{_checked(study_id)}/{safe_name(name)}"
+
+
+def study_key(study_id: str, leaf: str) -> str:
+    """``studies/<id>/<leaf>`` for a fixed leaf (``metadata.json``, ``validation.log``)."""
+    return f"{STUDIES}/{_checked(study_id)}/{safe_name(leaf)}"
+
+
+def stored_instance_key(study_id: str, sop_instance_uid: str | None, single: bool) -> str:
+    """Where a valid instance is stored: ``original.dcm`` alone, or by SOPInstanceUID."""
+    if single or not sop_instance_uid:
+        return study_key(study_id, "original.dcm")
+    return f"{STUDIES}/{_checked(study_id)}/instances/{safe_name(sop_instance_uid)}.dcm"
+
+
+def rejected_key(study_id: str, leaf: str) -> str:
+    return f"{REJECTED}/{_checked(study_id)}/{safe_name(leaf)}"
+
+
+def s3_client() -> Any:
+    """An S3 client; path-style addressing when an endpoint is set (LocalStack), so the
+    presigned URLs it makes work where DNS knows only localhost."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(s3={"addressing_style": "path"}, signature_version="s3v4") if endpoint else None
+    return boto3.client("s3", endpoint_url=endpoint, config=config)
+
+
+class ObjectStore:
+    """The few S3 operations the pipeline needs, on one bucket."""
+
+    def __init__(self, bucket: str, client: Any | None = None) -> None:
+        self.bucket = bucket
+        self.client = client or s3_client()
+
+    @contextmanager
+    def downloaded(self, key: str) -> Iterator[Path]:
+        """The object streamed to a temporary file (never whole in memory), removed after."""
+        with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):
+                handle.write(chunk)
+            handle.flush()
+            yield Path(handle.name)
+
+    def copy_from(self, source_bucket: str, source_key: str, target_key: str) -> None:
+        """Server-side copy into this bucket: the bytes never pass through the function."""
+        self.client.copy({"Bucket": source_bucket, "Key": source_key}, self.bucket, target_key)
+
+    def put_json(self, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, ensure_ascii=False).encode()
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
+        )
+
+    def put_text(self, key: str, text: str) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=text.encode(), ContentType="text/plain"
+        )
+
+    def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+        """A presigned POST whose policy caps the size: a presigned PUT cannot."""
+        post: dict[str, Any] = self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in,
+        )
+        return post

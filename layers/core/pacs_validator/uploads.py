@@ -1,0 +1,49 @@
+"""The ``POST /upload`` request: which files a client will upload, checked before any URL
+is handed out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pacs_validator.storage import safe_name
+
+
+class UploadRequestError(ValueError):
+    """The request body is not a valid upload declaration (answered with 400)."""
+
+
+@dataclass(frozen=True)
+class DeclaredFile:
+    name: str
+    size: int
+
+
+def _declared(entry: Any) -> DeclaredFile:
+    if not isinstance(entry, dict):
+        raise UploadRequestError("each file must be an object with name and size")
+    name, size = entry.get("name", entry.get("filename")), entry.get("size")
+    if not isinstance(name, str) or not name.strip():
+        raise UploadRequestError("each file needs a non-empty string name")
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise UploadRequestError("each file needs a positive integer size in bytes")
+    return DeclaredFile(name=safe_name(name), size=size)
+
+
+def parse_upload_request(body: Any, max_files: int) -> list[DeclaredFile]:
+    """``{"files":[{"name","size"}, ...]}`` or ``{"filename","size"}`` -> declared files.
+
+    Names are sanitised here, once; two names that sanitise alike are refused, since their
+    uploads would land on one key.
+    """
+    if not isinstance(body, dict):
+        raise UploadRequestError("the body must be a JSON object")
+    entries = body.get("files", [body])
+    if not isinstance(entries, list) or not entries:
+        raise UploadRequestError("files must be a non-empty list")
+    if len(entries) > max_files:
+        raise UploadRequestError(f"at most {max_files} files per study")
+    files = [_declared(entry) for entry in entries]
+    if len({f.name for f in files}) != len(files):
+        raise UploadRequestError("file names must be distinct")
+    return files

@@ -1,0 +1,169 @@
+"""Shared fixtures: pydicom's bundled corpus of real DICOM files, and ways to mutate them.
+
+Every expectation in the tests is derived from DICOM semantics applied to real third-party
+files (pydicom's test corpus) or to deterministic mutations of them written to ``tmp_path``.
+pydicom writes the files it reads back byte for byte, so a mutation made through a data set
+changes only what the test changed.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from pacs_validator.config import ValidatorConfig, build_config
+from pacs_validator.parsing import Source
+from pacs_validator.validation import InstanceResult, validate_instance
+
+PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
+TEST_FILES = PYDICOM_DATA / "test_files"
+CHARSET_FILES = PYDICOM_DATA / "charset_files"
+DICOMDIR_TESTS = TEST_FILES / "dicomdirtests"
+STUDY_FOLDERS = ("77654033", "98892001", "98892003")
+"""The dicomdirtests folders of real multi-instance studies (one patient each)."""
+
+
+class NonSeekableStream(io.RawIOBase):
+    """A binary stream that can only be read forward, like a raw HTTP or S3 body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self._data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Paths into pydicom's bundled test data."""
+
+    test_files: Path = TEST_FILES
+    charset_files: Path = CHARSET_FILES
+    dicomdir_tests: Path = DICOMDIR_TESTS
+
+    def path(self, name: str) -> Path:
+        """A bundled file by name (test_files first, then charset_files)."""
+        for folder in (self.test_files, self.charset_files):
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(name)
+
+    def study_files(self, folder: str) -> list[Path]:
+        """Every file of one dicomdirtests patient folder (several studies may share it)."""
+        root = self.dicomdir_tests / folder
+        return sorted(p for p in root.rglob("*") if p.is_file())
+
+    def studies(self) -> dict[str, list[Path]]:
+        """dicomdirtests files grouped by their StudyInstanceUID, as pydicom reads it."""
+        groups: dict[str, list[Path]] = {}
+        for folder in STUDY_FOLDERS:
+            for path in self.study_files(folder):
+                uid = str(self.read(path).StudyInstanceUID)
+                groups.setdefault(uid, []).append(path)
+        return groups
+
+    def all_files(self) -> list[Path]:
+        """Every bundled DICOM-looking file: test_files, dicomdirtests and charset_files."""
+        files = sorted(self.test_files.glob("*.dcm"))
+        files += sorted(p for p in self.dicomdir_tests.rglob("*") if p.is_file())
+        files += sorted(self.charset_files.glob("*.dcm"))
+        return files
+
+    @staticmethod
+    def read(source: Path | bytes, *, pixels: bool = True) -> Dataset:
+        """pydicom's own reading of a file (the reference the tests compare against)."""
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(stream, force=True, stop_before_pixels=not pixels)
+
+    @staticmethod
+    def write(dataset: Dataset, path: Path) -> Path:
+        """Write ``dataset`` as it was read (same transfer syntax, preamble and meta)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mutations are invalid on purpose
+            dataset.save_as(path)
+        return path
+
+    @staticmethod
+    def nonseekable(data: bytes) -> NonSeekableStream:
+        return NonSeekableStream(data)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Corpus:
+    return Corpus()
+
+
+@pytest.fixture(scope="session")
+def config() -> ValidatorConfig:
+    """The default configuration (data/config.json)."""
+    return build_config()
+
+
+Validate = Callable[..., InstanceResult]
+Mutate = Callable[..., Path]
+
+
+@pytest.fixture
+def validate(config: ValidatorConfig) -> Validate:
+    """``validate(source, config=None, name=None)`` -> the InstanceResult."""
+
+    def run(
+        source: Source, cfg: ValidatorConfig | None = None, name: str | None = None
+    ) -> InstanceResult:
+        result, _ = validate_instance(source, cfg or config, name=name)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def mutate(tmp_path: Path, corpus: Corpus) -> Iterator[Mutate]:
+    """``mutate(source, edit, name=None)``: a copy of a real file with ``edit(dataset)`` applied.
+
+    ``source`` is a corpus file name or a path; ``edit`` changes the data set (and its
+    ``file_meta``) in place. The copy is written to ``tmp_path``.
+    """
+    counter = iter(range(1_000_000))
+
+    def run(source: str | Path, edit: Callable[[Dataset], object], name: str | None = None
+            ) -> Path:
+        path = corpus.path(source) if isinstance(source, str) else source
+        dataset = corpus.read(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            edit(dataset)
+        target = tmp_path / (name or f"mutated-{next(counter)}-{path.name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return corpus.write(dataset, target)
+
+    yield run
+
+
+@pytest.fixture
+def write_bytes(tmp_path: Path) -> Callable[[bytes, str], Path]:
+    """``write_bytes(data, name)``: a file in ``tmp_path`` holding ``data``."""
+
+    def run(data: bytes, name: str) -> Path:
+        target = tmp_path / name
+        target.write_bytes(data)
+        return target
+
+    return run

@@ -1,0 +1,197 @@
+"""Integration fixtures: the handlers called directly against moto's in-process AWS.
+
+Each test gets fresh buckets, tables and an event bus whose events are copied to an SQS
+queue, so tests can assert on what was published.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = "pv-test"
+ACCOUNT = "123456789012"
+UPLOADS = f"{STACK}-uploads-{ACCOUNT}"
+STORE = f"{STACK}-store-{ACCOUNT}"
+BUS = f"{STACK}-bus"
+STATUS_TABLE = f"{STACK}-status"
+IDEMPOTENCY_TABLE = f"{STACK}-idempotency"
+
+
+@dataclass
+class Stack:
+    s3: Any
+    sqs: Any
+    events_queue_url: str
+    functions: dict[str, ModuleType]
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def handler(self, name: str) -> ModuleType:
+        return self.functions[name]
+
+    def published(self) -> list[dict[str, Any]]:
+        """Every event put on the bus so far, in order."""
+        events = self.seen
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.events_queue_url, MaxNumberOfMessages=10
+            ).get("Messages", [])
+            if not messages:
+                return events
+            for message in messages:
+                events.append(json.loads(message["Body"]))
+                self.sqs.delete_message(
+                    QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _create_tables(dynamodb: Any) -> None:
+    dynamodb.create_table(
+        TableName=STATUS_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "study_id", "AttributeType": "S"},
+            {"AttributeName": "open_shard", "AttributeType": "S"},
+            {"AttributeName": "deadline", "AttributeType": "N"},
+        ],
+        KeySchema=[{"AttributeName": "study_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "open-deadline-index",
+            "KeySchema": [
+                {"AttributeName": "open_shard", "KeyType": "HASH"},
+                {"AttributeName": "deadline", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }],
+    )
+    dynamodb.create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    )
+
+
+def _observe_bus(events: Any, sqs: Any) -> str:
+    queue_url = sqs.create_queue(QueueName="observed-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    events.create_event_bus(Name=BUS)
+    events.put_rule(Name="observe-all", EventBusName=BUS,
+                    EventPattern=json.dumps({"source": ["pacs-validator"]}))
+    events.put_targets(Rule="observe-all", EventBusName=BUS,
+                       Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return str(queue_url)
+
+
+def load_function(name: str) -> ModuleType:
+    """Import ``functions/<name>/app.py`` under a unique module name, fresh each time."""
+    module_name = f"pv_function_{name}"
+    sys.modules.pop(module_name, None)
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    environment = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "UPLOADS_BUCKET": UPLOADS,
+        "STORE_BUCKET": STORE,
+        "STATUS_TABLE": STATUS_TABLE,
+        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "EVENT_BUS_NAME": BUS,
+        "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "PacsValidatorTest",
+        "POWERTOOLS_SERVICE_NAME": "pacs-validator-test",
+    }
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        for bucket in (UPLOADS, STORE):
+            s3.create_bucket(Bucket=bucket)
+        _create_tables(boto3.client("dynamodb"))
+        sqs = boto3.client("sqs")
+        queue_url = _observe_bus(boto3.client("events"), sqs)
+        functions = {name: load_function(name) for name in ("api", "validator", "descriptor")}
+        yield Stack(s3=s3, sqs=sqs, events_queue_url=queue_url, functions=functions)
+
+
+class FakeContext:
+    """The parts of a Lambda context that Powertools reads."""
+
+    function_name = "test-function"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:test-function"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/test-function"
+    log_stream_name = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1) -> dict[str, Any]:
+    """An S3 ObjectCreated notification as S3 sends it (the key URL-encoded)."""
+    from urllib.parse import quote_plus
+
+    return {"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-27T00:00:00.000Z",
+        "eventName": "ObjectCreated:Post",
+        "userIdentity": {"principalId": "test"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "r", "x-amz-id-2": "i"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "test",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "test"},
+                       "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": "etag",
+                       "sequencer": sequencer},
+        },
+    }]}
+
+
+def api_event(method: str, path: str, body: Any = None,
+              path_parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event."""
+    return {
+        "resource": path, "path": path, "httpMethod": method,
+        "headers": {"Content-Type": "application/json"}, "multiValueHeaders": {},
+        "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters, "stageVariables": None,
+        "requestContext": {"requestId": "req", "stage": "test", "path": path,
+                           "httpMethod": method, "resourcePath": path,
+                           "identity": {"sourceIp": "127.0.0.1"}},
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }

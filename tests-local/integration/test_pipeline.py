@@ -1,0 +1,158 @@
+"""The whole pipeline, handler by handler, on moto: upload -> validate -> store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
+from pydicom.data import get_testdata_file
+
+CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def _largest_study(folder: Path) -> list[Path]:
+    """The files of the study with most instances under ``folder`` (real multi-file study)."""
+    by_study: dict[str, list[Path]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        by_study.setdefault(uid, []).append(path)
+    return max(by_study.values(), key=len)
+
+
+MR_STUDY = _largest_study(CORPUS / "dicomdirtests" / "98892003")
+
+
+def call_api(stack: Stack, method: str, path: str, body: Any = None,
+             params: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    response = stack.handler("api").lambda_handler(
+        api_event(method, path, body, params), FakeContext()
+    )
+    return response["statusCode"], json.loads(response["body"])
+
+
+def deliver_upload(stack: Stack, key: str, data: bytes, sequencer: str = "0A") -> dict[str, Any]:
+    stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=data)
+    result: dict[str, Any] = stack.handler("validator").lambda_handler(
+        s3_put_event(UPLOADS, key, sequencer, len(data)), FakeContext()
+    )
+    return result
+
+
+def deliver_success_events(stack: Stack) -> None:
+    for event in list(stack.published()):
+        if event["detail-type"] == "validation.success":
+            stack.handler("descriptor").lambda_handler(event, FakeContext())
+            stack.published()
+
+
+def run_study(stack: Stack, files: dict[str, bytes]) -> str:
+    """POST /upload, put every file where its presigned POST points, run the functions."""
+    status, body = call_api(stack, "POST", "/upload",
+                            {"files": [{"name": n, "size": len(d)} for n, d in files.items()]})
+    assert status == 201, body
+    for upload in body["uploads"]:
+        deliver_upload(stack, upload["fields"]["key"], files[upload["name"]])
+    deliver_success_events(stack)
+    return str(body["study_id"])
+
+
+def study_status(stack: Stack, study_id: str) -> dict[str, Any]:
+    status, body = call_api(stack, "GET", f"/status/{study_id}", params={"study_id": study_id})
+    assert status == 200, body
+    return body
+
+
+def detail_types(stack: Stack, study_id: str) -> list[str]:
+    return [e["detail-type"] for e in stack.published() if e["detail"]["study_id"] == study_id]
+
+
+def test_one_file_study_is_stored_as_original_with_metadata(stack: Stack) -> None:
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    study_id = run_study(stack, {"ct.dcm": data})
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert status["status"] == 200
+    prefix = f"studies/{study_id}/"
+    assert stack.keys(STORE, prefix) == sorted(
+        prefix + leaf for leaf in
+        ("original.dcm", "metadata.json", "validation.log", "validation.json")
+    )
+    stored = stack.s3.get_object(Bucket=STORE, Key=prefix + "original.dcm")["Body"].read()
+    assert stored == data
+    metadata = json.loads(stack.s3.get_object(Bucket=STORE, Key=prefix + "metadata.json")["Body"].read())
+    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    assert metadata["study_id"] == study_id
+    assert metadata["patient"]["id"] == dataset.PatientID
+    assert metadata["study"]["instance_uid"] == dataset.StudyInstanceUID
+    instance = metadata["series"][0]["instances"][0]
+    assert instance["sha256"] == hashlib.sha256(data).hexdigest()
+    assert instance["key"] == prefix + "original.dcm"
+    assert detail_types(stack, study_id) == [
+        "study.uploaded", "validation.success", "study.validated",
+        "metadata.extracted", "storage.completed", "study.processed",
+    ]
+
+
+def test_multi_file_study_is_stored_by_sop_instance_uid(stack: Stack) -> None:
+    files = {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
+    study_id = run_study(stack, files)
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    uids = {str(pydicom.dcmread(path).SOPInstanceUID) for path in MR_STUDY}
+    instance_keys = stack.keys(STORE, f"studies/{study_id}/instances/")
+    assert instance_keys == sorted(f"studies/{study_id}/instances/{uid}.dcm" for uid in uids)
+    metadata = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
+    assert metadata["counts"]["instances"] == len(MR_STUDY)
+    uploaded = detail_types(stack, study_id).count("study.uploaded")
+    assert uploaded == len(MR_STUDY)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_status", "rule"),
+    [
+        ("no_meta.dcm", 400, "format.preamble"),
+        ("MR_truncated.dcm", 400, "format.truncated"),
+        ("JPEGLSNearLossless_08.dcm", 422, "attribute.required"),
+    ],
+)
+def test_rejected_file_lands_in_rejected_with_its_findings(
+    stack: Stack, name: str, expected_status: int, rule: str
+) -> None:
+    data = Path(get_testdata_file(name)).read_bytes()
+    study_id = run_study(stack, {name: data})
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "REJECTED"
+    assert status["status"] == expected_status
+    assert rule in {f["rule"] for f in status["files"][0]["findings"]}
+    assert stack.keys(STORE, f"rejected/{study_id}/") == sorted(
+        f"rejected/{study_id}/{leaf}" for leaf in (name, "validation.log", "validation.json")
+    )
+    assert stack.keys(STORE, f"studies/{study_id}/") == []
+    original = stack.s3.get_object(Bucket=UPLOADS, Key=f"incoming/{study_id}/{name}")
+    assert original["Body"].read() == data
+    log = stack.s3.get_object(Bucket=STORE, Key=f"rejected/{study_id}/validation.log")
+    assert rule in log["Body"].read().decode()
+    types = detail_types(stack, study_id)
+    assert types == ["study.uploaded", "validation.failed", "study.validated"]
+
+
+def test_files_of_two_studies_in_one_upload_are_rejected_as_mixed(stack: Stack) -> None:
+    files = {
+        "ct.dcm": Path(get_testdata_file("CT_small.dcm")).read_bytes(),
+        "mr.dcm": Path(get_testdata_file("MR_small.dcm")).read_bytes(),
+    }
+    study_id = run_study(stack, files)
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "REJECTED"
+    assert status["status"] == 422
+    assert "study.mixed-studies" in {f["rule"] for f in status["findings"]}
+    assert all(f["status"] == 200 for f in status["files"])

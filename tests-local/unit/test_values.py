@@ -1,0 +1,239 @@
+"""Attribute presence and values: parseable files whose content breaks the rules are 422."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.datadict import tag_for_keyword
+
+from pacs_validator.rules import format_tag
+
+REQUIRED = ["PatientID", "StudyDate", "Modality", "StudyInstanceUID", "SeriesInstanceUID",
+            "SOPInstanceUID", "SOPClassUID"]
+
+
+def findings_of(result, rule: str) -> list:
+    return [f for f in result.findings if f.rule == rule]
+
+
+def error_rules(result) -> set[str]:
+    return {f.rule for f in result.findings if f.severity.value == "error"}
+
+
+def dicom_tag(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def test_format_tag_writes_tags_the_dicom_way():
+    assert format_tag(0x00100020) == "(0010,0020)"
+    assert format_tag(0x7FE00010) == "(7FE0,0010)"
+
+
+# --- required attributes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm", "JPEG2000.dcm"])
+@pytest.mark.parametrize("keyword", REQUIRED)
+def test_deleted_required_attribute_is_422_naming_keyword_and_tag(name, keyword, mutate,
+                                                                  validate):
+    result = validate(mutate(name, lambda ds: delattr(ds, keyword)))
+    assert result.status == 422
+    required = findings_of(result, "attribute.required")
+    assert [(f.keyword, f.tag) for f in required] == [(keyword, dicom_tag(keyword))]
+    assert required[0].severity.value == "error"
+    assert required[0].status == 422
+    assert keyword in required[0].message
+
+
+@pytest.mark.parametrize("keyword", ["PatientID", "StudyDate", "Modality", "StudyInstanceUID"])
+def test_emptied_required_attribute_is_422(keyword, mutate, validate):
+    result = validate(mutate("CT_small.dcm", lambda ds: setattr(ds, keyword, "")))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "attribute.required")] == [keyword]
+
+
+def test_required_attribute_of_only_spaces_is_empty(mutate, validate):
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, "PatientID", "    ")))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "attribute.required")] == ["PatientID"]
+
+
+def test_optional_attribute_deleted_keeps_the_file_valid(mutate, validate):
+    # InstitutionName is Type 3 in the General Equipment module: its absence is no defect.
+    result = validate(mutate("CT_small.dcm", lambda ds: delattr(ds, "InstitutionName")))
+    assert result.status == 200
+    assert not result.findings
+
+
+# --- dates ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("date", ["20231340", "2023-01-01", "20230229", "20230431", "20230000",
+                                  "2023010", "abcdefgh"])
+def test_study_date_that_is_not_a_real_yyyymmdd_date_is_422(date, mutate, validate):
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, "StudyDate", date)))
+    assert result.status == 422
+    dates = findings_of(result, "value.date")
+    assert [(f.keyword, f.tag) for f in dates] == [("StudyDate", "(0008,0020)")]
+    assert date not in dates[0].message
+
+
+@pytest.mark.parametrize("date", ["20240229", "20000229", "19991231", "20230101"])
+def test_study_date_that_is_a_real_date_is_valid(date, mutate, validate):
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, "StudyDate", date)))
+    assert result.status == 200
+    assert not findings_of(result, "value.date")
+
+
+def test_february_29_of_a_century_not_divisible_by_400_is_not_a_date(mutate, validate):
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, "StudyDate", "19000229")))
+    assert findings_of(result, "value.date")
+
+
+def test_impossible_patient_birth_date_is_422(mutate, validate):
+    result = validate(mutate("CT_small.dcm",
+                             lambda ds: setattr(ds, "PatientBirthDate", "19991399")))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "value.date")] == ["PatientBirthDate"]
+
+
+# --- UIDs ----------------------------------------------------------------------------------
+
+
+BAD_UIDS = {
+    "letters": "1.2.840.abc.1",
+    "longer than 64": "1.2.840." + "1" * 60,
+    "leading zero component": "1.2.03",
+    "empty component": "1.2..3",
+    "trailing dot": "1.2.3.",
+}
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID"])
+@pytest.mark.parametrize("uid", BAD_UIDS.values(), ids=BAD_UIDS.keys())
+def test_malformed_identifying_uid_is_422(keyword, uid, mutate, validate):
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, keyword, uid)))
+    assert result.status == 422
+    uids = findings_of(result, "value.uid")
+    assert [f.keyword for f in uids] == [keyword]
+    assert uid not in uids[0].message
+
+
+def test_malformed_sop_instance_uid_in_meta_and_data_set_is_422(mutate, validate):
+    def edit(ds):
+        ds.SOPInstanceUID = "1.2.03.4"
+        ds.file_meta.MediaStorageSOPInstanceUID = "1.2.03.4"
+
+    result = validate(mutate("CT_small.dcm", edit))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "value.uid")] == ["SOPInstanceUID"]
+    assert not findings_of(result, "meta.sop-instance-mismatch")
+
+
+@pytest.mark.parametrize("uid", ["0.0", "1.2.0.3", "2.25." + "9" * 59, "1.2.840.10008.1.2"])
+def test_well_formed_uid_edge_cases_are_valid(uid, mutate, validate):
+    # "0" alone is a valid component; 64 characters is the limit, not over it.
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, "SeriesInstanceUID", uid)))
+    assert len(uid) <= 64
+    assert result.status == 200, [f.to_dict() for f in result.findings]
+
+
+def test_malformed_non_identifying_uid_is_only_a_warning(mutate, validate):
+    def edit(ds):
+        ds.FrameOfReferenceUID = "1.2.abc"
+
+    result = validate(mutate("CT_small.dcm", edit))
+    assert result.status == 200
+    assert [f.keyword for f in findings_of(result, "value.other-uid")] == ["FrameOfReferenceUID"]
+
+
+# --- Modality ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modality", ["ct!", "ct", "Mr", "C-T", "A" * 17])
+def test_modality_that_is_not_a_code_string_is_422(modality, mutate, validate):
+    result = validate(mutate("CT_small.dcm", lambda ds: setattr(ds, "Modality", modality)))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "value.modality")] == ["Modality"]
+
+
+def test_modality_code_string_that_is_no_defined_term_is_a_warning(mutate, validate):
+    result = validate(mutate("CT_small.dcm", lambda ds: setattr(ds, "Modality", "ZZ")))
+    assert result.status == 200
+    unknown = findings_of(result, "value.modality-unknown")
+    assert [(f.keyword, f.severity.value) for f in unknown] == [("Modality", "warning")]
+    assert not findings_of(result, "value.modality")
+
+
+@pytest.mark.parametrize("modality", ["OT", "US", "PT", "NM", "SM"])
+def test_other_defined_modality_terms_are_valid(modality, mutate, validate):
+    result = validate(mutate("CT_small.dcm", lambda ds: setattr(ds, "Modality", modality)))
+    assert not findings_of(result, "value.modality")
+    assert not findings_of(result, "value.modality-unknown")
+
+
+def test_two_modality_values_are_422(mutate, validate):
+    result = validate(mutate("CT_small.dcm", lambda ds: setattr(ds, "Modality", ["CT", "MR"])))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "value.multiplicity")] == ["Modality"]
+
+
+# --- value lengths -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("keyword", "vr", "limit"), [
+    ("StudyID", "SH", 16),
+    ("StationName", "SH", 16),
+    ("InstitutionName", "LO", 64),
+    ("StudyDescription", "LO", 64),
+    ("PatientID", "LO", 64),
+])
+def test_value_longer_than_its_vr_allows_is_422(keyword, vr, limit, mutate, validate):
+    too_long = "X" * (limit + 1)
+    result = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, keyword, too_long)))
+    assert result.status == 422
+    lengths = findings_of(result, "value.vr-length")
+    assert [f.keyword for f in lengths] == [keyword]
+    assert vr in lengths[0].message
+    at_limit = validate(mutate("MR_small.dcm", lambda ds: setattr(ds, keyword, "X" * limit)))
+    assert at_limit.status == 200
+
+
+def test_person_name_component_group_over_64_characters_is_422(mutate, validate):
+    result = validate(mutate("MR_small.dcm",
+                             lambda ds: setattr(ds, "PatientName", "A" * 65 + "^B")))
+    assert result.status == 422
+    assert [f.keyword for f in findings_of(result, "value.vr-length")] == ["PatientName"]
+
+
+# --- file meta agreement -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_implicit.dcm", "JPEG2000.dcm"])
+def test_media_storage_sop_instance_uid_differing_from_sop_instance_uid_is_422(name, mutate,
+                                                                               validate):
+    def edit(ds):
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID + ".1"
+
+    result = validate(mutate(name, edit))
+    assert result.status == 422
+    mismatch = findings_of(result, "meta.sop-instance-mismatch")
+    assert [f.keyword for f in mismatch] == ["SOPInstanceUID"]
+
+
+def test_media_storage_sop_class_uid_differing_from_sop_class_uid_is_422(mutate, validate):
+    def edit(ds):
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT, file is MR
+
+    result = validate(mutate("MR_small.dcm", edit))
+    assert result.status == 422
+    assert findings_of(result, "meta.sop-class-mismatch")
+
+
+def test_real_rtplan_whose_meta_names_another_instance_is_422(corpus, validate):
+    dataset = corpus.read(corpus.path("rtplan.dcm"))
+    assert dataset.file_meta.MediaStorageSOPInstanceUID != dataset.SOPInstanceUID
+    result = validate(corpus.path("rtplan.dcm"))
+    assert result.status == 422
+    assert error_rules(result) == {"meta.sop-instance-mismatch"}
