@@ -111,17 +111,36 @@ def run_true() -> None:
 
 def time_runs(func: Callable[[], None], repeat: int) -> tuple[float | None, str | None]:
     """Median milliseconds of ``repeat`` runs after one warm-up; None and the error on failure."""
-    try:
-        func()
-    except Exception as exc:  # noqa: BLE001 - a file the floor cannot read is reported
-        return None, f"{type(exc).__name__}: {exc}"[:200]
-    times = []
+    medians, errors = time_interleaved({"run": func}, repeat)
+    return medians["run"], errors.get("run")
+
+
+def time_interleaved(
+    funcs: dict[str, Callable[[], None]], repeat: int
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Median milliseconds of each function over ``repeat`` rounds, after one warm-up each.
+
+    Every round runs each function once, in turn, so that a change in machine load during a
+    file's measurement affects all measures of that file alike. A function that raises in its
+    warm-up is not timed: its median is None and its error is returned.
+    """
+    errors: dict[str, str] = {}
+    for name, func in funcs.items():
+        try:
+            func()
+        except Exception as exc:  # noqa: BLE001 - a file the floor cannot read is reported
+            errors[name] = f"{type(exc).__name__}: {exc}"[:200]
+    timed = {name: func for name, func in funcs.items() if name not in errors}
+    times: dict[str, list[float]] = {name: [] for name in timed}
     gc.collect()
     for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000, None
+        for name, func in timed.items():
+            start = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - start)
+    medians: dict[str, float | None] = {name: None for name in funcs}
+    medians.update({name: statistics.median(values) * 1000 for name, values in times.items()})
+    return medians, errors
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -180,15 +199,17 @@ def measure(files: list[Path], repeat: int, with_dciodvfy: bool) -> list[dict[st
             "file": _label(path),
             "bytes": path.stat().st_size,
         }
-        row["validate"], _ = time_runs(lambda p=path: run_validate(p, config), repeat)
-        row["validate+describe"], _ = time_runs(
-            lambda p=path: run_validate_describe(p, config), repeat
-        )
-        row["floor"], error = time_runs(lambda p=path: run_floor(p), repeat)
-        if error:
-            row["floor_error"] = error
+        funcs: dict[str, Callable[[], None]] = {
+            "validate": lambda p=path: run_validate(p, config),
+            "validate+describe": lambda p=path: run_validate_describe(p, config),
+            "floor": lambda p=path: run_floor(p),
+        }
         if with_dciodvfy:
-            row["dciodvfy"], _ = time_runs(lambda p=path: run_dciodvfy(p), repeat)
+            funcs["dciodvfy"] = lambda p=path: run_dciodvfy(p)
+        medians, errors = time_interleaved(funcs, repeat)
+        row.update(medians)
+        if "floor" in errors:
+            row["floor_error"] = errors["floor"]
         result, _ = validate_instance(path, config)
         row["status"] = result.status
         rows.append(row)
@@ -223,6 +244,13 @@ def report(rows: list[dict[str, Any]], overhead: dict[str, float] | None) -> dic
             ratios["validate+describe / (dciodvfy - its start)"] = (
                 vd["median_ms"] / net if net > 0 else None
             )
+        for other in ("dciodvfy", "floor"):
+            per_file = [row["validate+describe"] / row[other] for row in subset
+                        if row.get(other) and row.get("validate+describe") is not None]
+            if per_file:
+                ratios[f"median over files of (validate+describe / {other})"] = (
+                    statistics.median(per_file)
+                )
         summary[label] = {"stats": stats, "ratios": ratios}
         print(f"\n== {label} ({len(subset)} files) ==")
         print(f"{'measure':20} {'files':>5} {'median ms':>10} {'p90 ms':>9} {'mean ms':>9} "
@@ -234,7 +262,7 @@ def report(rows: list[dict[str, Any]], overhead: dict[str, float] | None) -> dic
         for name, value in ratios.items():
             if value is not None:
                 goal = "  (goal <= 0.333)" if "dciodvfy" in name else "  (goal <= 3)"
-                print(f"  {name:40} {value:6.3f}{goal}")
+                print(f"  {name:54} {value:6.3f}{goal}")
     if overhead:
         print(f"\nprocess start overhead (median ms): `true` {overhead['true_ms']:.3f}, "
               f"dciodvfy on a missing file {overhead['dciodvfy_missing_file_ms']:.3f}, "
@@ -263,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     files = [Path(f).resolve() for f in args.files] if args.files else corpus()
+    load_before = os.getloadavg()
     overhead = startup_overhead(args.repeat) if with_dciodvfy else None
     rows = measure(files, args.repeat, with_dciodvfy)
     summary = report(rows, overhead)
+    load_after = os.getloadavg()
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"on {os.cpu_count()} CPUs: other work on the machine inflates every column")
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS_DIR / f"core-{stamp}.json"
@@ -275,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                     "cpus": os.cpu_count(), "pydicom": pydicom.__version__},
         "repeat": args.repeat,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "startup_overhead": overhead,
         "summary": summary,
         "files": rows,

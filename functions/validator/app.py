@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -49,7 +50,8 @@ def process_object(record: dict[str, Any]) -> dict[str, Any]:
     """One uploaded object, at most once per S3 event (bucket, key, sequencer)."""
     s3 = S3EventRecord(record).s3
     started = time.perf_counter()
-    key, version = s3.get_object.key, s3.get_object.sequencer or s3.get_object.etag or ""
+    key = unquote_plus(s3.get_object.key)  # S3 notifications carry URL-encoded keys
+    version = s3.get_object.sequencer or s3.get_object.etag or ""
     study_id, _ = pipeline.study_for_object(key, version)
     logger.set_correlation_id(study_id)
     try:

@@ -1,0 +1,172 @@
+"""Redelivery, duplicates, late and missing files, failures, hostile keys, and PHI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import STORE, UPLOADS, FakeContext, Stack, s3_put_event
+from pydicom.data import get_testdata_file
+from test_pipeline import (
+    MR_STUDY,
+    call_api,
+    deliver_success_events,
+    deliver_upload,
+    detail_types,
+    run_study,
+    study_status,
+)
+
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+
+
+def declare(stack: Stack, names: list[str], size: int = 1000) -> dict[str, object]:
+    status, body = call_api(stack, "POST", "/upload",
+                            {"files": [{"name": n, "size": size} for n in names]})
+    assert status == 201
+    return body
+
+
+def test_a_redelivered_s3_event_is_processed_once(stack: Stack) -> None:
+    body = declare(stack, ["ct.dcm"])
+    key = body["uploads"][0]["fields"]["key"]  # type: ignore[index]
+    first = deliver_upload(stack, key, CT_SMALL.read_bytes(), sequencer="00AB")
+    event = s3_put_event(UPLOADS, key, "00AB")
+    second = stack.handler("validator").lambda_handler(event, FakeContext())
+
+    assert second == first
+    assert detail_types(stack, str(body["study_id"])).count("study.uploaded") == 1
+    assert detail_types(stack, str(body["study_id"])).count("validation.success") == 1
+
+
+def test_the_same_file_twice_is_a_noted_duplicate_and_the_study_is_stored(stack: Stack) -> None:
+    data = CT_SMALL.read_bytes()
+    study_id = run_study(stack, {"first.dcm": data, "again.dcm": data})
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert "study.duplicate-instance" in {f["rule"] for f in status["findings"]}
+    assert stack.keys(STORE, f"studies/{study_id}/") == sorted(
+        f"studies/{study_id}/{leaf}" for leaf in
+        ("original.dcm", "metadata.json", "validation.log", "validation.json")
+    )
+
+
+def test_one_sop_instance_with_different_bytes_is_a_conflict(stack: Stack, tmp_path: Path) -> None:
+    dataset = pydicom.dcmread(CT_SMALL)
+    dataset.InstitutionName = "Another Hospital"
+    changed = tmp_path / "changed.dcm"
+    dataset.save_as(changed)
+    study_id = run_study(stack, {"a.dcm": CT_SMALL.read_bytes(), "b.dcm": changed.read_bytes()})
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "REJECTED"
+    assert status["status"] == 422
+    assert "study.instance-conflict" in {f["rule"] for f in status["findings"]}
+
+
+def test_a_manifest_not_fulfilled_by_its_deadline_ends_incomplete(stack: Stack) -> None:
+    body = declare(stack, ["a.dcm", "b.dcm"])
+    study_id = str(body["study_id"])
+    deliver_upload(stack, f"incoming/{study_id}/a.dcm", CT_SMALL.read_bytes())
+    assert study_status(stack, study_id)["state"] == "RECEIVING"
+
+    validator = stack.handler("validator")
+    assert validator.pipeline.expire_overdue(now=int(time.time())) == []
+    assert validator.pipeline.expire_overdue(now=int(time.time()) + 7200) == [study_id]
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "INCOMPLETE"
+    assert status["status"] == 422
+    assert "study.manifest-missing" in {f["rule"] for f in status["findings"]}
+    assert f"rejected/{study_id}/a.dcm" in stack.keys(STORE, f"rejected/{study_id}/")
+    late = deliver_upload(stack, f"incoming/{study_id}/b.dcm", CT_SMALL.read_bytes(), "0B")
+    assert late["processed"][0]["status"] == 200
+    assert study_status(stack, study_id)["state"] == "INCOMPLETE"
+
+
+def test_the_schedule_runs_the_deadline_sweep(stack: Stack) -> None:
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {},
+                 "id": "1", "account": "123456789012", "region": "us-east-1",
+                 "time": "2026-11-27T00:00:00Z", "resources": [], "version": "0"}
+    assert stack.handler("validator").lambda_handler(scheduled, FakeContext()) == {"expired": []}
+
+
+def test_a_storage_failure_ends_failed_503_and_is_raised_for_retry(stack: Stack) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes())
+    for key in stack.keys(STORE):
+        stack.s3.delete_object(Bucket=STORE, Key=key)
+    stack.s3.delete_bucket(Bucket=STORE)
+
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        deliver_success_events(stack)
+    status = study_status(stack, study_id)
+    assert status["state"] == "FAILED"
+    assert status["status"] == 503
+    assert stack.s3.get_object(Bucket=UPLOADS, Key=f"incoming/{study_id}/ct.dcm")
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["incoming/../../x.dcm", "incoming/a b+c%2F..%2F.dcm", "incoming/écho/ütf.dcm",
+     "incoming/" + "0" * 32 + "/unknown-study.dcm"],
+)
+def test_plain_drops_with_hostile_keys_stay_inside_their_study_prefix(
+    stack: Stack, key: str
+) -> None:
+    result = deliver_upload(stack, key, CT_SMALL.read_bytes())
+    study_id = result["processed"][0]["study_id"]
+    deliver_success_events(stack)
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    for stored in stack.keys(STORE):
+        assert stored.startswith((f"studies/{study_id}/", f"rejected/{study_id}/")) or (
+            "/" in stored and stored.split("/")[1] != study_id
+        )
+    assert all(".." not in k.split("/") for k in stack.keys(STORE))
+    assert f"studies/{study_id}/original.dcm" in stack.keys(STORE)
+
+
+def _patient_values(paths: list[Path]) -> set[str]:
+    values = set()
+    for path in paths:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
+            value = str(dataset.get(keyword, "") or "").strip()
+            if len(value) >= 4:
+                values.add(value)
+    return values
+
+
+def test_no_patient_value_reaches_logs_or_events(
+    stack: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    broken = Path(get_testdata_file("MR_small.dcm")).read_bytes()[:-500]
+    studies = {
+        "ct": {"ct.dcm": CT_SMALL.read_bytes()},
+        "mr": {p.name: p.read_bytes() for p in MR_STUDY},
+        "rtplan": {"plan.dcm": Path(get_testdata_file("rtplan.dcm")).read_bytes()},
+        "broken": {"broken.dcm": broken},
+    }
+    for files in studies.values():
+        run_study(stack, files)
+    values = _patient_values([CT_SMALL, *MR_STUDY, Path(get_testdata_file("rtplan.dcm")),
+                              Path(get_testdata_file("MR_small.dcm"))])
+    assert values, "the corpus files carry patient values"
+
+    captured = capsys.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    events = json.dumps([e["detail"] for e in stack.published()])
+    statuses = json.dumps([study_status(stack, e["detail"]["study_id"]) for e in stack.published()])
+    assert "instance validated" in logs
+    for value in values:
+        assert value not in logs
+        assert value not in events
+        assert value not in statuses

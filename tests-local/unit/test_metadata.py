@@ -1,0 +1,185 @@
+"""metadata.json: values equal pydicom's own reading, absent is null, never invented."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from pydicom.multival import MultiValue
+
+from pacs_validator.metadata import DescribedInstance, build_metadata, metadata_map
+from pacs_validator.validation import validate_instance
+
+CHARSET_FILES = ["chrArab.dcm", "chrFren.dcm", "chrGerm.dcm", "chrGreek.dcm", "chrH31.dcm",
+                 "chrH32.dcm", "chrHbrw.dcm", "chrI2.dcm", "chrJapMulti.dcm",
+                 "chrKoreanMulti.dcm", "chrRuss.dcm", "chrX1.dcm", "chrX2.dcm"]
+
+
+@pytest.fixture
+def describe(config):
+    """``describe(paths, study_id=None)`` -> the metadata document, built from what was read."""
+
+    def run(paths: list[Path], study_id: str | None = None) -> dict:
+        instances = []
+        for path in paths:
+            result, parsed = validate_instance(path, config, name=str(path))
+            assert parsed.dataset is not None, path
+            instances.append(DescribedInstance(
+                dataset=parsed.dataset, size=result.size, sha256=result.sha256,
+                transfer_syntax=result.summary.transfer_syntax,
+                has_pixel_data=parsed.pixel_data is not None, key=str(path)))
+        return build_metadata(study_id, instances)
+
+    return run
+
+
+def expected_json(value):
+    """How a pydicom value is expected to appear in JSON (None for absent or empty)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, MultiValue):
+        return [expected_json(v) for v in value]
+    if type(value).__name__ == "IS":
+        return int(value)
+    if type(value).__name__ in ("DSfloat", "DSdecimal"):
+        return float(value)
+    return value if isinstance(value, int) else str(value)
+
+
+def test_real_study_document_matches_pydicoms_reading_of_every_file(corpus, describe):
+    for uid, files in corpus.studies().items():
+        document = describe(files)
+        datasets = {str(p): corpus.read(p) for p in files}
+        first = next(iter(datasets.values()))
+        assert document["study_id"] == uid
+        assert document["study"]["instance_uid"] == uid
+        assert document["patient"]["id"] == first.PatientID
+        assert document["patient"]["name"] == str(first.PatientName)
+        assert document["study"]["date"] == first.StudyDate
+        series_uids = {str(ds.SeriesInstanceUID) for ds in datasets.values()}
+        assert document["counts"] == {"series": len(series_uids), "instances": len(files)}
+        assert {s["instance_uid"] for s in document["series"]} == series_uids
+        seen = 0
+        for series in document["series"]:
+            for entry in series["instances"]:
+                path = Path(entry["key"])
+                ds = datasets[entry["key"]]
+                data = path.read_bytes()
+                assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+                assert entry["size"] == len(data)
+                assert entry["sop_instance_uid"] == ds.SOPInstanceUID
+                assert entry["sop_class_uid"] == ds.SOPClassUID
+                assert entry["instance_number"] == int(ds.InstanceNumber)
+                assert entry["rows"] == ds.Rows
+                assert entry["columns"] == ds.Columns
+                assert entry["frames"] == 1  # no NumberOfFrames, pixel data present
+                assert entry["transfer_syntax"] == ds.file_meta.TransferSyntaxUID
+                assert ds.SeriesInstanceUID == series["instance_uid"]
+                assert series["modality"] == ds.Modality
+                seen += 1
+        assert seen == len(files)
+
+
+def test_instances_of_a_series_are_ordered_by_instance_number(corpus, describe):
+    files = sorted((corpus.dicomdir_tests / "98892003" / "MR700").iterdir())
+    document = describe(files)
+    numbers = [e["instance_number"] for e in document["series"][0]["instances"]]
+    assert numbers == sorted(numbers)
+    assert len(numbers) == len(files)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm",
+                                  "examples_palette.dcm", "waveform_ecg.dcm", "JPEG2000.dcm"])
+def test_every_mapped_field_is_pydicoms_value_or_null(name, corpus, describe):
+    path = corpus.path(name)
+    ds = corpus.read(path, pixels=False)
+    document = describe([path])
+    mapping = metadata_map()
+    for section in ("patient", "study", "equipment", "exposure", "institution"):
+        for field, keyword in mapping[section].items():
+            assert document[section][field] == expected_json(ds.get(keyword)), (section, field)
+    series = document["series"][0]
+    for field, keyword in mapping["series"].items():
+        assert series[field] == expected_json(ds.get(keyword)), field
+
+
+def test_deleted_institution_name_is_null(corpus, mutate, describe):
+    original = describe([corpus.path("CT_small.dcm")])
+    assert original["institution"]["name"] == corpus.read(
+        corpus.path("CT_small.dcm"), pixels=False).InstitutionName
+    document = describe([mutate("CT_small.dcm", lambda ds: delattr(ds, "InstitutionName"))])
+    assert document["institution"]["name"] is None
+
+
+def test_emptied_attribute_is_null_not_an_empty_string(corpus, mutate, describe):
+    document = describe([mutate("CT_small.dcm", lambda ds: setattr(ds, "StationName", ""))])
+    assert document["equipment"]["station_name"] is None
+
+
+def test_multi_valued_element_is_a_json_list(corpus, describe):
+    path = corpus.path("examples_palette.dcm")
+    versions = corpus.read(path, pixels=False).SoftwareVersions
+    assert isinstance(versions, MultiValue)
+    assert len(versions) > 1
+    document = describe([path])
+    assert document["equipment"]["software_versions"] == [str(v) for v in versions]
+
+
+def test_person_name_is_a_string(corpus, describe):
+    document = describe([corpus.path("rtplan.dcm")])
+    assert document["patient"]["name"] == "Last^First^mid^pre"
+    assert isinstance(document["patient"]["name"], str)
+
+
+def test_numbers_stay_numbers(corpus, describe):
+    path = corpus.path("CT_small.dcm")
+    ds = corpus.read(path, pixels=False)
+    document = describe([path])
+    assert document["exposure"]["kvp"] == float(ds.KVP)
+    assert isinstance(document["exposure"]["kvp"], float)
+    assert document["series"][0]["number"] == int(ds.SeriesNumber)
+    assert isinstance(document["series"][0]["instances"][0]["rows"], int)
+
+
+@pytest.mark.parametrize("name", CHARSET_FILES)
+def test_patient_name_in_a_specific_character_set_is_decoded_unicode(name, corpus, describe):
+    path = corpus.path(name)
+    expected = str(corpus.read(path, pixels=False).PatientName)
+    assert any(ord(c) > 127 for c in expected)  # the premise: really not ASCII
+    document = describe([path])
+    assert document["patient"]["name"] == expected
+    assert json.loads(json.dumps(document, ensure_ascii=False))["patient"]["name"] == expected
+
+
+def test_frames_come_from_number_of_frames_or_default_to_one(corpus, describe):
+    two = describe([corpus.path("SC_rgb_rle_2frame.dcm")])["series"][0]["instances"][0]
+    assert two["frames"] == 2
+    one = describe([corpus.path("MR_small.dcm")])["series"][0]["instances"][0]
+    assert one["frames"] == 1
+    ecg = describe([corpus.path("waveform_ecg.dcm")])["series"][0]["instances"][0]
+    assert ecg["frames"] is None  # no pixel data: there is no frame count to state
+    assert ecg["rows"] is None
+
+
+def test_document_is_json_serialisable_and_round_trips(corpus, describe):
+    files = corpus.study_files("98892003")
+    document = describe(files)
+    text = json.dumps(document)
+    assert json.loads(text) == document
+    assert set(document) >= {"schema_version", "study_id", "patient", "study", "equipment",
+                             "exposure", "institution", "series"}
+    assert set(document["patient"]) >= {"id", "name", "birth_date", "sex"}
+    assert set(document["series"][0]["instances"][0]) >= {
+        "sop_instance_uid", "sop_class_uid", "instance_number", "rows", "columns", "frames",
+        "transfer_syntax", "size", "sha256", "key"}
+
+
+def test_study_id_given_is_kept(corpus, describe):
+    assert describe([corpus.path("MR_small.dcm")], study_id="upload-7")["study_id"] == "upload-7"
+
+
+def test_metadata_of_no_instances_is_refused():
+    with pytest.raises(ValueError):
+        build_metadata(None, [])

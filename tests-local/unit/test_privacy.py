@@ -1,0 +1,79 @@
+"""Findings name attributes, never their values: they go into logs, events and the status API."""
+
+from __future__ import annotations
+
+import pytest
+
+from pacs_validator.study import check_study
+
+PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
+
+
+def phi_strings(dataset) -> set[str]:
+    """The file's patient values (and name components) long enough to be recognisable."""
+    values: set[str] = set()
+    for keyword in PHI_KEYWORDS:
+        value = dataset.get(keyword)
+        if value is None:
+            continue
+        text = str(value).strip()
+        values.add(text)
+        if keyword == "PatientName":
+            values.update(part.strip() for part in text.replace("=", "^").split("^"))
+    return {v for v in values if len(v) >= 3}
+
+
+def leaks(findings, dataset) -> list[tuple[str, str]]:
+    return [(f.rule, value) for f in findings for value in phi_strings(dataset)
+            if value in f.message or value.upper() in f.message]
+
+
+def test_no_finding_of_any_corpus_file_quotes_a_patient_value(corpus, validate):
+    checked = 0
+    for path in corpus.all_files():
+        dataset = corpus.read(path, pixels=False)
+        result = validate(path)
+        assert not leaks(result.findings, dataset), path
+        checked += bool(phi_strings(dataset) and result.findings)
+    assert checked >= 20  # many files have both patient values and findings
+
+
+PHI_MUTATIONS = {
+    # Each makes a rule fire on the very attribute that holds the patient value.
+    "PatientID too long": lambda ds: setattr(ds, "PatientID", "PID-" + "7" * 70),
+    "PatientID two values": lambda ds: setattr(ds, "PatientID", ["PIDAAA111", "PIDBBB222"]),
+    "PatientName group too long": lambda ds: setattr(ds, "PatientName",
+                                                     "Smithsonian" * 7 + "^Jonathan"),
+    "PatientBirthDate impossible": lambda ds: setattr(ds, "PatientBirthDate", "19871332"),
+    "PatientBirthDate with dashes": lambda ds: setattr(ds, "PatientBirthDate", "1987-11-30"),
+    "PatientID emptied, name kept": lambda ds: setattr(ds, "PatientID", ""),
+    "StudyDate impossible": lambda ds: setattr(ds, "StudyDate", "20231340"),
+}
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm", "rtplan.dcm"])
+@pytest.mark.parametrize("mutation", PHI_MUTATIONS.values(), ids=PHI_MUTATIONS.keys())
+def test_findings_on_patient_attributes_do_not_quote_them(name, mutation, corpus, mutate,
+                                                          validate):
+    path = mutate(name, mutation)
+    dataset = corpus.read(path, pixels=False)
+    result = validate(path)
+    assert result.status == 422  # the mutation is caught ...
+    assert not leaks(result.findings, dataset)  # ... without repeating the value
+    if dataset.get("StudyDate") == "20231340":
+        assert all("20231340" not in f.message for f in result.findings)
+
+
+def test_study_findings_do_not_quote_patient_values(corpus, mutate, validate, config):
+    first, second = corpus.study_files("98892001")[:2]
+
+    def other_patient(ds):
+        ds.PatientID = "OTHERPATIENT77"
+        ds.PatientName = "Roe^Richard"
+        ds.PatientBirthDate = "19600101"
+
+    changed = mutate(second, other_patient)
+    study = check_study([validate(first), validate(changed)], config)
+    assert study.status == 422
+    for path in (first, changed):
+        assert not leaks(study.findings, corpus.read(path, pixels=False))
