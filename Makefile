@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
 
 unit: $(STAMP)
 	$(BIN)/pytest tests-local/unit tests-local/integration

@@ -8,8 +8,8 @@ from test_pipeline import call_api
 
 
 def test_upload_returns_one_presigned_post_per_file_capped_by_size(stack: Stack) -> None:
-    status, body = call_api(stack, "POST", "/upload",
-                            {"files": [{"name": "a.dcm", "size": 10}, {"name": "b.dcm", "size": 20}]})
+    declared = [{"name": "a.dcm", "size": 10}, {"name": "b.dcm", "size": 20}]
+    status, body = call_api(stack, "POST", "/upload", {"files": declared})
     assert status == 201
     assert len(body["study_id"]) == 32
     assert [u["name"] for u in body["uploads"]] == ["a.dcm", "b.dcm"]

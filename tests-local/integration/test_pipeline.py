@@ -85,7 +85,8 @@ def test_one_file_study_is_stored_as_original_with_metadata(stack: Stack) -> Non
     )
     stored = stack.s3.get_object(Bucket=STORE, Key=prefix + "original.dcm")["Body"].read()
     assert stored == data
-    metadata = json.loads(stack.s3.get_object(Bucket=STORE, Key=prefix + "metadata.json")["Body"].read())
+    metadata_object = stack.s3.get_object(Bucket=STORE, Key=prefix + "metadata.json")
+    metadata = json.loads(metadata_object["Body"].read())
     dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     assert metadata["study_id"] == study_id
     assert metadata["patient"]["id"] == dataset.PatientID

@@ -129,14 +129,26 @@ def test_deflated_file_with_required_attributes_is_valid(mutate, corpus, validat
     assert validate(path).status == 200
 
 
-def test_deflated_file_cut_short_is_rejected(mutate, write_bytes, validate):
+def test_real_deflated_file_is_read_and_judged_on_its_content(corpus, validate):
+    dataset = corpus.read(corpus.path("image_dfl.dcm"), pixels=False)
+    assert not dataset.get("PatientID") and not dataset.get("StudyDate")  # absent or empty
+    result = validate(corpus.path("image_dfl.dcm"))
+    assert result.status == 422
+    assert {(f.rule, f.keyword) for f in result.findings} == {
+        ("attribute.required", "PatientID"), ("attribute.required", "StudyDate")}
+
+
+def test_deflated_file_cut_short_is_rejected_never_crashes(mutate, write_bytes, validate):
     def complete(ds):
         ds.PatientID = "DFL1"
         ds.StudyDate = "20000101"
 
     data = mutate("image_dfl.dcm", complete).read_bytes()
-    result = validate(write_bytes(data[: len(data) // 2], "dfl-cut.dcm"))
-    assert result.status == 400
+    assert len(data) % 2 == 0 and data[-1] == 0  # the last byte is the even-length pad
+    for cut in [*range(2, 40), len(data) // 2, len(data) - 400]:
+        result = validate(write_bytes(data[:-cut], "dfl-cut.dcm"))
+        assert result.status == 400, cut
+        assert "format.truncated" in rules(result) or "format.structure" in rules(result), cut
 
 
 # --- pydicom's broken files ----------------------------------------------------------------

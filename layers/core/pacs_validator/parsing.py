@@ -381,6 +381,8 @@ def _inflated(stream: IO[bytes], start: int) -> Iterator[IO[bytes]]:
         while chunk := stream.read(_HASH_CHUNK):
             spool.write(inflater.decompress(chunk))
         spool.write(inflater.flush())
+        if not inflater.eof:  # the deflate stream stops before its final block
+            raise _Truncated("the deflated data set")
         spool.seek(0)
         yield spool
 
@@ -526,7 +528,7 @@ def _read_dataset(stream: IO[bytes], config: ValidatorConfig, findings: Findings
             dataset = pydicom.dcmread(
                 stream, defer_size=config.defer_size, stop_before_pixels=True
             )
-        except (InvalidDicomError, ValueError, KeyError, EOFError, OSError) as exc:
+        except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, zlib.error) as exc:
             findings.add("format.dataset", f"the data set cannot be read ({type(exc).__name__})")
             return None
         failed_tag = _first_undecodable(dataset)
