@@ -40,19 +40,20 @@ def store(detail: dict[str, Any]) -> dict[str, Any]:
     """Store one valid study, once per validation.success event id."""
     study_id = str(detail["study_id"])
     try:
-        keys = pipeline.store_study(study_id)
+        stored = pipeline.store_study(study_id)
     except (ClientError, BotoCoreError) as error:
         pipeline.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
         raise
     except Exception as error:
         pipeline.fail(study_id, PROCESSING_ERROR, type(error).__name__)
         raise
-    if keys is None:
+    if stored is None:
         logger.warning("study is not VALID; nothing stored", extra={"study_id": study_id})
         return {"study_id": study_id, "stored": False}
     metrics.add_metric("StudiesStored", MetricUnit.Count, 1)
-    metrics.add_metric("InstancesStored", MetricUnit.Count, len(keys["instances"]))
-    logger.info("study stored", extra={"study_id": study_id, "instances": len(keys["instances"])})
+    metrics.add_metric("InstancesStored", MetricUnit.Count, stored.instances)
+    metrics.add_metric("BytesStored", MetricUnit.Bytes, stored.bytes)
+    logger.info("study stored", extra={"study_id": study_id, "instances": stored.instances})
     return {"study_id": study_id, "stored": True}
 
 

@@ -52,10 +52,10 @@ def process_object(record: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     key = unquote_plus(s3.get_object.key)  # S3 notifications carry URL-encoded keys
     version = s3.get_object.sequencer or s3.get_object.etag or ""
-    study_id, _ = pipeline.study_for_object(key, version)
+    study_id, name = pipeline.study_for_object(key, version)
     logger.set_correlation_id(study_id)
     try:
-        received = pipeline.receive(key, version)
+        received = pipeline.receive(study_id, name, key, version)
     except (ClientError, BotoCoreError) as error:
         pipeline.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
         raise

@@ -46,6 +46,15 @@ class Received:
     study_complete: bool
 
 
+@dataclass(frozen=True)
+class StoredStudy:
+    """Where a valid study was stored, and how much of it."""
+
+    keys: dict[str, Any]
+    instances: int
+    bytes: int
+
+
 def validation_log(study: StudyResult, instances: Iterable[InstanceResult]) -> str:
     """The human-readable ``validation.log``: one block per file, then the study verdict."""
     lines = []
@@ -96,9 +105,9 @@ class Pipeline:
         self.table.create(study_id, [incoming.name], self.deadline_seconds, State.RECEIVING)
         return study_id, incoming.name
 
-    def receive(self, key: str, version: str) -> Received:
-        """Validate one uploaded object, record its verdict, judge the study when complete."""
-        study_id, name = self.study_for_object(key, version)
+    def receive(self, study_id: str, name: str, key: str, version: str) -> Received:
+        """Validate one uploaded object of ``study_id`` (see :meth:`study_for_object`),
+        record its verdict, and judge the study when it completes the manifest."""
         self.publisher.publish(
             DetailType.STUDY_UPLOADED, study_id,
             {"bucket": self.uploads.bucket, "key": key, "name": name}, subject=f"{key}#{version}",
@@ -179,7 +188,7 @@ class Pipeline:
             expired.append(study_id)
         return expired
 
-    def store_study(self, study_id: str) -> dict[str, Any] | None:
+    def store_study(self, study_id: str) -> StoredStudy | None:
         """Describe a valid study and store it under ``studies/<id>/``; None if not VALID."""
         item = self.table.get(study_id)
         if item is None or item["state"] != State.VALID.value:
@@ -213,13 +222,13 @@ class Pipeline:
             "instances": metadata["counts"]["instances"]})
         self.store.put_text(keys["validation_log"], validation_log(study, instances))
         self.store.put_json(keys["validation_json"], validation_document(study, instances))
+        stored_bytes = sum(i.size for i, _ in unique.values())
         self.publisher.publish(DetailType.STORAGE_COMPLETED, study_id, {
-            "prefix": keys["prefix"], "objects": len(stored_keys) + 3,
-            "bytes": sum(i.size for i, _ in unique.values())})
+            "prefix": keys["prefix"], "objects": len(stored_keys) + 3, "bytes": stored_bytes})
         self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys)
         self.publisher.publish(DetailType.STUDY_PROCESSED, study_id,
                                {"state": State.STORED.value, "status": study.status})
-        return keys
+        return StoredStudy(keys=keys, instances=len(stored_keys), bytes=stored_bytes)
 
     def _describe(
         self, instance: InstanceResult, source_key: str, target: str
