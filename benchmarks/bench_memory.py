@@ -55,7 +55,9 @@ def _template(bits: int, frames: int, syntax: str) -> Any:
     from pydicom.data import get_testdata_file
     from pydicom.uid import UID, generate_uid
 
-    dataset = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
+    template = get_testdata_file("MR_small.dcm")
+    assert isinstance(template, str)
+    dataset = pydicom.dcmread(template, stop_before_pixels=True)
     for keyword in ("PixelData", "SmallestImagePixelValue", "LargestImagePixelValue"):
         if keyword in dataset:
             delattr(dataset, keyword)
@@ -100,16 +102,17 @@ def write_native(path: Path, size_mb: int) -> dict[str, Any]:
 
 
 def write_encapsulated(
-    path: Path, size_mb: int, fragment_kb: int, fragments_per_frame: int
+    path: Path, size_mb: int, fragment_bytes: int, fragments_per_frame: int
 ) -> dict[str, Any]:
     """An encapsulated (JPEG Baseline) file of about ``size_mb`` MiB with many fragments."""
-    fragment_bytes = fragment_kb * 1024
+    if fragment_bytes % 2:
+        raise ValueError("fragment lengths are even")
     frame_items = fragments_per_frame * (8 + fragment_bytes)
     frames = max(1, size_mb * 1024 * 1024 // frame_items)
     _write_header(_template(8, frames, JPEG_BASELINE), path)
     block = bytearray(_random_block(fragment_bytes))
-    first = bytes(b"\xff\xd8\xff\xe0" + block[4:])  # a frame starts with SOI
-    block[0:2] = b"\x00\x00"  # continuation fragments must not look like a frame start
+    first = bytes(b"\xff\xd8\xff\xe0" + block[4:])[:fragment_bytes]  # a frame starts with SOI
+    block[0:2] = b"\x00\x00"[:fragment_bytes]  # continuations must not look like frame starts
     rest = bytes(block)
     item = struct.pack("<HHL", 0xFFFE, 0xE000, fragment_bytes)
     with path.open("ab") as out:
@@ -187,7 +190,9 @@ def child(path: Path) -> dict[str, Any]:
 
     # Warm-up on a small file so that lazily loaded tables (rules, IOD table, metadata map)
     # and imports are not counted as growth caused by the big file.
-    validate_and_describe(Path(get_testdata_file("MR_small.dcm")))
+    small = get_testdata_file("MR_small.dcm")
+    assert isinstance(small, str)
+    validate_and_describe(Path(small))
     before = _status_kb()
     peak_reset = _reset_peak()
     result, kept, validate_s, describe_s = validate_and_describe(path)
@@ -269,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--fragment-kb", type=int, default=64,
                         help="encapsulated fragment size in KiB (default 64)")
+    parser.add_argument("--fragment-bytes", type=int,
+                        help="encapsulated fragment size in bytes, even, 0 allowed (overrides "
+                        "--fragment-kb; small values show the cost per fragment)")
     parser.add_argument("--fragments-per-frame", type=int, default=4,
                         help="fragments per encapsulated frame (default 4)")
     parser.add_argument("--only", choices=("native", "encapsulated"), help="one file kind only")
@@ -288,8 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "native":
                 info = write_native(path, args.size_mb)
             else:
+                fragment_bytes = (
+                    args.fragment_bytes if args.fragment_bytes is not None
+                    else args.fragment_kb * 1024
+                )
                 info = write_encapsulated(
-                    path, args.size_mb, args.fragment_kb, args.fragments_per_frame
+                    path, args.size_mb, fragment_bytes, args.fragments_per_frame
                 )
             write_s = time.perf_counter() - start
             report = measure(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +20,14 @@ from pydicom.dataset import Dataset
 
 from pacs_validator.config import ValidatorConfig, build_config
 from pacs_validator.parsing import Source
+from pacs_validator.rules import Finding
 from pacs_validator.validation import InstanceResult, validate_instance
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
 TEST_FILES = PYDICOM_DATA / "test_files"
 CHARSET_FILES = PYDICOM_DATA / "charset_files"
 DICOMDIR_TESTS = TEST_FILES / "dicomdirtests"
+PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
 STUDY_FOLDERS = ("77654033", "98892001", "98892003")
 """The dicomdirtests folders of real multi-instance studies (one patient each)."""
 
@@ -107,6 +109,32 @@ class Corpus:
     def nonseekable(data: bytes) -> NonSeekableStream:
         return NonSeekableStream(data)
 
+    @staticmethod
+    def patient_values(dataset: Dataset) -> set[str]:
+        """PatientName (and its components), PatientID and PatientBirthDate as text, when
+        long enough (3+ characters) to be recognisable in a message."""
+        values: set[str] = set()
+        for keyword in PHI_KEYWORDS:
+            value = dataset.get(keyword)
+            if value is None:
+                continue
+            text = str(value).strip()
+            values.add(text)
+            if keyword == "PatientName":
+                values.update(part.strip() for part in text.replace("=", "^").split("^"))
+        return {v for v in values if len(v) >= 3}
+
+    def assert_no_patient_values(self, findings: Iterable[Finding], path: Path) -> None:
+        """No finding message quotes a patient value of the file at ``path``."""
+        try:
+            dataset = self.read(path, pixels=False)
+        except Exception:  # noqa: BLE001 - what pydicom cannot read holds no value to leak
+            return
+        values = self.patient_values(dataset)
+        leaked = [(f.rule, v) for f in findings for v in values
+                  if v in f.message or v.upper() in f.message]
+        assert not leaked, f"finding messages quote patient values of {path}: {leaked}"
+
 
 @pytest.fixture(scope="session")
 def corpus() -> Corpus:
@@ -124,13 +152,19 @@ Mutate = Callable[..., Path]
 
 
 @pytest.fixture
-def validate(config: ValidatorConfig) -> Validate:
-    """``validate(source, config=None, name=None)`` -> the InstanceResult."""
+def validate(config: ValidatorConfig, corpus: Corpus) -> Validate:
+    """``validate(source, config=None, name=None)`` -> the InstanceResult.
+
+    Every validation of a file on disk also checks the PHI contract: no finding message
+    quotes the file's PatientName, PatientID or PatientBirthDate.
+    """
 
     def run(
         source: Source, cfg: ValidatorConfig | None = None, name: str | None = None
     ) -> InstanceResult:
         result, _ = validate_instance(source, cfg or config, name=name)
+        if isinstance(source, (str, Path)):
+            corpus.assert_no_patient_values(result.findings, Path(source))
         return result
 
     return run

@@ -52,6 +52,37 @@ def http_get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def http_get_post(url: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def assert_post_enforces_range(post: dict[str, Any], s3: Any, bucket: str, key: str) -> None:
+    """curl the presigned POST: 50 bytes pass, 1000 bytes are refused (content-length-range 1..100)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        small, big = Path(tmp) / "small.bin", Path(tmp) / "big.bin"
+        small.write_bytes(b"x" * 50)
+        big.write_bytes(b"x" * 1000)
+
+        def curl(path: Path) -> tuple[str, str]:
+            form = [arg for name, value in post["fields"].items() for arg in ("-F", f"{name}={value}")]
+            done = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *form, "-F", f"file=@{path}",
+                                   post["url"]], capture_output=True, text=True, check=True)
+            body, _, code = done.stdout.rpartition("\n")
+            return code, body
+
+        code, body = curl(small)
+        assert code in ("200", "201", "204"), (code, body)
+        assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == 50
+        code, body = curl(big)
+        assert code == "400" and "EntityTooLarge" in body, (code, body)
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> tuple[Any, float]:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -149,29 +180,27 @@ def main() -> None:
     result = timed("invoke after a timeout (respawned process)", lambda: invoke({"sleep": 0}))
     assert "FunctionError" not in result, result
 
-    step("presigned POST with content-length-range")
+    step("idempotency (Powertools on moto DynamoDB): the same S3 event twice")
+    worker = outputs["WorkerFunctionName"]
+    event = json.loads((HERE / "events" / "s3-put.json").read_text())
+    event["Records"][0]["s3"]["object"]["key"] = f"incoming/{uuid.uuid4().hex}.dcm"
+    answers = [lam.invoke(FunctionName=worker, Payload=json.dumps(event).encode()) for _ in range(2)]
+    assert all("FunctionError" not in a for a in answers), [json.loads(a["Payload"].read()) for a in answers]
+    bodies = [json.loads(a["Payload"].read()) for a in answers]
+    assert bodies[0] == bodies[1], bodies  # the second call returned the stored result; no second put_item
+
+    step("presigned POST with content-length-range (made by the test, then by a handler)")
     s3_path = client("s3", config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
-    post = s3_path.generate_presigned_post(bucket, "uploads/presigned.bin",
-                                           Conditions=[["content-length-range", 1, 100]], ExpiresIn=300)
-    assert post["url"].startswith(f"{ENDPOINT}/{bucket}"), post["url"]
-    with tempfile.TemporaryDirectory() as tmp:
-        small, big = Path(tmp) / "small.bin", Path(tmp) / "big.bin"
-        small.write_bytes(b"x" * 50)
-        big.write_bytes(b"x" * 1000)
-
-        def curl(path: Path) -> tuple[str, str]:
-            form = [arg for name, value in post["fields"].items() for arg in ("-F", f"{name}={value}")]
-            done = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *form, "-F", f"file=@{path}",
-                                   post["url"]], capture_output=True, text=True, check=True)
-            body, _, code = done.stdout.rpartition("\n")
-            return code, body
-
-        code, body = curl(small)
-        assert code in ("200", "201", "204"), (code, body)
-        assert s3.head_object(Bucket=bucket, Key="uploads/presigned.bin")["ContentLength"] == 50
-        code, body = curl(big)
-        assert code == "400" and "EntityTooLarge" in body, (code, body)
-    print("presigned POST: 50 bytes accepted, 1000 bytes rejected with 400 EntityTooLarge")
+    from_test = s3_path.generate_presigned_post(bucket, "uploads/presigned.bin",
+                                                Conditions=[["content-length-range", 1, 100]], ExpiresIn=300)
+    status, body = http_get_post(f"{ENDPOINT}/_aws/execute-api/{api_id}/Prod/presign",
+                                 {"name": "from-handler.bin", "max_bytes": 100})
+    assert status == 200, (status, body)
+    from_handler = json.loads(body)
+    for post, key in ((from_test, "uploads/presigned.bin"), (from_handler, "incoming/from-handler.bin")):
+        assert post["url"].startswith(f"{ENDPOINT}/{bucket}"), post["url"]
+        assert_post_enforces_range(post, s3, bucket, key)
+    print("presigned POST: 50 bytes accepted, 1000 bytes rejected with 400 EntityTooLarge (both)")
 
     print("\nFIGURES")
     for label, value in FIGURES.items():

@@ -264,11 +264,6 @@ def test_garbage_appended_to_valid_file_is_rejected(name, garbage, corpus, write
     assert error_rules(result) & {"format.truncated", "format.structure"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: zero bytes appended to an implicit VR file parse as repeated (0000,0000) "
-    "elements after PixelData; the scanner only warns format.tag-order and the file is 200",
-)
 def test_zero_bytes_appended_to_implicit_vr_file_are_rejected(corpus, write_bytes, validate):
     data = corpus.path("MR_small_implicit.dcm").read_bytes() + b"\x00" * 16
     result = validate(write_bytes(data, "zero-padded.dcm"))

@@ -86,6 +86,16 @@ def test_ybr_full_422_relabelled_rgb_is_422(mutate, validate):
     assert "pixel.native-length" in rules(result)
 
 
+def test_ybr_full_422_relabelled_ybr_partial_422_keeps_its_length(mutate, validate):
+    # YBR_PARTIAL_422 (retired) has the same 4:2:2 layout as YBR_FULL_422 (PS3.3 C.7.6.3.1.2),
+    # only its value ranges differ, so the native length is the same.
+    result = validate(mutate("SC_ybr_full_422_uncompressed.dcm",
+                             lambda ds: setattr(ds, "PhotometricInterpretation",
+                                                "YBR_PARTIAL_422")))
+    assert "pixel.native-length" not in rules(result)
+    assert result.status == 200
+
+
 def test_bits_stored_greater_than_bits_allocated_is_422(mutate, validate):
     result = validate(mutate("MR_small.dcm",
                              lambda ds: setattr(ds, "BitsStored", ds.BitsAllocated + 1)))
@@ -133,11 +143,24 @@ def test_missing_rows_is_422_pixel_attributes(mutate, validate):
     assert [f.keyword for f in result.findings if f.rule == "pixel.attributes"] == ["Rows"]
 
 
-def test_image_without_pixel_data_is_only_a_warning(mutate, validate):
+def test_image_without_pixel_data_is_reported(mutate, validate):
     result = validate(mutate("CT_small.dcm", lambda ds: delattr(ds, "PixelData")))
-    assert result.status == 200
     missing = [f for f in result.findings if f.rule == "pixel.missing"]
-    assert [f.severity.value for f in missing] == ["warning"]
+    assert [(f.tag, f.keyword) for f in missing] == [("(7FE0,0010)", "PixelData")]
+
+
+def _without_pixel_data(how: str, corpus, mutate, write_bytes):
+    if how == "element deleted":
+        return mutate("CT_small.dcm", lambda ds: delattr(ds, "PixelData"))
+    data = corpus.path("MR_small.dcm").read_bytes()
+    return write_bytes(data[: data.index(b"\xe0\x7f\x10\x00OW")], "cut-before-pixels.dcm")
+
+
+@pytest.mark.parametrize("how", ["element deleted", "file cut exactly before PixelData"])
+def test_image_with_neither_pixel_data_nor_provider_url_is_422(how, corpus, mutate,
+                                                               write_bytes, validate):
+    result = validate(_without_pixel_data(how, corpus, mutate, write_bytes))
+    assert result.status == 422
 
 
 # --- encapsulated pixel data ---------------------------------------------------------------
@@ -202,3 +225,20 @@ def test_encapsulated_pixel_data_under_a_native_transfer_syntax_is_422(corpus, w
     result = validate(write_bytes(mutated, "rle-as-native.dcm"))
     assert result.status == 422
     assert "pixel.encapsulation" in rules(result)
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.100",  # MPEG-2 MP@ML
+                                    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 HP@4.1
+                                    "1.2.840.10008.1.2.4.107"])  # HEVC/H.265 Main@5.1
+def test_video_stream_with_more_frames_than_fragments_is_not_a_frame_count_error(
+    syntax, mutate, validate
+):
+    # PS3.5 8.2.5-8.2.8: a video is one stream split into fragments of any size, and
+    # NumberOfFrames counts video frames, so 30 frames in one fragment is normal.
+    def as_video(ds):
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.NumberOfFrames = 30
+
+    result = validate(mutate("JPEG-lossy.dcm", as_video))
+    assert "pixel.frame-count" not in rules(result)
+    assert result.status == 200

@@ -6,25 +6,9 @@ import pytest
 
 from pacs_validator.study import check_study
 
-PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
 
-
-def phi_strings(dataset) -> set[str]:
-    """The file's patient values (and name components) long enough to be recognisable."""
-    values: set[str] = set()
-    for keyword in PHI_KEYWORDS:
-        value = dataset.get(keyword)
-        if value is None:
-            continue
-        text = str(value).strip()
-        values.add(text)
-        if keyword == "PatientName":
-            values.update(part.strip() for part in text.replace("=", "^").split("^"))
-    return {v for v in values if len(v) >= 3}
-
-
-def leaks(findings, dataset) -> list[tuple[str, str]]:
-    return [(f.rule, value) for f in findings for value in phi_strings(dataset)
+def leaks(corpus, findings, dataset) -> list[tuple[str, str]]:
+    return [(f.rule, value) for f in findings for value in corpus.patient_values(dataset)
             if value in f.message or value.upper() in f.message]
 
 
@@ -33,8 +17,8 @@ def test_no_finding_of_any_corpus_file_quotes_a_patient_value(corpus, validate):
     for path in corpus.all_files():
         dataset = corpus.read(path, pixels=False)
         result = validate(path)
-        assert not leaks(result.findings, dataset), path
-        checked += bool(phi_strings(dataset) and result.findings)
+        assert not leaks(corpus, result.findings, dataset), path
+        checked += bool(corpus.patient_values(dataset) and result.findings)
     assert checked >= 20  # many files have both patient values and findings
 
 
@@ -59,7 +43,7 @@ def test_findings_on_patient_attributes_do_not_quote_them(name, mutation, corpus
     dataset = corpus.read(path, pixels=False)
     result = validate(path)
     assert result.status == 422  # the mutation is caught ...
-    assert not leaks(result.findings, dataset)  # ... without repeating the value
+    assert not leaks(corpus, result.findings, dataset)  # ... without repeating the value
     if dataset.get("StudyDate") == "20231340":
         assert all("20231340" not in f.message for f in result.findings)
 
@@ -76,4 +60,19 @@ def test_study_findings_do_not_quote_patient_values(corpus, mutate, validate, co
     study = check_study([validate(first), validate(changed)], config)
     assert study.status == 422
     for path in (first, changed):
-        assert not leaks(study.findings, corpus.read(path, pixels=False))
+        assert not leaks(corpus, study.findings, corpus.read(path, pixels=False))
+
+
+def test_the_patient_value_guard_used_by_every_validation_catches_a_leak(corpus):
+    """The ``validate`` fixture runs this guard on every file it validates: it must bite."""
+    from pacs_validator.rules import Finding, Severity
+
+    path = corpus.path("MR_small.dcm")
+    name = str(corpus.read(path, pixels=False).PatientName)
+    leaky = Finding(rule="value.vr-length", severity=Severity.ERROR, status=422,
+                    message=f"PatientName {name} is too long")
+    with pytest.raises(AssertionError):
+        corpus.assert_no_patient_values([leaky], path)
+    clean = Finding(rule="value.vr-length", severity=Severity.ERROR, status=422,
+                    message="PatientName is longer than VR PN allows")
+    corpus.assert_no_patient_values([clean], path)

@@ -85,6 +85,19 @@ def test_instance_with_a_different_patient_name_is_patient_mismatch(corpus, muta
     ]
 
 
+@pytest.mark.parametrize("spelling", ["Doe^Peter^^^", "Doe^Peter^^", "Doe^Peter=="])
+def test_person_name_with_omitted_trailing_components_is_the_same_patient(spelling, corpus,
+                                                                          mutate, judge):
+    # PS3.5 6.2.1: trailing empty components (and component groups) may be omitted, so
+    # modalities that write "Doe^Peter^^^" and "Doe^Peter" name the same patient.
+    first, second = one_study(corpus)[:2]
+    assert str(corpus.read(first, pixels=False).PatientName) == "Doe^Peter"
+    other = mutate(second, lambda ds: setattr(ds, "PatientName", spelling))
+    _, study = judge([first, other])
+    assert "study.patient-mismatch" not in study_rules(study)
+    assert study.status == 200
+
+
 def test_differing_study_id_is_only_a_warning(corpus, mutate, judge):
     first, second = one_study(corpus)[:2]
     assert corpus.read(first, pixels=False).StudyID == "2"

@@ -13,7 +13,7 @@ from itertools import pairwise
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, RLELossless
+from pydicom.uid import UID, MPEGTransferSyntaxes, RLELossless
 
 from pacs_validator.iod import mandatory_attributes
 from pacs_validator.parsing import PixelDataElement
@@ -46,6 +46,11 @@ _JPEG_FAMILY = frozenset(
 )
 
 
+_VIDEO = frozenset(MPEGTransferSyntaxes)
+"""MPEG-2, MPEG-4 AVC and HEVC: one video stream split into fragments of any size, so
+fragments do not map to frames (PS3.5 8.2.5-8.2.8)."""
+
+
 @dataclass(frozen=True)
 class ImagePixel:
     """The Image Pixel attributes that pixel data length depends on."""
@@ -60,7 +65,7 @@ class ImagePixel:
     def expected_native_length(self) -> int:
         """Bytes of native pixel data, before the pad byte that makes lengths even."""
         bits = self.rows * self.columns * self.samples_per_pixel * self.bits_allocated * self.frames
-        if self.photometric == "YBR_FULL_422":
+        if self.photometric in ("YBR_FULL_422", "YBR_PARTIAL_422"):
             bits = bits * 2 // 3  # two chroma samples are shared by each pair of pixels
         return (bits + 7) // 8
 
@@ -136,6 +141,8 @@ def check_pixel_data(
 
 def _check_pixel_expected(dataset: Dataset, findings: Findings) -> None:
     sop_class = str(dataset.get("SOPClassUID", ""))
+    if "PixelDataProviderURL" in dataset:
+        return
     if any(a.tag == ROWS for a in mandatory_attributes(sop_class)):
         findings.add("pixel.missing", "the IOD has an Image Pixel module but PixelData is absent",
                      PIXEL_DATA)
@@ -188,6 +195,8 @@ def _check_encapsulated(
 ) -> None:
     if not pixel.fragments:
         findings.add("pixel.encapsulation", "encapsulated PixelData holds no fragment", pixel.tag)
+        return
+    if str(transfer_syntax) in _VIDEO:
         return
     frames = image.frames
     if pixel.offset_table:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.valuerep import PersonName
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.iod import check_iod
@@ -121,6 +122,10 @@ def fingerprint(value: object, salt: str) -> str:
     hashes of common names or dates.
     """
     text = str(value).strip().upper()
+    if isinstance(value, PersonName):
+        # Trailing empty components and groups may be omitted (PS3.5 6.2.1): "DOE^JOHN^^^"
+        # and "DOE^JOHN" are the same name.
+        text = "=".join(group.rstrip("^ ") for group in text.split("=")).rstrip("=")
     return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()[:32]
 
 

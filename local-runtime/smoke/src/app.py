@@ -31,6 +31,18 @@ def health() -> dict[str, Any]:
     return {"status": "ok", "pydicom": pydicom.__version__, "python": sys.version.split()[0]}
 
 
+@app.post("/presign")
+def presign() -> dict[str, Any]:
+    """A presigned POST made inside a handler (its boto3 talks to AWS_ENDPOINT_URL)."""
+    body = app.current_event.json_body or {}
+    return boto3.client("s3").generate_presigned_post(
+        os.environ["BUCKET_NAME"],
+        f"incoming/{body.get('name', 'upload.dcm')}",
+        Conditions=[["content-length-range", 1, int(body.get("max_bytes", 100))]],
+        ExpiresIn=300,
+    )
+
+
 def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)
 
