@@ -1,7 +1,7 @@
 # The two commands of the README, and the steps they are made of.
 # `make demo` runs the main job on a local LocalStack; `make test` runs every test.
 
-PYTHON ?= $(shell command -v python3.12 || command -v python3)
+PYTHON ?= $(shell local-runtime/find-python 3.12)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
