@@ -211,7 +211,7 @@ def child(path: Path) -> dict[str, Any]:
     return {
         "status": result.status,
         "findings": [f"{f.rule} {f.tag or ''} {f.message}" for f in result.findings],
-        "fragments_seen": len(pixel.fragments) if pixel is not None else None,
+        "fragments_seen": pixel.fragments.count if pixel and pixel.fragments else None,
         "described": document is not None,
         "rss_before_kb": before["VmRSS"],
         "rss_after_kb": after["VmRSS"],

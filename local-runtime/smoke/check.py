@@ -202,6 +202,10 @@ def main() -> None:
         assert_post_enforces_range(post, s3, bucket, key)
     print("presigned POST: 50 bytes accepted, 1000 bytes rejected with 400 EntityTooLarge (both)")
 
+    pid = (HERE.parent.parent / ".local" / "localstack.pid").read_text().strip()
+    rss = subprocess.run(["ps", "-o", "rss=", "-p", pid], capture_output=True, text=True).stdout.strip()
+    if rss:
+        FIGURES["LocalStack RSS after the run"] = f"{int(rss) // 1024} MB"
     print("\nFIGURES")
     for label, value in FIGURES.items():
         print(f"  {label}: {value}")

@@ -25,7 +25,8 @@ import struct
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,19 +69,26 @@ _MAX_OFFSET_TABLE_BYTES = 16 * 1024 * 1024
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
 _KNOWN_TRANSFER_SYNTAXES = frozenset(AllTransferSyntaxes)
+JPEG_START_OF_IMAGE = b"\xff\xd8"
+J2K_START_OF_CODESTREAM = b"\xff\x4f\xff\x51"
+JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 
 
-@dataclass(frozen=True, slots=True)
-class Fragment:
-    """One item of encapsulated pixel data: where its value starts, its length, first bytes.
+@dataclass(frozen=True)
+class Fragments:
+    """What the checks need of encapsulated pixel data, counted while scanning.
 
-    Slotted: a file may hold a million fragments, and a per-instance ``__dict__`` would
-    double their memory.
+    Counts, not a list: a hostile file can hold millions of tiny items, and keeping one
+    object per item would let it exhaust a Lambda's memory.
     """
 
-    offset: int
-    length: int
-    head: bytes
+    count: int
+    jpeg_starts: int
+    """Fragments that begin with a JPEG SOI marker (every JPEG / JPEG-LS frame does)."""
+    j2k_starts: int
+    """Fragments that begin with a JPEG 2000 codestream or JP2 signature."""
+    offsets_at_item_starts: bool
+    """Every basic offset table entry names the start of an item, in ascending order."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,8 @@ class PixelDataElement:
     vr: str
     length: int | None
     """Value length of native pixel data; None for encapsulated (undefined length)."""
-    offset_table: tuple[int, ...] = ()
-    fragments: tuple[Fragment, ...] = ()
+    offset_table: Sequence[int] = ()
+    fragments: Fragments | None = None
     extended_offset_table_length: int | None = None
 
 
@@ -136,6 +144,7 @@ class _StructureScanner:
         self._tag_format = struct.Struct(self.order + "HH")
         self._u16_format = struct.Struct(self.order + "H")
         self._u32_format = struct.Struct(self.order + "L")
+        self._item_format = struct.Struct(self.order + "HHL")
         self.pixel_data: PixelDataElement | None = None
         self.extended_offset_table_length: int | None = None
         self.odd_length_tags: list[int] = []
@@ -273,40 +282,64 @@ class _StructureScanner:
             self._skip(length, self.end, tag)
             self.pixel_data = PixelDataElement(tag=tag, vr=vr_name, length=length)
             return
-        offset_table: tuple[int, ...] = ()
-        fragments: list[Fragment] = []
-        first_item = True
+        offset_table = self._read_item_header_and_offset_table(tag)
+        count = jpeg_starts = j2k_starts = 0
+        first_item_start: int | None = None
+        next_entry, aligned = 0, True
         while True:
-            item_tag = self._read_tag()
-            item_length = self._read_u32("the length of a pixel data item")
+            item_start = self.position
+            item_tag, item_length = self._read_item_header()
             if item_tag == _SEQUENCE_DELIMITER:
                 break
             if item_tag != _ITEM or item_length == _UNDEFINED_LENGTH:
                 raise _Garbled("encapsulated pixel data holds something other than items", tag)
             if self.position + item_length > self.end:
                 raise _Truncated("an encapsulated pixel data fragment")
-            if first_item:
-                offset_table = self._read_offset_table(item_length)
-                first_item = False
-                continue
-            start = self.position
+            if first_item_start is None:
+                first_item_start = item_start
+            relative = item_start - first_item_start
+            while next_entry < len(offset_table) and offset_table[next_entry] < relative:
+                aligned, next_entry = False, next_entry + 1
+            if next_entry < len(offset_table) and offset_table[next_entry] == relative:
+                next_entry += 1
             head = self.stream.read(min(item_length, 12))
-            fragments.append(Fragment(offset=start, length=item_length, head=head))
-            self.stream.seek(start + item_length)
+            count += 1
+            jpeg_starts += head.startswith(JPEG_START_OF_IMAGE)
+            j2k_starts += head.startswith((J2K_START_OF_CODESTREAM, JP2_SIGNATURE))
+            self.stream.seek(item_start + 8 + item_length)
         self.pixel_data = PixelDataElement(
             tag=tag,
             vr=vr_name,
             length=None,
             offset_table=offset_table,
-            fragments=tuple(fragments),
+            fragments=Fragments(count, jpeg_starts, j2k_starts,
+                                aligned and next_entry == len(offset_table)),
             extended_offset_table_length=self.extended_offset_table_length,
         )
 
-    def _read_offset_table(self, length: int) -> tuple[int, ...]:
+    def _read_item_header(self) -> tuple[int, int]:
+        group, element, length = self._item_format.unpack(
+            self._read(8, "a pixel data item header")
+        )
+        return (group << 16) | element, length
+
+    def _read_item_header_and_offset_table(self, tag: int) -> array[int]:
+        """The basic offset table, the first item of encapsulated pixel data (maybe empty)."""
+        item_tag, length = self._read_item_header()
+        if item_tag != _ITEM or length == _UNDEFINED_LENGTH:
+            raise _Garbled("encapsulated pixel data does not start with an offset table", tag)
+        if self.position + length > self.end:
+            raise _Truncated("the basic offset table")
+        return self._read_offset_table(length)
+
+    def _read_offset_table(self, length: int) -> array[int]:
         if length % 4 or length > _MAX_OFFSET_TABLE_BYTES:
             raise _Garbled("the basic offset table has an impossible length", 0x7FE00010)
-        data = self._read(length, "the basic offset table")
-        return struct.unpack(f"{self.order}{length // 4}L", data)
+        table = array("L" if array("L").itemsize == 4 else "I")
+        table.frombytes(self._read(length, "the basic offset table"))
+        if self.order == ">" and table:
+            table.byteswap()
+        return table
 
 
 def _dictionary_vr(tag: int) -> str | None:

@@ -8,15 +8,15 @@ multi-frame file as cheap to validate as a small one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, MPEGTransferSyntaxes, RLELossless
 
 from pacs_validator.iod import mandatory_attributes
-from pacs_validator.parsing import PixelDataElement
+from pacs_validator.parsing import Fragments, PixelDataElement
 from pacs_validator.rules import Findings
 
 PIXEL_DATA = 0x7FE00010
@@ -32,9 +32,6 @@ SAMPLES_FOR_PHOTOMETRIC = {
     "RGB": 3, "HSV": 3, "YBR_FULL": 3, "YBR_FULL_422": 3, "YBR_PARTIAL_422": 3,
     "YBR_PARTIAL_420": 3, "YBR_ICT": 3, "YBR_RCT": 3, "ARGB": 4, "CMYK": 4,
 }
-JPEG_START_OF_IMAGE = b"\xff\xd8"
-J2K_START_OF_CODESTREAM = b"\xff\x4f\xff\x51"
-JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 _J2K_FAMILY = frozenset(
     {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
      "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
@@ -176,53 +173,49 @@ def _check_native_length(image: ImagePixel, length: int, tag: int, findings: Fin
                      "SamplesPerPixel x BitsAllocated x NumberOfFrames requires", tag)
 
 
-def frame_starts(fragments: tuple[bytes, ...], transfer_syntax: str) -> int | None:
+def frame_starts(fragments: Fragments, transfer_syntax: str) -> int | None:
     """How many fragments begin a frame, from codestream markers; None when unknowable."""
     if transfer_syntax in _JPEG_FAMILY:
-        return sum(head.startswith(JPEG_START_OF_IMAGE) for head in fragments)
+        return fragments.jpeg_starts
     if transfer_syntax in _J2K_FAMILY:
-        return sum(
-            head.startswith(J2K_START_OF_CODESTREAM) or head.startswith(JP2_SIGNATURE)
-            for head in fragments
-        )
+        return fragments.j2k_starts
     if transfer_syntax == RLELossless:
-        return len(fragments)
+        return fragments.count  # PS3.5 A.4.2: exactly one fragment per RLE frame
     return None
 
 
 def _check_encapsulated(
     image: ImagePixel, pixel: PixelDataElement, transfer_syntax: UID, findings: Findings
 ) -> None:
-    if not pixel.fragments:
+    fragments = pixel.fragments
+    if fragments is None or fragments.count == 0:
         findings.add("pixel.encapsulation", "encapsulated PixelData holds no fragment", pixel.tag)
         return
     if str(transfer_syntax) in _VIDEO:
         return
     frames = image.frames
     if pixel.offset_table:
-        _check_offset_table(pixel, frames, findings)
+        _check_offset_table(pixel.offset_table, fragments, frames, pixel.tag, findings)
     extended = pixel.extended_offset_table_length
     if extended is not None and extended // 8 != frames:
         findings.add("pixel.frame-count", "the extended offset table has an entry count other "
                      "than NumberOfFrames", NUMBER_OF_FRAMES)
-    starts = frame_starts(tuple(f.head for f in pixel.fragments), str(transfer_syntax))
+    starts = frame_starts(fragments, str(transfer_syntax))
     if starts is not None and starts != frames:
         findings.add("pixel.frame-count", f"the fragments hold {starts} frame(s); "
                      f"NumberOfFrames says {frames}", NUMBER_OF_FRAMES)
-    elif starts is None and len(pixel.fragments) < frames:
+    elif starts is None and fragments.count < frames:
         findings.add("pixel.frame-count", "there are fewer fragments than NumberOfFrames",
                      NUMBER_OF_FRAMES)
 
 
-def _check_offset_table(pixel: PixelDataElement, frames: int, findings: Findings) -> None:
-    table = pixel.offset_table
+def _check_offset_table(
+    table: Sequence[int], fragments: Fragments, frames: int, tag: int, findings: Findings
+) -> None:
     if len(table) != frames:
         findings.add("pixel.frame-count", f"the basic offset table has {len(table)} entries; "
                      f"NumberOfFrames says {frames}", NUMBER_OF_FRAMES)
         return
-    first_item = pixel.fragments[0].offset - 8
-    item_starts = {fragment.offset - 8 - first_item for fragment in pixel.fragments}
-    ascending = all(a < b for a, b in pairwise(table))
-    if table[0] != 0 or not ascending or not set(table) <= item_starts:
+    if table[0] != 0 or not fragments.offsets_at_item_starts:
         findings.add("pixel.encapsulation", "the basic offset table does not point at fragment "
-                     "starts", pixel.tag)
+                     "starts", tag)

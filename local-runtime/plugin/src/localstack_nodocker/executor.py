@@ -46,6 +46,7 @@ RUNTIME_API_PREFIX = "/2018-06-01/runtime"
 # environment of LocalStack itself that a handler process inherits (everything else comes from Lambda)
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 MAX_KEPT_LOG_CHARS = 200_000  # for get_logs()
+INIT_TIMEOUT_S = 10.0  # AWS's limit for the init phase of on-demand functions
 MAX_UNCLAIMED_LINES = 1_000  # output between invocations, shown with the next one
 
 
@@ -88,11 +89,12 @@ def layer_paths(function_version: FunctionVersion) -> list[str]:
 class _Invocation:
     request_id: str
     payload: dict[str, str]
-    deadline_ms: int
+    timeout_s: float
     done: threading.Event = field(default_factory=threading.Event)
     result: bytes | None = None
     is_error: bool = False
-    delivered: bool = False
+    delivered_at: float | None = None  # perf_counter() when the handler received it: the timeout clock starts
+    deadline_ms: int = 0
 
 
 class _RuntimeApiHandler(BaseHTTPRequestHandler):
@@ -333,7 +335,8 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 continue
             if invocation.done.is_set():  # timed out before the handler asked for it
                 continue
-            invocation.delivered = True
+            invocation.delivered_at = time.perf_counter()
+            invocation.deadline_ms = int((time.time() + invocation.timeout_s) * 1000)
             return invocation
         return None
 
@@ -353,7 +356,7 @@ class LocalRuntimeExecutor(RuntimeExecutor):
         request_id = payload.get("invoke-id") or str(uuid.uuid4())
         timeout_s = float(self.function_version.config.timeout or 3)
         started = time.perf_counter()
-        invocation = _Invocation(request_id, payload, int((time.time() + timeout_s) * 1000))
+        invocation = _Invocation(request_id, payload, timeout_s)
         with self._lock:
             lines: list[str] = self._log_unclaimed
             self._log_unclaimed = []
@@ -364,7 +367,11 @@ class LocalRuntimeExecutor(RuntimeExecutor):
 
         status = "success"
         while not invocation.done.wait(0.05):
-            if time.perf_counter() - started >= timeout_s:
+            # like AWS, the function timeout runs from delivery; a (re)starting process gets INIT_TIMEOUT_S first
+            delivered_at = invocation.delivered_at
+            if (delivered_at is None and time.perf_counter() - started >= INIT_TIMEOUT_S + timeout_s) or (
+                delivered_at is not None and time.perf_counter() - delivered_at >= timeout_s
+            ):
                 status = "timeout"
                 break
             process = self._process
@@ -376,7 +383,7 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 break
         if status == "success":
             self._drain_output()
-        duration_ms = (time.perf_counter() - started) * 1000
+        duration_ms = (time.perf_counter() - (invocation.delivered_at or started)) * 1000
         max_rss_mb = self._max_rss_mb()
 
         with self._lock:
