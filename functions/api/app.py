@@ -52,8 +52,7 @@ def create_upload() -> Response[dict[str, Any]]:
     logger.set_correlation_id(study_id)
     table.create(study_id, [f.name for f in files], settings.upload_deadline_seconds)
     posts = [
-        {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name),
-                                                  settings.max_upload_bytes,
+        {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
                                                   settings.presign_expiry_seconds)}
         for f in files
     ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from conftest import UPLOADS, Stack
 from test_pipeline import call_api
@@ -91,3 +94,12 @@ def test_storage_outage_is_503_not_a_bare_500(stack: Stack) -> None:
     status, response = call_api(stack, "POST", "/upload", {"filename": "a.dcm", "size": 1})
     assert status == 503
     assert "unavailable" in response["message"]
+
+
+def test_each_presigned_post_is_capped_at_its_declared_size(stack: Stack) -> None:
+    declared = [{"name": "a.dcm", "size": 1000}, {"name": "b.dcm", "size": 4096}]
+    status, body = call_api(stack, "POST", "/upload", {"files": declared})
+    assert status == 201
+    for upload, entry in zip(body["uploads"], declared, strict=True):
+        policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+        assert ["content-length-range", 1, entry["size"]] in policy["conditions"]

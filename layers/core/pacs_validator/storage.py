@@ -143,7 +143,8 @@ class ObjectStore:
         )
 
     def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
-        """A presigned POST whose policy caps the size: a presigned PUT cannot."""
+        """A presigned POST whose policy caps the size at ``max_bytes`` (the declared size):
+        a presigned PUT cannot cap it at all."""
         post: dict[str, Any] = self.client.generate_presigned_post(
             Bucket=self.bucket,
             Key=key,

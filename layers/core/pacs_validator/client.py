@@ -1,0 +1,115 @@
+"""A small HTTP client for the deployed API: declare, upload through presigned POSTs, wait.
+
+Standard library only, so the demo, the end-to-end tests and users' scripts share one way
+of talking to the service, on AWS or on LocalStack alike.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TERMINAL_STATES = frozenset({"STORED", "REJECTED", "FAILED", "INCOMPLETE"})
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(method: str, url: str, body: bytes | None = None,
+            headers: Mapping[str, str] | None = None, timeout: float = 60) -> HttpResponse:
+    """One HTTP request; any status is returned, not raised."""
+    prepared = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(prepared, timeout=timeout) as response:
+            return HttpResponse(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        return HttpResponse(error.code, error.read())
+
+
+def multipart_form(fields: Mapping[str, str], file_name: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body for an S3 presigned POST (fields first, the file last)."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                 f'filename="{file_name}"\r\nContent-Type: application/dicom\r\n\r\n'.encode())
+    parts.append(data + f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class PacsClient:
+    def __init__(self, api_base: str) -> None:
+        self.api_base = api_base.rstrip("/")
+
+    def declare(self, files: Mapping[str, int]) -> dict[str, Any]:
+        """``POST /upload`` for {name: size}; the 201 body (study id and presigned POSTs)."""
+        body = json.dumps({"files": [{"name": n, "size": s} for n, s in files.items()]})
+        response = request("POST", f"{self.api_base}/upload", body.encode(),
+                           {"Content-Type": "application/json"})
+        if response.status != 201:
+            raise ApiError(response.status, response.body.decode(errors="replace"))
+        declared: dict[str, Any] = response.json()
+        return declared
+
+    @staticmethod
+    def post_file(upload: Mapping[str, Any], data: bytes) -> HttpResponse:
+        """Send one file to its presigned POST; S3 answers 204 (or 400 when over the cap)."""
+        body, content_type = multipart_form(upload["fields"], str(upload["name"]), data)
+        return request("POST", str(upload["url"]), body, {"Content-Type": content_type})
+
+    def upload(self, files: Mapping[str, bytes]) -> str:
+        """Declare and upload a study; its id."""
+        declared = self.declare({name: len(data) for name, data in files.items()})
+        for upload in declared["uploads"]:
+            response = self.post_file(upload, files[upload["name"]])
+            if response.status not in (200, 201, 204):
+                raise ApiError(response.status, response.body.decode(errors="replace"))
+        return str(declared["study_id"])
+
+    def status(self, study_id: str) -> HttpResponse:
+        return request("GET", f"{self.api_base}/status/{study_id}")
+
+    def wait(self, study_id: str, timeout: float = 120, interval: float = 0.25) -> dict[str, Any]:
+        """Poll ``GET /status`` until the study reaches a terminal state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.status(study_id)
+            if response.status != 200:
+                raise ApiError(response.status, response.body.decode(errors="replace"))
+            body: dict[str, Any] = response.json()
+            if body["state"] in TERMINAL_STATES:
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"study {study_id} still {body['state']} after {timeout} s")
+            time.sleep(interval)
+
+
+def read_files(paths: list[Path]) -> dict[str, bytes]:
+    """{unique name: bytes} for a list of files (names made unique by their folder)."""
+    files: dict[str, bytes] = {}
+    for path in paths:
+        name = path.name if path.name not in files else f"{path.parent.name}-{path.name}"
+        files[name] = path.read_bytes()
+    return files
