@@ -3,13 +3,15 @@
 EventBridge delivers at least once, so every detail carries ``event_id``: a hash of the
 study, the event type and what the event is about. A consumer that sees an id twice can
 drop the second copy; a Lambda retry that republishes produces the same id.
-Details hold ids, states, counts, codes and keys, never attribute values.
+Details hold ids, states, counts, codes and keys, never attribute values; ``emitted_at``
+(epoch seconds) orders events finer than EventBridge's one-second ``time``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from enum import Enum
 from typing import Any
 
@@ -48,7 +50,7 @@ class EventPublisher:
         """Put one event; ``subject`` distinguishes events of one type within a study
         (the object key of a ``study.uploaded``). Returns the event id."""
         identifier = event_id(study_id, detail_type, subject)
-        body = {"event_id": identifier, "study_id": study_id, **detail}
+        body = {"event_id": identifier, "study_id": study_id, "emitted_at": time.time(), **detail}
         response = self.client.put_events(
             Entries=[
                 {

@@ -1,0 +1,180 @@
+"""The deployed application on LocalStack, driven like a user: HTTP API, presigned POSTs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import Deployment, aws
+from pydicom.data import get_testdata_file
+
+from pacs_validator.client import PacsClient, read_files
+
+pytestmark = pytest.mark.e2e
+
+CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+LIFECYCLE_STORED = ["study.uploaded", "validation.success", "study.validated",
+                    "metadata.extracted", "storage.completed", "study.processed"]
+
+
+def mr_study() -> list[Path]:
+    """The largest real multi-file study of pydicom's dicomdirtests set."""
+    by_study: dict[str, list[Path]] = {}
+    for path in sorted(p for p in (CORPUS / "dicomdirtests" / "98892003").rglob("*")
+                       if p.is_file()):
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        by_study.setdefault(uid, []).append(path)
+    return max(by_study.values(), key=len)
+
+
+def test_one_file_study_is_stored_with_metadata_and_log(deployment: Deployment) -> None:
+    study_id = deployment.api.upload({"ct.dcm": CT_SMALL.read_bytes()})
+    status = deployment.api.wait(study_id)
+
+    assert (status["state"], status["status"]) == ("STORED", 200)
+    prefix = f"studies/{study_id}/"
+    assert deployment.keys(deployment.store_bucket, prefix) == sorted(
+        prefix + leaf for leaf in
+        ("original.dcm", "metadata.json", "validation.log", "validation.json"))
+    assert deployment.read(deployment.store_bucket, prefix + "original.dcm") == \
+        CT_SMALL.read_bytes()
+    metadata = json.loads(deployment.read(deployment.store_bucket, prefix + "metadata.json"))
+    dataset = pydicom.dcmread(CT_SMALL)
+    assert metadata["patient"]["id"] == dataset.PatientID
+    assert metadata["study"]["instance_uid"] == dataset.StudyInstanceUID
+    instance = metadata["series"][0]["instances"][0]
+    assert instance["sha256"] == hashlib.sha256(CT_SMALL.read_bytes()).hexdigest()
+    assert instance["rows"] == dataset.Rows
+    events = deployment.events_for(study_id, until="study.processed")
+    assert [e["detail-type"] for e in events] == LIFECYCLE_STORED
+
+
+def test_multi_file_study_is_stored_by_sop_instance_uid(deployment: Deployment) -> None:
+    paths = mr_study()
+    study_id = deployment.api.upload(read_files(paths))
+    status = deployment.api.wait(study_id)
+
+    assert status["state"] == "STORED", status
+    uids = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths)
+    prefix = f"studies/{study_id}/instances/"
+    assert deployment.keys(deployment.store_bucket, prefix) == [f"{prefix}{u}.dcm" for u in uids]
+    metadata = json.loads(deployment.read(deployment.store_bucket,
+                                          f"studies/{study_id}/metadata.json"))
+    assert metadata["counts"]["instances"] == len(paths)
+    stored = sorted(i["sop_instance_uid"] for s in metadata["series"] for i in s["instances"])
+    assert stored == uids
+    types = [e["detail-type"] for e in deployment.events_for(study_id, until="study.processed")]
+    assert types.count("study.uploaded") == len(paths)
+    assert types[-4:] == ["study.validated", "metadata.extracted", "storage.completed",
+                          "study.processed"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status_code", "rule"),
+    [("no_meta.dcm", 400, "format.preamble"),
+     ("MR_truncated.dcm", 400, "format.truncated"),
+     ("SC_jpeg_no_color_transform.dcm", 422, "attribute.required")],
+)
+def test_rejected_files_land_in_rejected_with_their_findings(
+    deployment: Deployment, name: str, status_code: int, rule: str
+) -> None:
+    study_id = deployment.api.upload({name: Path(get_testdata_file(name)).read_bytes()})
+    status = deployment.api.wait(study_id)
+
+    assert (status["state"], status["status"]) == ("REJECTED", status_code)
+    assert rule in {f["rule"] for f in status["files"][0]["findings"]}
+    prefix = f"rejected/{study_id}/"
+    assert deployment.keys(deployment.store_bucket, prefix) == sorted(
+        prefix + leaf for leaf in (name, "validation.log", "validation.json"))
+    assert rule in deployment.read(deployment.store_bucket, prefix + "validation.log").decode()
+    assert deployment.keys(deployment.store_bucket, f"studies/{study_id}/") == []
+    types = [e["detail-type"] for e in deployment.events_for(study_id, until="study.validated")]
+    assert types == ["study.uploaded", "validation.failed", "study.validated"]
+
+
+def test_an_upload_larger_than_declared_is_refused_by_the_post_policy(
+    deployment: Deployment,
+) -> None:
+    declared = deployment.api.declare({"ct.dcm": 1000})
+    response = PacsClient.post_file(declared["uploads"][0], CT_SMALL.read_bytes())
+
+    assert response.status == 400
+    assert b"EntityTooLarge" in response.body
+    assert deployment.keys(deployment.uploads_bucket, f"incoming/{declared['study_id']}/") == []
+    status = deployment.api.status(declared["study_id"]).json()
+    assert status["state"] == "AWAITING_UPLOAD"
+
+
+def test_a_plain_s3_drop_is_processed_as_a_one_file_study(deployment: Deployment) -> None:
+    key = f"incoming/drop-{uuid.uuid4().hex[:8]}.dcm"
+    aws("s3").put_object(Bucket=deployment.uploads_bucket, Key=key, Body=CT_SMALL.read_bytes())
+
+    deadline = time.monotonic() + 60
+    study_id = None
+    while study_id is None and time.monotonic() < deadline:
+        deployment.events_for("", until="-", timeout=1)
+        study_id = next((e["detail"]["study_id"] for e in deployment.seen
+                         if e["detail"].get("key") == key), None)
+    assert study_id, "the drop was announced with study.uploaded"
+    assert deployment.api.wait(study_id)["state"] == "STORED"
+
+
+def test_the_same_file_uploaded_twice_is_stored_once_and_noted(deployment: Deployment) -> None:
+    data = CT_SMALL.read_bytes()
+    study_id = deployment.api.upload({"first.dcm": data, "again.dcm": data})
+    status = deployment.api.wait(study_id)
+
+    assert status["state"] == "STORED"
+    assert "study.duplicate-instance" in {f["rule"] for f in status["findings"]}
+    assert deployment.keys(deployment.store_bucket, f"studies/{study_id}/original.dcm") == [
+        f"studies/{study_id}/original.dcm"]
+
+
+def test_status_answers_404_and_400_over_http(deployment: Deployment) -> None:
+    assert deployment.api.status("0" * 32).status == 404
+    assert deployment.api.status("not-an-id").status == 400
+
+
+def test_function_logs_carry_no_patient_value(deployment: Deployment) -> None:
+    paths = [CT_SMALL, *mr_study()]
+    deployment.api.wait(deployment.api.upload(read_files(paths)))
+    values = set()
+    for path in paths:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
+            value = str(dataset.get(keyword, "") or "").strip()
+            if len(value) >= 4:
+                values.add(value)
+    assert values
+    logs = aws("logs")
+    text = []
+    for function in ("ApiFunctionName", "ValidatorFunctionName", "DescriptorFunctionName"):
+        group = f"/aws/lambda/{deployment.outputs[function]}"
+        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group)
+        text.extend(e["message"] for page in pages for e in page["events"])
+    joined = "\n".join(text)
+    assert "instance validated" in joined
+    for value in values:
+        assert value not in joined
+
+
+def test_a_burst_of_50_concurrent_uploads_all_reach_a_terminal_state(
+    deployment: Deployment,
+) -> None:
+    data = CT_SMALL.read_bytes()
+
+    def one(index: int) -> dict[str, object]:
+        study_id = deployment.api.upload({f"burst-{index}.dcm": data})
+        return deployment.api.wait(study_id, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(one, range(50)))
+    assert len(statuses) == 50
+    assert {s["state"] for s in statuses} == {"STORED"}
