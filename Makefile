@@ -1,12 +1,16 @@
 # The two commands of the README, and the steps they are made of.
-# `make demo` runs the main job on a local LocalStack; `make test` runs every test.
+#   make demo   bring LocalStack up, deploy, upload two sample studies, print verdicts and metadata
+#   make test   lint, types, unit and integration tests, then end-to-end tests on LocalStack
 
 PYTHON ?= $(shell local-runtime/find-python 3.12)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+STACK := local-runtime/stack
+STACK_NAME ?= pacs-validator
+DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=300
 
-.PHONY: test lint unit
+.PHONY: test lint unit e2e demo up deploy down
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +18,31 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . $(STACK)
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 
 unit: $(STAMP)
 	$(BIN)/pytest tests-local/unit tests-local/integration
 
-test: lint unit
+up:
+	$(STACK) up
+
+deploy: up
+	$(STACK) deploy template.yaml $(STACK_NAME) --parameter-overrides $(DEPLOY_PARAMETERS)
+
+down:
+	$(STACK) down
+
+# Starts LocalStack when it is not running, and stops it afterwards only in that case.
+e2e: $(STAMP)
+	@running=$$($(STACK) status >/dev/null 2>&1 && echo yes); \
+	$(MAKE) --no-print-directory deploy && \
+	$(BIN)/pytest tests-local/e2e; status=$$?; \
+	[ -n "$$running" ] || $(STACK) down; \
+	exit $$status
+
+test: lint unit e2e
+
+demo: $(STAMP) deploy
+	$(BIN)/python local-runtime/demo.py

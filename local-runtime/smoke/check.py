@@ -1,8 +1,10 @@
-"""End-to-end smoke check of the Docker-less local runtime. Run through check.sh (it picks the interpreter).
+"""End-to-end smoke check of the Docker-less local runtime.
 
-up -> deploy -> REST API (both local URL forms) -> S3 upload triggers the worker -> DynamoDB item ->
-worker's own EventBridge event comes back -> direct PutEvents -> CloudWatch logs -> cold/warm invokes ->
-timeout -> presigned POST with content-length-range -> down (by check.sh).
+Run through check.sh (it picks the interpreter).
+
+up -> deploy -> REST API (both local URL forms) -> S3 upload triggers the worker -> DynamoDB
+item -> worker's own EventBridge event comes back -> direct PutEvents -> CloudWatch logs ->
+cold/warm invokes -> timeout -> presigned POST with content-length-range -> down (by check.sh).
 """
 
 from __future__ import annotations
@@ -63,16 +65,21 @@ def http_get_post(url: str, payload: dict[str, Any]) -> tuple[int, bytes]:
 
 
 def assert_post_enforces_range(post: dict[str, Any], s3: Any, bucket: str, key: str) -> None:
-    """curl the presigned POST: 50 bytes pass, 1000 bytes are refused (content-length-range 1..100)."""
+    """curl the presigned POST (content-length-range 1..100): 50 bytes pass, 1000 are refused."""
     with tempfile.TemporaryDirectory() as tmp:
         small, big = Path(tmp) / "small.bin", Path(tmp) / "big.bin"
         small.write_bytes(b"x" * 50)
         big.write_bytes(b"x" * 1000)
 
         def curl(path: Path) -> tuple[str, str]:
-            form = [arg for name, value in post["fields"].items() for arg in ("-F", f"{name}={value}")]
-            done = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *form, "-F", f"file=@{path}",
-                                   post["url"]], capture_output=True, text=True, check=True)
+            form = [
+                arg for name, value in post["fields"].items() for arg in ("-F", f"{name}={value}")
+            ]
+            done = subprocess.run(
+                ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *form, "-F", f"file=@{path}",
+                 post["url"]],
+                capture_output=True, text=True, check=True,
+            )
             body, _, code = done.stdout.rpartition("\n")
             return code, body
 
@@ -94,14 +101,18 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> tupl
 
 
 def main() -> None:
-    session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    session = boto3.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
     client = lambda name, **kw: session.client(name, endpoint_url=ENDPOINT, **kw)  # noqa: E731
 
     step("up")
     timed("up", lambda: subprocess.run([str(STACK), "up"], check=True))
     step("deploy")
     timed("deploy (sam build + deploy)", lambda: subprocess.run(
-        [str(STACK), "deploy", str(HERE / "template.yaml"), STACK_NAME], check=True, stdout=subprocess.DEVNULL))
+        [str(STACK), "deploy", str(HERE / "template.yaml"), STACK_NAME],
+        check=True, stdout=subprocess.DEVNULL,
+    ))
     outputs = json.loads(run_stack("outputs", STACK_NAME))
     print(json.dumps(outputs, indent=2))
     api_id, bucket, table_name = outputs["ApiId"], outputs["BucketName"], outputs["TableName"]
@@ -112,7 +123,11 @@ def main() -> None:
     status, body = timed("API GET /health, first call", lambda: http_get(url))
     assert status == 200, (status, body)
     health = json.loads(body)
-    assert health["status"] == "ok" and health["pydicom"] == "3.0.2" and health["python"].startswith("3.12"), health
+    assert (
+        health["status"] == "ok"
+        and health["pydicom"] == "3.0.2"
+        and health["python"].startswith("3.12")
+    ), health
     status, body = timed("API GET /health, warm", lambda: http_get(url))
     assert status == 200, (status, body)
     status, body = http_get(f"{ENDPOINT}/restapis/{api_id}/Prod/_user_request_/health")
@@ -125,13 +140,16 @@ def main() -> None:
     s3 = client("s3")
     key = f"incoming/{uuid.uuid4().hex}.dcm"
     s3.put_object(Bucket=bucket, Key=key, Body=b"DICM")
-    item, took = wait_for("the S3 item", lambda: table.get_item(Key={"pk": f"s3:{key}"}).get("Item"))
+    item, took = wait_for(
+        "the S3 item", lambda: table.get_item(Key={"pk": f"s3:{key}"}).get("Item")
+    )
     FIGURES["S3 put -> item in DynamoDB"] = f"{took:.2f} s"
     assert item["kind"] == "s3" and int(item["expires_at"]) > time.time(), item
     _, took = wait_for("the event published by the worker",
                        lambda: table.get_item(Key={"pk": f"event:object.seen:{key}"}).get("Item"))
     FIGURES["S3 put -> worker -> PutEvents -> worker -> item"] = f"{took:.2f} s (after the S3 item)"
-    s3.put_object(Bucket=bucket, Key=f"other/{uuid.uuid4().hex}.dcm", Body=b"x")  # outside the prefix
+    # outside the prefix
+    s3.put_object(Bucket=bucket, Key=f"other/{uuid.uuid4().hex}.dcm", Body=b"x")
 
     step("PutEvents on the custom bus -> rule -> worker")
     marker = uuid.uuid4().hex
@@ -140,11 +158,16 @@ def main() -> None:
         "EventBusName": outputs["BusName"], "Source": "smoke.app", "DetailType": "smoke.check",
         "Detail": json.dumps({"key": marker})}])
     assert response["FailedEntryCount"] == 0, response
-    wait_for("the direct event", lambda: table.get_item(Key={"pk": f"event:smoke.check:{marker}"}).get("Item"))
+    wait_for(
+        "the direct event",
+        lambda: table.get_item(Key={"pk": f"event:smoke.check:{marker}"}).get("Item"),
+    )
     FIGURES["PutEvents -> item in DynamoDB"] = f"{time.monotonic() - sent:.2f} s"
     time.sleep(1.0)
     kinds = [i["pk"].split(":")[0] for i in table.scan()["Items"]]
-    assert not any(i["pk"].startswith("s3:other/") for i in table.scan()["Items"]), "prefix filter ignored"
+    assert not any(
+        i["pk"].startswith("s3:other/") for i in table.scan()["Items"]
+    ), "prefix filter ignored"
     print("items by kind:", {k: kinds.count(k) for k in set(kinds)})
 
     step("CloudWatch Logs")
@@ -154,19 +177,30 @@ def main() -> None:
     def worker_log_text() -> str:
         return "".join(e["message"] for e in logs.filter_log_events(logGroupName=group)["events"])
 
-    text, _ = wait_for("worker logs", lambda: (t := worker_log_text()) and "worker stored" in t and "REPORT" in t and t)
-    assert "START RequestId" in text and "END RequestId" in text and '"message":"stored"' in text, text[:2000]
+    text, _ = wait_for(
+        "worker logs",
+        lambda: (t := worker_log_text()) and "worker stored" in t and "REPORT" in t and t,
+    )
+    assert (
+        "START RequestId" in text and "END RequestId" in text and '"message":"stored"' in text
+    ), text[:2000]
     print(f"{len(text.splitlines())} log lines in {group}")
 
     step("invoke timings and timeout")
     lam = client("lambda", config=Config(read_timeout=120, retries={"max_attempts": 0}))
-    resources = client("cloudformation").describe_stack_resources(StackName=STACK_NAME)["StackResources"]
-    slow = next(r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "SlowFunction")
+    resources = client("cloudformation").describe_stack_resources(StackName=STACK_NAME)[
+        "StackResources"
+    ]
+    slow = next(
+        r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "SlowFunction"
+    )
 
     def invoke(payload: dict[str, Any]) -> dict[str, Any]:
         return lam.invoke(FunctionName=slow, Payload=json.dumps(payload).encode(), LogType="Tail")
 
-    result = timed("invoke, cold (new process; layer with powertools+pydicom)", lambda: invoke({"sleep": 0}))
+    result = timed(
+        "invoke, cold (new process; layer with powertools+pydicom)", lambda: invoke({"sleep": 0})
+    )
     assert "FunctionError" not in result, result
     warm = []
     for _ in range(5):
@@ -184,26 +218,38 @@ def main() -> None:
     worker = outputs["WorkerFunctionName"]
     event = json.loads((HERE / "events" / "s3-put.json").read_text())
     event["Records"][0]["s3"]["object"]["key"] = f"incoming/{uuid.uuid4().hex}.dcm"
-    answers = [lam.invoke(FunctionName=worker, Payload=json.dumps(event).encode()) for _ in range(2)]
-    assert all("FunctionError" not in a for a in answers), [json.loads(a["Payload"].read()) for a in answers]
+    answers = [
+        lam.invoke(FunctionName=worker, Payload=json.dumps(event).encode()) for _ in range(2)
+    ]
+    assert all("FunctionError" not in a for a in answers), [
+        json.loads(a["Payload"].read()) for a in answers
+    ]
     bodies = [json.loads(a["Payload"].read()) for a in answers]
-    assert bodies[0] == bodies[1], bodies  # the second call returned the stored result; no second put_item
+    # the second call returned the stored result; no second put_item
+    assert bodies[0] == bodies[1], bodies
 
     step("presigned POST with content-length-range (made by the test, then by a handler)")
     s3_path = client("s3", config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
-    from_test = s3_path.generate_presigned_post(bucket, "uploads/presigned.bin",
-                                                Conditions=[["content-length-range", 1, 100]], ExpiresIn=300)
+    from_test = s3_path.generate_presigned_post(
+        bucket, "uploads/presigned.bin",
+        Conditions=[["content-length-range", 1, 100]], ExpiresIn=300,
+    )
     status, body = http_get_post(f"{ENDPOINT}/_aws/execute-api/{api_id}/Prod/presign",
                                  {"name": "from-handler.bin", "max_bytes": 100})
     assert status == 200, (status, body)
     from_handler = json.loads(body)
-    for post, key in ((from_test, "uploads/presigned.bin"), (from_handler, "incoming/from-handler.bin")):
+    for post, key in (
+        (from_test, "uploads/presigned.bin"),
+        (from_handler, "incoming/from-handler.bin"),
+    ):
         assert post["url"].startswith(f"{ENDPOINT}/{bucket}"), post["url"]
         assert_post_enforces_range(post, s3, bucket, key)
     print("presigned POST: 50 bytes accepted, 1000 bytes rejected with 400 EntityTooLarge (both)")
 
     pid = (HERE.parent.parent / ".local" / "localstack.pid").read_text().strip()
-    rss = subprocess.run(["ps", "-o", "rss=", "-p", pid], capture_output=True, text=True).stdout.strip()
+    rss = subprocess.run(
+        ["ps", "-o", "rss=", "-p", pid], capture_output=True, text=True
+    ).stdout.strip()
     if rss:
         FIGURES["LocalStack RSS after the run"] = f"{int(rss) // 1024} MB"
     print("\nFIGURES")

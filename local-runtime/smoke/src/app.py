@@ -1,4 +1,4 @@
-"""Smoke handlers: prove layers, S3/EventBridge/API triggers, DynamoDB and Powertools idempotency work."""
+"""Smoke handlers: prove layers, S3/EventBridge/API triggers, DynamoDB, Powertools idempotency."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)
 
 
-@idempotent_function(data_keyword_argument="record", persistence_store=persistence, config=idempotency)
+@idempotent_function(
+    data_keyword_argument="record", persistence_store=persistence, config=idempotency
+)
 def record_item(record: dict[str, Any]) -> dict[str, Any]:
     table.put_item(
         Item={**record, "expires_at": int(time.time()) + 3600},
@@ -70,8 +72,8 @@ def worker_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     if "detail-type" in event:
         detail = event.get("detail") or {}
-        stored.append(record_item(record={"pk": f"event:{event['detail-type']}:{detail.get('key', event['id'])}",
-                                          "kind": "event"}))
+        pk = f"event:{event['detail-type']}:{detail.get('key', event['id'])}"
+        stored.append(record_item(record={"pk": pk, "kind": "event"}))
     print(f"worker stored {len(stored)} item(s)")
     return {"stored": [item["pk"] for item in stored]}
 

@@ -11,6 +11,7 @@ The interpreter per runtime comes from ``LAMBDA_LOCAL_INTERPRETERS`` (JSON objec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,8 +44,11 @@ from localstack.services.lambda_.invocation.runtime_executor import (
 LOG = logging.getLogger(__name__)
 
 RUNTIME_API_PREFIX = "/2018-06-01/runtime"
-# environment of LocalStack itself that a handler process inherits (everything else comes from Lambda)
-PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+# environment of LocalStack itself that a handler process inherits (everything else comes from
+# Lambda)
+PASSTHROUGH_ENV = (
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+)
 MAX_KEPT_LOG_CHARS = 200_000  # for get_logs()
 INIT_TIMEOUT_S = 10.0  # AWS's limit for the init phase of on-demand functions
 MAX_UNCLAIMED_LINES = 1_000  # output between invocations, shown with the next one
@@ -63,7 +67,8 @@ def interpreter_for(runtime: str) -> str:
     if found:
         return found
     raise LambdaRuntimeException(
-        f"No interpreter for runtime {runtime!r}: set LAMBDA_LOCAL_INTERPRETERS or put {runtime} on PATH"
+        f"No interpreter for runtime {runtime!r}: "
+        f"set LAMBDA_LOCAL_INTERPRETERS or put {runtime} on PATH"
     )
 
 
@@ -93,7 +98,8 @@ class _Invocation:
     done: threading.Event = field(default_factory=threading.Event)
     result: bytes | None = None
     is_error: bool = False
-    delivered_at: float | None = None  # perf_counter() when the handler received it: the timeout clock starts
+    # perf_counter() when the handler received it: the timeout clock starts
+    delivered_at: float | None = None
     deadline_ms: int = 0
 
 
@@ -101,7 +107,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _RuntimeApiServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("runtime-api %s: " + format, self.server.executor.id, *args)
 
     def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
@@ -118,7 +124,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         if self.path != f"{RUNTIME_API_PREFIX}/invocation/next":
             self._reply(404, b'{"errorMessage":"not found"}')
             return
@@ -135,7 +141,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         }
         self._reply(200, (payload.get("payload") or "").encode(), headers)
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         body = self._body()
         path = self.path
         executor = self.server.executor
@@ -146,7 +152,9 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         prefix = f"{RUNTIME_API_PREFIX}/invocation/"
         if path.startswith(prefix):
             request_id, _, kind = path[len(prefix) :].partition("/")
-            if kind in ("response", "error") and executor._complete(request_id, body, kind == "error"):
+            if kind in ("response", "error") and executor._complete(
+                request_id, body, kind == "error"
+            ):
                 self._reply(202, b'{"status":"OK"}')
                 return
         self._reply(400, b'{"errorMessage":"unknown invocation"}')
@@ -163,7 +171,7 @@ class _RuntimeApiServer(ThreadingHTTPServer):
 class LocalRuntimeExecutor(RuntimeExecutor):
     """Runs a Zip-packaged Python function as a local awslambdaric process."""
 
-    def __init__(self, id: str, function_version: FunctionVersion) -> None:  # noqa: A002 - base signature
+    def __init__(self, id: str, function_version: FunctionVersion) -> None:
         super().__init__(id=id, function_version=function_version)
         self._server: _RuntimeApiServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -181,16 +189,24 @@ class LocalRuntimeExecutor(RuntimeExecutor):
         self._init_reported = False
         self._log_all: list[str] = []
         self._log_chars = 0
-        self._log_unclaimed: list[str] = []  # output while no invocation runs (init), shown with the next one
+        # output while no invocation runs (init), shown with the next one
+        self._log_unclaimed: list[str] = []
         self._log_invocation: list[str] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, env_vars: dict[str, str]) -> None:
         config_ = self.function_version.config
-        if config_.package_type != PackageType.Zip or not config_.runtime or not config_.code or not config_.handler:
+        if (
+            config_.package_type != PackageType.Zip
+            or not config_.runtime
+            or not config_.code
+            or not config_.handler
+        ):
             raise LambdaRuntimeException("The local executor runs Zip-packaged functions only")
         if not config_.runtime.startswith("python"):
-            raise LambdaRuntimeException(f"The local executor runs Python runtimes only, not {config_.runtime}")
+            raise LambdaRuntimeException(
+                f"The local executor runs Python runtimes only, not {config_.runtime}"
+            )
         self._server = _RuntimeApiServer(self)
         self._server_thread = threading.Thread(
             target=self._server.serve_forever, name=f"lambda-runtime-api-{self.id}", daemon=True
@@ -222,14 +238,23 @@ class LocalRuntimeExecutor(RuntimeExecutor):
             self._drain_output()
             code = self._process.poll() if self._process else None
             payload = self._init_error or json.dumps(
-                {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: exit status {code}"}
+                {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"Runtime exited with error: exit status {code}",
+                }
             ).encode()
-            LOG.warning("Lambda %s failed to initialise:\n%s", self.function_version.qualified_arn, self.get_logs())
+            LOG.warning(
+                "Lambda %s failed to initialise:\n%s",
+                self.function_version.qualified_arn,
+                self.get_logs(),
+            )
             raise StatusErrorException("Environment startup failed", payload=payload)
 
     def _spawn(self) -> None:
         config_ = self.function_version.config
-        command = [interpreter_for(str(config_.runtime)), "-m", "awslambdaric", str(config_.handler)]
+        command = [
+            interpreter_for(str(config_.runtime)), "-m", "awslambdaric", str(config_.handler)
+        ]
         with self._lock:
             self._ready.clear()
             self._init_error = None
@@ -246,10 +271,18 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 start_new_session=True,  # own process group: we can kill it and all its children
             )
             self._reader = threading.Thread(
-                target=self._read_output, args=(self._process,), name=f"lambda-output-{self.id}", daemon=True
+                target=self._read_output,
+                args=(self._process,),
+                name=f"lambda-output-{self.id}",
+                daemon=True,
             )
             self._reader.start()
-        LOG.debug("Started %s (pid %s) for %s", command, self._process.pid, self.function_version.qualified_arn)
+        LOG.debug(
+            "Started %s (pid %s) for %s",
+            command,
+            self._process.pid,
+            self.function_version.qualified_arn,
+        )
 
     def _kill_process(self) -> None:
         process = self._process
@@ -261,10 +294,8 @@ class LocalRuntimeExecutor(RuntimeExecutor):
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=5)
         if self._reader:
             self._reader.join(timeout=1)
@@ -360,18 +391,22 @@ class LocalRuntimeExecutor(RuntimeExecutor):
         with self._lock:
             lines: list[str] = self._log_unclaimed
             self._log_unclaimed = []
-            lines.append(f"START RequestId: {request_id} Version: {self.function_version.id.qualifier}")
+            lines.append(
+                f"START RequestId: {request_id} Version: {self.function_version.id.qualifier}"
+            )
             self._log_invocation = lines
             self._current = invocation
         self._pending.put(invocation)
 
         status = "success"
         while not invocation.done.wait(0.05):
-            # like AWS, the function timeout runs from delivery; a (re)starting process gets INIT_TIMEOUT_S first
+            # like AWS, the function timeout runs from delivery; a (re)starting process gets
+            # INIT_TIMEOUT_S first
             delivered_at = invocation.delivered_at
-            if (delivered_at is None and time.perf_counter() - started >= INIT_TIMEOUT_S + timeout_s) or (
-                delivered_at is not None and time.perf_counter() - delivered_at >= timeout_s
-            ):
+            if (
+                delivered_at is None
+                and time.perf_counter() - started >= INIT_TIMEOUT_S + timeout_s
+            ) or (delivered_at is not None and time.perf_counter() - delivered_at >= timeout_s):
                 status = "timeout"
                 break
             process = self._process
@@ -394,7 +429,10 @@ class LocalRuntimeExecutor(RuntimeExecutor):
             result = json.dumps(
                 {
                     "errorType": "Sandbox.Timedout",
-                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+                    "errorMessage": (
+                        f"RequestId: {request_id} Error: "
+                        f"Task timed out after {timeout_s:.2f} seconds"
+                    ),
                 }
             ).encode()
             is_error = True
@@ -402,9 +440,13 @@ class LocalRuntimeExecutor(RuntimeExecutor):
             result, is_error = self._init_error or b"", True
         elif status == "exited":
             code = self._process.poll() if self._process else None
-            message = f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+            message = (
+                f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+            )
             lines.append(message)
-            result = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message}).encode()
+            result = json.dumps(
+                {"errorType": "Runtime.ExitError", "errorMessage": message}
+            ).encode()
             is_error = True
         else:
             result, is_error = invocation.result or b"", invocation.is_error
@@ -414,7 +456,8 @@ class LocalRuntimeExecutor(RuntimeExecutor):
         report = (
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
             f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"
-            f"Memory Size: {self.function_version.config.memory_size} MB\tMax Memory Used: {max_rss_mb} MB"
+            f"Memory Size: {self.function_version.config.memory_size} MB\t"
+            f"Max Memory Used: {max_rss_mb} MB"
         )
         if self._init_duration_ms is not None and not self._init_reported:
             report += f"\tInit Duration: {self._init_duration_ms:.2f} ms"
@@ -427,7 +470,9 @@ class LocalRuntimeExecutor(RuntimeExecutor):
             # like AWS: the sandbox is reset; the next invocation meets a fresh process (cold start)
             self._kill_process()
             self._spawn()
-        return InvocationResult(request_id=request_id, payload=result, is_error=is_error, logs="\n".join(lines) + "\n")
+        return InvocationResult(
+            request_id=request_id, payload=result, is_error=is_error, logs="\n".join(lines) + "\n"
+        )
 
     def _max_rss_mb(self) -> int:
         process = self._process

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+from pathlib import Path
 
 from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
@@ -25,12 +25,17 @@ class LocalRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 
 @aws_provider(api="dynamodb", name="moto")
 def dynamodb_moto() -> Service:
-    """DynamoDB served by moto (no DynamoDB Local / Java). Selected with PROVIDER_OVERRIDE_DYNAMODB=moto."""
+    """DynamoDB served by moto (no DynamoDB Local / Java).
+
+    Selected with PROVIDER_OVERRIDE_DYNAMODB=moto.
+    """
     from localstack.services.moto import MotoFallbackDispatcher
 
     from localstack_nodocker.dynamodb import MotoDynamoDBProvider
 
-    return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=MotoFallbackDispatcher)
+    return Service.for_provider(
+        MotoDynamoDBProvider(), dispatch_table_factory=MotoFallbackDispatcher
+    )
 
 
 @hooks.on_infra_start()
@@ -40,6 +45,6 @@ def relocate_s3_tmp_dir() -> None:
 
     from localstack.services.s3 import provider as s3_provider
 
-    target = os.path.join(tempfile.gettempdir(), "localstack-s3-storage")
+    target = str(Path(tempfile.gettempdir()) / "localstack-s3-storage")
     s3_provider.DEFAULT_S3_TMP_DIR = target
     LOG.debug("S3 temporary storage relocated to %s", target)

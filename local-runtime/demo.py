@@ -1,0 +1,94 @@
+"""The main job, end to end on the deployed stack: upload two real studies through the API,
+wait for their verdicts, and show what was stored.
+
+Run by `make demo` after `local-runtime/stack up` and `deploy`; reads the stack's outputs
+through `local-runtime/stack`, talks HTTP to the API Gateway endpoint and uploads through
+the presigned POSTs the API hands out — exactly what a client of the service does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pydicom
+
+from pacs_validator.client import PacsClient, read_files
+
+HERE = Path(__file__).resolve().parent
+STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")
+ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def stack_json(*args: str) -> Any:
+    output = subprocess.run([str(HERE / "stack"), *args], check=True, capture_output=True,
+                            text=True).stdout
+    return json.loads(output)
+
+
+def sample_studies() -> dict[str, list[Path]]:
+    """Third-party files from pydicom's corpus: one single-file and one multi-file study."""
+    by_study: dict[str, list[Path]] = {}
+    for path in sorted(p for p in (CORPUS / "dicomdirtests" / "98892003").rglob("*")
+                       if p.is_file()):
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        by_study.setdefault(uid, []).append(path)
+    return {
+        "single-file CT study (CT_small.dcm)": [CORPUS / "CT_small.dcm"],
+        "multi-file MR study (dicomdirtests/98892003)": max(by_study.values(), key=len),
+    }
+
+
+def print_metadata(document: dict[str, Any]) -> None:
+    study = document["study"]
+    print(f"    study {study['instance_uid']}  date {study['date']}  "
+          f"description {study['description']!r}")
+    print(f"    equipment {document['equipment']['manufacturer']} "
+          f"{document['equipment']['model']}")
+    for series in document["series"]:
+        print(f"    series {series['number']} {series['modality']} "
+              f"{series['description']!r}: {len(series['instances'])} instance(s)")
+
+
+def main() -> int:
+    outputs = stack_json("outputs", STACK_NAME)
+    api_base = stack_json("api-url", STACK_NAME)["Api"]
+    store = outputs["StoreBucketName"]
+    s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    client = PacsClient(api_base)
+    print(f"API: {api_base}")
+    all_stored = True
+    for title, paths in sample_studies().items():
+        print(f"\n== {title}: {len(paths)} file(s)")
+        study_id = client.upload(read_files(paths))
+        status = client.wait(study_id)
+        print(f"  study_id {study_id}: {status['state']} (status {status['status']})")
+        print("  timeline: " + " → ".join(entry["state"] for entry in status["timeline"]
+                                          if "file" not in entry))
+        for finding in status["findings"]:
+            print(f"  {finding['severity']}: {finding['rule']} {finding['message']}")
+        if status["state"] != "STORED":
+            all_stored = False
+            continue
+        metadata = json.loads(s3.get_object(Bucket=store, Key=status["keys"]["metadata"])
+                              ["Body"].read())
+        print("  metadata.json:")
+        print_metadata(metadata)
+        print(f"  stored under s3://{store}/studies/{study_id}/ — look with:")
+        print(f"    awslocal s3 ls s3://{store}/studies/{study_id}/ --recursive")
+        print(f"    awslocal s3 cp s3://{store}/studies/{study_id}/metadata.json -")
+        print(f"    curl -s {api_base}/status/{study_id}")
+    print("\n(awslocal is in .local/venvs/localstack/bin; `eval \"$(local-runtime/stack env)\"` "
+          "points plain aws/boto3 at LocalStack; `make down` stops it.)")
+    return 0 if all_stored else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
