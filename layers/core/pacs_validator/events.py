@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -30,6 +31,16 @@ class DetailType(str, Enum):
     STUDY_PROCESSED = "study.processed"
 
 
+@dataclass(frozen=True)
+class Event:
+    """One lifecycle event; ``subject`` tells apart events of one type within a study
+    (the object key of a ``study.uploaded``) so each gets its own deterministic id."""
+
+    detail_type: DetailType
+    detail: dict[str, Any]
+    subject: str = ""
+
+
 class PublishError(RuntimeError):
     """EventBridge refused an event."""
 
@@ -44,24 +55,29 @@ class EventPublisher:
         self.bus_name = bus_name
         self.client = client or boto3.client("events")
 
-    def publish(
-        self, detail_type: DetailType, study_id: str, detail: dict[str, Any], subject: str = ""
-    ) -> str:
-        """Put one event; ``subject`` distinguishes events of one type within a study
-        (the object key of a ``study.uploaded``). Returns the event id."""
-        identifier = event_id(study_id, detail_type, subject)
-        body = {"event_id": identifier, "study_id": study_id, "emitted_at": time.time(), **detail}
-        response = self.client.put_events(
-            Entries=[
-                {
-                    "Source": SOURCE,
-                    "DetailType": detail_type.value,
-                    "Detail": json.dumps(body),
-                    "EventBusName": self.bus_name,
-                }
-            ]
-        )
+    def publish(self, study_id: str, *events: Event) -> list[str]:
+        """Put ``events`` of one study in one PutEvents call, in order; their ids.
+
+        One call, not one per event: on the local runtime every AWS call costs the emulator
+        CPU, and on AWS it costs money. ``emitted_at`` increases through the batch so
+        consumers can order events finer than EventBridge's one-second ``time``.
+        """
+        now = time.time()
+        identifiers = [event_id(study_id, e.detail_type, e.subject) for e in events]
+        entries = [
+            {
+                "Source": SOURCE,
+                "DetailType": event.detail_type.value,
+                "Detail": json.dumps({"event_id": identifier, "study_id": study_id,
+                                      "emitted_at": now + index / 1000, **event.detail}),
+                "EventBusName": self.bus_name,
+            }
+            for index, (event, identifier) in enumerate(zip(events, identifiers, strict=True))
+        ]
+        response = self.client.put_events(Entries=entries)
         if response.get("FailedEntryCount"):
-            code = response["Entries"][0].get("ErrorCode", "unknown")
-            raise PublishError(f"EventBridge refused {detail_type.value}: {code}")
-        return identifier
+            codes = sorted({e.get("ErrorCode", "unknown") for e in response["Entries"]
+                            if e.get("ErrorCode")})
+            raise PublishError(f"EventBridge refused {response['FailedEntryCount']} event(s): "
+                               f"{', '.join(codes)}")
+        return identifiers

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacs_validator.config import ValidatorConfig
-from pacs_validator.events import DetailType, EventPublisher
+from pacs_validator.events import DetailType, Event, EventPublisher
 from pacs_validator.metadata import DescribedInstance, build_metadata
 from pacs_validator.parsing import read_instance
 from pacs_validator.rules import Findings
@@ -44,6 +44,10 @@ class Received:
     name: str
     status: int
     study_complete: bool
+
+
+def _validated(study: StudyResult) -> Event:
+    return Event(DetailType.STUDY_VALIDATED, {"valid": study.valid, "status": study.status})
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,9 @@ class Pipeline:
     def receive(self, study_id: str, name: str, key: str, version: str) -> Received:
         """Validate one uploaded object of ``study_id`` (see :meth:`study_for_object`),
         record its verdict, and judge the study when it completes the manifest."""
-        self.publisher.publish(
-            DetailType.STUDY_UPLOADED, study_id,
-            {"bucket": self.uploads.bucket, "key": key, "name": name}, subject=f"{key}#{version}",
-        )
+        self.publisher.publish(study_id, Event(
+            DetailType.STUDY_UPLOADED, {"bucket": self.uploads.bucket, "key": key, "name": name},
+            subject=f"{key}#{version}"))
         with self.uploads.downloaded(key) as path:
             result, _ = validate_instance(path, self.config, name=name)
         record = {**result.to_record(), "key": key}
@@ -128,9 +131,9 @@ class Pipeline:
 
     def judge_study(self, study_id: str) -> StudyResult | None:
         """Run the study rules once (the caller that wins the claim) and route the study."""
-        if not self.table.transition(study_id, State.VALIDATING, expected=(State.RECEIVING,)):
+        item = self.table.transition(study_id, State.VALIDATING, expected=(State.RECEIVING,))
+        if item is None:
             return None
-        item = self.table.get(study_id) or {}
         instances = [InstanceResult.from_record(r) for r in item["instances"].values()]
         study = check_study(instances, self.config, Manifest(names=tuple(item["manifest"])))
         findings = [f.to_dict() for f in study.findings]
@@ -138,13 +141,12 @@ class Pipeline:
         if study.valid:
             self.table.transition(study_id, State.VALID, (State.VALIDATING,), status=study.status,
                                   findings=findings)
-            self.publisher.publish(DetailType.VALIDATION_SUCCESS, study_id, {
+            verdict = Event(DetailType.VALIDATION_SUCCESS, {
                 "bucket": self.uploads.bucket, "keys": sorted(keys.values()),
                 "instances": len(instances), "status": study.status})
         else:
-            self._reject(study_id, study, instances, keys, (State.VALIDATING,))
-        self.publisher.publish(DetailType.STUDY_VALIDATED, study_id,
-                               {"valid": study.valid, "status": study.status})
+            verdict = self._reject(study_id, study, instances, keys, (State.VALIDATING,))
+        self.publisher.publish(study_id, verdict, _validated(study))
         return study
 
     def _reject(
@@ -155,8 +157,10 @@ class Pipeline:
         keys: dict[str, str],
         expected: tuple[State, ...],
         state: State = State.REJECTED,
-    ) -> None:
-        """Copy what arrived to ``rejected/<id>/`` with the verdict; the originals stay put."""
+    ) -> Event:
+        """Copy what arrived to ``rejected/<id>/`` with the verdict; the originals stay put.
+
+        Returns the ``validation.failed`` event for the caller to publish."""
         for name, key in sorted(keys.items()):
             self.store.copy_from(self.uploads.bucket, key, rejected_key(study_id, name))
         log_key = rejected_key(study_id, "validation.log")
@@ -166,7 +170,7 @@ class Pipeline:
         stored = {"prefix": f"rejected/{study_id}/", "validation_log": log_key}
         self.table.transition(study_id, state, expected, status=study.status,
                               findings=[f.to_dict() for f in study.findings], keys=stored)
-        self.publisher.publish(DetailType.VALIDATION_FAILED, study_id, {
+        return Event(DetailType.VALIDATION_FAILED, {
             "status": study.status, "state": state.value,
             "rules": sorted({f.rule for f in study.findings} |
                             {f.rule for i in instances for f in i.findings if not i.valid}),
@@ -182,9 +186,9 @@ class Pipeline:
             instances = [InstanceResult.from_record(r) for r in item["instances"].values()]
             study = check_study(instances, self.config, Manifest(names=tuple(item["manifest"])))
             keys = {i.name: str(item["instances"][i.name]["key"]) for i in instances}
-            self._reject(study_id, study, instances, keys, OPEN_STATES, State.INCOMPLETE)
-            self.publisher.publish(DetailType.STUDY_VALIDATED, study_id,
-                                   {"valid": False, "status": study.status})
+            failed = self._reject(study_id, study, instances, keys, OPEN_STATES,
+                                  State.INCOMPLETE)
+            self.publisher.publish(study_id, failed, _validated(study))
             expired.append(study_id)
         return expired
 
@@ -205,7 +209,7 @@ class Pipeline:
         for sop_uid, (instance, source_key) in sorted(unique.items(), key=lambda kv: str(kv[0])):
             target = stored_instance_key(study_id, sop_uid, single)
             described.append(self._describe(instance, source_key, target))
-            self.store.copy_from(self.uploads.bucket, source_key, target)
+            self.store.copy_from(self.uploads.bucket, source_key, target, instance.size)
             stored_keys.append(target)
         metadata = build_metadata(study_id, described)
         study = check_study(instances, self.config, Manifest(names=tuple(item["manifest"])))
@@ -217,17 +221,21 @@ class Pipeline:
             "prefix": f"studies/{study_id}/",
         }
         self.store.put_json(keys["metadata"], metadata)
-        self.publisher.publish(DetailType.METADATA_EXTRACTED, study_id, {
+        self.publisher.publish(study_id, Event(DetailType.METADATA_EXTRACTED, {
             "key": keys["metadata"], "series": metadata["counts"]["series"],
-            "instances": metadata["counts"]["instances"]})
+            "instances": metadata["counts"]["instances"]}))
         self.store.put_text(keys["validation_log"], validation_log(study, instances))
         self.store.put_json(keys["validation_json"], validation_document(study, instances))
         stored_bytes = sum(i.size for i, _ in unique.values())
-        self.publisher.publish(DetailType.STORAGE_COMPLETED, study_id, {
-            "prefix": keys["prefix"], "objects": len(stored_keys) + 3, "bytes": stored_bytes})
         self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys)
-        self.publisher.publish(DetailType.STUDY_PROCESSED, study_id,
-                               {"state": State.STORED.value, "status": study.status})
+        self.publisher.publish(
+            study_id,
+            Event(DetailType.STORAGE_COMPLETED, {"prefix": keys["prefix"],
+                                                 "objects": len(stored_keys) + 3,
+                                                 "bytes": stored_bytes}),
+            Event(DetailType.STUDY_PROCESSED, {"state": State.STORED.value,
+                                               "status": study.status}),
+        )
         return StoredStudy(keys=keys, instances=len(stored_keys), bytes=stored_bytes)
 
     def _describe(

@@ -48,6 +48,11 @@ def _now() -> int:
     return int(time.time())
 
 
+def _timestamp() -> Decimal:
+    """Timeline times in epoch seconds to the millisecond (DynamoDB numbers are Decimals)."""
+    return Decimal(str(round(time.time(), 3)))
+
+
 def plain(value: Any) -> Any:
     """DynamoDB's Decimals back to ints and floats, for JSON."""
     if isinstance(value, Decimal):
@@ -80,7 +85,7 @@ class StatusTable:
             "instances": {},
             "findings": [],
             "keys": {},
-            "timeline": [{"state": state.value, "at": now}],
+            "timeline": [{"state": state.value, "at": _timestamp()}],
             "created_at": now,
             "deadline": now + deadline_seconds,
             "open_shard": OPEN_SHARD,
@@ -103,7 +108,6 @@ class StatusTable:
 
         Raises StudyNotFound when the study is unknown or no longer receiving files.
         """
-        now = _now()
         try:
             response = self.table.update_item(
                 Key={"study_id": study_id},
@@ -119,7 +123,7 @@ class StatusTable:
                     ":record": record,
                     ":receiving": State.RECEIVING.value,
                     ":awaiting": State.AWAITING_UPLOAD.value,
-                    ":entry": [{"state": State.RECEIVING.value, "at": now, "file": name}],
+                    ":entry": [{"state": State.RECEIVING.value, "at": _timestamp(), "file": name}],
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -139,9 +143,10 @@ class StatusTable:
         findings: list[dict[str, Any]] | None = None,
         keys: dict[str, Any] | None = None,
         reason: str | None = None,
-    ) -> bool:
-        """Move to ``state`` if the study is in one of ``expected``; False if it is not."""
-        entry: dict[str, Any] = {"state": state.value, "at": _now()}
+    ) -> dict[str, Any] | None:
+        """Move to ``state`` if the study is in one of ``expected``: the item after the
+        change, or None (nothing changed) when it was in another state."""
+        entry: dict[str, Any] = {"state": state.value, "at": _timestamp()}
         if reason:
             entry["reason"] = reason
         names = {"#state": "state"}
@@ -160,18 +165,20 @@ class StatusTable:
         if state not in OPEN_STATES:
             update += " REMOVE open_shard"
         try:
-            self.table.update_item(
+            response = self.table.update_item(
                 Key={"study_id": study_id},
                 UpdateExpression=update,
                 ConditionExpression=f"#state IN ({', '.join(expected_names)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
             )
         except ClientError as error:
             if _conditional_failed(error):
-                return False
+                return None
             raise
-        return True
+        item: dict[str, Any] = plain(response["Attributes"])
+        return item
 
     def overdue(self, now: int | None = None) -> list[str]:
         """Ids of studies still receiving files after their deadline."""

@@ -29,6 +29,7 @@ REJECTED = "rejected"
 MAX_NAME_LENGTH = 128
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
+_SINGLE_COPY_LIMIT = 5 * 1024**3
 
 
 class UnsafeKeyError(ValueError):
@@ -127,9 +128,18 @@ class ObjectStore:
             handle.flush()
             yield Path(handle.name)
 
-    def copy_from(self, source_bucket: str, source_key: str, target_key: str) -> None:
-        """Server-side copy into this bucket: the bytes never pass through the function."""
-        self.client.copy({"Bucket": source_bucket, "Key": source_key}, self.bucket, target_key)
+    def copy_from(
+        self, source_bucket: str, source_key: str, target_key: str, size: int | None = None
+    ) -> None:
+        """Server-side copy into this bucket: the bytes never pass through the function.
+
+        One CopyObject call when the size is known to be within its 5 GB limit, else the
+        managed (multipart) copy, which first asks S3 for the size."""
+        source = {"Bucket": source_bucket, "Key": source_key}
+        if size is not None and size <= _SINGLE_COPY_LIMIT:
+            self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=target_key)
+        else:
+            self.client.copy(source, self.bucket, target_key)
 
     def put_json(self, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, ensure_ascii=False).encode()

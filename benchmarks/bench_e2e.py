@@ -1,0 +1,129 @@
+"""End-to-end throughput and latency on the local (Docker-less) runtime, and stack start-up.
+
+Measures, on a deployed stack (`make deploy` first, or pass --cold to time start-up too):
+- start-up: `stack up` from nothing, `deploy`, and the first (cold) versus later (warm)
+  requests through the API and through the pipeline;
+- throughput and latency: N studies (one-file CT, or the 11-file MR study) uploaded by C
+  concurrent clients through
+  POST /upload + presigned POST; latency is upload start -> STORED seen by GET /status
+  (polled every 50 ms), throughput is instances stored per second of wall time.
+
+Not part of the test suite. Results go to benchmarks/results/e2e-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.data import get_testdata_file
+
+from pacs_validator.client import PacsClient, read_files
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "local-runtime" / "stack"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def stack_json(*args: str) -> Any:
+    return json.loads(subprocess.run([str(STACK), *args], check=True, capture_output=True,
+                                     text=True).stdout)
+
+
+def one_study(client: PacsClient, files: dict[str, bytes], poll: float = 1.0) -> float:
+    """Seconds from the start of POST /upload to the STORED entry of the study's timeline.
+
+    The timeline's millisecond timestamps come from the same clock, so polling can be slow
+    (it goes through the API Lambda too, and fast polling would load the machine it measures).
+    """
+    started = time.time()
+    study_id = client.upload(files)
+    status = client.wait(study_id, timeout=600, interval=poll)
+    if status["state"] != "STORED":
+        raise RuntimeError(f"{study_id} ended {status['state']}")
+    stored_at = next(float(e["at"]) for e in status["timeline"] if e["state"] == "STORED")
+    return stored_at - started
+
+
+def mr_study() -> list[Path]:
+    """The largest real multi-file study of pydicom's dicomdirtests set (11 MR files)."""
+    by_study: dict[str, list[Path]] = {}
+    corpus = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892003"
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        by_study.setdefault(uid, []).append(path)
+    return max(by_study.values(), key=len)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--studies", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--workload", choices=("ct", "mr"), default="ct",
+                        help="ct: one-file studies (CT_small); mr: the 11-file MR study")
+    parser.add_argument("--stack-name", default="pacs-validator")
+    parser.add_argument("--cold", action="store_true",
+                        help="stop LocalStack first and time up + deploy + cold requests")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"studies": args.studies, "concurrency": args.concurrency,
+                               "workload": args.workload}
+    if args.cold:
+        subprocess.run([str(STACK), "down"], check=True, capture_output=True)
+        results["up_seconds"] = timed([str(STACK), "up"])
+        results["deploy_seconds"] = timed([str(STACK), "deploy", str(ROOT / "template.yaml"),
+                                           args.stack_name, "--parameter-overrides",
+                                           "Stage=local"])
+    client = PacsClient(stack_json("api-url", args.stack_name)["Api"])
+
+    health = []
+    for _ in range(5):
+        started = time.perf_counter()
+        client.status("0" * 32)
+        health.append(time.perf_counter() - started)
+    results["api_first_request_seconds"] = health[0]
+    results["api_warm_request_seconds"] = statistics.median(health[1:])
+    ct = {"ct.dcm": Path(get_testdata_file("CT_small.dcm")).read_bytes()}
+    results["pipeline_first_study_seconds"] = one_study(client, ct, poll=0.05)
+    results["pipeline_second_study_seconds"] = one_study(client, ct, poll=0.05)
+    study = ct if args.workload == "ct" else read_files(mr_study())
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        latencies = list(pool.map(lambda _: one_study(client, study), range(args.studies)))
+    wall = time.perf_counter() - started
+    results.update(
+        wall_seconds=wall,
+        instances=args.studies * len(study),
+        instances_per_second=args.studies * len(study) / wall,
+        latency_p50_seconds=percentile(latencies, 0.5),
+        latency_p90_seconds=percentile(latencies, 0.9),
+        latency_max_seconds=max(latencies),
+    )
+    for key, value in results.items():
+        print(f"{key:32} {value:.3f}" if isinstance(value, float) else f"{key:32} {value}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"e2e-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
