@@ -84,18 +84,9 @@ def run_validate(path: Path, config: ValidatorConfig) -> None:
 
 def run_validate_describe(path: Path, config: ValidatorConfig) -> None:
     result, parsed = validate_instance(path, config, name=str(path))
-    study_uid = result.summary.study_instance_uid
-    if parsed.dataset is None or study_uid is None:
-        return
-    instance = DescribedInstance(
-        dataset=parsed.dataset,
-        size=result.size,
-        sha256=result.sha256,
-        transfer_syntax=result.summary.transfer_syntax,
-        has_pixel_data=parsed.pixel_data is not None,
-        key=str(path),
-    )
-    build_metadata(study_uid, [instance])
+    instance = DescribedInstance.of(result, parsed, key=str(path))
+    if instance is not None:
+        build_metadata(result.summary.study_instance_uid, [instance])
 
 
 def run_floor(path: Path) -> None:

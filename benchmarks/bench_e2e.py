@@ -25,7 +25,7 @@ from typing import Any
 import pydicom
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import PacsClient, read_files
+from pacs_validator.client import PacsClient, read_files, studies_in
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "local-runtime" / "stack"
@@ -60,12 +60,8 @@ def one_study(client: PacsClient, files: dict[str, bytes], poll: float = 1.0) ->
 
 def mr_study() -> list[Path]:
     """The largest real multi-file study of pydicom's dicomdirtests set (11 MR files)."""
-    by_study: dict[str, list[Path]] = {}
     corpus = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892003"
-    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
-        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-        by_study.setdefault(uid, []).append(path)
-    return max(by_study.values(), key=len)
+    return max(studies_in(corpus).values(), key=len)
 
 
 def percentile(values: list[float], share: float) -> float:

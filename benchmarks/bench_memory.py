@@ -175,16 +175,10 @@ def child(path: Path) -> dict[str, Any]:
         start = time.perf_counter()
         result, parsed = validate_instance(source, config, name=str(source))
         validated = time.perf_counter()
+        instance = DescribedInstance.of(result, parsed, key=str(source))
         document = None
-        if parsed.dataset is not None and result.summary.study_instance_uid is not None:
-            document = build_metadata(result.summary.study_instance_uid, [DescribedInstance(
-                dataset=parsed.dataset,
-                size=result.size,
-                sha256=result.sha256,
-                transfer_syntax=result.summary.transfer_syntax,
-                has_pixel_data=parsed.pixel_data is not None,
-                key=str(source),
-            )])
+        if instance is not None:
+            document = build_metadata(result.summary.study_instance_uid, [instance])
         described = time.perf_counter()
         return result, (parsed, document), validated - start, described - validated
 

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pydicom
 
-from pacs_validator.client import PacsClient, read_files
+from pacs_validator.client import PacsClient, read_files, studies_in
 
 HERE = Path(__file__).resolve().parent
 STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")
@@ -34,11 +34,7 @@ def stack_json(*args: str) -> Any:
 
 def sample_studies() -> dict[str, list[Path]]:
     """Third-party files from pydicom's corpus: one single-file and one multi-file study."""
-    by_study: dict[str, list[Path]] = {}
-    for path in sorted(p for p in (CORPUS / "dicomdirtests" / "98892003").rglob("*")
-                       if p.is_file()):
-        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-        by_study.setdefault(uid, []).append(path)
+    by_study = studies_in(CORPUS / "dicomdirtests" / "98892003")
     return {
         "single-file CT study (CT_small.dcm)": [CORPUS / "CT_small.dcm"],
         "multi-file MR study (dicomdirtests/98892003)": max(by_study.values(), key=len),

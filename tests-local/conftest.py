@@ -124,6 +124,18 @@ class Corpus:
                 values.update(part.strip() for part in text.replace("=", "^").split("^"))
         return {v for v in values if len(v) >= 3}
 
+    def whole_patient_values(self, paths: Iterable[Path], min_length: int = 4) -> set[str]:
+        """Whole PatientName / PatientID / PatientBirthDate values of files, for scanning
+        large texts (logs, events) where short name parts would match by chance."""
+        values = set()
+        for path in paths:
+            dataset = self.read(path, pixels=False)
+            for keyword in PHI_KEYWORDS:
+                text = str(dataset.get(keyword, "") or "").strip()
+                if len(text) >= min_length:
+                    values.add(text)
+        return values
+
     def assert_no_patient_values(self, findings: Iterable[Finding], path: Path) -> None:
         """No finding message quotes a patient value of the file at ``path``."""
         try:

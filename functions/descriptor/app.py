@@ -15,13 +15,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError
 
-from pacs_validator.pipeline import (
-    DEPENDENCY_UNAVAILABLE,
-    PROCESSING_ERROR,
-    pipeline_from_settings,
-)
+from pacs_validator.pipeline import pipeline_from_settings
 from pacs_validator.settings import load_settings
 
 logger = Logger()
@@ -39,14 +34,8 @@ persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TA
 def store(detail: dict[str, Any]) -> dict[str, Any]:
     """Store one valid study, once per validation.success event id."""
     study_id = str(detail["study_id"])
-    try:
+    with pipeline.failures_recorded(study_id):
         stored = pipeline.store_study(study_id)
-    except (ClientError, BotoCoreError) as error:
-        pipeline.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
-        raise
-    except Exception as error:
-        pipeline.fail(study_id, PROCESSING_ERROR, type(error).__name__)
-        raise
     if stored is None:
         logger.warning("study is not VALID; nothing stored", extra={"study_id": study_id})
         return {"study_id": study_id, "stored": False}

@@ -22,13 +22,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError
 
-from pacs_validator.pipeline import (
-    DEPENDENCY_UNAVAILABLE,
-    PROCESSING_ERROR,
-    pipeline_from_settings,
-)
+from pacs_validator.pipeline import pipeline_from_settings
 from pacs_validator.settings import load_settings
 
 logger = Logger()
@@ -54,14 +49,8 @@ def process_object(record: dict[str, Any]) -> dict[str, Any]:
     version = s3.get_object.sequencer or s3.get_object.etag or ""
     study_id, name = pipeline.study_for_object(key, version)
     logger.set_correlation_id(study_id)
-    try:
+    with pipeline.failures_recorded(study_id):
         received = pipeline.receive(study_id, name, key, version)
-    except (ClientError, BotoCoreError) as error:
-        pipeline.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
-        raise
-    except Exception as error:
-        pipeline.fail(study_id, PROCESSING_ERROR, type(error).__name__)
-        raise
     metrics.add_metric("ProcessingTime", MetricUnit.Milliseconds,
                        (time.perf_counter() - started) * 1000)
     accepted = received.status == 200

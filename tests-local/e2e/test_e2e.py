@@ -14,7 +14,7 @@ import pytest
 from conftest import Deployment, aws
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import PacsClient, read_files
+from pacs_validator.client import PacsClient, read_files, studies_in
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +26,7 @@ LIFECYCLE_STORED = ["study.uploaded", "validation.success", "study.validated",
 
 def mr_study() -> list[Path]:
     """The largest real multi-file study of pydicom's dicomdirtests set."""
-    by_study: dict[str, list[Path]] = {}
-    for path in sorted(p for p in (CORPUS / "dicomdirtests" / "98892003").rglob("*")
-                       if p.is_file()):
-        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-        by_study.setdefault(uid, []).append(path)
-    return max(by_study.values(), key=len)
+    return max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(), key=len)
 
 
 def test_one_file_study_is_stored_with_metadata_and_log(deployment: Deployment) -> None:
@@ -142,16 +137,10 @@ def test_status_answers_404_and_400_over_http(deployment: Deployment) -> None:
     assert deployment.api.status("not-an-id").status == 400
 
 
-def test_function_logs_carry_no_patient_value(deployment: Deployment) -> None:
+def test_function_logs_carry_no_patient_value(deployment: Deployment, corpus) -> None:
     paths = [CT_SMALL, *mr_study()]
     deployment.api.wait(deployment.api.upload(read_files(paths)))
-    values = set()
-    for path in paths:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
-            value = str(dataset.get(keyword, "") or "").strip()
-            if len(value) >= 4:
-                values.add(value)
+    values = corpus.whole_patient_values(paths)
     assert values
     logs = aws("logs")
     text = []

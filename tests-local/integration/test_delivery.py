@@ -133,19 +133,9 @@ def test_plain_drops_with_hostile_keys_stay_inside_their_study_prefix(
     assert f"studies/{study_id}/original.dcm" in stack.keys(STORE)
 
 
-def _patient_values(paths: list[Path]) -> set[str]:
-    values = set()
-    for path in paths:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
-            value = str(dataset.get(keyword, "") or "").strip()
-            if len(value) >= 4:
-                values.add(value)
-    return values
-
-
 def test_no_patient_value_reaches_logs_or_events(
-    stack: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    stack: Stack, corpus, capsys: pytest.CaptureFixture[str],  # corpus: the root conftest fixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     broken = Path(get_testdata_file("MR_small.dcm")).read_bytes()[:-500]
@@ -157,8 +147,9 @@ def test_no_patient_value_reaches_logs_or_events(
     }
     for files in studies.values():
         run_study(stack, files)
-    values = _patient_values([CT_SMALL, *MR_STUDY, Path(get_testdata_file("rtplan.dcm")),
-                              Path(get_testdata_file("MR_small.dcm"))])
+    values = corpus.whole_patient_values([CT_SMALL, *MR_STUDY,
+                                          Path(get_testdata_file("rtplan.dcm")),
+                                          Path(get_testdata_file("MR_small.dcm"))])
     assert values, "the corpus files carry patient values"
 
     captured = capsys.readouterr()

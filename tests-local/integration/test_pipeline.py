@@ -12,19 +12,12 @@ import pytest
 from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
 from pydicom.data import get_testdata_file
 
+from pacs_validator.client import studies_in
+
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
-def _largest_study(folder: Path) -> list[Path]:
-    """The files of the study with most instances under ``folder`` (real multi-file study)."""
-    by_study: dict[str, list[Path]] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-        by_study.setdefault(uid, []).append(path)
-    return max(by_study.values(), key=len)
-
-
-MR_STUDY = _largest_study(CORPUS / "dicomdirtests" / "98892003")
+MR_STUDY = max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(), key=len)
 
 
 def call_api(stack: Stack, method: str, path: str, body: Any = None,

@@ -65,20 +65,12 @@ def _describe_files(files: Sequence[Path], config: ValidatorConfig) -> Iterator[
     described: dict[str, list[DescribedInstance]] = {}
     for path in files:
         result, parsed = validate_instance(path, config, name=str(path))
+        instance = DescribedInstance.of(result, parsed, key=str(path))
         study_uid = result.summary.study_instance_uid
-        if parsed.dataset is None or study_uid is None:
+        if instance is None or study_uid is None:
             print(f"skipped (unreadable, status {result.status}): {path}", file=sys.stderr)
             continue
-        described.setdefault(study_uid, []).append(
-            DescribedInstance(
-                dataset=parsed.dataset,
-                size=result.size,
-                sha256=result.sha256,
-                transfer_syntax=result.summary.transfer_syntax,
-                has_pixel_data=parsed.pixel_data is not None,
-                key=str(path),
-            )
-        )
+        described.setdefault(study_uid, []).append(instance)
     for study_uid, instances in described.items():
         yield build_metadata(study_uid, instances)
 

@@ -1,7 +1,7 @@
 """A small HTTP client for the deployed API: declare, upload through presigned POSTs, wait.
 
-Standard library only, so the demo, the end-to-end tests and users' scripts share one way
-of talking to the service, on AWS or on LocalStack alike.
+Standard library and pydicom only, so the demo, the end-to-end tests and users' scripts
+share one way of talking to the service, on AWS or on LocalStack alike.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
 
 TERMINAL_STATES = frozenset({"STORED", "REJECTED", "FAILED", "INCOMPLETE"})
 
@@ -104,6 +107,20 @@ class PacsClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"study {study_id} still {body['state']} after {timeout} s")
             time.sleep(interval)
+
+
+def studies_in(folder: Path) -> dict[str, list[Path]]:
+    """The DICOM files below ``folder`` grouped by StudyInstanceUID (headers only are read;
+    unreadable files are left out), ready to upload one study per ``PacsClient.upload``."""
+    studies: dict[str, list[Path]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            uid = pydicom.dcmread(path, stop_before_pixels=True).get("StudyInstanceUID")
+        except (InvalidDicomError, OSError, ValueError):
+            continue
+        if uid:
+            studies.setdefault(str(uid), []).append(path)
+    return studies
 
 
 def read_files(paths: list[Path]) -> dict[str, bytes]:

@@ -20,6 +20,9 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
+from pacs_validator.parsing import ParsedInstance
+from pacs_validator.validation import InstanceResult
+
 JsonValue = str | int | float | list[Any] | None
 
 
@@ -34,6 +37,21 @@ class DescribedInstance:
     has_pixel_data: bool
     key: str | None = None
     """Where the pipeline stored the instance (an S3 key); None outside the pipeline."""
+
+    @classmethod
+    def of(cls, result: InstanceResult, parsed: ParsedInstance, key: str | None
+           ) -> DescribedInstance | None:
+        """The instance as validation read it; None when it had no readable data set."""
+        if parsed.dataset is None:
+            return None
+        return cls(
+            dataset=parsed.dataset,
+            size=result.size,
+            sha256=result.sha256,
+            transfer_syntax=result.summary.transfer_syntax,
+            has_pixel_data=parsed.pixel_data is not None,
+            key=key,
+        )
 
 
 @cache

@@ -8,9 +8,12 @@ object stores, event publisher) so tests can run it against moto or fakes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.events import DetailType, Event, EventPublisher
@@ -243,13 +246,23 @@ class Pipeline:
     ) -> DescribedInstance:
         with self.uploads.downloaded(source_key) as path:
             parsed = read_instance(path, self.config, Findings(self.config.rules))
-        if parsed.dataset is None:
+        described = DescribedInstance.of(instance, parsed, key=target)
+        if described is None:
             raise RuntimeError("a validated instance no longer reads")
-        return DescribedInstance(
-            dataset=parsed.dataset, size=instance.size, sha256=instance.sha256,
-            transfer_syntax=instance.summary.transfer_syntax,
-            has_pixel_data=parsed.pixel_data is not None, key=target,
-        )
+        return described
+
+    @contextmanager
+    def failures_recorded(self, study_id: str) -> Iterator[None]:
+        """Record an exception as FAILED (503 for AWS, 500 for ours), then re-raise it so the
+        event is retried and, when retries run out, lands in the dead-letter queue."""
+        try:
+            yield
+        except (ClientError, BotoCoreError) as error:
+            self.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
+            raise
+        except Exception as error:
+            self.fail(study_id, PROCESSING_ERROR, type(error).__name__)
+            raise
 
     def fail(self, study_id: str, status: int, reason: str) -> None:
         """Record that processing failed (500 ours, 503 a dependency); best effort."""
