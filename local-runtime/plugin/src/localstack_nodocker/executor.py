@@ -5,8 +5,8 @@ Each execution environment gets:
 - one ``python -m awslambdaric <handler>`` process in the unzipped code folder, talking to it.
 
 The interpreter per runtime comes from ``LAMBDA_LOCAL_INTERPRETERS`` (JSON object, e.g.
-``{"python3.12": "/path/to/python"}``), else ``python3.12`` etc. on PATH. Each interpreter needs
-``awslambdaric`` and ``boto3`` installed.
+``{"python3.12": "<path of a python3.12>"}``), else ``python3.12`` etc. on PATH. Each
+interpreter needs ``awslambdaric`` and ``boto3`` installed.
 """
 
 from __future__ import annotations
