@@ -53,4 +53,5 @@ def store(detail: dict[str, Any]) -> dict[str, Any]:
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     logger.set_correlation_id(str(event.detail.get("study_id")))
-    return store(detail=event.detail)
+    result: dict[str, Any] = store(detail=event.detail)
+    return result
