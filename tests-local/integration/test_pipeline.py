@@ -74,7 +74,7 @@ def test_one_file_study_is_stored_as_original_with_metadata(stack: Stack) -> Non
     prefix = f"studies/{study_id}/"
     assert stack.keys(STORE, prefix) == sorted(
         prefix + leaf for leaf in
-        ("original.dcm", "metadata.json", "validation.log", "validation.json")
+        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json")
     )
     stored = stack.s3.get_object(Bucket=STORE, Key=prefix + "original.dcm")["Body"].read()
     assert stored == data
@@ -150,3 +150,23 @@ def test_files_of_two_studies_in_one_upload_are_rejected_as_mixed(stack: Stack) 
     assert status["status"] == 422
     assert "study.mixed-studies" in {f["rule"] for f in status["findings"]}
     assert all(f["status"] == 200 for f in status["files"])
+
+
+def test_stored_study_has_a_dicom_json_sidecar_pointing_at_stored_instances(
+    stack: Stack,
+) -> None:
+    files = {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
+    study_id = run_study(stack, files)
+
+    sidecar = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/dicom.json")["Body"].read())
+    assert len(sidecar) == len(MR_STUDY)
+    stored = set(stack.keys(STORE, f"studies/{study_id}/instances/"))
+    for instance in sidecar:
+        uri = instance["7FE00010"]["BulkDataURI"]
+        key, _, tag = uri.partition("#")
+        assert key in stored
+        assert tag == "7FE00010"
+        dataset = pydicom.Dataset.from_json(
+            {k: v for k, v in instance.items() if "BulkDataURI" not in v})
+        assert key.endswith(f"/{dataset.SOPInstanceUID}.dcm")

@@ -6,10 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from pacs_validator.metadata import DescribedInstance, build_metadata, metadata_map
+from pacs_validator.metadata import DescribedInstance, build_metadata, dicom_json, metadata_map
 from pacs_validator.validation import validate_instance
 
 CHARSET_FILES = ["chrArab.dcm", "chrFren.dcm", "chrGerm.dcm", "chrGreek.dcm", "chrH31.dcm",
@@ -29,7 +31,7 @@ def describe(config):
             instances.append(DescribedInstance(
                 dataset=parsed.dataset, size=result.size, sha256=result.sha256,
                 transfer_syntax=result.summary.transfer_syntax,
-                has_pixel_data=parsed.pixel_data is not None, key=str(path)))
+                pixel_data=parsed.pixel_data, key=str(path)))
         return build_metadata(study_id, instances)
 
     return run
@@ -183,3 +185,33 @@ def test_study_id_given_is_kept(corpus, describe):
 def test_metadata_of_no_instances_is_refused():
     with pytest.raises(ValueError):
         build_metadata(None, [])
+
+
+def test_dicom_json_sidecar_round_trips_values_and_refers_to_bulk_data(corpus, config):
+    path = corpus.path("CT_small.dcm")
+    result, parsed = validate_instance(path, config)
+    instance = DescribedInstance.of(result, parsed, key=None)
+    assert instance is not None
+    sidecar = dicom_json(instance, bulk_data_uri="studies/x/original.dcm")
+
+    original = corpus.read(path, pixels=False)
+    text = json.dumps(sidecar)
+    restored = Dataset.from_json({k: v for k, v in json.loads(text).items()
+                                  if "BulkDataURI" not in v})
+    assert restored.PatientID == original.PatientID
+    assert restored.StudyInstanceUID == original.StudyInstanceUID
+    assert restored.ImagePositionPatient == original.ImagePositionPatient
+    assert sidecar["7FE00010"] == {"vr": "OW", "BulkDataURI": "studies/x/original.dcm#7FE00010"}
+    large_binary = [e for e in original if e.VR in ("OB", "OW", "UN") and len(e.value) > 1024]
+    assert large_binary, "CT_small has a large private binary value"
+    for element in large_binary:
+        assert sidecar[f"{element.tag:08X}"]["BulkDataURI"].endswith(f"#{element.tag:08X}")
+
+
+def test_dicom_json_sidecar_keeps_decoded_person_names(corpus, config):
+    path = Path(pydicom.__file__).parent / "data" / "charset_files" / "chrRuss.dcm"
+    result, parsed = validate_instance(path, config)
+    instance = DescribedInstance.of(result, parsed, key=None)
+    assert instance is not None
+    name = dicom_json(instance, bulk_data_uri="x")["00100010"]["Value"][0]["Alphabetic"]
+    assert name == str(pydicom.dcmread(path).PatientName)

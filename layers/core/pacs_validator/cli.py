@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pacs_validator.config import ConfigError, ValidatorConfig, load_config
-from pacs_validator.metadata import DescribedInstance, build_metadata
+from pacs_validator.metadata import DescribedInstance, build_metadata, dicom_json
 from pacs_validator.study import StudyResult, check_study, group_by_study
 from pacs_validator.validation import InstanceResult, validate_instance
 
@@ -61,7 +61,11 @@ def validate_files(
     return results, studies
 
 
-def _describe_files(files: Sequence[Path], config: ValidatorConfig) -> Iterator[dict[str, Any]]:
+def _describe_files(
+    files: Sequence[Path], config: ValidatorConfig, sidecars: list[dict[str, Any]] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The metadata document of each study; with ``sidecars``, also the DICOM JSON of each
+    instance (made while its file is open), BulkDataURIs pointing at the file."""
     described: dict[str, list[DescribedInstance]] = {}
     for path in files:
         result, parsed = validate_instance(path, config, name=str(path))
@@ -71,6 +75,8 @@ def _describe_files(files: Sequence[Path], config: ValidatorConfig) -> Iterator[
             print(f"skipped (unreadable, status {result.status}): {path}", file=sys.stderr)
             continue
         described.setdefault(study_uid, []).append(instance)
+        if sidecars is not None:
+            sidecars.append(dicom_json(instance, bulk_data_uri=path.resolve().as_uri()))
     for study_uid, instances in described.items():
         yield build_metadata(study_uid, instances)
 
@@ -111,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     describe = commands.add_parser("describe", help="print the metadata.json of a study")
     describe.add_argument("paths", nargs="+", metavar="PATH")
     describe.add_argument("--json", action="store_true", help="print the JSON document")
+    describe.add_argument("--dicom-json", metavar="FILE",
+                          help="also write the instances' DICOM JSON (PS3.18 F.2) to FILE")
     return parser
 
 
@@ -123,7 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pacs-validator: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "describe":
-        documents = list(_describe_files(files, config))
+        sidecars: list[dict[str, Any]] | None = [] if args.dicom_json else None
+        documents = list(_describe_files(files, config, sidecars))
+        if args.dicom_json:
+            Path(args.dicom_json).write_text(json.dumps(sidecars, indent=1), "utf-8")
         if args.json:
             payload: Any = documents[0] if len(documents) == 1 else documents
             print(json.dumps(payload, indent=2, ensure_ascii=False))

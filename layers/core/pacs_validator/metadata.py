@@ -16,14 +16,17 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
-from pacs_validator.parsing import ParsedInstance
+from pacs_validator.parsing import ParsedInstance, PixelDataElement
 from pacs_validator.validation import InstanceResult
 
 JsonValue = str | int | float | list[Any] | None
+BULK_DATA_THRESHOLD = 1024
+"""Binary values larger than this many bytes go into the DICOM JSON sidecar as references."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class DescribedInstance:
     size: int
     sha256: str
     transfer_syntax: str | None
-    has_pixel_data: bool
+    pixel_data: PixelDataElement | None
+    """The pixel data element as scanned (never loaded); None when there is none."""
     key: str | None = None
     """Where the pipeline stored the instance (an S3 key); None outside the pipeline."""
 
@@ -49,7 +53,7 @@ class DescribedInstance:
             size=result.size,
             sha256=result.sha256,
             transfer_syntax=result.summary.transfer_syntax,
-            has_pixel_data=parsed.pixel_data is not None,
+            pixel_data=parsed.pixel_data,
             key=key,
         )
 
@@ -101,7 +105,7 @@ def _series_sort_key(series: dict[str, Any]) -> tuple[int, str]:
 
 def _instance_entry(instance: DescribedInstance) -> dict[str, Any]:
     entry: dict[str, Any] = _section(instance.dataset, "instance")
-    if entry["frames"] is None and instance.has_pixel_data:
+    if entry["frames"] is None and instance.pixel_data is not None:
         entry["frames"] = 1  # NumberOfFrames absent means a single frame (PS3.3 C.7.6.6)
     entry.update(
         transfer_syntax=instance.transfer_syntax,
@@ -143,3 +147,28 @@ def build_metadata(study_id: str | None, instances: Sequence[DescribedInstance])
         "series": sorted(series_list, key=_series_sort_key),
         "counts": {"series": len(series_list), "instances": len(ordered)},
     }
+
+
+
+def dicom_json(
+    instance: DescribedInstance, bulk_data_uri: str, threshold: int = BULK_DATA_THRESHOLD
+) -> dict[str, Any]:
+    """The instance's DICOM JSON model (PS3.18 F.2), with binary values over ``threshold``
+    bytes, and the pixel data, given as BulkDataURIs (``<bulk_data_uri>#<tag>``).
+
+    Large numeric arrays stay references, so the sidecar stays small and a consumer fetches
+    bulk data from the stored instance only when it needs it. Call it while the instance's
+    file is still readable: values larger than the read's ``defer_size`` are read from it.
+    """
+
+    def reference(element: DataElement) -> str:
+        return f"{bulk_data_uri}#{element.tag:08X}"
+
+    document: dict[str, Any] = instance.dataset.to_json_dict(
+        bulk_data_threshold=threshold, bulk_data_element_handler=reference
+    )
+    pixel = instance.pixel_data
+    if pixel is not None:
+        document[f"{pixel.tag:08X}"] = {"vr": pixel.vr,
+                                        "BulkDataURI": f"{bulk_data_uri}#{pixel.tag:08X}"}
+    return document

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.events import DetailType, Event, EventPublisher
-from pacs_validator.metadata import DescribedInstance, build_metadata
+from pacs_validator.metadata import DescribedInstance, build_metadata, dicom_json
 from pacs_validator.parsing import read_instance
 from pacs_validator.rules import Findings
 from pacs_validator.settings import Settings
@@ -207,11 +207,12 @@ class Pipeline:
             for i, r in zip(instances, records, strict=True)
         }
         single = len(unique) == 1
-        described = []
-        stored_keys = []
+        described, sidecars, stored_keys = [], [], []
         for sop_uid, (instance, source_key) in sorted(unique.items(), key=lambda kv: str(kv[0])):
             target = stored_instance_key(study_id, sop_uid, single)
-            described.append(self._describe(instance, source_key, target))
+            one, sidecar = self._describe(instance, source_key, target)
+            described.append(one)
+            sidecars.append(sidecar)
             self.store.copy_from(self.uploads.bucket, source_key, target, instance.size)
             stored_keys.append(target)
         metadata = build_metadata(study_id, described)
@@ -220,10 +221,12 @@ class Pipeline:
             "metadata": study_key(study_id, "metadata.json"),
             "validation_log": study_key(study_id, "validation.log"),
             "validation_json": study_key(study_id, "validation.json"),
+            "dicom_json": study_key(study_id, "dicom.json"),
             "instances": stored_keys,
             "prefix": f"studies/{study_id}/",
         }
         self.store.put_json(keys["metadata"], metadata)
+        self.store.put_json(keys["dicom_json"], sidecars)
         self.publisher.publish(study_id, Event(DetailType.METADATA_EXTRACTED, {
             "key": keys["metadata"], "series": metadata["counts"]["series"],
             "instances": metadata["counts"]["instances"]}))
@@ -234,7 +237,7 @@ class Pipeline:
         self.publisher.publish(
             study_id,
             Event(DetailType.STORAGE_COMPLETED, {"prefix": keys["prefix"],
-                                                 "objects": len(stored_keys) + 3,
+                                                 "objects": len(stored_keys) + 4,
                                                  "bytes": stored_bytes}),
             Event(DetailType.STUDY_PROCESSED, {"state": State.STORED.value,
                                                "status": study.status}),
@@ -243,13 +246,15 @@ class Pipeline:
 
     def _describe(
         self, instance: InstanceResult, source_key: str, target: str
-    ) -> DescribedInstance:
+    ) -> tuple[DescribedInstance, dict[str, Any]]:
+        """The instance for ``metadata.json`` and its DICOM JSON sidecar entry, whose
+        BulkDataURIs point at the stored copy ``target``."""
         with self.uploads.downloaded(source_key) as path:
             parsed = read_instance(path, self.config, Findings(self.config.rules))
-        described = DescribedInstance.of(instance, parsed, key=target)
-        if described is None:
-            raise RuntimeError("a validated instance no longer reads")
-        return described
+            described = DescribedInstance.of(instance, parsed, key=target)
+            if described is None:
+                raise RuntimeError("a validated instance no longer reads")
+            return described, dicom_json(described, bulk_data_uri=target)
 
     @contextmanager
     def failures_recorded(self, study_id: str) -> Iterator[None]:
