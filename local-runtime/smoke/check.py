@@ -172,7 +172,8 @@ def main() -> None:
 
     step("CloudWatch Logs")
     logs = client("logs")
-    group = f"/aws/lambda/{outputs['WorkerFunctionName']}"
+    group = client("lambda").get_function_configuration(
+        FunctionName=outputs["WorkerFunctionName"])["LoggingConfig"]["LogGroup"]
 
     def worker_log_text() -> str:
         return "".join(e["message"] for e in logs.filter_log_events(logGroupName=group)["events"])

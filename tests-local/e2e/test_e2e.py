@@ -137,19 +137,37 @@ def test_status_answers_404_and_400_over_http(deployment: Deployment) -> None:
     assert deployment.api.status("not-an-id").status == 400
 
 
+def function_log_text(group: str) -> str:
+    """Every message in a log group ('' while the group does not exist yet)."""
+    logs = aws("logs")
+    try:
+        pages = list(logs.get_paginator("filter_log_events").paginate(logGroupName=group))
+    except logs.exceptions.ResourceNotFoundException:
+        return ""
+    return "\n".join(e["message"] for page in pages for e in page["events"])
+
+
 def test_function_logs_carry_no_patient_value(deployment: Deployment, corpus) -> None:
     paths = [CT_SMALL, *mr_study()]
-    deployment.api.wait(deployment.api.upload(read_files(paths)))
+    rejected = deployment.api.upload(read_files(paths))  # two studies in one upload
+    stored = [deployment.api.upload(read_files([CT_SMALL])),
+              deployment.api.upload(read_files(mr_study()))]
+    assert deployment.api.wait(rejected)["state"] == "REJECTED"
+    assert {deployment.api.wait(study_id)["state"] for study_id in stored} == {"STORED"}
     values = corpus.whole_patient_values(paths)
     assert values
-    logs = aws("logs")
-    text = []
-    for function in ("ApiFunctionName", "ValidatorFunctionName", "DescriptorFunctionName"):
-        group = f"/aws/lambda/{deployment.outputs[function]}"
-        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group)
-        text.extend(e["message"] for page in pages for e in page["events"])
-    joined = "\n".join(text)
+    groups = [aws("lambda").get_function_configuration(FunctionName=deployment.outputs[f])
+              ["LoggingConfig"]["LogGroup"]
+              for f in ("ApiFunctionName", "ValidatorFunctionName", "DescriptorFunctionName")]
+    deadline = time.monotonic() + 60
+    joined = ""
+    while time.monotonic() < deadline:  # log delivery to CloudWatch is asynchronous
+        joined = "\n".join(function_log_text(group) for group in groups)
+        if "instance validated" in joined and "study stored" in joined:
+            break
+        time.sleep(1)
     assert "instance validated" in joined
+    assert "study stored" in joined
     for value in values:
         assert value not in joined
 

@@ -150,7 +150,7 @@ class FakeContext:
     memory_limit_in_mb = 1024
     invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:test-function"
     aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/test-function"
+    log_group_name = "test-function-logs"
     log_stream_name = "stream"
 
     def get_remaining_time_in_millis(self) -> int:
