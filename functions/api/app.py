@@ -1,4 +1,4 @@
-"""API: POST /upload (presigned POSTs + manifest), GET /status/{study_id}, GET /health."""
+"""API: POST /upload (study-wide presigned POST + manifest), GET /status/{study_id}, GET /health."""
 
 from __future__ import annotations
 
@@ -18,9 +18,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pacs_validator.settings import load_settings
-from pacs_validator.status import StatusTable, public_view
-from pacs_validator.storage import ObjectStore, incoming_key, is_study_id, new_study_id
-from pacs_validator.uploads import UploadRequestError, parse_upload_request
+from pacs_validator.status import PageTokenError, StatusTable, decode_token, public_view
+from pacs_validator.storage import (
+    ObjectStore,
+    incoming_key,
+    incoming_prefix,
+    is_study_id,
+    manifest_key,
+    new_study_id,
+)
+from pacs_validator.uploads import UploadRequestError, manifest_document, parse_upload_request
 
 logger = Logger()
 metrics = Metrics()
@@ -29,6 +36,8 @@ app = APIGatewayRestResolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
 table = StatusTable(settings.status_table, settings.retention_days)
 uploads = ObjectStore(settings.uploads_bucket)
+STATUS_PAGE_DEFAULT = 100
+STATUS_PAGE_MAX = 1000
 
 
 class PayloadTooLargeError(ServiceError):
@@ -50,32 +59,53 @@ def create_upload() -> Response[dict[str, Any]]:
                                    f"{settings.max_upload_bytes} bytes")
     study_id = new_study_id()
     logger.set_correlation_id(study_id)
-    table.create(study_id, [f.name for f in files], settings.upload_deadline_seconds)
-    posts = [
-        {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
-                                                  settings.presign_expiry_seconds)}
-        for f in files
-    ]
-    metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
-    logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
-    body = {
+    uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
+    table.create(study_id, expected=len(files), deadline_seconds=settings.upload_deadline_seconds)
+    prefix = incoming_prefix(study_id)
+    form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes,
+                                  settings.presign_expiry_seconds)
+    body: dict[str, Any] = {
         "study_id": study_id,
-        "uploads": posts,
+        "upload": {**form, "key_prefix": prefix},
         "expires_in": settings.presign_expiry_seconds,
         "max_bytes": settings.max_upload_bytes,
+        "files": len(files),
     }
+    if len(files) <= settings.per_file_forms_max:
+        body["uploads"] = [
+            {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
+                                                      settings.presign_expiry_seconds)}
+            for f in files
+        ]
+    metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
+    logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _page_size(text: str | None) -> int:
+    if text is None:
+        return STATUS_PAGE_DEFAULT
+    if not text.isdigit() or not 1 <= int(text) <= STATUS_PAGE_MAX:
+        raise BadRequestError(f"limit must be a whole number from 1 to {STATUS_PAGE_MAX}")
+    return int(text)
 
 
 @app.get("/status/<study_id>")
 @tracer.capture_method
 def get_status(study_id: str) -> dict[str, Any]:
+    """The study's state and verdict with one page of per-file verdicts (``?limit=&next=``)."""
     if not is_study_id(study_id):
         raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
-    item = table.get(study_id)
-    if item is None:
+    limit = _page_size(app.current_event.get_query_string_value("limit"))
+    token = app.current_event.get_query_string_value("next")
+    try:
+        after = decode_token(token) if token is not None else None
+    except PageTokenError as error:
+        raise BadRequestError(str(error)) from error
+    study = table.get(study_id)
+    if study is None:
         raise NotFoundError("no such study")
-    return public_view(item)
+    return public_view(study, table.file_page(study_id, limit, after))
 
 
 @app.get("/health")

@@ -1,4 +1,10 @@
-"""Descriptor: EventBridge validation.success -> metadata.json + storage under studies/<id>/."""
+"""Descriptor: stores valid studies under studies/<id>/, chunk by chunk.
+
+Two kinds of event reach it: EventBridge ``validation.success`` (start storing the study)
+and the chunk events the pipeline hands out for studies too large for one invocation
+(copy one chunk of a valid study to studies/<id>/, or of a rejected one to rejected/<id>/;
+the last chunk assembles metadata.json and dicom.json).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -16,7 +22,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pacs_validator.pipeline import pipeline_from_settings
+from pacs_validator.chunks import is_chunk_payload
+from pacs_validator.pipeline import StoredStudy, pipeline_from_settings
 from pacs_validator.settings import load_settings
 
 logger = Logger()
@@ -28,30 +35,45 @@ idempotency = IdempotencyConfig(event_key_jmespath="event_id", expires_after_sec
 persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
 
 
-@idempotent_function(
-    data_keyword_argument="detail", config=idempotency, persistence_store=persistence
-)
-def store(detail: dict[str, Any]) -> dict[str, Any]:
-    """Store one valid study, once per validation.success event id."""
-    study_id = str(detail["study_id"])
-    with pipeline.failures_recorded(study_id):
-        stored = pipeline.store_study(study_id)
+def counted(stored: StoredStudy | None, study_id: str) -> bool:
+    """Metrics and a log line for a study this invocation finished storing."""
     if stored is None:
-        logger.warning("study is not VALID; nothing stored", extra={"study_id": study_id})
-        return {"study_id": study_id, "stored": False}
+        return False
     metrics.add_metric("StudiesStored", MetricUnit.Count, 1)
     metrics.add_metric("InstancesStored", MetricUnit.Count, stored.instances)
     metrics.add_metric("BytesStored", MetricUnit.Bytes, stored.bytes)
     logger.info("study stored", extra={"study_id": study_id, "instances": stored.instances})
-    return {"study_id": study_id, "stored": True}
+    return True
+
+
+@idempotent_function(
+    data_keyword_argument="detail", config=idempotency, persistence_store=persistence
+)
+def start_storage(detail: dict[str, Any]) -> dict[str, Any]:
+    """Start storing one valid study, once per validation.success event id."""
+    study_id = str(detail["study_id"])
+    with pipeline.failures_recorded(study_id):
+        stored = pipeline.start_storage(study_id)
+    return {"study_id": study_id, "stored": counted(stored, study_id)}
+
+
+def work_on_chunk(study_id: str, index: int) -> dict[str, Any]:
+    """Copy one chunk; chunks are idempotent (copies overwrite, completion is a set)."""
+    with pipeline.failures_recorded(study_id):
+        stored = pipeline.process_chunk(study_id, index)
+    return {"study_id": study_id, "chunk": index, "stored": counted(stored, study_id)}
 
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    logger.set_correlation_id(str(event.detail.get("study_id")))
-    result: dict[str, Any] = store(detail=event.detail)
+    if is_chunk_payload(event):
+        study_id = str(event["study_id"])
+        logger.set_correlation_id(study_id)
+        return work_on_chunk(study_id, int(event["chunk"]))
+    detail = EventBridgeEvent(event).detail
+    logger.set_correlation_id(str(detail.get("study_id")))
+    result: dict[str, Any] = start_storage(detail=detail)
     return result

@@ -47,19 +47,20 @@ def process_object(record: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     key = unquote_plus(s3.get_object.key)  # S3 notifications carry URL-encoded keys
     version = s3.get_object.sequencer or s3.get_object.etag or ""
-    study_id, name = pipeline.study_for_object(key, version)
+    study_id = pipeline.study_for_object(key, version)
     logger.set_correlation_id(study_id)
     with pipeline.failures_recorded(study_id):
-        received = pipeline.receive(study_id, name, key, version)
+        received = pipeline.receive(study_id, key, version)
     metrics.add_metric("ProcessingTime", MetricUnit.Milliseconds,
                        (time.perf_counter() - started) * 1000)
     accepted = received.status == 200
     metrics.add_metric("InstancesAccepted" if accepted else "InstancesRejected",
                        MetricUnit.Count, 1)
     metrics.add_metric(f"InstancesStatus{received.status}", MetricUnit.Count, 1)
-    logger.info("instance validated", extra={"study_id": study_id, "status": received.status,
+    logger.info("instance validated", extra={"study_id": received.study_id,
+                                             "status": received.status,
                                              "study_complete": received.study_complete})
-    return {"study_id": study_id, "status": received.status}
+    return {"study_id": received.study_id, "status": received.status}
 
 
 @logger.inject_lambda_context(log_event=False)

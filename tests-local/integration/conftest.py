@@ -19,6 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pacs_validator.chunks import chunk_payload
+
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "pv-test"
 ACCOUNT = "123456789012"
@@ -36,6 +38,8 @@ class Stack:
     events_queue_url: str
     functions: dict[str, ModuleType]
     seen: list[dict[str, Any]] = field(default_factory=list)
+    chunk_events: list[dict[str, Any]] = field(default_factory=list)
+    """Chunk events the pipeline handed out and no test has delivered yet."""
 
     def handler(self, name: str) -> ModuleType:
         return self.functions[name]
@@ -60,16 +64,30 @@ class Stack:
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
-def _create_tables(dynamodb: Any) -> None:
+class RecordingDispatcher:
+    """Keeps the chunk events the pipeline hands out, for the test to deliver (in place of
+    Lambda's asynchronous invocations)."""
+
+    def __init__(self, pending: list[dict[str, Any]]) -> None:
+        self.pending = pending
+
+    def dispatch(self, study_id: str, chunks: int) -> None:
+        self.pending.extend(chunk_payload(study_id, index) for index in range(chunks))
+
+
+def create_tables(dynamodb: Any) -> None:
+    """The status and idempotency tables as template.yaml declares them."""
     dynamodb.create_table(
         TableName=STATUS_TABLE,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": "study_id", "AttributeType": "S"},
+            {"AttributeName": "item", "AttributeType": "S"},
             {"AttributeName": "open_shard", "AttributeType": "S"},
             {"AttributeName": "deadline", "AttributeType": "N"},
         ],
-        KeySchema=[{"AttributeName": "study_id", "KeyType": "HASH"}],
+        KeySchema=[{"AttributeName": "study_id", "KeyType": "HASH"},
+                   {"AttributeName": "item", "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[{
             "IndexName": "open-deadline-index",
             "KeySchema": [
@@ -135,11 +153,14 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3 = boto3.client("s3")
         for bucket in (UPLOADS, STORE):
             s3.create_bucket(Bucket=bucket)
-        _create_tables(boto3.client("dynamodb"))
+        create_tables(boto3.client("dynamodb"))
         sqs = boto3.client("sqs")
         queue_url = _observe_bus(boto3.client("events"), sqs)
         functions = {name: load_function(name) for name in ("api", "validator", "descriptor")}
-        yield Stack(s3=s3, sqs=sqs, events_queue_url=queue_url, functions=functions)
+        stack = Stack(s3=s3, sqs=sqs, events_queue_url=queue_url, functions=functions)
+        for name in ("validator", "descriptor"):
+            functions[name].pipeline.dispatcher = RecordingDispatcher(stack.chunk_events)
+        yield stack
 
 
 class FakeContext:

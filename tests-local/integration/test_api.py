@@ -4,27 +4,66 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
-from conftest import UPLOADS, Stack
+from conftest import UPLOADS, FakeContext, Stack, api_event
 from test_pipeline import call_api
 
 
-def test_upload_returns_one_presigned_post_per_file_capped_by_size(stack: Stack) -> None:
+def policy_of(form: dict[str, Any]) -> dict[str, Any]:
+    policy: dict[str, Any] = json.loads(base64.b64decode(form["fields"]["policy"]))
+    return policy
+
+
+def test_upload_returns_a_study_wide_form_and_the_manifest_outside_the_table(
+    stack: Stack,
+) -> None:
     declared = [{"name": "a.dcm", "size": 10}, {"name": "b.dcm", "size": 20}]
     status, body = call_api(stack, "POST", "/upload", {"files": declared})
     assert status == 201
-    assert len(body["study_id"]) == 32
+    study_id = body["study_id"]
+    assert len(study_id) == 32
+    assert body["files"] == 2
+    assert body["upload"]["key_prefix"] == f"incoming/{study_id}/"
+    assert UPLOADS in body["upload"]["url"]
+    conditions = policy_of(body["upload"])["conditions"]
+    assert ["starts-with", "$key", f"incoming/{study_id}/"] in conditions
+    assert ["content-length-range", 1, 5 * 1024 * 1024] in conditions
     assert [u["name"] for u in body["uploads"]] == ["a.dcm", "b.dcm"]
     for upload in body["uploads"]:
-        assert upload["fields"]["key"] == f"incoming/{body['study_id']}/{upload['name']}"
-        assert UPLOADS in upload["url"]
+        assert upload["fields"]["key"] == f"incoming/{study_id}/{upload['name']}"
     assert body["max_bytes"] == 5 * 1024 * 1024
     assert body["expires_in"] == 900
-    _, status_body = call_api(stack, "GET", f"/status/{body['study_id']}",
-                              params={"study_id": body["study_id"]})
+    manifest = stack.s3.get_object(Bucket=UPLOADS, Key=f"manifests/{study_id}.json")
+    assert json.loads(manifest["Body"].read()) == {"files": declared}
+    _, status_body = call_api(stack, "GET", f"/status/{study_id}", params={"study_id": study_id})
     assert status_body["state"] == "AWAITING_UPLOAD"
-    assert status_body["manifest"]["declared"] == ["a.dcm", "b.dcm"]
+    assert status_body["counts"] == {"declared": 2, "received": 0}
+    assert status_body["files"] == []
+    assert status_body["next"] is None
+
+
+def test_a_20000_file_declaration_gets_a_small_answer_with_only_the_study_wide_form(
+    stack: Stack,
+) -> None:
+    declared = [{"name": f"IM{n:06d}.dcm", "size": 600_000} for n in range(20_000)]
+    event = api_event("POST", "/upload", {"files": declared})
+    response = stack.handler("api").lambda_handler(event, FakeContext())
+
+    assert response["statusCode"] == 201
+    assert len(response["body"]) <= 64 * 1024
+    body = json.loads(response["body"])
+    assert body["files"] == 20_000
+    assert "uploads" not in body
+    assert body["upload"]["key_prefix"] == f"incoming/{body['study_id']}/"
+
+
+def test_more_files_than_the_cap_per_study_is_400(stack: Stack) -> None:
+    declared = [{"name": f"{n}.dcm", "size": 1} for n in range(20_001)]
+    status, response = call_api(stack, "POST", "/upload", {"files": declared})
+    assert status == 400
+    assert "20000" in response["message"]
 
 
 def test_single_file_form_is_accepted(stack: Stack) -> None:
@@ -101,5 +140,4 @@ def test_each_presigned_post_is_capped_at_its_declared_size(stack: Stack) -> Non
     status, body = call_api(stack, "POST", "/upload", {"files": declared})
     assert status == 201
     for upload, entry in zip(body["uploads"], declared, strict=True):
-        policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
-        assert ["content-length-range", 1, entry["size"]] in policy["conditions"]
+        assert ["content-length-range", 1, entry["size"]] in policy_of(upload)["conditions"]

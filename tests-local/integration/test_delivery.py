@@ -24,7 +24,8 @@ from test_pipeline import (
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
 
-def declare(stack: Stack, names: list[str], size: int = 1000) -> dict[str, object]:
+def declare(stack: Stack, names: list[str], size: int = CT_SMALL.stat().st_size
+            ) -> dict[str, object]:
     status, body = call_api(stack, "POST", "/upload",
                             {"files": [{"name": n, "size": size} for n in names]})
     assert status == 201

@@ -37,19 +37,34 @@ def deliver_upload(stack: Stack, key: str, data: bytes, sequencer: str = "0A") -
 
 
 def deliver_success_events(stack: Stack) -> None:
-    for event in list(stack.published()):
-        if event["detail-type"] == "validation.success":
+    """Run the descriptor as EventBridge and Lambda would: on each new validation.success
+    event, then on each chunk event handed out, until no work is left."""
+    delivered = {e["id"] for e in stack.seen if e["detail-type"] == "validation.success"}
+    while True:
+        successes = [e for e in stack.published() if e["detail-type"] == "validation.success"
+                     and e["id"] not in delivered]
+        if not successes and not stack.chunk_events:
+            return
+        for event in successes:
+            delivered.add(event["id"])
             stack.handler("descriptor").lambda_handler(event, FakeContext())
-            stack.published()
+        while stack.chunk_events:
+            stack.handler("descriptor").lambda_handler(stack.chunk_events.pop(0), FakeContext())
 
 
-def run_study(stack: Stack, files: dict[str, bytes]) -> str:
-    """POST /upload, put every file where its presigned POST points, run the functions."""
+def declare_study(stack: Stack, files: dict[str, bytes]) -> dict[str, Any]:
     status, body = call_api(stack, "POST", "/upload",
                             {"files": [{"name": n, "size": len(d)} for n, d in files.items()]})
     assert status == 201, body
-    for upload in body["uploads"]:
-        deliver_upload(stack, upload["fields"]["key"], files[upload["name"]])
+    return body
+
+
+def run_study(stack: Stack, files: dict[str, bytes]) -> str:
+    """POST /upload, put every file where the study-wide form lets the client put it
+    (``key_prefix`` + name), run the functions."""
+    body = declare_study(stack, files)
+    for name, data in files.items():
+        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
     deliver_success_events(stack)
     return str(body["study_id"])
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -92,15 +92,55 @@ def _section(dataset: Dataset, section: str) -> dict[str, JsonValue]:
     return {name: json_value(dataset.get(keyword)) for name, keyword in fields.items()}
 
 
-def _sort_key(instance: DescribedInstance) -> tuple[int, str]:
-    number = json_value(instance.dataset.get("InstanceNumber"))
-    uid = str(instance.dataset.get("SOPInstanceUID", ""))
-    return (number if isinstance(number, int) else 2**31, uid)
+STUDY_SECTIONS = ("patient", "study", "equipment", "exposure", "institution")
+"""Sections of ``metadata.json`` that describe the whole study (taken from its first instance)."""
+LAST = 2**31
+"""Sort position of an instance or series with no number."""
+
+
+@dataclass(frozen=True)
+class InstanceDescription:
+    """What ``metadata.json`` needs from one instance, as plain JSON.
+
+    The pipeline describes each instance once, while validation has it open, and keeps this
+    until the study is assembled, so storing a study never reads its instances again.
+    ``sections`` (the study-wide fields) may be dropped from all but the first instance of
+    a group, since only the study's first instance provides them.
+    """
+
+    sort_key: tuple[int, str]
+    series_uid: str | None
+    series: dict[str, JsonValue]
+    entry: dict[str, Any]
+    sections: dict[str, dict[str, JsonValue]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sort_key": list(self.sort_key), "series_uid": self.series_uid,
+                "series": self.series, "entry": self.entry, "sections": self.sections}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceDescription:
+        number, uid = data["sort_key"]
+        return cls(sort_key=(int(number), str(uid)), series_uid=data["series_uid"],
+                   series=data["series"], entry=data["entry"], sections=data["sections"])
+
+    def stored_at(self, key: str | None) -> InstanceDescription:
+        """The same description, its instance stored at ``key``."""
+        return replace(self, entry={**self.entry, "key": key})
+
+    def without_sections(self) -> InstanceDescription:
+        return replace(self, sections=None)
+
+
+def _sort_key(dataset: Dataset) -> tuple[int, str]:
+    number = json_value(dataset.get("InstanceNumber"))
+    uid = str(dataset.get("SOPInstanceUID", ""))
+    return (number if isinstance(number, int) else LAST, uid)
 
 
 def _series_sort_key(series: dict[str, Any]) -> tuple[int, str]:
     number = series["number"]
-    return (number if isinstance(number, int) else 2**31, series["instance_uid"] or "")
+    return (number if isinstance(number, int) else LAST, series["instance_uid"] or "")
 
 
 def _instance_entry(instance: DescribedInstance) -> dict[str, Any]:
@@ -116,38 +156,70 @@ def _instance_entry(instance: DescribedInstance) -> dict[str, Any]:
     return entry
 
 
-def build_metadata(study_id: str | None, instances: Sequence[DescribedInstance]) -> dict[str, Any]:
-    """The metadata document of one study.
+def describe(instance: DescribedInstance) -> InstanceDescription:
+    """The metadata of one instance, ready to be kept and assembled later."""
+    dataset = instance.dataset
+    uid = json_value(dataset.get("SeriesInstanceUID"))
+    return InstanceDescription(
+        sort_key=_sort_key(dataset),
+        series_uid=uid if isinstance(uid, str) else None,
+        series=_section(dataset, "series"),
+        entry=_instance_entry(instance),
+        sections={name: _section(dataset, name) for name in STUDY_SECTIONS},
+    )
+
+
+def first_of(descriptions: Iterable[InstanceDescription]) -> list[InstanceDescription]:
+    """``descriptions`` with the study-wide sections kept only on the first in order, the
+    one that provides them: what a group of instances needs to keep for assembly."""
+    ordered = sorted(descriptions, key=lambda d: d.sort_key)
+    return ordered[:1] + [d.without_sections() for d in ordered[1:]]
+
+
+def assemble_metadata(study_id: str | None, descriptions: Iterable[InstanceDescription]
+                      ) -> dict[str, Any]:
+    """The metadata document of one study from the descriptions of its instances.
 
     Patient, study, equipment, exposure and institution come from the first instance in
-    (InstanceNumber, SOPInstanceUID) order; the study rules have already checked that the
-    patient and study attributes agree across instances.
+    (InstanceNumber, SOPInstanceUID) order that carries them; the study rules have already
+    checked that the patient and study attributes agree across instances. An instance
+    described twice (the same SOPInstanceUID uploaded twice) is listed once.
     """
-    if not instances:
+    unique = {d.entry.get("sop_instance_uid") or id(d): d for d in descriptions}
+    ordered = sorted(unique.values(), key=lambda d: d.sort_key)
+    if not ordered:
         raise ValueError("a study has at least one instance")
-    ordered = sorted(instances, key=_sort_key)
-    first = ordered[0].dataset
+    first = next(d.sections for d in ordered if d.sections is not None)
     series: dict[str | None, dict[str, Any]] = {}
     members: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
-    for instance in ordered:
-        uid = json_value(instance.dataset.get("SeriesInstanceUID"))
-        series_uid = uid if isinstance(uid, str) else None
-        series.setdefault(series_uid, _section(instance.dataset, "series"))
-        members[series_uid].append(_instance_entry(instance))
+    for description in ordered:
+        series.setdefault(description.series_uid, description.series)
+        members[description.series_uid].append(description.entry)
     series_list = [{**fields, "instances": members[uid]} for uid, fields in series.items()]
-    study = _section(first, "study")
     return {
         "schema_version": metadata_map()["schema_version"],
-        "study_id": study_id or study["instance_uid"],
-        "patient": _section(first, "patient"),
-        "study": study,
-        "equipment": _section(first, "equipment"),
-        "exposure": _section(first, "exposure"),
-        "institution": _section(first, "institution"),
+        "study_id": study_id or first["study"]["instance_uid"],
+        **{name: first[name] for name in STUDY_SECTIONS},
         "series": sorted(series_list, key=_series_sort_key),
         "counts": {"series": len(series_list), "instances": len(ordered)},
     }
 
+
+def build_metadata(study_id: str | None, instances: Sequence[DescribedInstance]) -> dict[str, Any]:
+    """The metadata document of one study whose instances are all at hand."""
+    return assemble_metadata(study_id, [describe(instance) for instance in instances])
+
+
+def with_bulk_data_uri(document: Any, uri: str) -> Any:
+    """A DICOM JSON document whose BulkDataURIs (``#<tag>`` fragments, as
+    :func:`dicom_json` writes them with an empty ``bulk_data_uri``) point into ``uri``."""
+    if isinstance(document, dict):
+        return {key: (uri + value if key == "BulkDataURI" and isinstance(value, str)
+                      else with_bulk_data_uri(value, uri))
+                for key, value in document.items()}
+    if isinstance(document, list):
+        return [with_bulk_data_uri(value, uri) for value in document]
+    return document
 
 
 def dicom_json(

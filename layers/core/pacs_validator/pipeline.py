@@ -1,42 +1,74 @@
-"""The serverless flow, free of Lambda: receive a file, judge a study, store a valid one.
+"""The serverless flow, free of Lambda: receive a file, judge a study, store or reject it.
 
 The handlers in ``functions/`` parse their events and call these methods; everything that
 decides what happens to a study is here, with its collaborators passed in (status table,
-object stores, event publisher) so tests can run it against moto or fakes.
+object stores, event publisher, chunk dispatcher) so tests can run it against moto.
+
+Every step costs the same whatever the study size, except judging, which reads each file's
+summary once. A file is validated and described once, on arrival; its verdict goes to the
+status table, its description (the ``metadata.json`` entry and DICOM JSON) to
+``work/<id>/described/``. Once the last file is in, the judge splits the files into chunks
+(see :mod:`pacs_validator.chunks`); each chunk copies its files, and the worker finishing the
+last one assembles ``metadata.json`` and ``dicom.json`` from the descriptions.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pacs_validator.chunks import ChunkDispatcher, LambdaDispatcher, split
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.events import DetailType, Event, EventPublisher
-from pacs_validator.metadata import DescribedInstance, build_metadata, dicom_json
-from pacs_validator.parsing import read_instance
-from pacs_validator.rules import Findings
+from pacs_validator.metadata import (
+    DescribedInstance,
+    InstanceDescription,
+    assemble_metadata,
+    describe,
+    dicom_json,
+    first_of,
+    with_bulk_data_uri,
+)
+from pacs_validator.parsing import ParsedInstance
 from pacs_validator.settings import Settings
-from pacs_validator.status import OPEN_STATES, State, StatusTable, StudyNotFound
+from pacs_validator.status import (
+    OPEN_STATES,
+    TERMINAL_STATES,
+    Arrival,
+    State,
+    StatusTable,
+    StudyNotFound,
+)
 from pacs_validator.storage import (
     ObjectStore,
+    manifest_key,
     parse_incoming_key,
     rejected_key,
     stored_instance_key,
     study_id_for_drop,
     study_key,
+    work_key,
 )
 from pacs_validator.study import Manifest, StudyResult, check_study
+from pacs_validator.uploads import declared_files
 from pacs_validator.validation import InstanceResult, validate_instance
 
 logger = logging.getLogger(__name__)
 
 DEPENDENCY_UNAVAILABLE = 503
 PROCESSING_ERROR = 500
+COPY_THREADS = 8
+"""Server-side copies in flight at once within one chunk."""
+REPORTS = ("validation.json", "validation.log")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -49,10 +81,6 @@ class Received:
     study_complete: bool
 
 
-def _validated(study: StudyResult) -> Event:
-    return Event(DetailType.STUDY_VALIDATED, {"valid": study.valid, "status": study.status})
-
-
 @dataclass(frozen=True)
 class StoredStudy:
     """Where a valid study was stored, and how much of it."""
@@ -62,28 +90,46 @@ class StoredStudy:
     bytes: int
 
 
-def validation_log(study: StudyResult, instances: Iterable[InstanceResult]) -> str:
+def _validated(valid: bool, status: int) -> Event:
+    return Event(DetailType.STUDY_VALIDATED, {"valid": valid, "status": status})
+
+
+def _file_report(record: dict[str, Any]) -> dict[str, Any]:
+    """One ``files[]`` entry of ``validation.json``."""
+    report = InstanceResult.from_record(record).to_dict()
+    if record.get("findings_omitted"):
+        report["findings_omitted"] = record["findings_omitted"]
+    return report
+
+
+def validation_json(study: StudyResult, records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """``validation.json`` (the CLI's report shape for one study), piece by piece."""
+    yield b'{"files": ['
+    for index, record in enumerate(records):
+        yield (b",\n" if index else b"\n") + json.dumps(_file_report(record)).encode()
+    yield b'\n], "studies": [' + json.dumps(study.to_dict()).encode() + b"]}\n"
+
+
+def validation_log(study: StudyResult, records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """The human-readable ``validation.log``: one block per file, then the study verdict."""
-    lines = []
-    for instance in sorted(instances, key=lambda i: i.name):
+    for record in records:
+        instance = InstanceResult.from_record(record)
         verdict = "VALID" if instance.valid else "INVALID"
-        lines.append(f"file {instance.name}: {verdict} {instance.status} sha256={instance.sha256}")
-        lines.extend(
-            f"  {f.severity.value} {f.rule} {f.tag or ''} {f.message}".rstrip()
-            for f in instance.findings
-        )
+        lines = [f"file {instance.name}: {verdict} {instance.status} sha256={instance.sha256}"]
+        lines.extend(f"  {f.severity.value} {f.rule} {f.tag or ''} {f.message}".rstrip()
+                     for f in instance.findings)
+        if record.get("findings_omitted"):
+            lines.append(f"  ({record['findings_omitted']} more finding(s) not kept)")
+        yield ("\n".join(lines) + "\n").encode()
     verdict = "VALID" if study.valid else "INVALID"
-    lines.append(f"study: {verdict} {study.status} ({study.instance_count} file(s))")
+    lines = [f"study: {verdict} {study.status} ({study.instance_count} file(s))"]
     lines.extend(f"  {f.severity.value} {f.rule} {f.message}" for f in study.findings)
-    return "\n".join(lines) + "\n"
+    yield ("\n".join(lines) + "\n").encode()
 
 
-def validation_document(study: StudyResult, instances: Iterable[InstanceResult]) -> dict[str, Any]:
-    """``validation.json``: the CLI's report shape for one study."""
-    return {
-        "files": [i.to_dict() for i in sorted(instances, key=lambda i: i.name)],
-        "studies": [study.to_dict()],
-    }
+def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+    with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
+        return list(pool.map(work, items))
 
 
 class Pipeline:
@@ -94,167 +140,265 @@ class Pipeline:
         uploads: ObjectStore,
         store: ObjectStore,
         publisher: EventPublisher,
+        dispatcher: ChunkDispatcher,
         deadline_seconds: int = 3600,
+        chunk_instances: int = 500,
     ) -> None:
         self.config = config
         self.table = table
         self.uploads = uploads
         self.store = store
         self.publisher = publisher
+        self.dispatcher = dispatcher
         self.deadline_seconds = deadline_seconds
+        self.chunk_instances = chunk_instances
 
-    def study_for_object(self, key: str, version: str) -> tuple[str, str]:
-        """(study id, file name) for an ``incoming/`` object, creating a plain drop's study."""
-        incoming = parse_incoming_key(key)
-        if incoming.study_id and self.table.get(incoming.study_id) is not None:
-            return incoming.study_id, incoming.name
+    # -- arrival --------------------------------------------------------------------------
+
+    def study_for_object(self, key: str, version: str) -> str:
+        """The study an ``incoming/`` object belongs to; a plain drop gets a new one."""
+        study_id = parse_incoming_key(key).study_id
+        return study_id or self._create_drop(key, version)
+
+    def _create_drop(self, key: str, version: str) -> str:
         study_id = study_id_for_drop(self.uploads.bucket, key, version)
-        self.table.create(study_id, [incoming.name], self.deadline_seconds, State.RECEIVING)
-        return study_id, incoming.name
+        self.table.create(study_id, expected=1, deadline_seconds=self.deadline_seconds,
+                          manifest=False)
+        return study_id
 
-    def receive(self, study_id: str, name: str, key: str, version: str) -> Received:
+    def receive(self, study_id: str, key: str, version: str) -> Received:
         """Validate one uploaded object of ``study_id`` (see :meth:`study_for_object`),
-        record its verdict, and judge the study when it completes the manifest."""
+        record its verdict, and judge the study when it was the last file expected."""
+        name = parse_incoming_key(key).name
+        with self.uploads.downloaded(key) as path:
+            result, parsed = validate_instance(path, self.config, name=name)
+            try:
+                arrival = self._record(study_id, key, result, parsed)
+            except StudyNotFound:
+                if self.table.get(study_id) is not None:
+                    self.table.mark_late(study_id, name)
+                    logger.warning("file arrived for a study that is no longer receiving",
+                                   extra={"study_id": study_id, "status": result.status})
+                    return Received(study_id, name, result.status, study_complete=False)
+                self.table.forget_file(study_id, name)
+                study_id = self._create_drop(key, version)  # an id we never handed out
+                arrival = self._record(study_id, key, result, parsed)
         self.publisher.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, {"bucket": self.uploads.bucket, "key": key, "name": name},
             subject=f"{key}#{version}"))
-        with self.uploads.downloaded(key) as path:
-            result, _ = validate_instance(path, self.config, name=name)
-        record = {**result.to_record(), "key": key}
-        try:
-            item = self.table.record_instance(study_id, name, record)
-        except StudyNotFound:
-            logger.warning("file arrived for a study that is no longer receiving",
-                           extra={"study_id": study_id, "status": result.status})
-            return Received(study_id, name, result.status, study_complete=False)
-        complete = set(item["manifest"]) <= set(item["instances"])
-        if complete:
+        if arrival.complete:
             self.judge_study(study_id)
-        return Received(study_id, name, result.status, study_complete=complete)
+        return Received(study_id, name, result.status, study_complete=arrival.complete)
 
-    def judge_study(self, study_id: str) -> StudyResult | None:
-        """Run the study rules once (the caller that wins the claim) and route the study."""
-        item = self.table.transition(study_id, State.VALIDATING, expected=(State.RECEIVING,))
-        if item is None:
+    def _record(self, study_id: str, key: str, result: InstanceResult,
+                parsed: ParsedInstance) -> Arrival:
+        """Keep a valid file's description, then record its verdict: in this order, so the
+        description exists before the study can be judged complete."""
+        instance = DescribedInstance.of(result, parsed, key=None) if result.valid else None
+        if instance is not None:
+            self.uploads.put_json(work_key(study_id, "described", f"{result.name}.json"), {
+                "description": describe(instance).to_dict(),
+                "dicom_json": dicom_json(instance, bulk_data_uri=""),
+            }, indent=None)
+        return self.table.record_file(study_id, result.name, {**result.to_record(), "key": key})
+
+    # -- judging --------------------------------------------------------------------------
+
+    def judge_study(self, study_id: str, overdue: bool = False) -> StudyResult | None:
+        """Run the study rules once (the caller that wins the claim) and route the study:
+        VALID (announced, stored by the descriptor), else REJECTED or, when ``overdue``,
+        INCOMPLETE, once its files are copied to ``rejected/<id>/``."""
+        claimed = self.table.transition(
+            study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
+            reason="upload deadline passed" if overdue else None)
+        if claimed is None:
             return None
-        instances = [InstanceResult.from_record(r) for r in item["instances"].values()]
-        study = check_study(instances, self.config, Manifest(names=tuple(item["manifest"])))
-        findings = [f.to_dict() for f in study.findings]
-        keys = {i.name: str(item["instances"][i.name]["key"]) for i in instances}
-        if study.valid:
-            self.table.transition(study_id, State.VALID, (State.VALIDATING,), status=study.status,
-                                  findings=findings)
-            verdict = Event(DetailType.VALIDATION_SUCCESS, {
-                "bucket": self.uploads.bucket, "keys": sorted(keys.values()),
-                "instances": len(instances), "status": study.status})
+        records = [r for r in self.table.files(study_id) if not r.get("late")]
+        if len(records) < int(claimed["expected"]) and not overdue:
+            # A retried arrival was counted twice: wait for the files still missing.
+            self.table.transition(study_id, State.RECEIVING, (State.VALIDATING,),
+                                  reason="recounted")
+            return None
+        instances = [InstanceResult.from_record(r) for r in records]
+        study = check_study(instances, self.config, self._manifest(study_id, claimed))
+        outcome = State.INCOMPLETE if overdue else (
+            State.VALID if study.valid else State.REJECTED)
+        chunks = self._plan(study_id, study, records, outcome)
+        unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
+        verdict: dict[str, Any] = {
+            "status": study.status,
+            "findings": [f.to_dict() for f in study.findings],
+            "counts": {"instances": len(unique), "valid": sum(i.valid for i in instances),
+                       "invalid": sum(not i.valid for i in instances),
+                       "bytes": sum(unique.values())},
+            "chunks": chunks,
+            "rules": sorted({f.rule for f in study.findings}
+                            | {f.rule for i in instances if not i.valid for f in i.findings}),
+        }
+        if outcome is State.VALID:
+            self.table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
+            self.publisher.publish(study_id, Event(DetailType.VALIDATION_SUCCESS, {
+                "bucket": self.uploads.bucket, "files": len(records),
+                "instances": len(unique), "status": study.status}),
+                _validated(True, study.status))
         else:
-            verdict = self._reject(study_id, study, instances, keys, (State.VALIDATING,))
-        self.publisher.publish(study_id, verdict, _validated(study))
+            self.table.settle(study_id, State.VALIDATING, outcome=outcome.value, **verdict)
+            self._run_chunks(study_id, chunks)
         return study
 
-    def _reject(
-        self,
-        study_id: str,
-        study: StudyResult,
-        instances: list[InstanceResult],
-        keys: dict[str, str],
-        expected: tuple[State, ...],
-        state: State = State.REJECTED,
-    ) -> Event:
-        """Copy what arrived to ``rejected/<id>/`` with the verdict; the originals stay put.
+    def _manifest(self, study_id: str, study: dict[str, Any]) -> Manifest:
+        if not study.get("manifest"):
+            return Manifest(count=int(study["expected"]))
+        files = declared_files(self.uploads.get_json(manifest_key(study_id)))
+        return Manifest(names=tuple(f.name for f in files), sizes=tuple(f.size for f in files))
 
-        Returns the ``validation.failed`` event for the caller to publish."""
-        for name, key in sorted(keys.items()):
-            self.store.copy_from(self.uploads.bucket, key, rejected_key(study_id, name))
-        log_key = rejected_key(study_id, "validation.log")
-        self.store.put_text(log_key, validation_log(study, instances))
-        self.store.put_json(rejected_key(study_id, "validation.json"),
-                            validation_document(study, instances))
-        stored = {"prefix": f"rejected/{study_id}/", "validation_log": log_key}
-        self.table.transition(study_id, state, expected, status=study.status,
-                              findings=[f.to_dict() for f in study.findings], keys=stored)
-        return Event(DetailType.VALIDATION_FAILED, {
-            "status": study.status, "state": state.value,
-            "rules": sorted({f.rule for f in study.findings} |
-                            {f.rule for i in instances for f in i.findings if not i.valid}),
-            "prefix": stored["prefix"]})
+    def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
+              outcome: State) -> int:
+        """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
+        chunks. A valid study copies each SOP instance once; a rejected one every file."""
+        for leaf, pieces, content_type in (
+                ("validation.json", validation_json(study, records), "application/json"),
+                ("validation.log", validation_log(study, records), "text/plain")):
+            self.uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
+        if outcome is State.VALID:
+            first_copies: dict[str, dict[str, Any]] = {}
+            for record in records:
+                first_copies.setdefault(record["summary"]["sop_instance_uid"], record)
+            records = list(first_copies.values())
+        files = [{"name": r["name"], "key": r["key"], "size": r["size"],
+                  "sop_instance_uid": r["summary"]["sop_instance_uid"]} for r in records]
+        chunks = split(files, self.chunk_instances)
+        for index, chunk in enumerate(chunks):
+            self.uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk,
+                                  indent=None)
+        return len(chunks)
 
-    def expire_overdue(self, now: int | None = None) -> list[str]:
-        """End every study whose manifest was not fulfilled by its deadline as INCOMPLETE."""
-        expired = []
-        for study_id in self.table.overdue(now):
-            item = self.table.get(study_id)
-            if item is None or item["state"] not in {s.value for s in OPEN_STATES}:
-                continue
-            instances = [InstanceResult.from_record(r) for r in item["instances"].values()]
-            study = check_study(instances, self.config, Manifest(names=tuple(item["manifest"])))
-            keys = {i.name: str(item["instances"][i.name]["key"]) for i in instances}
-            failed = self._reject(study_id, study, instances, keys, OPEN_STATES,
-                                  State.INCOMPLETE)
-            self.publisher.publish(study_id, failed, _validated(study))
-            expired.append(study_id)
-        return expired
+    # -- chunks ---------------------------------------------------------------------------
 
-    def store_study(self, study_id: str) -> StoredStudy | None:
-        """Describe a valid study and store it under ``studies/<id>/``; None if not VALID."""
-        item = self.table.get(study_id)
-        if item is None or item["state"] != State.VALID.value:
+    def start_storage(self, study_id: str) -> StoredStudy | None:
+        """Begin storing a VALID study: the stored study when one invocation was enough,
+        None when its chunks were handed out (or the study is not VALID: nothing to do)."""
+        study = self.table.get(study_id)
+        if study is None or study["state"] != State.VALID.value:
+            logger.warning("study is not VALID; nothing to store", extra={"study_id": study_id})
             return None
-        records = sorted(item["instances"].values(), key=lambda r: str(r["name"]))
-        instances = [InstanceResult.from_record(r) for r in records]
-        unique = {
-            i.summary.sop_instance_uid: (i, str(r["key"]))
-            for i, r in zip(instances, records, strict=True)
-        }
-        single = len(unique) == 1
-        described, sidecars, stored_keys = [], [], []
-        for sop_uid, (instance, source_key) in sorted(unique.items(), key=lambda kv: str(kv[0])):
-            target = stored_instance_key(study_id, sop_uid, single)
-            one, sidecar = self._describe(instance, source_key, target)
-            described.append(one)
-            sidecars.append(sidecar)
-            self.store.copy_from(self.uploads.bucket, source_key, target, instance.size)
-            stored_keys.append(target)
-        metadata = build_metadata(study_id, described)
-        study = check_study(instances, self.config, Manifest(names=tuple(item["manifest"])))
+        return self._run_chunks(study_id, int(study["chunks"]))
+
+    def _run_chunks(self, study_id: str, chunks: int) -> StoredStudy | None:
+        """One chunk is done here and now; more go to the dispatcher, one invocation each."""
+        if chunks == 1:
+            return self.process_chunk(study_id, 0)
+        self.dispatcher.dispatch(study_id, chunks)
+        return None
+
+    def process_chunk(self, study_id: str, index: int) -> StoredStudy | None:
+        """Copy one chunk of a VALID study to ``studies/<id>/`` (with its descriptions), or of
+        a rejected one to ``rejected/<id>/``; the worker completing the last chunk finishes
+        the study. Returns the stored study when this call finished storing it."""
+        study = self.table.get(study_id)
+        storing = study is not None and study["state"] == State.VALID.value
+        rejecting = (study is not None and study["state"] == State.VALIDATING.value
+                     and bool(study.get("outcome")))
+        if study is None or not (storing or rejecting):
+            logger.warning("chunk for a study with nothing to copy",
+                           extra={"study_id": study_id, "chunk": index})
+            return None
+        files: list[dict[str, Any]] = self.uploads.get_json(
+            work_key(study_id, "chunks", f"{index}.json"))
+        if storing:
+            self._store_chunk(study_id, index, files, single=study["counts"]["instances"] == 1)
+        else:
+            _in_parallel(lambda f: self.store.copy_from(
+                self.uploads.bucket, f["key"], rejected_key(study_id, f["name"]), f["size"]),
+                files)
+        if self.table.chunk_done(study_id, index) < int(study["chunks"]):
+            return None
+        if storing:
+            return self._finish_storage(study_id, study)
+        self._finish_rejection(study_id, study)
+        return None
+
+    def _store_chunk(self, study_id: str, index: int, files: list[dict[str, Any]],
+                     single: bool) -> None:
+        def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
+            target = stored_instance_key(study_id, file["sop_instance_uid"], single)
+            self.store.copy_from(self.uploads.bucket, file["key"], target, file["size"])
+            kept = self.uploads.get_json(work_key(study_id, "described", f"{file['name']}.json"))
+            description = InstanceDescription.from_dict(kept["description"]).stored_at(target)
+            return description, with_bulk_data_uri(kept["dicom_json"], target)
+
+        stored = _in_parallel(store_one, files)
+        self.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), {
+            "descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
+            "dicom_json": [document for _, document in stored],
+        }, indent=None)
+
+    def _finish_storage(self, study_id: str, study: dict[str, Any]) -> StoredStudy:
+        """``metadata.json`` and ``dicom.json`` from the chunks' parts, the reports, STORED."""
         keys: dict[str, Any] = {
-            "metadata": study_key(study_id, "metadata.json"),
-            "validation_log": study_key(study_id, "validation.log"),
-            "validation_json": study_key(study_id, "validation.json"),
-            "dicom_json": study_key(study_id, "dicom.json"),
-            "instances": stored_keys,
             "prefix": f"studies/{study_id}/",
+            "metadata": study_key(study_id, "metadata.json"),
+            "dicom_json": study_key(study_id, "dicom.json"),
+            "validation_json": study_key(study_id, "validation.json"),
+            "validation_log": study_key(study_id, "validation.log"),
         }
+        descriptions: list[InstanceDescription] = []
+
+        def dicom_json_pieces() -> Iterator[bytes]:
+            separator = b"[\n"
+            for index in range(int(study["chunks"])):
+                part = self.uploads.get_json(work_key(study_id, "parts", f"{index}.json"))
+                descriptions.extend(InstanceDescription.from_dict(d)
+                                    for d in part["descriptions"])
+                for document in part["dicom_json"]:
+                    yield separator + json.dumps(document).encode()
+                    separator = b",\n"
+            yield b"[]\n" if separator == b"[\n" else b"\n]\n"
+
+        self.store.put_stream(keys["dicom_json"], dicom_json_pieces(), "application/json")
+        metadata = assemble_metadata(study_id, descriptions)
         self.store.put_json(keys["metadata"], metadata)
-        self.store.put_json(keys["dicom_json"], sidecars)
         self.publisher.publish(study_id, Event(DetailType.METADATA_EXTRACTED, {
             "key": keys["metadata"], "series": metadata["counts"]["series"],
             "instances": metadata["counts"]["instances"]}))
-        self.store.put_text(keys["validation_log"], validation_log(study, instances))
-        self.store.put_json(keys["validation_json"], validation_document(study, instances))
-        stored_bytes = sum(i.size for i, _ in unique.values())
+        self._copy_reports(study_id, study_key)
+        counts = study["counts"]
         self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys)
         self.publisher.publish(
             study_id,
             Event(DetailType.STORAGE_COMPLETED, {"prefix": keys["prefix"],
-                                                 "objects": len(stored_keys) + 4,
-                                                 "bytes": stored_bytes}),
+                                                 "objects": counts["instances"] + 4,
+                                                 "bytes": counts["bytes"]}),
             Event(DetailType.STUDY_PROCESSED, {"state": State.STORED.value,
-                                               "status": study.status}),
+                                               "status": study["status"]}),
         )
-        return StoredStudy(keys=keys, instances=len(stored_keys), bytes=stored_bytes)
+        return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
 
-    def _describe(
-        self, instance: InstanceResult, source_key: str, target: str
-    ) -> tuple[DescribedInstance, dict[str, Any]]:
-        """The instance for ``metadata.json`` and its DICOM JSON sidecar entry, whose
-        BulkDataURIs point at the stored copy ``target``."""
-        with self.uploads.downloaded(source_key) as path:
-            parsed = read_instance(path, self.config, Findings(self.config.rules))
-            described = DescribedInstance.of(instance, parsed, key=target)
-            if described is None:
-                raise RuntimeError("a validated instance no longer reads")
-            return described, dicom_json(described, bulk_data_uri=target)
+    def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
+        """The reports beside the copied files, then REJECTED (or INCOMPLETE), announced."""
+        self._copy_reports(study_id, rejected_key)
+        outcome = State(study["outcome"])
+        keys = {"prefix": f"rejected/{study_id}/",
+                "validation_log": rejected_key(study_id, "validation.log"),
+                "validation_json": rejected_key(study_id, "validation.json")}
+        if self.table.transition(study_id, outcome, (State.VALIDATING,), keys=keys) is None:
+            return
+        self.publisher.publish(study_id, Event(DetailType.VALIDATION_FAILED, {
+            "status": study["status"], "state": outcome.value, "rules": study["rules"],
+            "prefix": keys["prefix"], "files": study["counts"]["valid"]
+            + study["counts"]["invalid"]}), _validated(False, int(study["status"])))
+
+    def _copy_reports(self, study_id: str, key_for: Callable[[str, str], str]) -> None:
+        for leaf in REPORTS:
+            self.store.copy_from(self.uploads.bucket, work_key(study_id, leaf),
+                                 key_for(study_id, leaf))
+
+    # -- deadlines and failures -----------------------------------------------------------
+
+    def expire_overdue(self, now: int | None = None) -> list[str]:
+        """End every study whose manifest was not fulfilled by its deadline as INCOMPLETE."""
+        return [study_id for study_id in self.table.overdue(now)
+                if self.judge_study(study_id, overdue=True) is not None]
 
     @contextmanager
     def failures_recorded(self, study_id: str) -> Iterator[None]:
@@ -270,10 +414,10 @@ class Pipeline:
             raise
 
     def fail(self, study_id: str, status: int, reason: str) -> None:
-        """Record that processing failed (500 ours, 503 a dependency); best effort."""
-        not_terminal = tuple(s for s in State if s not in (State.STORED, State.REJECTED,
-                                                           State.INCOMPLETE))
-        self.table.transition(study_id, State.FAILED, not_terminal, status=status, reason=reason)
+        """Record that processing failed (500 ours, 503 a dependency)."""
+        not_terminal = tuple(s for s in State if s not in TERMINAL_STATES)
+        self.table.transition(study_id, State.FAILED, not_terminal, reason=reason,
+                              status=status)
 
 
 def pipeline_from_settings(settings: Settings) -> Pipeline:
@@ -284,5 +428,7 @@ def pipeline_from_settings(settings: Settings) -> Pipeline:
         uploads=ObjectStore(settings.uploads_bucket),
         store=ObjectStore(settings.store_bucket),
         publisher=EventPublisher(settings.event_bus),
+        dispatcher=LambdaDispatcher(settings.chunk_worker_function),
         deadline_seconds=settings.upload_deadline_seconds,
+        chunk_instances=settings.chunk_instances,
     )

@@ -24,6 +24,7 @@ ENVIRONMENT_OVERRIDES = {
     "UPLOAD_DEADLINE_SECONDS": ("upload_deadline_seconds", int),
     "RETENTION_DAYS": ("retention_days", int),
     "MAX_FILES_PER_STUDY": ("max_files_per_study", int),
+    "CHUNK_INSTANCES": ("chunk_instances", int),
 }
 
 
@@ -39,6 +40,13 @@ class Settings:
     upload_deadline_seconds: int
     retention_days: int
     max_files_per_study: int
+    per_file_forms_max: int
+    """Studies of at most this many files also get one presigned POST per file, capped at
+    its declared size; larger ones get only the study-wide form (the response stays small)."""
+    chunk_instances: int
+    """Most files one invocation copies (and describes) when a study is stored or rejected."""
+    chunk_worker_function: str
+    """The function that works on storage chunks (the descriptor; itself when unset)."""
     validator: ValidatorConfig
 
 
@@ -67,5 +75,9 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         upload_deadline_seconds=int(document["upload_deadline_seconds"]),
         retention_days=int(document["retention_days"]),
         max_files_per_study=int(document["max_files_per_study"]),
+        per_file_forms_max=int(document["per_file_forms_max"]),
+        chunk_instances=int(document["chunk_instances"]),
+        chunk_worker_function=env.get("CHUNK_WORKER_FUNCTION")
+        or env.get("AWS_LAMBDA_FUNCTION_NAME", ""),
         validator=build_config(validator_overrides),
     )

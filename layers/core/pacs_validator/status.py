@@ -1,18 +1,23 @@
-"""The status table: one item per study, the single writer of study state.
+"""The status table: one small item per study plus one item per file, under the study's key.
 
-Item: ``study_id`` (key), ``state``, ``status``, ``manifest`` (declared names), ``instances``
-(name -> verdict record, see ``InstanceResult.to_record``), ``findings``, ``timeline``,
-``keys``, ``deadline`` and ``expires_at`` (TTL). While a study is still receiving files it
-also carries ``open_shard``, the key of a sparse index that the deadline sweep queries.
+The study item (sort key ``study``) holds the state, the verdict, counters and a timeline of
+state changes; it never grows with the number of files. Each file's verdict is its own item
+(sort key ``file#<name>``), so a study of 20,000 files is 20,001 small items and every write
+costs the same whatever the study size.
 
-Every change is one conditional UpdateItem, so two Lambdas handling two files of one study
-at the same moment cannot lose each other's verdicts, and only one of them can claim the
-study-level checks.
+Arrival of a file writes its item and counts it on the study item if the study is still
+receiving (see :meth:`StatusTable.record_file`); a redelivered event or a re-upload of a
+name finds the file counted and counts nothing, and only the caller whose claim moves the
+study from RECEIVING to VALIDATING runs the study-level checks.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -21,8 +26,15 @@ import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+STUDY_ITEM = "study"
+FILE_PREFIX = "file#"
 OPEN_INDEX = "open-deadline-index"
 OPEN_SHARD = "open"
+MAX_FILE_FINDINGS = 40
+"""Findings kept per file record (errors first); the rest are counted in ``findings_omitted``.
+Keeps every file item far below DynamoDB's 400 KB item limit."""
+STATUS_PAGE_BYTES = 200_000
+"""A page of ``GET /status`` stops adding files at this many bytes (API responses ≤ 256 KB)."""
 
 
 class State(str, Enum):
@@ -41,7 +53,32 @@ TERMINAL_STATES = (State.REJECTED, State.STORED, State.FAILED, State.INCOMPLETE)
 
 
 class StudyNotFound(LookupError):
-    pass
+    """The study does not exist, or no longer receives files."""
+
+
+class PageTokenError(ValueError):
+    """A ``next`` token that this table did not hand out."""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A file recorded on its study: whether it was new, and the study's counters after."""
+
+    new: bool
+    received: int
+    expected: int
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.expected
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of a study's file records, and where the next one starts (or None)."""
+
+    records: list[dict[str, Any]]
+    next_token: str | None
 
 
 def _now() -> int:
@@ -54,12 +91,12 @@ def _timestamp() -> Decimal:
 
 
 def plain(value: Any) -> Any:
-    """DynamoDB's Decimals back to ints and floats, for JSON."""
+    """DynamoDB's Decimals and sets back to ints, floats and lists, for JSON."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, set)):
         return [plain(v) for v in value]
     return value
 
@@ -68,24 +105,57 @@ def _conditional_failed(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
+def file_item_key(name: str) -> str:
+    return f"{FILE_PREFIX}{name}"
+
+
+def capped_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A file record with at most ``MAX_FILE_FINDINGS`` findings, errors kept first."""
+    findings = sorted(record["findings"], key=lambda f: f["severity"] != "error")
+    omitted = max(len(findings) - MAX_FILE_FINDINGS, 0)
+    return {**record, "findings": findings[:MAX_FILE_FINDINGS], "findings_omitted": omitted}
+
+
+def encode_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    try:
+        name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PageTokenError("next is not a page token of this study") from error
+    if not name or len(name) > 256:
+        raise PageTokenError("next is not a page token of this study")
+    return name
+
+
 class StatusTable:
+    """The single writer of study state."""
+
     def __init__(self, table_name: str, retention_days: int = 30, resource: Any = None) -> None:
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
         self.retention_seconds = retention_days * 86400
 
-    def create(self, study_id: str, manifest: list[str], deadline_seconds: int,
-               state: State = State.AWAITING_UPLOAD) -> bool:
-        """A new study record; False when the id already exists (a redelivered event)."""
+    def _key(self, study_id: str, item: str = STUDY_ITEM) -> dict[str, str]:
+        return {"study_id": study_id, "item": item}
+
+    def create(self, study_id: str, expected: int, deadline_seconds: int,
+               manifest: bool = True) -> bool:
+        """A new study expecting ``expected`` files; False when the id already exists
+        (a redelivered event). ``manifest`` says whether declared names are stored."""
         now = _now()
         item: dict[str, Any] = {
-            "study_id": study_id,
-            "state": state.value,
+            **self._key(study_id),
+            "state": State.AWAITING_UPLOAD.value,
             "status": None,
+            "expected": expected,
+            "received": 0,
             "manifest": manifest,
-            "instances": {},
             "findings": [],
             "keys": {},
-            "timeline": [{"state": state.value, "at": _timestamp()}],
+            "counts": {},
+            "timeline": [{"state": State.AWAITING_UPLOAD.value, "at": _timestamp()}],
             "created_at": now,
             "deadline": now + deadline_seconds,
             "open_shard": OPEN_SHARD,
@@ -100,73 +170,159 @@ class StatusTable:
         return True
 
     def get(self, study_id: str) -> dict[str, Any] | None:
-        item = self.table.get_item(Key={"study_id": study_id}, ConsistentRead=True).get("Item")
+        """The study item (small whatever the study size), read consistently."""
+        item = self.table.get_item(Key=self._key(study_id), ConsistentRead=True).get("Item")
         return plain(item) if item else None
 
-    def record_instance(self, study_id: str, name: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Store one file's verdict; the whole item after the write.
+    def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
+        """Store one file's verdict and count it once per name; a name seen before replaces
+        its verdict and is not counted again.
+
+        Three small writes, not a transaction (a transaction would cost twice the capacity,
+        and the local DynamoDB copies the whole table for each one): the file item, then the
+        count on the study item, then ``counted`` on the file item. A retry after a failure
+        between the last two counts the file twice; :meth:`Pipeline.judge_study` notices
+        that from the file items and waits for the rest. Nothing can count a file never.
 
         Raises StudyNotFound when the study is unknown or no longer receiving files.
         """
+        fields = {**capped_record(record), "expires_at": _now() + self.retention_seconds}
+        names = {f"#f{index}": field for index, field in enumerate(fields)}
+        previous = self.table.update_item(
+            Key=self._key(study_id, file_item_key(name)),
+            UpdateExpression="SET " + ", ".join(f"#f{index} = :f{index}"
+                                                for index in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":f{index}": value
+                                       for index, value in enumerate(fields.values())},
+            ReturnValues="ALL_OLD",
+        ).get("Attributes", {})
+        if previous.get("counted"):
+            study = self.get(study_id)
+            if study is None:
+                raise StudyNotFound(study_id)
+            return Arrival(new=False, received=int(study["received"]),
+                           expected=int(study["expected"]))
         try:
-            response = self.table.update_item(
-                Key={"study_id": study_id},
-                UpdateExpression=(
-                    "SET instances.#name = :record, #state = :receiving, "
-                    "timeline = list_append(timeline, :entry)"
-                ),
-                ConditionExpression=(
-                    "attribute_exists(study_id) AND #state IN (:awaiting, :receiving)"
-                ),
-                ExpressionAttributeNames={"#name": name, "#state": "state"},
+            study = plain(self.table.update_item(
+                Key=self._key(study_id),
+                UpdateExpression=("SET #state = :receiving, "
+                                  "receiving_at = if_not_exists(receiving_at, :now) "
+                                  "ADD received :one"),
+                ConditionExpression="#state IN (:awaiting, :receiving)",
+                ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
-                    ":record": record,
-                    ":receiving": State.RECEIVING.value,
-                    ":awaiting": State.AWAITING_UPLOAD.value,
-                    ":entry": [{"state": State.RECEIVING.value, "at": _timestamp(), "file": name}],
-                },
+                    ":receiving": State.RECEIVING.value, ":awaiting": State.AWAITING_UPLOAD.value,
+                    ":now": _timestamp(), ":one": 1},
                 ReturnValues="ALL_NEW",
-            )
+            )["Attributes"])
         except ClientError as error:
             if _conditional_failed(error):
                 raise StudyNotFound(study_id) from error
             raise
-        attributes: dict[str, Any] = plain(response["Attributes"])
-        return attributes
+        self._set_file(study_id, name, "counted")
+        return Arrival(new=True, received=int(study["received"]),
+                       expected=int(study["expected"]))
+
+    def mark_late(self, study_id: str, name: str) -> None:
+        """Note on a file's record that it arrived after the study stopped receiving."""
+        self._set_file(study_id, name, "late")
+
+    def forget_file(self, study_id: str, name: str) -> None:
+        """Remove a file record written under a study that does not exist."""
+        self.table.delete_item(Key=self._key(study_id, file_item_key(name)))
+
+    def _set_file(self, study_id: str, name: str, flag: str) -> None:
+        self.table.update_item(Key=self._key(study_id, file_item_key(name)),
+                               UpdateExpression="SET #flag = :true",
+                               ExpressionAttributeNames={"#flag": flag},
+                               ExpressionAttributeValues={":true": True})
+
+    def files(self, study_id: str) -> Iterator[dict[str, Any]]:
+        """Every file record of the study in name order, read consistently page by page."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("study_id").eq(study_id)
+            & Key("item").begins_with(FILE_PREFIX),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            yield from (plain(item) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def file_page(self, study_id: str, limit: int, after: str | None = None) -> FilePage:
+        """Up to ``limit`` file records after the file named ``after``, and no more than
+        ``STATUS_PAGE_BYTES`` of them, with the token of the next page."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("study_id").eq(study_id)
+            & Key("item").begins_with(FILE_PREFIX),
+            "Limit": limit,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = self._key(study_id, file_item_key(after))
+        page = self.table.query(**kwargs)
+        records: list[dict[str, Any]] = []
+        size = 0
+        for item in page["Items"]:
+            record = plain(item)
+            size += len(json.dumps(record, default=str))
+            if records and size > STATUS_PAGE_BYTES:
+                return FilePage(records, encode_token(records[-1]["name"]))
+            records.append(record)
+        more = "LastEvaluatedKey" in page and records
+        return FilePage(records, encode_token(records[-1]["name"]) if more else None)
 
     def transition(
         self,
         study_id: str,
         state: State,
         expected: tuple[State, ...],
-        status: int | None = None,
-        findings: list[dict[str, Any]] | None = None,
-        keys: dict[str, Any] | None = None,
         reason: str | None = None,
+        **fields: Any,
     ) -> dict[str, Any] | None:
-        """Move to ``state`` if the study is in one of ``expected``: the item after the
-        change, or None (nothing changed) when it was in another state."""
+        """Move to ``state`` if the study is in one of ``expected``, setting ``fields``
+        (status, findings, keys, counts, ...): the item after the change, or None
+        (nothing changed) when it was in another state."""
         entry: dict[str, Any] = {"state": state.value, "at": _timestamp()}
         if reason:
             entry["reason"] = reason
+        return self._update(study_id, expected, {"state": state.value, **fields},
+                            append_entry=entry, leave_open_index=state not in OPEN_STATES)
+
+    def settle(self, study_id: str, state: State, **fields: Any) -> dict[str, Any] | None:
+        """Set ``fields`` on a study that is in ``state``, leaving its state as it is."""
+        return self._update(study_id, (state,), fields)
+
+    def _update(
+        self,
+        study_id: str,
+        expected: tuple[State, ...],
+        fields: dict[str, Any],
+        append_entry: dict[str, Any] | None = None,
+        leave_open_index: bool = False,
+    ) -> dict[str, Any] | None:
         names = {"#state": "state"}
-        values: dict[str, Any] = {":state": state.value, ":entry": [entry]}
-        sets = ["#state = :state", "timeline = list_append(timeline, :entry)"]
-        for field, value in (("status", status), ("findings", findings), ("keys", keys)):
-            if value is not None:
-                names[f"#{field}"] = field
-                values[f":{field}"] = value
-                sets.append(f"#{field} = :{field}")
+        values: dict[str, Any] = {}
+        sets = []
+        for index, (field, value) in enumerate(fields.items()):
+            names[f"#f{index}"] = field
+            values[f":f{index}"] = value
+            sets.append(f"#f{index} = :f{index}")
+        if append_entry is not None:
+            values[":entry"] = [append_entry]
+            sets.append("timeline = list_append(timeline, :entry)")
         expected_names = []
         for index, allowed in enumerate(expected):
             values[f":expected{index}"] = allowed.value
             expected_names.append(f":expected{index}")
         update = "SET " + ", ".join(sets)
-        if state not in OPEN_STATES:
+        if leave_open_index:
             update += " REMOVE open_shard"
         try:
             response = self.table.update_item(
-                Key={"study_id": study_id},
+                Key=self._key(study_id),
                 UpdateExpression=update,
                 ConditionExpression=f"#state IN ({', '.join(expected_names)})",
                 ExpressionAttributeNames=names,
@@ -179,6 +335,18 @@ class StatusTable:
             raise
         item: dict[str, Any] = plain(response["Attributes"])
         return item
+
+    def chunk_done(self, study_id: str, index: int) -> int:
+        """Mark chunk ``index`` of the study's storage work done; how many are done now.
+
+        A set, not a counter: a chunk retried after a failure adds nothing twice."""
+        response = self.table.update_item(
+            Key=self._key(study_id),
+            UpdateExpression="ADD chunks_done :chunk",
+            ExpressionAttributeValues={":chunk": {str(index)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return len(response["Attributes"]["chunks_done"])
 
     def overdue(self, now: int | None = None) -> list[str]:
         """Ids of studies still receiving files after their deadline."""
@@ -196,22 +364,31 @@ class StatusTable:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def public_view(item: dict[str, Any]) -> dict[str, Any]:
-    """The ``GET /status`` body: state, verdict, findings, timeline, keys, per-file verdicts."""
-    instances = item.get("instances", {})
+def timeline(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's state changes in order; the first arrival of a file is RECEIVING."""
+    entries = list(study.get("timeline", []))
+    if study.get("receiving_at") is not None:
+        entries.append({"state": State.RECEIVING.value, "at": study["receiving_at"]})
+    return sorted(entries, key=lambda entry: float(entry["at"]))
+
+
+def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
+    """The ``GET /status`` body: state, verdict, counts, study findings, timeline, keys and
+    one page of per-file verdicts (the whole per-file report is ``validation.json``)."""
     return {
-        "study_id": item["study_id"],
-        "state": item["state"],
-        "status": item.get("status"),
-        "findings": item.get("findings", []),
-        "timeline": item.get("timeline", []),
-        "keys": item.get("keys", {}),
-        "manifest": {
-            "declared": item.get("manifest", []),
-            "received": sorted(instances),
-        },
+        "study_id": study["study_id"],
+        "state": study["state"],
+        "status": study.get("status"),
+        "counts": {"declared": study.get("expected"), "received": study.get("received", 0),
+                   **study.get("counts", {})},
+        "findings": study.get("findings", []),
+        "timeline": timeline(study),
+        "keys": study.get("keys", {}),
         "files": [
-            {"name": name, "status": record["status"], "findings": record["findings"]}
-            for name, record in sorted(instances.items())
+            {"name": record["name"], "status": record["status"],
+             "findings": record["findings"],
+             "findings_omitted": record.get("findings_omitted", 0)}
+            for record in page.records
         ],
+        "next": page.next_token,
     }

@@ -3,6 +3,11 @@
 Every key is built from a study id of our own format and a sanitised file name, so nothing
 a client sends (``../../x``, URL-encoded or Unicode tricks, absolute paths) can make the
 pipeline write outside ``incoming/<id>/``, ``studies/<id>/`` or ``rejected/<id>/``.
+
+Besides ``incoming/``, the uploads bucket holds what the pipeline keeps while a study is in
+flight, under prefixes the S3 trigger does not watch: ``manifests/<id>.json`` (the declared
+files) and ``work/<id>/`` (per-instance descriptions, storage chunks, reports). Both expire
+with the bucket's lifecycle rule.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 import tempfile
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +31,13 @@ STUDY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 INCOMING = "incoming"
 STUDIES = "studies"
 REJECTED = "rejected"
+MANIFESTS = "manifests"
+WORK = "work"
 MAX_NAME_LENGTH = 128
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
 _SINGLE_COPY_LIMIT = 5 * 1024**3
+_MULTIPART_PART = 8 * 1024 * 1024
 
 
 class UnsafeKeyError(ValueError):
@@ -103,6 +111,20 @@ def rejected_key(study_id: str, leaf: str) -> str:
     return f"{REJECTED}/{_checked(study_id)}/{safe_name(leaf)}"
 
 
+def incoming_prefix(study_id: str) -> str:
+    """The prefix every file of a declared study is uploaded under."""
+    return f"{INCOMING}/{_checked(study_id)}/"
+
+
+def manifest_key(study_id: str) -> str:
+    return f"{MANIFESTS}/{_checked(study_id)}.json"
+
+
+def work_key(study_id: str, *parts: str) -> str:
+    """``work/<id>/<part>/.../<leaf>``: the pipeline's scratch objects for one study."""
+    return "/".join((WORK, _checked(study_id), *(safe_name(p) for p in parts)))
+
+
 def s3_client() -> Any:
     """An S3 client; path-style addressing when an endpoint is set (LocalStack), so the
     presigned URLs it makes work where DNS knows only localhost."""
@@ -141,11 +163,53 @@ class ObjectStore:
         else:
             self.client.copy(source, self.bucket, target_key)
 
-    def put_json(self, key: str, document: Any) -> None:
-        body = json.dumps(document, indent=2, ensure_ascii=False).encode()
+    def put_json(self, key: str, document: Any, indent: int | None = 2) -> None:
+        body = json.dumps(document, indent=indent, ensure_ascii=False).encode()
         self.client.put_object(
             Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
         )
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def put_stream(self, key: str, pieces: Iterable[bytes], content_type: str) -> int:
+        """Write ``pieces`` as one object without holding it whole: one PutObject when it
+        fits in a part, else a multipart upload of 8 MB parts. Returns the size written."""
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        written = 0
+        try:
+            for piece in pieces:
+                buffer += piece
+                written += len(piece)
+                if len(buffer) >= _MULTIPART_PART:
+                    if upload_id is None:
+                        upload_id = self.client.create_multipart_upload(
+                            Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, buffer))
+                    buffer = bytearray()
+            if upload_id is None:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer),
+                                       ContentType=content_type)
+                return written
+            if buffer:
+                parts.append(self._upload_part(key, upload_id, len(parts) + 1, buffer))
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key,
+                                                  UploadId=upload_id,
+                                                  MultipartUpload={"Parts": parts})
+        except BaseException:
+            if upload_id is not None:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                   UploadId=upload_id)
+            raise
+        return written
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytearray
+                     ) -> dict[str, Any]:
+        response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                           PartNumber=number, Body=bytes(data))
+        return {"PartNumber": number, "ETag": response["ETag"]}
 
     def put_text(self, key: str, text: str) -> None:
         self.client.put_object(
@@ -153,8 +217,11 @@ class ObjectStore:
         )
 
     def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
-        """A presigned POST whose policy caps the size at ``max_bytes`` (the declared size):
-        a presigned PUT cannot cap it at all."""
+        """A presigned POST whose policy caps the size at ``max_bytes``: a presigned PUT
+        cannot cap it at all.
+
+        A ``key`` ending in ``/${filename}`` makes one form for a whole prefix: the policy
+        then says ``starts-with`` that prefix and the client sets ``key`` per file."""
         post: dict[str, Any] = self.client.generate_presigned_post(
             Bucket=self.bucket,
             Key=key,

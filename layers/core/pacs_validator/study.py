@@ -26,10 +26,12 @@ NUMBER_OF_STUDY_RELATED_INSTANCES = 0x00201208
 
 @dataclass(frozen=True)
 class Manifest:
-    """What the uploader declared: the file names to expect (or only how many)."""
+    """What the uploader declared: the file names to expect (or only how many), and
+    optionally each name's size (``sizes[i]`` of ``names[i]``)."""
 
     names: tuple[str, ...] = ()
     count: int | None = None
+    sizes: tuple[int, ...] = ()
 
     @property
     def expected(self) -> int | None:
@@ -144,6 +146,11 @@ def _check_manifest(
     if unexpected:
         findings.add("study.manifest-unexpected", f"{unexpected} file(s) arrived that the "
                      "manifest did not declare")
+    declared = dict(zip(manifest.names, manifest.sizes, strict=False))
+    oversized = sum(1 for i in instances if i.size > declared.get(i.name, i.size))
+    if oversized:
+        findings.add("size.declared", f"{oversized} file(s) larger than the size declared "
+                     "for them")
 
 
 def _check_instance_count(summaries: Sequence[InstanceSummary], findings: Findings) -> None:

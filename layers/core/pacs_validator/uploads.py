@@ -47,3 +47,13 @@ def parse_upload_request(body: Any, max_files: int) -> list[DeclaredFile]:
     if len({f.name for f in files}) != len(files):
         raise UploadRequestError("file names must be distinct")
     return files
+
+
+def manifest_document(files: list[DeclaredFile]) -> dict[str, Any]:
+    """The declared files as kept in ``manifests/<id>.json``, outside the status table."""
+    return {"files": [{"name": f.name, "size": f.size} for f in files]}
+
+
+def declared_files(document: dict[str, Any]) -> list[DeclaredFile]:
+    """The files of a stored manifest document."""
+    return [DeclaredFile(name=str(f["name"]), size=int(f["size"])) for f in document["files"]]
