@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,11 +65,12 @@ def multipart_form(fields: Mapping[str, str], file_name: str, data: bytes) -> tu
 
 
 class PacsClient:
-    def __init__(self, api_base: str) -> None:
+    def __init__(self, api_base: str, jobs: int = 8) -> None:
         self.api_base = api_base.rstrip("/")
+        self.jobs = jobs
 
     def declare(self, files: Mapping[str, int]) -> dict[str, Any]:
-        """``POST /upload`` for {name: size}; the 201 body (study id and presigned POSTs)."""
+        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form)."""
         body = json.dumps({"files": [{"name": n, "size": s} for n, s in files.items()]})
         response = request("POST", f"{self.api_base}/upload", body.encode(),
                            {"Content-Type": "application/json"})
@@ -77,33 +80,51 @@ class PacsClient:
         return declared
 
     @staticmethod
-    def post_file(upload: Mapping[str, Any], data: bytes) -> HttpResponse:
-        """Send one file to its presigned POST; S3 answers 204 (or 400 when over the cap)."""
-        body, content_type = multipart_form(upload["fields"], str(upload["name"]), data)
-        return request("POST", str(upload["url"]), body, {"Content-Type": content_type})
+    def post_file(form: Mapping[str, Any], name: str, data: bytes) -> HttpResponse:
+        """Send one file through a presigned POST form; S3 answers 204 (400 over the cap).
+
+        With the study-wide form (``declare(...)["upload"]``) the file's key is the form's
+        ``key_prefix`` followed by its name; a per-file form carries its own key."""
+        fields = dict(form["fields"])
+        if "key_prefix" in form:
+            fields["key"] = str(form["key_prefix"]) + name
+        body, content_type = multipart_form(fields, name, data)
+        return request("POST", str(form["url"]), body, {"Content-Type": content_type})
 
     def upload(self, files: Mapping[str, bytes]) -> str:
-        """Declare and upload a study; its id."""
+        """Declare and upload a study through its study-wide form, ``jobs`` files at a
+        time; its id."""
         declared = self.declare({name: len(data) for name, data in files.items()})
-        for upload in declared["uploads"]:
-            response = self.post_file(upload, files[upload["name"]])
+
+        def send(name: str) -> None:
+            response = self.post_file(declared["upload"], name, files[name])
             if response.status not in (200, 201, 204):
                 raise ApiError(response.status, response.body.decode(errors="replace"))
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            list(pool.map(send, files))
         return str(declared["study_id"])
 
-    def status(self, study_id: str) -> HttpResponse:
-        return request("GET", f"{self.api_base}/status/{study_id}")
+    def status(self, study_id: str, limit: int | None = None, next_token: str | None = None
+               ) -> HttpResponse:
+        """``GET /status/{id}``: the study and one page of its files."""
+        query = urllib.parse.urlencode({k: v for k, v in (("limit", limit),
+                                                          ("next", next_token)) if v})
+        return request("GET", f"{self.api_base}/status/{study_id}" + (f"?{query}" if query
+                                                                      else ""))
 
     def wait(self, study_id: str, timeout: float = 120, interval: float = 0.25) -> dict[str, Any]:
-        """Poll ``GET /status`` until the study reaches a terminal state."""
+        """Poll ``GET /status`` (one file per page: the study is what is watched) until the
+        study reaches a terminal state; its status with the first page of files."""
         deadline = time.monotonic() + timeout
         while True:
-            response = self.status(study_id)
+            response = self.status(study_id, limit=1)
             if response.status != 200:
                 raise ApiError(response.status, response.body.decode(errors="replace"))
             body: dict[str, Any] = response.json()
             if body["state"] in TERMINAL_STATES:
-                return body
+                final: dict[str, Any] = self.status(study_id).json()
+                return final
             if time.monotonic() > deadline:
                 raise TimeoutError(f"study {study_id} still {body['state']} after {timeout} s")
             time.sleep(interval)

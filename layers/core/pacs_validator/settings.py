@@ -46,7 +46,7 @@ class Settings:
     chunk_instances: int
     """Most files one invocation copies (and describes) when a study is stored or rejected."""
     chunk_worker_function: str
-    """The function that works on storage chunks (the descriptor; itself when unset)."""
+    """The function that works on storage chunks (the descriptor)."""
     validator: ValidatorConfig
 
 
@@ -77,7 +77,6 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         max_files_per_study=int(document["max_files_per_study"]),
         per_file_forms_max=int(document["per_file_forms_max"]),
         chunk_instances=int(document["chunk_instances"]),
-        chunk_worker_function=env.get("CHUNK_WORKER_FUNCTION")
-        or env.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+        chunk_worker_function=env.get("CHUNK_WORKER_FUNCTION", ""),
         validator=build_config(validator_overrides),
     )

@@ -387,7 +387,8 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
         "files": [
             {"name": record["name"], "status": record["status"],
              "findings": record["findings"],
-             "findings_omitted": record.get("findings_omitted", 0)}
+             "findings_omitted": record.get("findings_omitted", 0),
+             "late": bool(record.get("late"))}
             for record in page.records
         ],
         "next": page.next_token,

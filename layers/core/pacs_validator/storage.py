@@ -78,10 +78,13 @@ class IncomingKey:
 
 
 def parse_incoming_key(key: str) -> IncomingKey:
-    """``incoming/<id>/<name>`` -> (id, name); a plain drop ``incoming/<name>`` has no id."""
+    """``incoming/<id>/<name>`` -> (id, name); a plain drop ``incoming/<name>`` has no id.
+
+    A name holding ``/`` (``incoming/<id>/a/b.dcm``, which the study-wide form allows) is
+    named by its last part, as :func:`safe_name` names it when it is declared."""
     parts = key.split("/")
-    if len(parts) == 3 and parts[0] == INCOMING and is_study_id(parts[1]):
-        return IncomingKey(study_id=parts[1], name=safe_name(parts[2]))
+    if len(parts) >= 3 and parts[0] == INCOMING and is_study_id(parts[1]):
+        return IncomingKey(study_id=parts[1], name=safe_name(parts[-1]))
     return IncomingKey(study_id=None, name=safe_name(parts[-1]))
 
 

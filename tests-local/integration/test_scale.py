@@ -1,0 +1,196 @@
+"""Studies larger than one invocation's share: concurrent arrivals, redelivery, chunked
+storage and rejection, paged status, bounded events and answers (handlers on moto)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
+from corpus_studies import reidentified_study
+from pydicom.data import get_testdata_file
+from test_pipeline import (
+    call_api,
+    declare_study,
+    deliver_success_events,
+    deliver_upload,
+    detail_types,
+    run_study,
+    study_status,
+)
+
+
+def small_chunks(stack: Stack, size: int) -> None:
+    for name in ("validator", "descriptor"):
+        stack.handler(name).pipeline.chunk_instances = size
+
+
+def get_status_page(stack: Stack, study_id: str, query: dict[str, str]
+                    ) -> tuple[int, dict[str, Any]]:
+    event = api_event("GET", f"/status/{study_id}", path_parameters={"study_id": study_id})
+    event["queryStringParameters"] = query
+    response = stack.handler("api").lambda_handler(event, FakeContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def all_files(stack: Stack, study_id: str, limit: int) -> list[dict[str, Any]]:
+    """Every file entry of ``GET /status``, page after page."""
+    files: list[dict[str, Any]] = []
+    query = {"limit": str(limit)}
+    while True:
+        status, body = get_status_page(stack, study_id, query)
+        assert status == 200, (query, body)
+        assert len(body["files"]) <= limit
+        files.extend(body["files"])
+        if body["next"] is None:
+            return files
+        query = {"limit": str(limit), "next": body["next"]}
+
+
+def test_concurrent_arrivals_keep_every_verdict_and_judge_the_study_once(stack: Stack) -> None:
+    files = dict(reidentified_study(40, seed="concurrent"))
+    body = declare_study(stack, files)
+    study_id = body["study_id"]
+    for name, data in files.items():
+        stack.s3.put_object(Bucket=UPLOADS, Key=body["upload"]["key_prefix"] + name, Body=data)
+
+    def arrive(item: tuple[int, str]) -> dict[str, Any]:
+        index, name = item
+        event = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + name, f"{index:04X}")
+        result: dict[str, Any] = stack.handler("validator").lambda_handler(event, FakeContext())
+        return result
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(arrive, enumerate(files)))
+    deliver_success_events(stack)
+
+    assert [r["processed"][0]["status"] for r in results] == [200] * len(files)
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert status["counts"]["received"] == len(files)
+    assert sorted(f["name"] for f in all_files(stack, study_id, 15)) == sorted(files)
+    types = detail_types(stack, study_id)
+    assert types.count("validation.success") == 1
+    assert types.count("study.uploaded") == len(files)
+
+
+def test_a_redelivered_last_file_judges_the_study_once(stack: Stack) -> None:
+    files = dict(reidentified_study(5, seed="redelivered"))
+    body = declare_study(stack, files)
+    names = list(files)
+    for name in names:
+        deliver_upload(stack, body["upload"]["key_prefix"] + name, files[name], sequencer="01")
+    last = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + names[-1], "01")
+    stack.handler("validator").lambda_handler(last, FakeContext())
+    again = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + names[-1], "02")  # re-upload
+    stack.handler("validator").lambda_handler(again, FakeContext())
+    deliver_success_events(stack)
+
+    assert study_status(stack, body["study_id"])["state"] == "STORED"
+    assert study_status(stack, body["study_id"])["counts"]["received"] == len(files)
+    assert detail_types(stack, body["study_id"]).count("validation.success") == 1
+
+
+def test_a_study_of_many_chunks_is_stored_whole(stack: Stack) -> None:
+    small_chunks(stack, 7)
+    files = dict(reidentified_study(30, series=3, seed="chunks"))
+    study_id = run_study(stack, files)
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED", status
+    assert status["counts"]["instances"] == 30
+    assert len(stack.keys(STORE, f"studies/{study_id}/instances/")) == 30
+    metadata = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
+    assert metadata["counts"] == {"series": 3, "instances": 30}
+    numbers = [[i["instance_number"] for i in s["instances"]] for s in metadata["series"]]
+    assert numbers == [list(range(1, 11))] * 3
+    assert metadata["patient"]["id"]
+    sidecar = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/dicom.json")["Body"].read())
+    assert len(sidecar) == 30
+    stored = set(stack.keys(STORE, f"studies/{study_id}/instances/"))
+    assert {d["7FE00010"]["BulkDataURI"].partition("#")[0] for d in sidecar} == stored
+    report = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/validation.json")["Body"].read())
+    assert len(report["files"]) == 30
+    assert report["studies"][0]["valid"] is True
+
+
+def test_a_rejected_study_of_many_chunks_is_copied_whole_to_rejected(stack: Stack) -> None:
+    small_chunks(stack, 7)
+    files = dict(reidentified_study(20, seed="rejected"))
+    files["zz-truncated.dcm"] = Path(get_testdata_file("MR_truncated.dcm")).read_bytes()
+    study_id = run_study(stack, files)
+
+    status = study_status(stack, study_id)
+    assert (status["state"], status["status"]) == ("REJECTED", 400)
+    assert stack.keys(STORE, f"rejected/{study_id}/") == sorted(
+        f"rejected/{study_id}/{name}" for name in [*files, "validation.log", "validation.json"])
+    assert stack.keys(STORE, f"studies/{study_id}/") == []
+    failed = [e for e in stack.published() if e["detail-type"] == "validation.failed"]
+    assert "format.truncated" in failed[-1]["detail"]["rules"]
+
+
+def test_a_file_larger_than_declared_rejects_the_study_with_size_declared(stack: Stack) -> None:
+    files = dict(reidentified_study(3, seed="sizes"))
+    declared = {name: len(data) for name, data in files.items()}
+    first = next(iter(files))
+    declared[first] -= 100
+    status, body = call_api(stack, "POST", "/upload",
+                            {"files": [{"name": n, "size": s} for n, s in declared.items()]})
+    assert status == 201
+    for name, data in files.items():
+        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+
+    status_body = study_status(stack, body["study_id"])
+    assert (status_body["state"], status_body["status"]) == ("REJECTED", 413)
+    assert "size.declared" in {f["rule"] for f in status_body["findings"]}
+
+
+def test_status_pages_through_the_files_and_refuses_bad_page_arguments(stack: Stack) -> None:
+    files = dict(reidentified_study(23, seed="pages"))
+    study_id = run_study(stack, files)
+
+    assert [f["name"] for f in all_files(stack, study_id, 5)] == sorted(files)
+    for query in ({"limit": "0"}, {"limit": "abc"}, {"limit": "100000"},
+                  {"next": "%%%"}, {"next": ""}):
+        assert get_status_page(stack, study_id, query)[0] == 400
+
+
+def test_a_file_arriving_after_the_study_was_judged_is_recorded_as_late(stack: Stack) -> None:
+    files = dict(reidentified_study(2, seed="late"))
+    study_id = run_study(stack, files)
+    extra = dict(reidentified_study(3, seed="late"))
+    late_name = list(extra)[-1]
+    deliver_upload(stack, f"incoming/{study_id}/{late_name}", extra[late_name], "0L")
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert {f["name"]: f["late"] for f in status["files"]} == {
+        **{name: False for name in files}, late_name: True}
+
+
+def test_events_and_answers_stay_small_for_a_large_study(stack: Stack) -> None:
+    small_chunks(stack, 50)
+    files = dict(reidentified_study(120, seed="bounded"))
+    study_id = run_study(stack, files)
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    details = [json.dumps(e["detail"]) for e in stack.published()
+               if e["detail"]["study_id"] == study_id]
+    assert max(len(d) for d in details) < 1024
+    assert len(json.dumps(study_status(stack, study_id))) < 256 * 1024
+
+
+@pytest.mark.parametrize("name", ["a/b/c.dcm", "x.dcm"])
+def test_a_key_below_the_study_prefix_belongs_to_the_study(stack: Stack, name: str) -> None:
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    body = declare_study(stack, {name: data})
+    deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+    deliver_success_events(stack)
+
+    assert study_status(stack, body["study_id"])["state"] == "STORED"
