@@ -59,12 +59,12 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_LONG_LENGTH_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_LONG_LENGTH_VRS = frozenset(  # PS3.5 table 7.1-1: a reserved field and a 32-bit length
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 _SHORT_LENGTH_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
-     b"PN", b"SH", b"SL", b"SS", b"ST", b"SV", b"TM", b"UI", b"UL", b"US", b"UV"}
+     b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
 _MAX_NESTING = 64
 _MAX_OFFSET_TABLE_BYTES = 16 * 1024 * 1024
@@ -472,7 +472,8 @@ def read_instance(source: Source, config: ValidatorConfig, findings: Findings) -
         if config.max_bytes is not None and size > config.max_bytes:
             findings.add("size.max-bytes", f"the file has {size} bytes; cap {config.max_bytes}")
             return parsed
-        _read_stream(stream, size, parsed, config, findings)
+        with findings.last_resort():
+            _read_stream(stream, size, parsed, config, findings)
         parsed.sha256 = _digest(stream)
         return parsed
 
