@@ -155,6 +155,7 @@ class _StructureScanner:
         self.odd_length_tags: list[int] = []
         self.out_of_order_tag: int | None = None
         self.padding_start: int | None = None
+        self._nonzero_at = -1
         """Where zero bytes that run to the end of the data set begin, if they do."""
 
     @property
@@ -241,12 +242,19 @@ class _StructureScanner:
 
         Some writers pad files with zeros, up to megabytes of them; common readers ignore
         them. Compared a chunk at a time against a zero block, so time is that of a read
-        and memory stays one chunk whatever the padding's size.
+        and memory stays one chunk whatever the padding's size. The first non-zero byte
+        found is remembered: a garbled file can present thousands of all-zero "tags" before
+        it, and each must not re-read the same zeros.
         """
+        if start <= self._nonzero_at:
+            self.stream.seek(start + 4)
+            return False
         self.stream.seek(start)
         zeros = memoryview(_ZERO_CHUNK)
         while chunk := self.stream.read(min(len(_ZERO_CHUNK), self.end - self.position)):
             if chunk != zeros[:len(chunk)]:
+                first = len(chunk) - len(chunk.lstrip(b"\x00"))
+                self._nonzero_at = self.position - len(chunk) + first
                 self.stream.seek(start + 4)
                 return False
         return True
