@@ -173,3 +173,164 @@ def relabelled(source: Path, target: Path, transfer_syntax: str) -> Path:
 def deflated(source: Path, target: Path) -> Path:
     """``source`` in Deflated Explicit VR Little Endian (a native file only)."""
     return relabelled(source, target, DeflatedExplicitVRLittleEndian)
+
+
+# --- new object types, built with highdicom from real images ------------------------------
+
+
+def ct_series(folder: Path, count: int = 4) -> list[Dataset]:
+    """``count`` slices of one real CT (CT_small), as a series: new instance UIDs, and the
+    slice position moved along the normal so highdicom sees a volume."""
+    from pydicom.uid import generate_uid
+
+    series_uid = generate_uid()
+    slices = []
+    for index in range(count):
+        dataset = read(TEST_FILES / "CT_small.dcm")
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        dataset.SeriesInstanceUID = series_uid
+        dataset.InstanceNumber = index + 1
+        x, y, z = dataset.ImagePositionPatient
+        dataset.ImagePositionPatient = [x, y, float(z) + 5.0 * index]
+        write(dataset, folder / f"ct{index}.dcm")
+        slices.append(read(folder / f"ct{index}.dcm"))
+    return slices
+
+
+def _device() -> dict[str, str]:
+    return {"manufacturer": "pacs-validator tests", "manufacturer_model_name": "realworld",
+            "software_versions": "1", "device_serial_number": "1"}
+
+
+def segmentation(sources: list[Dataset], target: Path, fractional: bool) -> Path:
+    """A Segmentation of ``sources`` with two segments: one frame per slice and segment."""
+    import highdicom as hd
+    import numpy as np
+    from pydicom.sr.codedict import codes
+
+    shape = (len(sources), sources[0].Rows, sources[0].Columns)
+    mask = np.zeros((*shape, 2), dtype=np.float32 if fractional else np.uint8)
+    mask[:, 10:60, 10:60, 0] = 0.5 if fractional else 1
+    mask[:, 70:120, 70:120, 1] = 1
+    segments = [
+        hd.seg.SegmentDescription(
+            segment_number=number, segment_label=f"segment {number}",
+            segmented_property_category=codes.SCT.Tissue, segmented_property_type=codes.SCT.Bone,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for number in (1, 2)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask,
+        segmentation_type=(hd.seg.SegmentationTypeValues.FRACTIONAL if fractional
+                           else hd.seg.SegmentationTypeValues.BINARY),
+        segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=10,
+        sop_instance_uid=hd.UID(), instance_number=1, **_device(),
+    )
+    return write(seg, target)
+
+
+def structured_report(sources: list[Dataset], target: Path, three_d: bool) -> Path:
+    """A TID 1500 measurement report over ``sources``: Comprehensive SR, or Comprehensive 3D
+    SR with a 3D region (SCOORD3D) that only the latter may hold."""
+    import highdicom as hd
+    import numpy as np
+    from pydicom.sr.codedict import codes
+
+    image = hd.sr.SourceImageForRegion.from_source_image(sources[0])
+    if three_d:
+        region = hd.sr.ImageRegion3D(
+            graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+            graphic_data=np.array([[1.0, 2.0, 3.0]]),
+            frame_of_reference_uid=sources[0].FrameOfReferenceUID)
+    else:
+        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
+                                   graphic_data=np.array([[10.0, 10.0]]), source_image=image)
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="region 1"),
+        referenced_region=region, finding_type=codes.SCT.Lesion)
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_person_context=hd.sr.ObserverContext(
+                observer_type=codes.DCM.Person,
+                observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                    name="Observer^Test"))),
+        procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+        imaging_measurements=[group])
+    document_class = hd.sr.Comprehensive3DSR if three_d else hd.sr.ComprehensiveSR
+    document = document_class(
+        evidence=sources, content=report[0], series_instance_uid=hd.UID(), series_number=20,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="pacs-validator tests")
+    return write(document, target)
+
+
+def key_object_selection(sources: list[Dataset], target: Path) -> Path:
+    """A Key Object Selection document flagging ``sources`` "For Teaching"."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    document = hd.ko.KeyObjectSelectionDocument(
+        evidence=sources,
+        content=hd.ko.KeyObjectSelection(
+            document_title=codes.DCM.ForTeaching,
+            referenced_objects=sources),
+        series_instance_uid=hd.UID(), series_number=30, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="pacs-validator tests")
+    return write(document, target)
+
+
+def presentation_state(sources: list[Dataset], target: Path) -> Path:
+    """A Grayscale Softcopy Presentation State with a window over ``sources``."""
+    import highdicom as hd
+
+    state = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=sources, series_instance_uid=hd.UID(), series_number=40,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="pacs-validator tests",
+        manufacturer_model_name="realworld", software_versions="1", device_serial_number="1",
+        content_label="WINDOW",
+        voi_lut_transformations=[hd.pr.SoftcopyVOILUTTransformation(
+            window_center=40.0, window_width=400.0)])
+    return write(state, target)
+
+
+def parametric_map(sources: list[Dataset], target: Path) -> Path:
+    """A float Parametric Map over ``sources``: one frame per slice."""
+    import highdicom as hd
+    import numpy as np
+    from pydicom.sr.codedict import codes
+
+    values = np.linspace(0, 1, len(sources) * sources[0].Rows * sources[0].Columns,
+                         dtype=np.float32).reshape(len(sources), sources[0].Rows,
+                                                   sources[0].Columns)
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label="ADC", lut_explanation="apparent diffusion", unit=codes.UCUM.NoUnits,
+        value_range=(0.0, 1.0), intercept=0.0, slope=1.0)
+    pmap = hd.pm.ParametricMap(
+        source_images=sources, pixel_array=values, series_instance_uid=hd.UID(),
+        series_number=50, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="pacs-validator tests", manufacturer_model_name="realworld",
+        software_versions="1", device_serial_number="1",
+        contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)])
+    return write(pmap, target)
+
+
+def whole_slide_tiles(target: Path, tiles: int = 4) -> Path:
+    """A VL Whole Slide Microscopy Image, TILED_FULL: a real JPEG baseline RGB frame
+    (SC_rgb_jpeg_gdcm) repeated as the tiles of a total pixel matrix 2 tiles wide."""
+    from pydicom.uid import generate_uid
+
+    dataset = read(TEST_FILES / "SC_rgb_jpeg_gdcm.dcm")
+    frame = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = (
+        "1.2.840.10008.5.1.4.1.1.77.1.6")
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.Modality = "SM"
+    dataset.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    dataset.DimensionOrganizationType = "TILED_FULL"
+    dataset.NumberOfFrames = tiles
+    dataset.TotalPixelMatrixColumns = dataset.Columns * 2
+    dataset.TotalPixelMatrixRows = dataset.Rows * ((tiles + 1) // 2)
+    dataset.TotalPixelMatrixFocalPlanes = 1
+    dataset.PixelData = encapsulate([frame] * tiles, has_bot=True)
+    return write(dataset, target)
