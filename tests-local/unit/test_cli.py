@@ -152,3 +152,50 @@ def test_text_output_names_each_file_and_study(corpus, capsys):
     out = capsys.readouterr().out
     assert "VALID   200" in out
     assert "CT_small.dcm" in out
+
+
+def _charset_swapped_to_us(source: Path) -> bytes:
+    """A real file whose SpecificCharacterSet VR is swapped to US: it crashed the whole run
+    (pydicom's TypeError) before every exception became a finding."""
+    blob = source.read_bytes()
+    at = blob.index(b"\x08\x00\x05\x00CS") + 4
+    return blob[:at] + b"US" + blob[at + 2:]
+
+
+def test_folder_with_an_input_that_used_to_crash_reports_every_file(corpus, tmp_path, capsys):
+    folder = copy_study(corpus, "98892001", tmp_path / "study")
+    (folder / "swapped.dcm").write_bytes(_charset_swapped_to_us(corpus.path("chrHbrw.dcm")))
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    code, report = run_json(capsys, "validate", "--json", str(folder))
+    assert code == 1
+    assert sorted(f["path"] for f in report["files"]) == sorted(map(str, files))
+    by_path = {f["path"]: f for f in report["files"]}
+    assert by_path[str(folder / "swapped.dcm")]["status"] == 400
+    assert [s["status"] for s in report["studies"]] == [200]
+
+
+def test_a_check_that_raises_is_a_500_for_that_file_only(corpus, tmp_path, capsys, monkeypatch):
+    """The last-resort guard: an exception escaping a check answers 500 internal.error for
+    that file, naming the exception type and no value of the file."""
+    from pacs_validator import validation
+
+    folder = copy_study(corpus, "98892001", tmp_path / "study")
+    victim = sorted(p for p in folder.rglob("*") if p.is_file())[0]
+    patient_id = str(corpus.read(victim).PatientID)
+
+    def check_modality(dataset, config, findings):
+        if dataset.filename == str(victim):
+            raise ValueError(f"cannot handle {patient_id}")
+
+    checks = tuple(check_modality if c.__name__ == "check_modality" else c
+                   for c in validation.DATASET_CHECKS)
+    monkeypatch.setattr(validation, "DATASET_CHECKS", checks)
+    code, report = run_json(capsys, "validate", "--json", str(folder))
+    assert code == 1
+    by_path = {f["path"]: f for f in report["files"]}
+    failed = by_path.pop(str(victim))
+    assert failed["status"] == 500
+    internal = [f for f in failed["findings"] if f["rule"] == "internal.error"]
+    assert [f["message"] for f in internal] == ["validation failed with ValueError"]
+    assert all(patient_id not in json.dumps(f) for f in failed["findings"])
+    assert {f["status"] for f in by_path.values()} == {200}

@@ -36,13 +36,14 @@ PHI_MUTATIONS = {
 
 
 @pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm", "rtplan.dcm"])
-@pytest.mark.parametrize("mutation", PHI_MUTATIONS.values(), ids=PHI_MUTATIONS.keys())
+@pytest.mark.parametrize("mutation", PHI_MUTATIONS)
 def test_findings_on_patient_attributes_do_not_quote_them(name, mutation, corpus, mutate,
                                                           validate):
-    path = mutate(name, mutation)
+    path = mutate(name, PHI_MUTATIONS[mutation])
     dataset = corpus.read(path, pixels=False)
     result = validate(path)
-    assert result.status == 422  # the mutation is caught ...
+    keyword = mutation.split()[0]  # the attribute each mutation damages
+    assert keyword in {f.keyword for f in result.findings}  # the mutation is caught ...
     assert not leaks(corpus, result.findings, dataset)  # ... without repeating the value
     if dataset.get("StudyDate") == "20231340":
         assert all("20231340" not in f.message for f in result.findings)

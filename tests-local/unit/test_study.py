@@ -219,7 +219,7 @@ def test_right_number_of_study_related_instances_is_valid(corpus, mutate, judge)
 
 def test_study_status_is_the_worst_of_its_instances(corpus, mutate, judge):
     first, second = one_study(corpus)[:2]
-    bad_date = mutate(second, lambda ds: setattr(ds, "ContentDate", "20231340"))
+    bad_date = mutate(second, lambda ds: setattr(ds, "StudyDate", "20231340"))
     results, study = judge([first, bad_date])
     assert [r.status for r in results] == [200, 422]
     assert study.status == 422

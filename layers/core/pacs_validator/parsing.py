@@ -30,17 +30,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, AllTransferSyntaxes
+from pydicom.uid import UID
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.rules import Findings, format_tag
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 Source = str | Path | BinaryIO
 """A path, or a binary file object such as an S3 body."""
@@ -57,18 +59,18 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_LONG_LENGTH_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_LONG_LENGTH_VRS = frozenset(  # PS3.5 table 7.1-1: a reserved field and a 32-bit length
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 _SHORT_LENGTH_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
-     b"PN", b"SH", b"SL", b"SS", b"ST", b"SV", b"TM", b"UI", b"UL", b"US", b"UV"}
+     b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
 _MAX_NESTING = 64
 _MAX_OFFSET_TABLE_BYTES = 16 * 1024 * 1024
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
-_KNOWN_TRANSFER_SYNTAXES = frozenset(AllTransferSyntaxes)
+_ZERO_CHUNK = bytes(1024 * 1024)
 JPEG_START_OF_IMAGE = b"\xff\xd8"
 J2K_START_OF_CODESTREAM = b"\xff\x4f\xff\x51"
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
@@ -115,6 +117,9 @@ class ParsedInstance:
     pixel_data: PixelDataElement | None = None
     meta: dict[int, str] = field(default_factory=dict)
     """String values of the file meta elements that the rules need, by tag."""
+    padding_start: int | None = None
+    """File offset where trailing zero padding begins (None: no padding, or a deflated data
+    set, where the offset is one inside the inflated stream)."""
     sha256: str = ""
     """Hex SHA-256 of the whole file, taken from the same stream that was read ("" over the
     size cap): a non-seekable source cannot be read a second time."""
@@ -149,6 +154,9 @@ class _StructureScanner:
         self.extended_offset_table_length: int | None = None
         self.odd_length_tags: list[int] = []
         self.out_of_order_tag: int | None = None
+        self.padding_start: int | None = None
+        self._nonzero_at = -1
+        """Where zero bytes that run to the end of the data set begin, if they do."""
 
     @property
     def position(self) -> int:
@@ -209,7 +217,15 @@ class _StructureScanner:
         while True:
             if container_end is not None and self.position >= container_end:
                 return
-            tag = self._read_tag()
+            start = self.position
+            head = self.stream.read(4)
+            if depth == 0 and head.count(0) == len(head) and self._zeros_to_end(start):
+                self.padding_start = start
+                return
+            if len(head) < 4:
+                raise _Truncated("an element tag")
+            group, element = self._tag_format.unpack(head)
+            tag = (group << 16) | element
             if tag == _ITEM_DELIMITER and container_end is None:
                 self._read_u32("an item delimiter")
                 return
@@ -221,6 +237,28 @@ class _StructureScanner:
             vr, length = self._read_vr_and_length(tag, implicit)
             self._scan_value(tag, vr, length, container_end, implicit, depth)
 
+    def _zeros_to_end(self, start: int) -> bool:
+        """Whether every byte from ``start`` to the end is zero (trailing padding).
+
+        Some writers pad files with zeros, up to megabytes of them; common readers ignore
+        them. Compared a chunk at a time against a zero block, so time is that of a read
+        and memory stays one chunk whatever the padding's size. The first non-zero byte
+        found is remembered: a garbled file can present thousands of all-zero "tags" before
+        it, and each must not re-read the same zeros.
+        """
+        if start <= self._nonzero_at:
+            self.stream.seek(start + 4)
+            return False
+        self.stream.seek(start)
+        zeros = memoryview(_ZERO_CHUNK)
+        while chunk := self.stream.read(min(len(_ZERO_CHUNK), self.end - self.position)):
+            if chunk != zeros[:len(chunk)]:
+                first = len(chunk) - len(chunk.lstrip(b"\x00"))
+                self._nonzero_at = self.position - len(chunk) + first
+                self.stream.seek(start + 4)
+                return False
+        return True
+
     def _scan_value(
         self,
         tag: int,
@@ -231,8 +269,21 @@ class _StructureScanner:
         depth: int,
     ) -> None:
         top_level = depth == 0
+        if tag in PIXEL_DATA_TAGS and length == _UNDEFINED_LENGTH:
+            # Encapsulated pixel data is legal in a sequence item too (an Icon Image
+            # Sequence item of a compressed file): its structure is checked alike, but only
+            # the top-level element is the image the frame rules judge.
+            offset_table, fragments = self._scan_fragments(tag, container_end)
+            if top_level:
+                self.pixel_data = PixelDataElement(
+                    tag=tag, vr=self._pixel_vr(tag, vr), length=None,
+                    offset_table=offset_table, fragments=fragments,
+                    extended_offset_table_length=self.extended_offset_table_length,
+                )
+            return
         if top_level and tag in PIXEL_DATA_TAGS:
-            self._record_pixel_data(tag, vr, length)
+            self._skip(length, self.end, tag)
+            self.pixel_data = PixelDataElement(tag=tag, vr=self._pixel_vr(tag, vr), length=length)
             return
         if top_level and tag == EXTENDED_OFFSET_TABLE:
             self.extended_offset_table_length = length
@@ -276,12 +327,13 @@ class _StructureScanner:
             if self.position != item_end:
                 raise _Garbled("a sequence item's elements do not fill its length")
 
-    def _record_pixel_data(self, tag: int, vr: bytes | None, length: int) -> None:
-        vr_name = vr.decode("ascii") if vr else (_dictionary_vr(tag) or "OW")
-        if length != _UNDEFINED_LENGTH:
-            self._skip(length, self.end, tag)
-            self.pixel_data = PixelDataElement(tag=tag, vr=vr_name, length=length)
-            return
+    @staticmethod
+    def _pixel_vr(tag: int, vr: bytes | None) -> str:
+        return vr.decode("ascii") if vr else (_dictionary_vr(tag) or "OW")
+
+    def _scan_fragments(self, tag: int, container_end: int | None) -> tuple[array[int], Fragments]:
+        """Encapsulated pixel data: the basic offset table, then fragments up to the sequence
+        delimiter, counted (never kept) with the codestream markers they start with."""
         offset_table = self._read_item_header_and_offset_table(tag)
         count = jpeg_starts = j2k_starts = 0
         first_item_start: int | None = None
@@ -293,8 +345,11 @@ class _StructureScanner:
                 break
             if item_tag != _ITEM or item_length == _UNDEFINED_LENGTH:
                 raise _Garbled("encapsulated pixel data holds something other than items", tag)
-            if self.position + item_length > self.end:
+            item_end = self.position + item_length
+            if item_end > self.end:
                 raise _Truncated("an encapsulated pixel data fragment")
+            if container_end is not None and item_end > container_end:
+                raise _Garbled("a pixel data fragment overruns the item that holds it", tag)
             if first_item_start is None:
                 first_item_start = item_start
             relative = item_start - first_item_start
@@ -306,16 +361,9 @@ class _StructureScanner:
             count += 1
             jpeg_starts += head.startswith(JPEG_START_OF_IMAGE)
             j2k_starts += head.startswith((J2K_START_OF_CODESTREAM, JP2_SIGNATURE))
-            self.stream.seek(item_start + 8 + item_length)
-        self.pixel_data = PixelDataElement(
-            tag=tag,
-            vr=vr_name,
-            length=None,
-            offset_table=offset_table,
-            fragments=Fragments(count, jpeg_starts, j2k_starts,
-                                aligned and next_entry == len(offset_table)),
-            extended_offset_table_length=self.extended_offset_table_length,
-        )
+            self.stream.seek(item_end)
+        aligned_table = aligned and next_entry == len(offset_table)
+        return offset_table, Fragments(count, jpeg_starts, j2k_starts, aligned_table)
 
     def _read_item_header(self) -> tuple[int, int]:
         group, element, length = self._item_format.unpack(
@@ -432,7 +480,8 @@ def read_instance(source: Source, config: ValidatorConfig, findings: Findings) -
         if config.max_bytes is not None and size > config.max_bytes:
             findings.add("size.max-bytes", f"the file has {size} bytes; cap {config.max_bytes}")
             return parsed
-        _read_stream(stream, size, parsed, config, findings)
+        with findings.last_resort():
+            _read_stream(stream, size, parsed, config, findings)
         parsed.sha256 = _digest(stream)
         return parsed
 
@@ -448,6 +497,8 @@ def _read_stream(
         return
     if not _scan_structure(stream, size, parsed, findings):
         return
+    if parsed.padding_start is not None:
+        stream = cast(IO[bytes], _Window(stream, parsed.padding_start))
     parsed.dataset = _read_dataset(stream, config, findings)
 
 
@@ -484,7 +535,7 @@ def _read_meta(stream: IO[bytes], size: int, parsed: ParsedInstance, findings: F
     if syntax is None:
         findings.add("format.transfer-syntax", "TransferSyntaxUID is missing", TRANSFER_SYNTAX_UID)
         return False
-    if syntax not in _KNOWN_TRANSFER_SYNTAXES:
+    if not UID(syntax).is_transfer_syntax:
         findings.add(
             "format.transfer-syntax",
             "TransferSyntaxUID is not a transfer syntax this validator can read",
@@ -524,6 +575,11 @@ def _scan_structure(
     if scanner.out_of_order_tag is not None:
         findings.add("format.tag-order", "the element is out of ascending tag order",
                      scanner.out_of_order_tag)
+    if scanner.padding_start is not None:
+        findings.add("format.trailing-padding", f"{scanner.end - scanner.padding_start} zero "
+                     "byte(s) follow the last element")
+        if not syntax.is_deflated:
+            parsed.padding_start = scanner.padding_start
     if scanner.implicit != syntax.is_implicit_VR:
         findings.add("format.vr-encoding", "the data set's VR encoding differs from the one "
                      "TransferSyntaxUID names", TRANSFER_SYNTAX_UID)
@@ -553,6 +609,36 @@ def _encoded_implicit(first_header: bytes, syntax: UID) -> bool:
     return not looks_explicit
 
 
+class _Window(io.RawIOBase):
+    """The first ``end`` bytes of a seekable stream, so that pydicom stops where the data
+    set does and never reads trailing padding as elements."""
+
+    def __init__(self, stream: IO[bytes], end: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._end = end
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            return self._stream.seek(self._end + offset)
+        return self._stream.seek(offset, whence)
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._stream.read(max(0, min(len(view), self._end - self._stream.tell())))
+        view[:len(data)] = data
+        return len(data)
+
+
 def _read_dataset(stream: IO[bytes], config: ValidatorConfig, findings: Findings) -> Dataset | None:
     stream.seek(0)
     with warnings.catch_warnings():
@@ -561,7 +647,7 @@ def _read_dataset(stream: IO[bytes], config: ValidatorConfig, findings: Findings
             dataset = pydicom.dcmread(
                 stream, defer_size=config.defer_size, stop_before_pixels=True
             )
-        except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, zlib.error) as exc:
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbled input
             findings.add("format.dataset", f"the data set cannot be read ({type(exc).__name__})")
             return None
         failed_tag = _first_undecodable(dataset)

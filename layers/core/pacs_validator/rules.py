@@ -9,6 +9,8 @@ reports a :class:`Finding`; the verdict of a file or study is derived from its f
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import Enum
 from functools import cache
@@ -139,6 +141,21 @@ class Findings:
 
     def has_errors(self) -> bool:
         return any(f.severity is Severity.ERROR for f in self.items)
+
+    @contextmanager
+    def last_resort(self) -> Iterator[None]:
+        """Turn any exception escaping the block into an ``internal.error`` finding (500).
+
+        One file must never take a batch or a study down: a check that fails on bytes
+        nobody foresaw answers for that file alone. The message names the exception type,
+        never its text, which may quote a value of the file.
+        """
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - the guard exists to catch what others miss
+            self.items.append(self.rules.finding(
+                "internal.error", f"validation failed with {type(exc).__name__}"
+            ))
 
 
 def verdict_status(findings: list[Finding], extra_statuses: tuple[int, ...] = ()) -> int:

@@ -187,14 +187,17 @@ def validate_instance(
     """Validate one file; also returns what was read, for metadata extraction."""
     findings = Findings(config.rules)
     parsed = read_instance(source, config, findings)
-    check_instance(parsed, config, findings)
+    summary = InstanceSummary()
+    with findings.last_resort():
+        check_instance(parsed, config, findings)
+        summary = summarise(parsed, config)
     result = InstanceResult(
         name=name or parsed.name,
         size=parsed.size,
         sha256=parsed.sha256,
         status=verdict_status(findings.items),
         findings=tuple(findings.items),
-        summary=summarise(parsed, config),
+        summary=summary,
     )
     return result, parsed
 

@@ -135,12 +135,16 @@ def is_real_date(text: str) -> bool:
 
 
 def check_dates(dataset: Dataset, config: ValidatorConfig, findings: Findings) -> None:
+    """Checked dates are real days: ``value.date`` for required attributes, whose values
+    identify the study, ``value.other-date`` for the rest (a warning by default, as Azure's
+    DICOM service stores a file whose PatientBirthDate is malformed)."""
     for keyword in config.checked_dates:
         element = _present(dataset, keyword)
         if element is None:
             continue
         if not all(is_real_date(text.strip()) for text in _values(element)):
-            findings.add("value.date", f"{keyword} is not a real YYYYMMDD date", element.tag)
+            rule = "value.date" if keyword in config.required_attributes else "value.other-date"
+            findings.add(rule, f"{keyword} is not a real YYYYMMDD date", element.tag)
 
 
 @cache
@@ -167,23 +171,34 @@ def check_modality(dataset: Dataset, config: ValidatorConfig, findings: Findings
 def check_value_representations(
     dataset: Dataset, config: ValidatorConfig, findings: Findings
 ) -> None:
-    """Value lengths and formats of every top-level standard element, by its VR."""
-    checked_dates = {_keyword_tag(k) for k in config.checked_dates}
+    """Value lengths and formats of every top-level standard element, by its VR.
+
+    Only the required attributes reject (``value.vr-length``, ``value.vr-format``); the same
+    defects elsewhere are ``value.other-vr-length`` and ``value.other-vr-format``, warnings by
+    default, because real scanners write over-long descriptions that every archive stores.
+    """
+    skipped = {_keyword_tag(k) for k in config.checked_dates} | {_keyword_tag("Modality")}
+    required = {_keyword_tag(k) for k in config.required_attributes}
     for element in loaded_elements(dataset):
-        if element.tag.is_private or element.VR == "SQ":
+        if element.tag.is_private or element.VR == "SQ" or element.tag in skipped:
             continue
-        text_types = (str, PersonName, MultiValue, list)  # PersonName is not a str subclass
-        texts = _values(element) if isinstance(element.value, text_types) else []
-        texts = [t for t in texts if isinstance(t, str)]
-        if element.tag in checked_dates:
-            continue
+        texts = _texts(element)
+        prefix = "value." if element.tag in required else "value.other-"
+        name = element.keyword or "an element"
         if _too_long(element.VR, texts):
-            findings.add("value.vr-length", f"{element.keyword or 'an element'} is longer than "
-                         f"VR {element.VR} allows", element.tag)
+            findings.add(prefix + "vr-length", f"{name} is longer than VR {element.VR} allows",
+                         element.tag)
         pattern = _VALUE_FORMATS.get(element.VR)
-        if pattern and element.keyword != "Modality" and not all(map(pattern.match, texts)):
-            findings.add("value.vr-format", f"{element.keyword or 'an element'} does not "
-                         f"match the format of VR {element.VR}", element.tag)
+        if pattern and not all(map(pattern.match, texts)):
+            findings.add(prefix + "vr-format", f"{name} does not match the format of VR "
+                         f"{element.VR}", element.tag)
+
+
+def _texts(element: DataElement) -> list[str]:
+    """The element's text values; none for binary or numeric values (no length limit)."""
+    if not isinstance(element.value, (str, PersonName, MultiValue, list)):
+        return []  # PersonName is not a str subclass
+    return _values(element)
 
 
 def _too_long(vr: str, texts: Iterable[str]) -> bool:
