@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
-DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=300
+DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=300 ChunkInstances=100
 
 .PHONY: test lint unit e2e demo up deploy down
 

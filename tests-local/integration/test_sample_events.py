@@ -37,7 +37,10 @@ def test_validator_sample_events_process_a_real_upload(stack: Stack) -> None:
         load("validator-schedule.json"), FakeContext()) == {"expired": []}
 
 
-def test_descriptor_sample_event_for_an_unknown_study_stores_nothing(stack: Stack) -> None:
-    result = stack.handler("descriptor").lambda_handler(
-        load("descriptor-validation-success.json"), FakeContext())
-    assert result == {"study_id": "0123456789abcdef0123456789abcdef", "stored": False}
+def test_descriptor_sample_events_for_an_unknown_study_store_nothing(stack: Stack) -> None:
+    descriptor = stack.handler("descriptor")
+    assert descriptor.lambda_handler(load("descriptor-validation-success.json"),
+                                     FakeContext()) == {
+        "study_id": "0123456789abcdef0123456789abcdef", "stored": False}
+    assert descriptor.lambda_handler(load("descriptor-chunk.json"), FakeContext()) == {
+        "study_id": "0123456789abcdef0123456789abcdef", "chunk": 0, "stored": False}

@@ -66,7 +66,6 @@ DEPENDENCY_UNAVAILABLE = 503
 PROCESSING_ERROR = 500
 COPY_THREADS = 8
 """Server-side copies in flight at once within one chunk."""
-REPORTS = ("validation.json", "validation.log")
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -223,7 +222,7 @@ class Pipeline:
         study = check_study(instances, self.config, self._manifest(study_id, claimed))
         outcome = State.INCOMPLETE if overdue else (
             State.VALID if study.valid else State.REJECTED)
-        chunks = self._plan(study_id, study, records, outcome)
+        chunks, reports = self._plan(study_id, study, records, outcome)
         unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
         verdict: dict[str, Any] = {
             "status": study.status,
@@ -232,6 +231,7 @@ class Pipeline:
                        "invalid": sum(not i.valid for i in instances),
                        "bytes": sum(unique.values())},
             "chunks": chunks,
+            "reports": reports,
             "rules": sorted({f.rule for f in study.findings}
                             | {f.rule for i in instances if not i.valid for f in i.findings}),
         }
@@ -242,8 +242,10 @@ class Pipeline:
                 "instances": len(unique), "status": study.status}),
                 _validated(True, study.status))
         else:
-            self.table.settle(study_id, State.VALIDATING, outcome=outcome.value, **verdict)
-            self._run_chunks(study_id, chunks)
+            settled = self.table.settle(study_id, State.VALIDATING, outcome=outcome.value,
+                                        **verdict)
+            if settled is not None:
+                self._run_chunks(study_id, settled)
         return study
 
     def _manifest(self, study_id: str, study: dict[str, Any]) -> Manifest:
@@ -253,13 +255,15 @@ class Pipeline:
         return Manifest(names=tuple(f.name for f in files), sizes=tuple(f.size for f in files))
 
     def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
-              outcome: State) -> int:
+              outcome: State) -> tuple[int, dict[str, int]]:
         """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
-        chunks. A valid study copies each SOP instance once; a rejected one every file."""
-        for leaf, pieces, content_type in (
+        chunks, and each report's size. A valid study copies each SOP instance once; a
+        rejected one every file."""
+        reports = {
+            leaf: self.uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
+            for leaf, pieces, content_type in (
                 ("validation.json", validation_json(study, records), "application/json"),
-                ("validation.log", validation_log(study, records), "text/plain")):
-            self.uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
+                ("validation.log", validation_log(study, records), "text/plain"))}
         if outcome is State.VALID:
             first_copies: dict[str, dict[str, Any]] = {}
             for record in records:
@@ -271,7 +275,7 @@ class Pipeline:
         for index, chunk in enumerate(chunks):
             self.uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk,
                                   indent=None)
-        return len(chunks)
+        return len(chunks), reports
 
     # -- chunks ---------------------------------------------------------------------------
 
@@ -282,20 +286,22 @@ class Pipeline:
         if study is None or study["state"] != State.VALID.value:
             logger.warning("study is not VALID; nothing to store", extra={"study_id": study_id})
             return None
-        return self._run_chunks(study_id, int(study["chunks"]))
+        return self._run_chunks(study_id, study)
 
-    def _run_chunks(self, study_id: str, chunks: int) -> StoredStudy | None:
+    def _run_chunks(self, study_id: str, study: dict[str, Any]) -> StoredStudy | None:
         """One chunk is done here and now; more go to the dispatcher, one invocation each."""
-        if chunks == 1:
-            return self.process_chunk(study_id, 0)
-        self.dispatcher.dispatch(study_id, chunks)
+        if int(study["chunks"]) == 1:
+            return self.process_chunk(study_id, 0, study)
+        self.dispatcher.dispatch(study_id, int(study["chunks"]))
         return None
 
-    def process_chunk(self, study_id: str, index: int) -> StoredStudy | None:
+    def process_chunk(self, study_id: str, index: int, study: dict[str, Any] | None = None
+                      ) -> StoredStudy | None:
         """Copy one chunk of a VALID study to ``studies/<id>/`` (with its descriptions), or of
         a rejected one to ``rejected/<id>/``; the worker completing the last chunk finishes
-        the study. Returns the stored study when this call finished storing it."""
-        study = self.table.get(study_id)
+        the study. Returns the stored study when this call finished storing it. ``study`` is
+        the study item when the caller has just read it."""
+        study = study or self.table.get(study_id)
         storing = study is not None and study["state"] == State.VALID.value
         rejecting = (study is not None and study["state"] == State.VALIDATING.value
                      and bool(study.get("outcome")))
@@ -306,7 +312,10 @@ class Pipeline:
         files: list[dict[str, Any]] = self.uploads.get_json(
             work_key(study_id, "chunks", f"{index}.json"))
         if storing:
-            self._store_chunk(study_id, index, files, single=study["counts"]["instances"] == 1)
+            part = self._store_chunk(study_id, files, single=study["counts"]["instances"] == 1)
+            if int(study["chunks"]) > 1:  # another worker may be the one to assemble
+                self.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), part,
+                                      indent=None)
         else:
             _in_parallel(lambda f: self.store.copy_from(
                 self.uploads.bucket, f["key"], rejected_key(study_id, f["name"]), f["size"]),
@@ -314,12 +323,14 @@ class Pipeline:
         if self.table.chunk_done(study_id, index) < int(study["chunks"]):
             return None
         if storing:
-            return self._finish_storage(study_id, study)
+            return self._finish_storage(study_id, study, {index: part})
         self._finish_rejection(study_id, study)
         return None
 
-    def _store_chunk(self, study_id: str, index: int, files: list[dict[str, Any]],
-                     single: bool) -> None:
+    def _store_chunk(self, study_id: str, files: list[dict[str, Any]], single: bool
+                     ) -> dict[str, Any]:
+        """Copy the chunk's instances; their descriptions and DICOM JSON (the chunk's part
+        of metadata.json and dicom.json)."""
         def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
             target = stored_instance_key(study_id, file["sop_instance_uid"], single)
             self.store.copy_from(self.uploads.bucket, file["key"], target, file["size"])
@@ -328,13 +339,13 @@ class Pipeline:
             return description, with_bulk_data_uri(kept["dicom_json"], target)
 
         stored = _in_parallel(store_one, files)
-        self.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), {
-            "descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
-            "dicom_json": [document for _, document in stored],
-        }, indent=None)
+        return {"descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
+                "dicom_json": [document for _, document in stored]}
 
-    def _finish_storage(self, study_id: str, study: dict[str, Any]) -> StoredStudy:
-        """``metadata.json`` and ``dicom.json`` from the chunks' parts, the reports, STORED."""
+    def _finish_storage(self, study_id: str, study: dict[str, Any],
+                        at_hand: dict[int, dict[str, Any]]) -> StoredStudy:
+        """``metadata.json`` and ``dicom.json`` from the chunks' parts (those ``at_hand`` are
+        not read again), the reports, STORED."""
         keys: dict[str, Any] = {
             "prefix": f"studies/{study_id}/",
             "metadata": study_key(study_id, "metadata.json"),
@@ -347,7 +358,8 @@ class Pipeline:
         def dicom_json_pieces() -> Iterator[bytes]:
             separator = b"[\n"
             for index in range(int(study["chunks"])):
-                part = self.uploads.get_json(work_key(study_id, "parts", f"{index}.json"))
+                part = at_hand.get(index) or self.uploads.get_json(
+                    work_key(study_id, "parts", f"{index}.json"))
                 descriptions.extend(InstanceDescription.from_dict(d)
                                     for d in part["descriptions"])
                 for document in part["dicom_json"]:
@@ -358,14 +370,14 @@ class Pipeline:
         self.store.put_stream(keys["dicom_json"], dicom_json_pieces(), "application/json")
         metadata = assemble_metadata(study_id, descriptions)
         self.store.put_json(keys["metadata"], metadata)
-        self.publisher.publish(study_id, Event(DetailType.METADATA_EXTRACTED, {
-            "key": keys["metadata"], "series": metadata["counts"]["series"],
-            "instances": metadata["counts"]["instances"]}))
-        self._copy_reports(study_id, study_key)
+        self._copy_reports(study_id, study, study_key)
         counts = study["counts"]
         self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys)
         self.publisher.publish(
             study_id,
+            Event(DetailType.METADATA_EXTRACTED, {
+                "key": keys["metadata"], "series": metadata["counts"]["series"],
+                "instances": metadata["counts"]["instances"]}),
             Event(DetailType.STORAGE_COMPLETED, {"prefix": keys["prefix"],
                                                  "objects": counts["instances"] + 4,
                                                  "bytes": counts["bytes"]}),
@@ -376,7 +388,7 @@ class Pipeline:
 
     def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
         """The reports beside the copied files, then REJECTED (or INCOMPLETE), announced."""
-        self._copy_reports(study_id, rejected_key)
+        self._copy_reports(study_id, study, rejected_key)
         outcome = State(study["outcome"])
         keys = {"prefix": f"rejected/{study_id}/",
                 "validation_log": rejected_key(study_id, "validation.log"),
@@ -388,10 +400,11 @@ class Pipeline:
             "prefix": keys["prefix"], "files": study["counts"]["valid"]
             + study["counts"]["invalid"]}), _validated(False, int(study["status"])))
 
-    def _copy_reports(self, study_id: str, key_for: Callable[[str, str], str]) -> None:
-        for leaf in REPORTS:
+    def _copy_reports(self, study_id: str, study: dict[str, Any],
+                      key_for: Callable[[str, str], str]) -> None:
+        for leaf, size in study["reports"].items():
             self.store.copy_from(self.uploads.bucket, work_key(study_id, leaf),
-                                 key_for(study_id, leaf))
+                                 key_for(study_id, leaf), size)
 
     # -- deadlines and failures -----------------------------------------------------------
 
