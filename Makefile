@@ -10,7 +10,7 @@ STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
 DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=300 ChunkInstances=100
 
-.PHONY: test lint unit e2e demo up deploy down
+.PHONY: test lint unit e2e demo up deploy down bench-scale-e2e
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,7 @@ test: lint unit e2e
 
 demo: $(STAMP) deploy
 	$(BIN)/python local-runtime/demo.py
+
+# Not in CI: one 2,000-instance study end to end next to a 20-instance one (~15 min).
+bench-scale-e2e: $(STAMP) deploy
+	$(BIN)/python benchmarks/bench_e2e_scale.py --sizes 20,2000

@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -224,6 +225,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,10,100,1000,10000",
                         help="comma-separated study sizes (instances)")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     os.environ.update(ENVIRONMENT)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     meter = Meter()
