@@ -7,16 +7,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import (
-    BadRequestError,
-    NotFoundError,
-    ServiceError,
-)
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pacs_validator.api_request import RequestBodyError, json_body
 from pacs_validator.settings import load_settings
 from pacs_validator.status import PageTokenError, StatusTable, decode_token, public_view
 from pacs_validator.storage import (
@@ -45,14 +42,30 @@ class PayloadTooLargeError(ServiceError):
         super().__init__(413, message)
 
 
+class BadRequestError(ServiceError):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+class UnknownStudyError(ServiceError):
+    """404 for a study id of our format that no study has (Powertools' own NotFoundError
+    means that no route matched)."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "no such study")
+
+
+def request_json() -> Any:
+    """The request's JSON body (None when it has none), or a 4xx :class:`RequestBodyError`."""
+    event = app.current_event
+    return json_body(event.body, bool(event.is_base64_encoded),
+                     event.headers.get("content-type"), settings.max_request_bytes)
+
+
 @app.post("/upload")
 @tracer.capture_method
 def create_upload() -> Response[dict[str, Any]]:
-    try:
-        files = parse_upload_request(app.current_event.json_body if app.current_event.body
-                                     else None, settings.max_files_per_study)
-    except UploadRequestError as error:
-        raise BadRequestError(str(error)) from error
+    files = parse_upload_request(request_json(), settings.max_files_per_study)
     too_large = [f.name for f in files if f.size > settings.max_upload_bytes]
     if too_large:
         raise PayloadTooLargeError(f"{len(too_large)} file(s) exceed the cap of "
@@ -85,7 +98,7 @@ def create_upload() -> Response[dict[str, Any]]:
 def _page_size(text: str | None) -> int:
     if text is None:
         return STATUS_PAGE_DEFAULT
-    if not text.isdigit() or not 1 <= int(text) <= STATUS_PAGE_MAX:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= STATUS_PAGE_MAX:
         raise BadRequestError(f"limit must be a whole number from 1 to {STATUS_PAGE_MAX}")
     return int(text)
 
@@ -98,13 +111,10 @@ def get_status(study_id: str) -> dict[str, Any]:
         raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
     limit = _page_size(app.current_event.get_query_string_value("limit"))
     token = app.current_event.get_query_string_value("next")
-    try:
-        after = decode_token(token) if token is not None else None
-    except PageTokenError as error:
-        raise BadRequestError(str(error)) from error
+    after = decode_token(token) if token is not None else None
     study = table.get(study_id)
     if study is None:
-        raise NotFoundError("no such study")
+        raise UnknownStudyError()
     return public_view(study, table.file_page(study_id, limit, after))
 
 
@@ -113,11 +123,46 @@ def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
+# --- every error becomes an HTTP answer here, and only here --------------------------------------
+def _allowed_methods(path: str) -> list[str]:
+    """The methods of the routes whose path matches ``path`` (for a 405's ``Allow``)."""
+    routes = app._static_routes + app._dynamic_routes
+    return sorted({route.method for route in routes if route.rule.match(path)})
+
+
+def client_error(status: int, message: str,
+                 headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+    """A 4xx answer; logged with its status and the route, never the request's body."""
+    event = app.current_event
+    logger.info("request refused", extra={"status": status, "method": event.http_method,
+                                           "resource": event.get("resource")})
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    headers=headers, body={"statusCode": status, "message": message})
+
+
+@app.not_found
+def no_route(error: NotFoundError) -> Response[dict[str, Any]]:
+    """No route for this method and path: 405 when the path has other methods, else 404."""
+    allowed = _allowed_methods(app.current_event.path)
+    if allowed:
+        return client_error(405, "method not allowed", {"Allow": ", ".join(allowed)})
+    return client_error(404, "no such resource")
+
+
 @app.exception_handler(ServiceError)
 def service_error(error: ServiceError) -> Response[dict[str, Any]]:
     """Typed errors raised by the routes keep their status (the catch-all below would not)."""
-    return Response(status_code=error.status_code, content_type=content_types.APPLICATION_JSON,
-                    body={"statusCode": error.status_code, "message": error.msg})
+    return client_error(error.status_code, str(error.msg))
+
+
+@app.exception_handler(RequestBodyError)
+def bad_body(error: RequestBodyError) -> Response[dict[str, Any]]:
+    return client_error(error.status, str(error))
+
+
+@app.exception_handler([UploadRequestError, PageTokenError])
+def bad_request(error: ValueError) -> Response[dict[str, Any]]:
+    return client_error(400, str(error))
 
 
 @app.exception_handler([ClientError, BotoCoreError])

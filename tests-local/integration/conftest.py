@@ -203,16 +203,24 @@ def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1) -> dict[s
 
 
 def api_event(method: str, path: str, body: Any = None,
-              path_parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event."""
+              path_parameters: dict[str, str] | None = None, *,
+              raw_body: str | None = None, headers: dict[str, str] | None = None,
+              base64_encoded: bool = False,
+              query: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event: ``body`` is sent as JSON, ``raw_body`` as is;
+    ``headers`` replace the default ``Content-Type: application/json``."""
     return {
         "resource": path, "path": path, "httpMethod": method,
-        "headers": {"Content-Type": "application/json"}, "multiValueHeaders": {},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "headers": {"Content-Type": "application/json"} if headers is None else headers,
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": (
+            {k: [v] for k, v in query.items()} if query else None),
         "pathParameters": path_parameters, "stageVariables": None,
         "requestContext": {"requestId": "req", "stage": "test", "path": path,
                            "httpMethod": method, "resourcePath": path,
                            "identity": {"sourceIp": "127.0.0.1"}},
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
+        "body": raw_body if raw_body is not None else (
+            json.dumps(body) if body is not None else None),
+        "isBase64Encoded": base64_encoded,
     }

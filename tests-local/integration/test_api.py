@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -141,3 +142,84 @@ def test_each_presigned_post_is_capped_at_its_declared_size(stack: Stack) -> Non
     assert status == 201
     for upload, entry in zip(body["uploads"], declared, strict=True):
         assert ["content-length-range", 1, entry["size"]] in policy_of(upload)["conditions"]
+
+
+def answer(stack: Stack, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Status, JSON body and headers of the API function's answer to a raw event."""
+    response = stack.handler("api").lambda_handler(event, FakeContext())
+    headers = {**response.get("headers", {}),
+               **{k: ", ".join(v) for k, v in response.get("multiValueHeaders", {}).items()}}
+    return response["statusCode"], json.loads(response["body"]), headers
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "content_type", "base64_encoded", "expected"),
+    [
+        ("not json", "application/json", False, 400),
+        ("{", "application/json", False, 400),
+        ("[" * 100_000, "application/json", False, 400),
+        ("9" * 5000, "application/json", False, 400),
+        ('{"size": NaN}', "application/json", False, 400),
+        ("\ud800", "application/json", False, 400),
+        ("filename=a.dcm&size=1", "application/x-www-form-urlencoded", False, 415),
+        ('{"filename": "a.dcm", "size": 1}', None, False, 415),
+        ('{"filename": "a.dcm", "size": 1}', "text/plain", False, 415),
+        ('{"filename": "a.dcm", "size": 1}', "application/json; charset=latin-1", False, 415),
+        (base64.b64encode(b"\xff\xfe\x00binary").decode(), "application/json", True, 400),
+        ("not base64 at all!", "application/json", True, 400),
+        (base64.b64encode(b"filename=a.dcm").decode(), "application/x-www-form-urlencoded",
+         True, 415),
+    ],
+)
+def test_a_body_the_api_cannot_read_is_a_4xx_with_a_json_message(
+    stack: Stack, raw_body: str, content_type: str | None, base64_encoded: bool, expected: int
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, body, _ = answer(stack, api_event("POST", "/upload", raw_body=raw_body,
+                                              headers=headers, base64_encoded=base64_encoded))
+    assert status == expected
+    assert body["message"]
+
+
+def test_a_base64_encoded_json_body_is_read_like_a_plain_one(stack: Stack) -> None:
+    raw = base64.b64encode(b'{"filename": "a.dcm", "size": 1}').decode()
+    status, body, _ = answer(stack, api_event(
+        "POST", "/upload", raw_body=raw, base64_encoded=True,
+        headers={"content-type": "Application/JSON; charset=UTF-8"}))
+    assert status == 201
+    assert body["files"] == 1
+
+
+def test_a_body_over_the_request_cap_is_413_and_a_20000_file_one_fits(stack: Stack) -> None:
+    cap = stack.handler("api").settings.max_request_bytes
+    declared = [{"name": "1.2.840.113619.2.55.3.604688119.969.1234567890.123.dcm",
+                 "size": 600_000} for _ in range(20_000)]
+    assert len(json.dumps({"files": declared})) < cap
+    status, body, _ = answer(stack, api_event("POST", "/upload",
+                                              raw_body=" " * (cap + 1)))
+    assert (status, body["statusCode"]) == (413, 413)
+
+
+def test_unknown_route_is_404_and_wrong_method_is_405_both_json(stack: Stack) -> None:
+    status, body, _ = answer(stack, api_event("GET", "/nowhere"))
+    assert (status, body["message"]) == (404, "no such resource")
+    status, body, headers = answer(stack, api_event("DELETE", "/upload"))
+    assert (status, body["message"], headers["Allow"]) == (405, "method not allowed", "POST")
+    status, _, headers = answer(stack, api_event("POST", f"/status/{'0' * 32}"))
+    assert (status, headers["Allow"]) == (405, "GET")
+
+
+def test_a_refused_body_is_logged_without_its_content(
+    stack: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret = "PATIENT^SECRET 19700101"
+    for raw_body, headers in ((secret, {"Content-Type": "application/json"}),
+                              (secret, {"Content-Type": "text/plain"})):
+        status, _, _ = answer(stack, api_event("POST", "/upload", raw_body=raw_body,
+                                               headers=headers))
+        assert status in (400, 415)
+    captured = capsys.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    assert "request refused" in logs
+    assert "PATIENT" not in logs

@@ -40,6 +40,9 @@ class Settings:
     upload_deadline_seconds: int
     retention_days: int
     max_files_per_study: int
+    max_request_bytes: int
+    """Largest API request body accepted (413 above): room for ``max_files_per_study``
+    declared files with names of about 170 characters."""
     per_file_forms_max: int
     """Studies of at most this many files also get one presigned POST per file, capped at
     its declared size; larger ones get only the study-wide form (the response stays small)."""
@@ -75,6 +78,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         upload_deadline_seconds=int(document["upload_deadline_seconds"]),
         retention_days=int(document["retention_days"]),
         max_files_per_study=int(document["max_files_per_study"]),
+        max_request_bytes=int(document["max_request_bytes"]),
         per_file_forms_max=int(document["per_file_forms_max"]),
         chunk_instances=int(document["chunk_instances"]),
         chunk_worker_function=env.get("CHUNK_WORKER_FUNCTION", ""),
