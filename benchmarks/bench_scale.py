@@ -73,6 +73,7 @@ ENVIRONMENT = {
     "EVENT_BUS_NAME": BUS, "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_METRICS_NAMESPACE": "PacsValidatorBench",
     "POWERTOOLS_SERVICE_NAME": "pacs-validator-bench", "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "API_AUTH": "NONE",  # this measures scale; authentication is tested in the suite
 }
 
 

@@ -8,12 +8,16 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pacs_validator.api_request import RequestBodyError, json_body
+from pacs_validator.auth import AuthenticationError, AuthMode, authenticate, tokens_from_secret
 from pacs_validator.settings import load_settings
 from pacs_validator.status import PageTokenError, StatusTable, decode_token, public_view
 from pacs_validator.storage import (
@@ -35,6 +39,9 @@ table = StatusTable(settings.status_table, settings.retention_days)
 uploads = ObjectStore(settings.uploads_bucket)
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
+TOKEN_CACHE_SECONDS = 300
+"""How long the tokens read from the secret are reused: a token added to (or removed from)
+the secret is accepted (or refused) at most this long after the change."""
 
 
 class PayloadTooLargeError(ServiceError):
@@ -62,7 +69,20 @@ def request_json() -> Any:
                      event.headers.get("content-type"), settings.max_request_bytes)
 
 
-@app.post("/upload")
+def require_bearer_token(app: APIGatewayRestResolver,
+                         next_middleware: NextMiddleware) -> Response[Any]:
+    """TOKEN mode: the route runs only for a bearer token found in the token secret."""
+    secret = parameters.get_secret(settings.api_tokens_secret, max_age=TOKEN_CACHE_SECONDS)
+    authenticate(app.current_event.headers.get("authorization"), tokens_from_secret(secret))
+    return next_middleware(app)
+
+
+AUTHENTICATED = [require_bearer_token] if settings.api_auth is AuthMode.TOKEN else []
+"""The middlewares of the routes that need a known caller. IAM mode leaves the check to API
+Gateway (AWS_IAM on those methods in template.yaml); NONE checks nothing."""
+
+
+@app.post("/upload", middlewares=AUTHENTICATED)
 @tracer.capture_method
 def create_upload() -> Response[dict[str, Any]]:
     files = parse_upload_request(request_json(), settings.max_files_per_study)
@@ -103,7 +123,7 @@ def _page_size(text: str | None) -> int:
     return int(text)
 
 
-@app.get("/status/<study_id>")
+@app.get("/status/<study_id>", middlewares=AUTHENTICATED)
 @tracer.capture_method
 def get_status(study_id: str) -> dict[str, Any]:
     """The study's state and verdict with one page of per-file verdicts (``?limit=&next=``)."""
@@ -155,6 +175,11 @@ def service_error(error: ServiceError) -> Response[dict[str, Any]]:
     return client_error(error.status_code, str(error.msg))
 
 
+@app.exception_handler(AuthenticationError)
+def unauthenticated(error: AuthenticationError) -> Response[dict[str, Any]]:
+    return client_error(401, str(error), {"WWW-Authenticate": 'Bearer realm="pacs-validator"'})
+
+
 @app.exception_handler(RequestBodyError)
 def bad_body(error: RequestBodyError) -> Response[dict[str, Any]]:
     return client_error(error.status, str(error))
@@ -165,7 +190,7 @@ def bad_request(error: ValueError) -> Response[dict[str, Any]]:
     return client_error(400, str(error))
 
 
-@app.exception_handler([ClientError, BotoCoreError])
+@app.exception_handler([ClientError, BotoCoreError, GetParameterError])
 def dependency_unavailable(error: Exception) -> Response[dict[str, Any]]:
     logger.exception("AWS dependency failed")
     return Response(status_code=503, content_type=content_types.APPLICATION_JSON,

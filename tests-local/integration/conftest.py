@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from pacs_validator.chunks import chunk_payload
@@ -29,6 +30,9 @@ STORE = f"{STACK}-store-{ACCOUNT}"
 BUS = f"{STACK}-bus"
 STATUS_TABLE = f"{STACK}-status"
 IDEMPOTENCY_TABLE = f"{STACK}-idempotency"
+TOKENS_SECRET = f"{STACK}-api-tokens"
+API_TOKEN = "integration-test-token-0123456789"
+"""The bearer token in the stack's token secret, sent by :func:`api_event` by default."""
 
 
 @dataclass
@@ -145,6 +149,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_METRICS_NAMESPACE": "PacsValidatorTest",
         "POWERTOOLS_SERVICE_NAME": "pacs-validator-test",
+        "API_AUTH": "TOKEN",
+        "API_TOKENS_SECRET": TOKENS_SECRET,
     }
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
@@ -154,6 +160,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         for bucket in (UPLOADS, STORE):
             s3.create_bucket(Bucket=bucket)
         create_tables(boto3.client("dynamodb"))
+        boto3.client("secretsmanager").create_secret(
+            Name=TOKENS_SECRET, SecretString=json.dumps({"initial": API_TOKEN}))
+        parameters.clear_caches()  # tokens cached by an earlier test's function
         sqs = boto3.client("sqs")
         queue_url = _observe_bus(boto3.client("events"), sqs)
         functions = {name: load_function(name) for name in ("api", "validator", "descriptor")}
@@ -205,13 +214,17 @@ def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1) -> dict[s
 def api_event(method: str, path: str, body: Any = None,
               path_parameters: dict[str, str] | None = None, *,
               raw_body: str | None = None, headers: dict[str, str] | None = None,
-              base64_encoded: bool = False,
-              query: dict[str, str] | None = None) -> dict[str, Any]:
+              base64_encoded: bool = False, query: dict[str, str] | None = None,
+              token: str | None = API_TOKEN) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event: ``body`` is sent as JSON, ``raw_body`` as is;
-    ``headers`` replace the default ``Content-Type: application/json``."""
+    ``headers`` replace the default ``Content-Type: application/json``; ``token`` (the
+    stack's by default, None for none) is sent as ``Authorization: Bearer``."""
+    headers = {"Content-Type": "application/json"} if headers is None else dict(headers)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     return {
         "resource": path, "path": path, "httpMethod": method,
-        "headers": {"Content-Type": "application/json"} if headers is None else headers,
+        "headers": headers,
         "multiValueHeaders": {},
         "queryStringParameters": query,
         "multiValueQueryStringParameters": (

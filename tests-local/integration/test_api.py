@@ -7,8 +7,18 @@ import json
 import logging
 from typing import Any
 
+import boto3
 import pytest
-from conftest import UPLOADS, FakeContext, Stack, api_event
+from aws_lambda_powertools.utilities import parameters
+from conftest import (
+    API_TOKEN,
+    TOKENS_SECRET,
+    UPLOADS,
+    FakeContext,
+    Stack,
+    api_event,
+    load_function,
+)
 from test_pipeline import call_api
 
 
@@ -223,3 +233,56 @@ def test_a_refused_body_is_logged_without_its_content(
     logs = captured.out + captured.err + caplog.text
     assert "request refused" in logs
     assert "PATIENT" not in logs
+
+
+# --- authentication ------------------------------------------------------------------------------
+UPLOAD = {"filename": "a.dcm", "size": 1}
+
+
+def test_upload_and_status_refuse_a_caller_without_a_valid_token(stack: Stack) -> None:
+    study = f"/status/{'0' * 32}"
+    for token in (None, "wrong-token-wrong-token-wrong", ""):
+        for method, path, body in (("POST", "/upload", UPLOAD), ("GET", study, None)):
+            status, response, headers = answer(stack, api_event(method, path, body, token=token))
+            assert status == 401, (method, token)
+            assert response["message"]
+            assert headers["WWW-Authenticate"].startswith("Bearer")
+    basic = api_event("POST", "/upload", UPLOAD, token=None,
+                      headers={"Content-Type": "application/json",
+                               "Authorization": "Basic dXNlcjpwYXNz"})
+    assert answer(stack, basic)[0] == 401
+
+
+def test_health_needs_no_token(stack: Stack) -> None:
+    assert answer(stack, api_event("GET", "/health", token=None))[:2] == (200, {"status": "ok"})
+
+
+def test_two_tokens_in_the_secret_both_work_while_rotating(stack: Stack) -> None:
+    new = "rotated-token-abcdefghijklmnop"
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=TOKENS_SECRET, SecretString=json.dumps({"initial": API_TOKEN, "2026-12": new}))
+    parameters.clear_caches()  # as after TOKEN_CACHE_SECONDS
+    for token in (API_TOKEN, new):
+        assert answer(stack, api_event("POST", "/upload", UPLOAD, token=token))[0] == 201
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=TOKENS_SECRET, SecretString=json.dumps({"2026-12": new}))
+    parameters.clear_caches()
+    assert answer(stack, api_event("POST", "/upload", UPLOAD, token=API_TOKEN))[0] == 401
+    assert answer(stack, api_event("POST", "/upload", UPLOAD, token=new))[0] == 201
+
+
+def test_a_malformed_token_secret_refuses_everyone(stack: Stack) -> None:
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=TOKENS_SECRET, SecretString=json.dumps({"short": "abc"}))
+    parameters.clear_caches()
+    assert answer(stack, api_event("POST", "/upload", UPLOAD, token="abc"))[0] == 500
+
+
+@pytest.mark.parametrize("mode", ["NONE", "IAM"])
+def test_none_and_iam_modes_do_not_check_tokens_in_the_function(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("API_AUTH", mode)
+    stack.functions["api"] = load_function("api")
+    assert answer(stack, api_event("POST", "/upload", UPLOAD, token=None))[0] == 201
+

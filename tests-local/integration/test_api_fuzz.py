@@ -1,9 +1,10 @@
 """Property: no API Gateway proxy event, however hostile, makes the API answer a 5xx.
 
 10,000 generated events (derandomised, so every run sends the same ones) with random
-methods, paths, headers (content types, Authorization), query strings on ``/status``,
-bodies (text, binary, Unicode, nested and odd JSON, huge numbers, wrong types, upload
-declarations with hostile names) and the base64 flag on or off. Each answer must be a
+methods, paths, headers (content types, Authorization: the valid token three times in
+seven), query strings on ``/status``, bodies (text, binary, Unicode, nested and odd JSON,
+huge numbers, wrong types, upload declarations with hostile names) and the base64 flag on
+or off. Each answer must be a
 status below 500 with a JSON object body carrying a message; every stored key stays under
 the study's own prefix. The status counts are printed (``pytest -s`` or ``-rP``).
 """
@@ -17,7 +18,7 @@ import string
 from collections import Counter
 from typing import Any
 
-from conftest import UPLOADS, FakeContext, Stack, api_event
+from conftest import API_TOKEN, UPLOADS, FakeContext, Stack, api_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,8 @@ content_types = st.one_of(
     st.text(max_size=40),
 )
 authorizations = st.one_of(
+    st.just(f"Bearer {API_TOKEN}"), st.just(f"Bearer {API_TOKEN}"),
+    st.just(f"bearer  {API_TOKEN} "),
     st.none(), st.text(max_size=60),
     st.sampled_from(["Bearer", "Bearer ", "bearer x", "Basic dXNlcjpwYXNz"]),
     st.text(max_size=60).map(lambda t: f"Bearer {t}"),
@@ -124,7 +127,7 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
         raw = draw(st.none() | text_bodies)
     method, path = request_line(draw)
     event = api_event(method, path, raw_body=raw, headers=headers,
-                      base64_encoded=encoded, query=draw(queries))
+                      base64_encoded=encoded, query=draw(queries), token=None)
     event["body"] = raw
     return event
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ROOT, UPLOADS, FakeContext, Stack
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from conftest import ROOT, TOKENS_SECRET, UPLOADS, FakeContext, Stack
 from pydicom.data import get_testdata_file
 
 EVENTS = ROOT / "events"
+SAMPLE_EVENT_TOKEN = "sample-event-token-0123456789"
 
 
 def load(name: str) -> dict[str, object]:
@@ -17,6 +20,11 @@ def load(name: str) -> dict[str, object]:
 
 
 def test_api_sample_events_get_their_documented_answers(stack: Stack) -> None:
+    """The events carry ``Bearer sample-event-token-0123456789``: a deployed stack answers
+    them 401 until that token is put in its token secret (README, Authentication)."""
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=TOKENS_SECRET, SecretString=json.dumps({"samples": SAMPLE_EVENT_TOKEN}))
+    parameters.clear_caches()
     api = stack.handler("api")
     answers = {name: api.lambda_handler(load(name), FakeContext())["statusCode"]
                for name in ("api-upload.json", "api-upload-single.json", "api-status.json",

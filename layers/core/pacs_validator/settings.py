@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pacs_validator.auth import AuthMode, auth_mode
 from pacs_validator.config import ValidatorConfig, build_config
 
 ENVIRONMENT_OVERRIDES = {
@@ -51,6 +52,10 @@ class Settings:
     chunk_worker_function: str
     """The function that works on storage chunks (the descriptor)."""
     validator: ValidatorConfig
+    api_auth: AuthMode = AuthMode.TOKEN
+    """How the API authenticates callers (``API_AUTH``)."""
+    api_tokens_secret: str = ""
+    """The Secrets Manager secret (ARN or name) holding the bearer tokens in TOKEN mode."""
 
 
 def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,4 +88,6 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         chunk_instances=int(document["chunk_instances"]),
         chunk_worker_function=env.get("CHUNK_WORKER_FUNCTION", ""),
         validator=build_config(validator_overrides),
+        api_auth=auth_mode(env.get("API_AUTH")),
+        api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
     )
