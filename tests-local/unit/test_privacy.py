@@ -77,3 +77,37 @@ def test_the_patient_value_guard_used_by_every_validation_catches_a_leak(corpus)
     clean = Finding(rule="value.vr-length", severity=Severity.ERROR, status=422,
                     message="PatientName is longer than VR PN allows")
     corpus.assert_no_patient_values([clean], path)
+
+
+def test_pydicom_warnings_while_reading_are_counted_never_quoted(
+    mutate, config, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    recwarn: pytest.WarningsRecorder,
+):
+    """pydicom warns (and logs) on odd values while a file is read, some messages quoting the
+    value; none of that may reach logs, stdout or stderr: only a count by kind."""
+    import logging
+
+    from pacs_validator.validation import validate_instance
+
+    def odd_values(ds):
+        ds.StationName = "STATIONSECRET" + "X" * 51  # SH: "The value length (64) exceeds..."
+        ds.SeriesInstanceUID = "1.2.UIDSECRET.3"  # UI: "Invalid value for VR UI: '1.2...'"
+
+    path = mutate("CT_small.dcm", odd_values)
+    capsys.readouterr()
+    caplog.clear()
+    recwarn.clear()
+    caplog.set_level(logging.DEBUG)
+    result, _ = validate_instance(path, config)
+
+    assert "value.uid" in {f.rule for f in result.findings}
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
+    warned = " ".join(str(w.message) for w in recwarn)
+    for secret in ("STATIONSECRET", "UIDSECRET"):
+        assert secret not in logged
+        assert secret not in warned
+    counted = [r for r in caplog.records if r.name == "pacs_validator.library_messages"]
+    assert len(counted) == 1
+    assert counted[0].pydicom_messages["warning.UserWarning"] >= 2
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]

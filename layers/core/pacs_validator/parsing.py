@@ -23,7 +23,6 @@ import os
 import shutil
 import struct
 import tempfile
-import warnings
 import zlib
 from array import array
 from collections.abc import Iterator, Sequence
@@ -641,16 +640,12 @@ class _Window(io.RawIOBase):
 
 def _read_dataset(stream: IO[bytes], config: ValidatorConfig, findings: Findings) -> Dataset | None:
     stream.seek(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            dataset = pydicom.dcmread(
-                stream, defer_size=config.defer_size, stop_before_pixels=True
-            )
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbled input
-            findings.add("format.dataset", f"the data set cannot be read ({type(exc).__name__})")
-            return None
-        failed_tag = _first_undecodable(dataset)
+    try:
+        dataset = pydicom.dcmread(stream, defer_size=config.defer_size, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbled input
+        findings.add("format.dataset", f"the data set cannot be read ({type(exc).__name__})")
+        return None
+    failed_tag = _first_undecodable(dataset)
     if failed_tag is not None:
         findings.add("format.dataset", "the element's value cannot be decoded", failed_tag)
         return None

@@ -17,6 +17,7 @@ from pydicom.valuerep import PersonName
 
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.iod import check_iod
+from pacs_validator.library_messages import library_messages_counted
 from pacs_validator.parsing import ParsedInstance, Source, read_instance
 from pacs_validator.pixels import check_pixel_data
 from pacs_validator.rules import VALID, Finding, Findings, verdict_status
@@ -184,13 +185,17 @@ def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Fi
 def validate_instance(
     source: Source, config: ValidatorConfig, name: str | None = None
 ) -> tuple[InstanceResult, ParsedInstance]:
-    """Validate one file; also returns what was read, for metadata extraction."""
+    """Validate one file; also returns what was read, for metadata extraction.
+
+    pydicom's own warnings while the file is read and checked are counted, never logged
+    as they are (they may quote values): see :mod:`pacs_validator.library_messages`."""
     findings = Findings(config.rules)
-    parsed = read_instance(source, config, findings)
     summary = InstanceSummary()
-    with findings.last_resort():
-        check_instance(parsed, config, findings)
-        summary = summarise(parsed, config)
+    with library_messages_counted():
+        parsed = read_instance(source, config, findings)
+        with findings.last_resort():
+            check_instance(parsed, config, findings)
+            summary = summarise(parsed, config)
     result = InstanceResult(
         name=name or parsed.name,
         size=parsed.size,
