@@ -286,3 +286,12 @@ def test_none_and_iam_modes_do_not_check_tokens_in_the_function(
     stack.functions["api"] = load_function("api")
     assert answer(stack, api_event("POST", "/upload", UPLOAD, token=None))[0] == 201
 
+
+def test_every_upload_form_requires_the_files_sha256_checksum(stack: Stack) -> None:
+    status, body = call_api(stack, "POST", "/upload", {"files": [{"name": "a.dcm", "size": 9}]})
+    assert status == 201
+    for form in (body["upload"], *body["uploads"]):
+        assert form["fields"]["x-amz-checksum-algorithm"] == "SHA256"
+        conditions = policy_of(form)["conditions"]
+        assert {"x-amz-checksum-algorithm": "SHA256"} in conditions
+        assert ["starts-with", "$x-amz-checksum-sha256", ""] in conditions

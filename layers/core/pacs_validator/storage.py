@@ -38,6 +38,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
 _SINGLE_COPY_LIMIT = 5 * 1024**3
 _MULTIPART_PART = 8 * 1024 * 1024
+CHECKSUM_ALGORITHM = "SHA256"
+CHECKSUM_ALGORITHM_FIELD = "x-amz-checksum-algorithm"
+CHECKSUM_FIELD = "x-amz-checksum-sha256"
+"""The form field a client adds to each presigned POST: base64 of the file's SHA-256."""
 
 
 class UnsafeKeyError(ValueError):
@@ -224,11 +228,21 @@ class ObjectStore:
         cannot cap it at all.
 
         A ``key`` ending in ``/${filename}`` makes one form for a whole prefix: the policy
-        then says ``starts-with`` that prefix and the client sets ``key`` per file."""
+        then says ``starts-with`` that prefix and the client sets ``key`` per file.
+
+        The policy also requires a SHA-256 checksum: ``fields`` carry
+        ``x-amz-checksum-algorithm: SHA256`` and the client adds, per file,
+        ``x-amz-checksum-sha256`` = base64 of the file's SHA-256 digest; S3 refuses a file
+        whose bytes do not match it, so what lands is what the client hashed."""
         post: dict[str, Any] = self.client.generate_presigned_post(
             Bucket=self.bucket,
             Key=key,
-            Conditions=[["content-length-range", 1, max_bytes]],
+            Fields={CHECKSUM_ALGORITHM_FIELD: CHECKSUM_ALGORITHM},
+            Conditions=[
+                ["content-length-range", 1, max_bytes],
+                {CHECKSUM_ALGORITHM_FIELD: CHECKSUM_ALGORITHM},
+                ["starts-with", f"${CHECKSUM_FIELD}", ""],
+            ],
             ExpiresIn=expires_in,
         )
         return post
