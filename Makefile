@@ -6,6 +6,8 @@ PYTHON ?= $(shell local-runtime/find-python 3.12)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
 DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=300 ChunkInstances=100
@@ -17,11 +19,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-lint: $(STAMP)
+# checkov pins boto3 and packaging below the project's pins: it lives in its own venv.
+$(CHECKOV_STAMP): .ci/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check . $(STACK)
 	$(BIN)/mypy
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 	$(BIN)/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f template.yaml
 
 unit: $(STAMP)
 	$(BIN)/pytest tests-local/unit tests-local/integration
