@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pacs_validator.chunks import ChunkDispatcher, LambdaDispatcher, split
+from pacs_validator.chunks import ChunkDispatcher, LambdaDispatcher, Work, split
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.events import DetailType, Event, EventPublisher
 from pacs_validator.metadata import (
@@ -37,10 +37,10 @@ from pacs_validator.metadata import (
     with_bulk_data_uri,
 )
 from pacs_validator.parsing import ParsedInstance
+from pacs_validator.redrive import REDRIVE
 from pacs_validator.settings import Settings
 from pacs_validator.status import (
     OPEN_STATES,
-    TERMINAL_STATES,
     Arrival,
     State,
     StatusTable,
@@ -292,8 +292,18 @@ class Pipeline:
         """One chunk is done here and now; more go to the dispatcher, one invocation each."""
         if int(study["chunks"]) == 1:
             return self.process_chunk(study_id, 0, study)
-        self.dispatcher.dispatch(study_id, int(study["chunks"]))
+        work = Work.STORE if study["state"] == State.VALID.value else Work.REJECT
+        self.dispatcher.dispatch(study_id, int(study["chunks"]), work)
         return None
+
+    def handle_chunk(self, payload: dict[str, Any]) -> StoredStudy | None:
+        """One chunk event (:func:`~pacs_validator.chunks.chunk_payload`), first taking the
+        study back from FAILED when the event is redriven from a dead-letter queue."""
+        study_id = str(payload["study_id"])
+        if payload.get(REDRIVE):
+            self.reopen(study_id)
+        with self.failures_recorded(study_id):
+            return self.process_chunk(study_id, int(payload["chunk"]))
 
     def process_chunk(self, study_id: str, index: int, study: dict[str, Any] | None = None
                       ) -> StoredStudy | None:
@@ -408,40 +418,79 @@ class Pipeline:
 
     # -- deadlines and failures -----------------------------------------------------------
 
-    def expire_overdue(self, now: int | None = None) -> list[str]:
-        """End every study whose manifest was not fulfilled by its deadline as INCOMPLETE."""
-        return [study_id for study_id in self.table.overdue(now)
-                if self.judge_study(study_id, overdue=True) is not None]
+    def sweep(self, now: int | None = None) -> dict[str, list[str]]:
+        """End every unfinished study past its deadline: one whose declared files did not all
+        arrive is INCOMPLETE; one that made no progress while VALIDATING or VALID (its
+        events failed every retry and wait in a dead-letter queue) is FAILED, with the last
+        error seen and the state it failed in, so a redrive can take it up again."""
+        ended: dict[str, list[str]] = {"incomplete": [], "failed": []}
+        for study_id in self.table.overdue(now):
+            study = self.table.get(study_id)
+            if study is None:
+                continue
+            if study["state"] in {s.value for s in OPEN_STATES}:
+                if self.judge_study(study_id, overdue=True) is not None:
+                    ended["incomplete"].append(study_id)
+            elif self.fail(study_id, study):
+                ended["failed"].append(study_id)
+        return ended
+
+    def fail(self, study_id: str, study: dict[str, Any]) -> bool:
+        """FAILED: 503 when the last error was an AWS dependency, else 500. False when the
+        study moved on meanwhile."""
+        error = study.get("last_error") or {"status": PROCESSING_ERROR, "reason": "no progress"}
+        state = State(study["state"])
+        failed = self.table.transition(
+            study_id, State.FAILED, (state,), status=int(error["status"]), failed_from=state.value,
+            reason=f"no progress in {state.value} by its deadline (last error: "
+                   f"{error['reason']})")
+        if failed is None:
+            return False
+        self.publisher.publish(study_id, Event(DetailType.STUDY_PROCESSED, {
+            "state": State.FAILED.value, "status": int(error["status"])}))
+        return True
+
+    def reopen(self, study_id: str) -> bool:
+        """Take a FAILED study back to the state it failed in, for a redriven event to
+        finish; False when it is not FAILED (nothing to do)."""
+        study = self.table.get(study_id)
+        if study is None or study["state"] != State.FAILED.value or not study.get("failed_from"):
+            return False
+        return self.table.transition(study_id, State(study["failed_from"]), (State.FAILED,),
+                                     reason="redriven") is not None
 
     @contextmanager
     def failures_recorded(self, study_id: str) -> Iterator[None]:
-        """Record an exception as FAILED (503 for AWS, 500 for ours), then re-raise it so the
-        event is retried and, when retries run out, lands in the dead-letter queue."""
+        """Note an exception on the study (503 for AWS, 500 for ours) and re-raise it, so the
+        event is retried and, when retries run out, lands in the dead-letter queue. The state
+        is left as it is: a retry may still succeed; the sweep ends a study that stays stuck."""
         try:
             yield
         except (ClientError, BotoCoreError) as error:
-            self.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
+            self._note(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
             raise
         except Exception as error:
-            self.fail(study_id, PROCESSING_ERROR, type(error).__name__)
+            self._note(study_id, PROCESSING_ERROR, type(error).__name__)
             raise
 
-    def fail(self, study_id: str, status: int, reason: str) -> None:
-        """Record that processing failed (500 ours, 503 a dependency)."""
-        not_terminal = tuple(s for s in State if s not in TERMINAL_STATES)
-        self.table.transition(study_id, State.FAILED, not_terminal, reason=reason,
-                              status=status)
+    def _note(self, study_id: str, status: int, reason: str) -> None:
+        try:
+            self.table.note_failure(study_id, status, reason)
+        except (ClientError, BotoCoreError):
+            logger.warning("could not note the failure", extra={"study_id": study_id})
 
 
 def pipeline_from_settings(settings: Settings) -> Pipeline:
     """The pipeline wired to the deployed resources that ``settings`` names."""
     return Pipeline(
         config=settings.validator,
-        table=StatusTable(settings.status_table, settings.retention_days),
+        table=StatusTable(settings.status_table, settings.retention_days,
+                          processing_deadline_seconds=settings.processing_deadline_seconds),
         uploads=ObjectStore(settings.uploads_bucket),
         store=ObjectStore(settings.store_bucket),
         publisher=EventPublisher(settings.event_bus),
-        dispatcher=LambdaDispatcher(settings.chunk_worker_function),
+        dispatcher=LambdaDispatcher({Work.STORE: settings.store_function,
+                                     Work.REJECT: settings.reject_function}),
         deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
     )
