@@ -69,9 +69,15 @@ class PacsClient:
         self.api_base = api_base.rstrip("/")
         self.jobs = jobs
 
-    def declare(self, files: Mapping[str, int]) -> dict[str, Any]:
-        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form)."""
-        body = json.dumps({"files": [{"name": n, "size": s} for n, s in files.items()]})
+    def declare(self, files: Mapping[str, int], deadline_seconds: int | None = None
+                ) -> dict[str, Any]:
+        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form).
+        ``deadline_seconds`` asks for less time than the deployment's upload deadline."""
+        declaration: dict[str, Any] = {
+            "files": [{"name": n, "size": s} for n, s in files.items()]}
+        if deadline_seconds is not None:
+            declaration["deadline_seconds"] = deadline_seconds
+        body = json.dumps(declaration)
         response = request("POST", f"{self.api_base}/upload", body.encode(),
                            {"Content-Type": "application/json"})
         if response.status != 201:
