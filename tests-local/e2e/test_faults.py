@@ -29,11 +29,16 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
 
 
 def set_environment(function: str, variables: dict[str, str]) -> None:
+    """Change the descriptor's environment, and wait until its new version answers: events
+    sent while LocalStack swaps versions can be lost (not so on AWS)."""
     client = aws("lambda")
     client.update_function_configuration(FunctionName=function,
                                          Environment={"Variables": variables})
     wait_for(lambda: client.get_function_configuration(FunctionName=function)
              .get("LastUpdateStatus") in ("Successful", None), 60, "the function update")
+    probe = (ROOT / "events" / "descriptor-chunk.json").read_bytes()
+    wait_for(lambda: "FunctionError" not in client.invoke(FunctionName=function, Payload=probe),
+             60, "the updated function to answer")
 
 
 @pytest.fixture
