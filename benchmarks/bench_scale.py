@@ -30,13 +30,15 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -109,16 +111,17 @@ class Meter:
 
 @dataclass
 class Invocations:
-    """Wall time of every handler call, and the largest answer."""
+    """Wall time of every handler call by function, and the largest answer."""
 
-    seconds: list[float] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
     largest_answer: int = 0
 
-    def call(self, handler: Callable[[dict[str, Any], Any], Any], event: dict[str, Any]) -> Any:
+    def call(self, function: ModuleType, event: dict[str, Any]) -> Any:
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' metric lines
-            answer = handler(event, FakeContext())
-        self.seconds.append(time.perf_counter() - started)
+            answer = function.lambda_handler(event, FakeContext())
+        name = function.__name__.removeprefix("pv_function_")
+        self.seconds.setdefault(name, []).append(time.perf_counter() - started)
         self.largest_answer = max(self.largest_answer, len(json.dumps(answer, default=str)))
         return answer
 
@@ -162,27 +165,29 @@ def run(size: int, meter: Meter) -> dict[str, Any]:
         meter.__init__()  # type: ignore[misc]  # count from here on
         calls = Invocations()
         declared = {"files": [{"name": n, "size": len(d)} for n, d in files.items()]}
-        answer = calls.call(functions["api"].lambda_handler, api_event("POST", "/upload",
-                                                                       declared))
+        answer = calls.call(functions["api"], api_event("POST", "/upload", declared))
         body = json.loads(answer["body"])
         prefix = body["upload"]["key_prefix"]
         for index, (name, data) in enumerate(files.items()):
             s3.put_object(Bucket=UPLOADS, Key=prefix + name, Body=data)
-            calls.call(functions["validator"].lambda_handler,
+            calls.call(functions["validator"],
                        s3_put_event(UPLOADS, prefix + name, f"{index:08X}", len(data)))
         for detail in meter.success_events:
             event = {"version": "0", "id": detail["event_id"], "detail-type":
                      "validation.success", "source": "pacs-validator", "account": ACCOUNT,
                      "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [],
                      "detail": detail}
-            calls.call(functions["descriptor"].lambda_handler, event)
+            calls.call(functions["descriptor"], event)
         while chunk_events:
-            calls.call(functions["descriptor"].lambda_handler, chunk_events.pop(0))
+            event = chunk_events.pop(0)
+            calls.call(functions["descriptor" if event["work"] == "store" else "validator"], event)
         study_id = body["study_id"]
         status_event = api_event("GET", f"/status/{study_id}",
                                  path_parameters={"study_id": study_id})
-        status = json.loads(calls.call(functions["api"].lambda_handler, status_event)["body"])
+        status = json.loads(calls.call(functions["api"], status_event)["body"])
         requests = sum(meter.requests.values())
+        arrivals = calls.seconds["validator"][:size]  # one call per arrival, in order
+        tenth = max(size // 10, 1)
         dynamodb = sum(n for op, n in meter.requests.items() if op.startswith("dynamodb."))
         metadata = json.loads(s3.get_object(Bucket=STORE, Key=status["keys"]["metadata"])
                               ["Body"].read()) if status["state"] == "STORED" else {}
@@ -197,8 +202,13 @@ def run(size: int, meter: Meter) -> dict[str, Any]:
             "largest_item_bytes": largest_item(harness),
             "largest_event_bytes": meter.largest_event,
             "largest_answer_bytes": calls.largest_answer,
-            "longest_invocation_s": max(calls.seconds),
-            "handler_ms_per_instance": 1000 * sum(calls.seconds) / size,
+            "longest_invocation_s": max(max(times) for times in calls.seconds.values()),
+            "handler_ms_per_instance": 1000 * sum(map(sum, calls.seconds.values())) / size,
+            "arrival_ms_first_tenth": 1000 * statistics.median(arrivals[:tenth]),
+            "arrival_ms_last_tenth": 1000 * statistics.median(arrivals[-tenth:]),
+            "seconds_by_function": {name: {"calls": len(times), "total": sum(times),
+                                           "longest": max(times)}
+                                    for name, times in calls.seconds.items()},
             "requests": dict(meter.requests.most_common()),
         }
 
@@ -214,6 +224,8 @@ COLUMNS = (
     ("largest_answer_bytes", "largest answer B", "{:d}"),
     ("longest_invocation_s", "longest call s", "{:.2f}"),
     ("handler_ms_per_instance", "ms/inst", "{:.1f}"),
+    ("arrival_ms_first_tenth", "arrival ms, first 10%", "{:.1f}"),
+    ("arrival_ms_last_tenth", "arrival ms, last 10%", "{:.1f}"),
 )
 PER_INSTANCE = ("requests_per_instance", "dynamodb_requests_per_instance",
                 "dynamodb_bytes_written_per_instance", "dynamodb_bytes_read_per_instance",
@@ -249,6 +261,7 @@ def main() -> int:
           f"largest item {max(r['largest_item_bytes'] for r in rows)} B (goal <= 16384)")
     for row in rows:
         print(f"requests at {row['instances']}: {row['requests']}")
+        print(f"seconds by function at {row['instances']}: {row['seconds_by_function']}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(rows, indent=2))
