@@ -22,6 +22,8 @@ from test_pipeline import (
     study_status,
 )
 
+from pacs_validator.events import DetailType, Event, PublishError
+
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
 
@@ -209,3 +211,31 @@ def test_no_patient_value_reaches_logs_or_events(
         assert value not in logs
         assert value not in events
         assert value not in statuses
+
+
+def test_an_announcement_refused_by_eventbridge_is_made_again_by_the_retry(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    publisher = stack.handler("validator").pipeline.publisher
+    publish = publisher.publish
+    refused: list[str] = []
+
+    def partly_failing(study: str, *events: Event) -> list[str]:
+        if any(e.detail_type is DetailType.VALIDATION_SUCCESS for e in events) and not refused:
+            refused.append(study)
+            raise PublishError("EventBridge refused 1 event(s): InternalFailure")
+        return publish(study, *events)
+
+    monkeypatch.setattr(publisher, "publish", partly_failing)
+    with pytest.raises(PublishError):
+        deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes(), "0A")
+    assert study_status(stack, study_id)["state"] == "VALID"
+    stack.handler("validator").lambda_handler(
+        s3_put_event(UPLOADS, f"incoming/{study_id}/ct.dcm", "0A"), FakeContext())
+    deliver_success_events(stack)
+
+    assert refused == [study_id]
+    assert study_status(stack, study_id)["state"] == "STORED"
+    assert detail_types(stack, study_id).count("validation.success") == 1

@@ -89,8 +89,37 @@ class StoredStudy:
     bytes: int
 
 
-def _validated(valid: bool, status: int) -> Event:
-    return Event(DetailType.STUDY_VALIDATED, {"valid": valid, "status": status})
+def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
+    """The events that announce the state a study item is in, from the item alone.
+
+    Publishing follows the change of state, so a retry that finds a study already past a
+    step announces it again (the events' ids are the same, so consumers see one copy): an
+    event refused by EventBridge is never lost with its study moved on.
+    """
+    state, status = State(study["state"]), int(study.get("status") or 0)
+    counts, keys = study.get("counts", {}), study.get("keys", {})
+    files = counts.get("valid", 0) + counts.get("invalid", 0)
+    validated = Event(DetailType.STUDY_VALIDATED, {"valid": state is not State.REJECTED
+                                                   and state is not State.INCOMPLETE,
+                                                   "status": status})
+    if state is State.VALID:
+        return [Event(DetailType.VALIDATION_SUCCESS, {
+            "bucket": uploads_bucket, "files": files, "instances": counts["instances"],
+            "status": status}), validated]
+    if state in (State.REJECTED, State.INCOMPLETE):
+        return [Event(DetailType.VALIDATION_FAILED, {
+            "status": status, "state": state.value, "rules": study.get("rules", []),
+            "prefix": keys["prefix"], "files": files}), validated]
+    processed = Event(DetailType.STUDY_PROCESSED, {"state": state.value, "status": status})
+    if state is State.STORED:
+        return [Event(DetailType.METADATA_EXTRACTED, {
+                    "key": keys["metadata"], "series": study["series"],
+                    "instances": counts["instances"]}),
+                Event(DetailType.STORAGE_COMPLETED, {
+                    "prefix": keys["prefix"], "objects": counts["instances"] + 4,
+                    "bytes": counts["bytes"]}),
+                processed]
+    return [processed] if state is State.FAILED else []
 
 
 def _file_report(record: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +201,7 @@ class Pipeline:
         with self.uploads.downloaded(key) as path:
             result, parsed = validate_instance(path, self.config, name=name)
             try:
-                arrival = self._record(study_id, key, result, parsed)
+                arrival = self._record(study_id, key, version, result, parsed)
             except StudyNotFound:
                 if self.table.get(study_id) is not None:
                     self.table.mark_late(study_id, name)
@@ -181,15 +210,15 @@ class Pipeline:
                     return Received(study_id, name, result.status, study_complete=False)
                 self.table.forget_file(study_id, name)
                 study_id = self._create_drop(key, version)  # an id we never handed out
-                arrival = self._record(study_id, key, result, parsed)
+                arrival = self._record(study_id, key, version, result, parsed)
         self.publisher.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, {"bucket": self.uploads.bucket, "key": key, "name": name},
             subject=f"{key}#{version}"))
-        if arrival.complete:
-            self.judge_study(study_id)
+        if arrival.complete and self.judge_study(study_id) is None and arrival.repeated:
+            self.announce_again(study_id)  # a retry of the last file: its events may be lost
         return Received(study_id, name, result.status, study_complete=arrival.complete)
 
-    def _record(self, study_id: str, key: str, result: InstanceResult,
+    def _record(self, study_id: str, key: str, version: str, result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
         """Keep a valid file's description, then record its verdict: in this order, so the
         description exists before the study can be judged complete."""
@@ -199,7 +228,8 @@ class Pipeline:
                 "description": describe(instance).to_dict(),
                 "dicom_json": dicom_json(instance, bulk_data_uri=""),
             }, indent=None)
-        return self.table.record_file(study_id, result.name, {**result.to_record(), "key": key})
+        return self.table.record_file(study_id, result.name,
+                                      {**result.to_record(), "key": key, "key_version": version})
 
     # -- judging --------------------------------------------------------------------------
 
@@ -236,11 +266,9 @@ class Pipeline:
                             | {f.rule for i in instances if not i.valid for f in i.findings}),
         }
         if outcome is State.VALID:
-            self.table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
-            self.publisher.publish(study_id, Event(DetailType.VALIDATION_SUCCESS, {
-                "bucket": self.uploads.bucket, "files": len(records),
-                "instances": len(unique), "status": study.status}),
-                _validated(True, study.status))
+            valid = self.table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
+            if valid is not None:
+                self.announce(valid)
         else:
             settled = self.table.settle(study_id, State.VALIDATING, outcome=outcome.value,
                                         **verdict)
@@ -318,6 +346,8 @@ class Pipeline:
         if study is None or not (storing or rejecting):
             logger.warning("chunk for a study with nothing to copy",
                            extra={"study_id": study_id, "chunk": index})
+            if study is not None:
+                self.announce(study)  # a retry after the study moved on: its events again
             return None
         files: list[dict[str, Any]] = self.uploads.get_json(
             work_key(study_id, "chunks", f"{index}.json"))
@@ -382,18 +412,9 @@ class Pipeline:
         self.store.put_json(keys["metadata"], metadata)
         self._copy_reports(study_id, study, study_key)
         counts = study["counts"]
-        self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys)
-        self.publisher.publish(
-            study_id,
-            Event(DetailType.METADATA_EXTRACTED, {
-                "key": keys["metadata"], "series": metadata["counts"]["series"],
-                "instances": metadata["counts"]["instances"]}),
-            Event(DetailType.STORAGE_COMPLETED, {"prefix": keys["prefix"],
-                                                 "objects": counts["instances"] + 4,
-                                                 "bytes": counts["bytes"]}),
-            Event(DetailType.STUDY_PROCESSED, {"state": State.STORED.value,
-                                               "status": study["status"]}),
-        )
+        stored = self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
+                                       series=metadata["counts"]["series"])
+        self.announce(stored or study)
         return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
 
     def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
@@ -403,12 +424,21 @@ class Pipeline:
         keys = {"prefix": f"rejected/{study_id}/",
                 "validation_log": rejected_key(study_id, "validation.log"),
                 "validation_json": rejected_key(study_id, "validation.json")}
-        if self.table.transition(study_id, outcome, (State.VALIDATING,), keys=keys) is None:
-            return
-        self.publisher.publish(study_id, Event(DetailType.VALIDATION_FAILED, {
-            "status": study["status"], "state": outcome.value, "rules": study["rules"],
-            "prefix": keys["prefix"], "files": study["counts"]["valid"]
-            + study["counts"]["invalid"]}), _validated(False, int(study["status"])))
+        ended = self.table.transition(study_id, outcome, (State.VALIDATING,), keys=keys)
+        if ended is not None:
+            self.announce(ended)
+
+    def announce(self, study: dict[str, Any]) -> None:
+        """Publish the events of the state ``study`` is in (see :func:`announcements`)."""
+        events = announcements(study, self.uploads.bucket)
+        if events:
+            self.publisher.publish(str(study["study_id"]), *events)
+
+    def announce_again(self, study_id: str) -> None:
+        """Announce a study that another call (or an earlier try) moved on already."""
+        study = self.table.get(study_id)
+        if study is not None:
+            self.announce(study)
 
     def _copy_reports(self, study_id: str, study: dict[str, Any],
                       key_for: Callable[[str, str], str]) -> None:
@@ -446,8 +476,7 @@ class Pipeline:
                    f"{error['reason']})")
         if failed is None:
             return False
-        self.publisher.publish(study_id, Event(DetailType.STUDY_PROCESSED, {
-            "state": State.FAILED.value, "status": int(error["status"])}))
+        self.announce(failed)
         return True
 
     def reopen(self, study_id: str) -> bool:

@@ -62,11 +62,13 @@ class PageTokenError(ValueError):
 
 @dataclass(frozen=True)
 class Arrival:
-    """A file recorded on its study: whether it was new, and the study's counters after."""
+    """A file recorded on its study: whether it was counted now or is the same upload seen
+    again (a retried event), and the study's counters after."""
 
     new: bool
     received: int
     expected: int
+    repeated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -184,7 +186,8 @@ class StatusTable:
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
         """Store one file's verdict and count it once per name; a name seen before replaces
-        its verdict and is not counted again.
+        its verdict and is not counted again. ``record["key_version"]`` tells a retried
+        event (the same upload) from another upload of the name.
 
         Three small writes, not a transaction (a transaction would cost twice the capacity,
         and the local DynamoDB copies the whole table for each one): the file item, then the
@@ -207,10 +210,12 @@ class StatusTable:
         ).get("Attributes", {})
         if previous.get("counted"):
             study = self.get(study_id)
-            if study is None:
-                raise StudyNotFound(study_id)
+            repeated = previous.get("key_version") == record.get("key_version")
+            if study is None or not (repeated or study["state"] in {s.value
+                                                                    for s in OPEN_STATES}):
+                raise StudyNotFound(study_id)  # another upload of the name, too late
             return Arrival(new=False, received=int(study["received"]),
-                           expected=int(study["expected"]))
+                           expected=int(study["expected"]), repeated=repeated)
         try:
             study = plain(self.table.update_item(
                 Key=self._key(study_id),
