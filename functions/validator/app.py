@@ -83,7 +83,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.set_correlation_id(str(event["study_id"]))
         pipeline.handle_chunk(event)
         return {"study_id": event["study_id"], "chunk": event["chunk"]}
-    records = S3Event(event).records
+    records = list(S3Event(event).records)
     if event.get(REDRIVE):
         for record in records:
             pipeline.reopen(pipeline.study_for_object(*uploaded_object(record)))

@@ -239,3 +239,15 @@ def test_an_announcement_refused_by_eventbridge_is_made_again_by_the_retry(
     assert refused == [study_id]
     assert study_status(stack, study_id)["state"] == "STORED"
     assert detail_types(stack, study_id).count("validation.success") == 1
+
+
+def test_a_redriven_upload_event_counts_its_file_and_finishes_the_study(stack: Stack) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    key = f"incoming/{study_id}/ct.dcm"
+    stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=CT_SMALL.read_bytes())
+
+    event = {**s3_put_event(UPLOADS, key, "0A"), "redrive": True}
+    assert stack.handler("validator").lambda_handler(event, FakeContext())["processed"]
+    deliver_success_events(stack)
+    assert study_status(stack, study_id)["state"] == "STORED"

@@ -215,7 +215,7 @@ class Pipeline:
             DetailType.STUDY_UPLOADED, {"bucket": self.uploads.bucket, "key": key, "name": name},
             subject=f"{key}#{version}"))
         if arrival.complete and self.judge_study(study_id) is None and arrival.repeated:
-            self.announce_again(study_id)  # a retry of the last file: its events may be lost
+            self.resume(study_id)  # a retry of the last file: finish what the try left
         return Received(study_id, name, result.status, study_complete=arrival.complete)
 
     def _record(self, study_id: str, key: str, version: str, result: InstanceResult,
@@ -233,13 +233,19 @@ class Pipeline:
 
     # -- judging --------------------------------------------------------------------------
 
-    def judge_study(self, study_id: str, overdue: bool = False) -> StudyResult | None:
+    def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False
+                    ) -> StudyResult | None:
         """Run the study rules once (the caller that wins the claim) and route the study:
         VALID (announced, stored by the descriptor), else REJECTED or, when ``overdue``,
-        INCOMPLETE, once its files are copied to ``rejected/<id>/``."""
-        claimed = self.table.transition(
-            study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
-            reason="upload deadline passed" if overdue else None)
+        INCOMPLETE, once its files are copied to ``rejected/<id>/``. ``resuming`` judges a
+        study whose judging failed before its verdict was recorded."""
+        if resuming:
+            claimed = self.table.transition(study_id, State.VALIDATING, (State.VALIDATING,),
+                                            reason="judging resumed")
+        else:
+            claimed = self.table.transition(
+                study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
+                reason="upload deadline passed" if overdue else None)
         if claimed is None:
             return None
         records = [r for r in self.table.files(study_id) if not r.get("late")]
@@ -434,11 +440,19 @@ class Pipeline:
         if events:
             self.publisher.publish(str(study["study_id"]), *events)
 
-    def announce_again(self, study_id: str) -> None:
-        """Announce a study that another call (or an earlier try) moved on already."""
+    def resume(self, study_id: str) -> None:
+        """Finish what a failed try of the study's last step left undone: judge it again if
+        the verdict was not recorded, copy its rejected chunks again if it was, or announce
+        the state it reached (the events may be what failed)."""
         study = self.table.get(study_id)
-        if study is not None:
+        if study is None:
+            return
+        if study["state"] != State.VALIDATING.value:
             self.announce(study)
+        elif study.get("outcome"):
+            self._run_chunks(study_id, study)
+        else:
+            self.judge_study(study_id, resuming=True)
 
     def _copy_reports(self, study_id: str, study: dict[str, Any],
                       key_for: Callable[[str, str], str]) -> None:

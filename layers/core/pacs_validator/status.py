@@ -372,7 +372,7 @@ class StatusTable:
             Key=self._key(study_id),
             UpdateExpression="ADD chunks_done :chunk",
             ExpressionAttributeValues={":chunk": {str(index)}},
-            ReturnValues="UPDATED_NEW",
+            ReturnValues="ALL_NEW",  # UPDATED_NEW says nothing when the chunk was there
         )
         return len(response["Attributes"]["chunks_done"])
 
