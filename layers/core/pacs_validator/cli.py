@@ -2,7 +2,8 @@
 
 ``validate`` judges files and the studies they form (grouped by StudyInstanceUID);
 ``describe`` prints the ``metadata.json`` document the pipeline would store (``--previews``
-also renders a PNG per series).
+also renders a PNG per series); ``upload`` and ``status`` talk to the deployed API
+(:mod:`pacs_validator.upload`).
 Exit codes: 0 all valid, 1 something invalid, 2 usage error.
 """
 
@@ -23,6 +24,7 @@ from pacs_validator.metadata import (
     middle_instance,
 )
 from pacs_validator.names import safe_name
+from pacs_validator.rules import Finding
 from pacs_validator.study import StudyResult, check_study, group_by_study
 from pacs_validator.validation import InstanceResult, validate_instance
 
@@ -107,20 +109,25 @@ def _write_previews(document: dict[str, Any], folder: Path, config: ValidatorCon
             series["preview"] = str(path)
 
 
+def finding_line(finding: Finding) -> str:
+    """A finding on one line for people: severity, rule, tag (when there is one), message."""
+    tag = f"{finding.tag:11} " if finding.tag else ""
+    return f"{finding.severity.value:7} {finding.rule:28} {tag}{finding.message}"
+
+
 def _print_validation(
     results: Sequence[InstanceResult], studies: Sequence[StudyResult], out: TextIO
 ) -> None:
     for result in results:
         print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}", file=out)
         for finding in result.findings:
-            print(f"    {finding.severity.value:7} {finding.rule:28} {finding.tag or '':11} "
-                  f"{finding.message}", file=out)
+            print(f"    {finding_line(finding)}", file=out)
     for study in studies:
         verdict = "VALID  " if study.valid else "INVALID"
         print(f"study {verdict} {study.status} {study.study_instance_uid} "
               f"({study.instance_count} instance(s))", file=out)
         for finding in study.findings:
-            print(f"    {finding.severity.value:7} {finding.rule:28} {finding.message}", file=out)
+            print(f"    {finding_line(finding)}", file=out)
 
 
 def _print_summary(document: dict[str, Any], out: TextIO) -> None:
@@ -148,11 +155,18 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--previews", metavar="DIR",
                           help="also write a PNG preview of each series to "
                                "DIR/<SeriesInstanceUID>.png (needs the previews extra)")
+    from pacs_validator.upload import add_arguments
+
+    add_arguments(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("upload", "status"):
+        from pacs_validator import upload
+
+        return upload.upload_main(args) if args.command == "upload" else upload.status_main(args)
     try:
         config = load_config(getattr(args, "config", None))
         files = collect_files(args.paths)
