@@ -27,6 +27,7 @@ import pydicom
 import pytest
 from conftest import UPLOADS, FakeContext, Stack, api_event, s3_put_event
 from moto.server import ThreadedMotoServer
+from pydicom.data import get_testdata_file
 from test_pipeline import deliver_success_events
 
 from pacs_validator.cli import main
@@ -228,6 +229,20 @@ def test_rejected_study_prints_its_findings_and_exits_1(
     assert code == 1
     assert "REJECTED   422" in out
     assert "attribute.required" in out
+
+
+def test_a_study_the_api_refuses_to_declare_is_reported_and_exits_1(
+        api: Api, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The harness caps files at 5 MiB; RG3_UNCR.dcm (pydicom-data) is 6.2 MB."""
+    large = get_testdata_file("RG3_UNCR.dcm")
+    assert large is not None
+
+    code = main(["upload", large, str(CORPUS / "CT_small.dcm"), "--api", api.url])
+
+    out = command_output(capsys)
+    assert code == 1
+    assert "NOT DONE" in out and "not declared: HTTP 413" in out
+    assert "STORED     200" in out  # the other study still goes through
 
 
 def test_check_refuses_a_study_the_local_rules_reject_and_sends_nothing(

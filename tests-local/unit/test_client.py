@@ -1,7 +1,9 @@
-"""The HTTP client's own behaviour: retries, the bearer token, names of uploaded files."""
+"""The HTTP client and upload progress: retries, the bearer token, file names, progress views."""
 
 from __future__ import annotations
 
+import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from pacs_validator import client as client_module
 from pacs_validator.client import HttpResponse, PacsClient, upload_names
 from pacs_validator.names import safe_name
+from pacs_validator.upload import progress_view
 
 
 class Script:
@@ -97,3 +100,23 @@ def test_upload_names_are_unique_and_what_the_api_will_call_them(tmp_path: Path)
 
     assert sorted(names.values()) == sorted(paths)
     assert all(safe_name(name) == name for name in names)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "expected"), [
+    (Terminal(), "11/11 files"),  # rich's bars, final frame
+    (io.StringIO(), "study 1/1 mr: 11/11 files, 1.5 MB of 1.5 MB"),  # plain lines
+])
+def test_progress_counts_files_and_bytes_from_parallel_senders(stream: io.StringIO,
+                                                               expected: str) -> None:
+    with progress_view(stream) as view:
+        task = view.add("study 1/1 mr", 11, 1_500_000)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: (view.advance(task, sent=136_364), view.advance(task, files=1)),
+                          range(11)))
+
+    assert expected in stream.getvalue()

@@ -101,8 +101,7 @@ def _write_previews(document: dict[str, Any], folder: Path, config: ValidatorCon
             continue
         preview = render_preview(middle_instance(series)["key"], config.rules)
         for finding in preview.findings:
-            print(f"    {finding.severity.value:7} {finding.rule:28} series {series['number']}: "
-                  f"{finding.message}", file=sys.stderr)
+            print(f"    series {series['number']}: {finding_line(finding)}", file=sys.stderr)
         if preview.png is not None:
             path = folder / f"{safe_name(series['instance_uid'])}.png"
             path.write_bytes(preview.png)

@@ -18,6 +18,7 @@ declared anew.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -193,24 +194,28 @@ def _bytes(size: float) -> str:
 def progress_view(out: TextIO) -> Iterator[ProgressView]:
     """Bars (rich, from the client extra) with throughput and ETA when ``out`` is a
     terminal; plain lines when it is not, or when rich is not installed."""
-    try:
-        if not out.isatty():
-            raise ImportError("plain lines")
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TaskID,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-    except ImportError:
-        plain = PlainProgress(out)
-        yield plain
-        plain.close()
+    if out.isatty() and importlib.util.find_spec("rich") is not None:
+        with _rich_view(out) as view:
+            yield view
         return
+    plain = PlainProgress(out)
+    yield plain
+    plain.close()
+
+
+@contextmanager
+def _rich_view(out: TextIO) -> Iterator[ProgressView]:
+    """One bar per study and one overall: files, bytes, throughput, time left."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     class RichProgress:
         """A bar per study and one for all (tasks are never removed: id = index)."""
@@ -282,10 +287,14 @@ def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
     elif entry["expires_at"] < time.time() + EXPIRY_MARGIN:
         reason = "its upload form expired"
     else:
-        current = client.full_status(entry["study_id"])
-        if current["state"] in RESUMABLE_STATES:
-            return entry, {f["name"] for f in current["files"]}
-        reason = f"it is {current['state']}"
+        try:
+            current = client.full_status(entry["study_id"])
+        except ApiError as error:
+            reason = f"the API answers HTTP {error.status}"
+        else:
+            if current["state"] in RESUMABLE_STATES:
+                return entry, {f["name"] for f in current["files"]}
+            reason = f"it is {current['state']}"
     view.note(f"study {entry['study_id']} cannot be resumed ({reason}): declaring it anew")
     state.drop(client.api_base, study.study_instance_uid)
     return None
@@ -445,13 +454,20 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
         for index, study in enumerate(accepted, 1):
             common = Path(os.path.commonpath(list(study.files.values())))
             label = f"study {index}/{len(accepted)} {common.name}"
-            sent.append(send_study(study, label, client, state, view))
+            try:
+                sent.append(send_study(study, label, client, state, view))
+            except (ApiError, *TRANSIENT_ERRORS) as error:  # refused (413, 401 ...), or no API
+                sent.append(Outcome(study, problem=f"not declared: {error}"))
     for outcome in sent:
-        await_verdict(outcome, client, timeout)
+        try:
+            await_verdict(outcome, client, timeout)
+        except (ApiError, *TRANSIENT_ERRORS) as error:
+            outcome.problem = f"no status: {error}"
         if outcome.document is not None:
             print_status(outcome.document, out)
         else:
-            print(f"{'NOT DONE':10} {outcome.study_id}: {outcome.problem}", file=out)
+            print(f"{'NOT DONE':10} {outcome.study_id or outcome.study.study_instance_uid}: "
+                  f"{outcome.problem}", file=out)
     return outcomes + sent
 
 
@@ -465,6 +481,9 @@ def status_main(args: argparse.Namespace) -> int:
     except ApiError as exc:
         print(f"pacs-validator: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.status in (400, 404) else EXIT_INVALID
+    except TRANSIENT_ERRORS as exc:
+        print(f"pacs-validator: the API cannot be reached: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     if args.json:
         print(json.dumps(document, indent=2))
     else:
