@@ -28,7 +28,12 @@ from pacs_validator.storage import (
     manifest_key,
     new_study_id,
 )
-from pacs_validator.uploads import UploadRequestError, manifest_document, parse_upload_request
+from pacs_validator.uploads import (
+    UploadRequestError,
+    manifest_document,
+    parse_upload_request,
+    requested_deadline,
+)
 
 logger = Logger()
 metrics = Metrics()
@@ -50,9 +55,10 @@ class PayloadTooLargeError(ServiceError):
 @app.post("/upload")
 @tracer.capture_method
 def create_upload() -> Response[dict[str, Any]]:
+    body = app.current_event.json_body if app.current_event.body else None
     try:
-        files = parse_upload_request(app.current_event.json_body if app.current_event.body
-                                     else None, settings.max_files_per_study)
+        files = parse_upload_request(body, settings.max_files_per_study)
+        deadline = requested_deadline(body, settings.upload_deadline_seconds)
     except UploadRequestError as error:
         raise BadRequestError(str(error)) from error
     too_large = [f.name for f in files if f.size > settings.max_upload_bytes]
@@ -62,11 +68,11 @@ def create_upload() -> Response[dict[str, Any]]:
     study_id = new_study_id()
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-    table.create(study_id, expected=len(files), deadline_seconds=settings.upload_deadline_seconds)
+    table.create(study_id, expected=len(files), deadline_seconds=deadline)
     prefix = incoming_prefix(study_id)
     form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes,
                                   settings.presign_expiry_seconds)
-    body: dict[str, Any] = {
+    answer: dict[str, Any] = {
         "study_id": study_id,
         "upload": {**form, "key_prefix": prefix},
         "expires_in": settings.presign_expiry_seconds,
@@ -74,14 +80,14 @@ def create_upload() -> Response[dict[str, Any]]:
         "files": len(files),
     }
     if len(files) <= settings.per_file_forms_max:
-        body["uploads"] = [
+        answer["uploads"] = [
             {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
                                                       settings.presign_expiry_seconds)}
             for f in files
         ]
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
     logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
 def _page_size(text: str | None) -> int:

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pacs_validator.chunks import chunk_payload
+from pacs_validator.chunks import Work, chunk_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "pv-test"
@@ -71,8 +71,8 @@ class RecordingDispatcher:
     def __init__(self, pending: list[dict[str, Any]]) -> None:
         self.pending = pending
 
-    def dispatch(self, study_id: str, chunks: int) -> None:
-        self.pending.extend(chunk_payload(study_id, index) for index in range(chunks))
+    def dispatch(self, study_id: str, chunks: int, work: Work) -> None:
+        self.pending.extend(chunk_payload(study_id, index, work) for index in range(chunks))
 
 
 def create_tables(dynamodb: Any) -> None:

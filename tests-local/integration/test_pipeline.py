@@ -49,7 +49,9 @@ def deliver_success_events(stack: Stack) -> None:
             delivered.add(event["id"])
             stack.handler("descriptor").lambda_handler(event, FakeContext())
         while stack.chunk_events:
-            stack.handler("descriptor").lambda_handler(stack.chunk_events.pop(0), FakeContext())
+            event = stack.chunk_events.pop(0)
+            worker = "descriptor" if event["work"] == "store" else "validator"
+            stack.handler(worker).lambda_handler(event, FakeContext())
 
 
 def declare_study(stack: Stack, files: dict[str, bytes]) -> dict[str, Any]:

@@ -126,10 +126,15 @@ class PacsClient:
         data = json.dumps(body).encode() if body is not None else None
         return self._retrying(lambda: request(method, self.api_base + path, data, headers))
 
-    def declare(self, files: Mapping[str, int]) -> dict[str, Any]:
-        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form)."""
-        response = self._api("POST", "/upload",
-                             {"files": [{"name": n, "size": s} for n, s in files.items()]})
+    def declare(self, files: Mapping[str, int], deadline_seconds: int | None = None
+                ) -> dict[str, Any]:
+        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form).
+        ``deadline_seconds`` asks for less time than the deployment's upload deadline."""
+        declaration: dict[str, Any] = {
+            "files": [{"name": n, "size": s} for n, s in files.items()]}
+        if deadline_seconds is not None:
+            declaration["deadline_seconds"] = deadline_seconds
+        response = self._api("POST", "/upload", declaration)
         if response.status != 201:
             raise ApiError(response.status, response.body.decode(errors="replace"))
         declared: dict[str, Any] = response.json()
