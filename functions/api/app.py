@@ -1,4 +1,5 @@
-"""API: POST /upload (study-wide presigned POST + manifest), GET /status/{study_id}, GET /health."""
+"""API: POST /upload (study-wide presigned POST + manifest), GET /status/{study_id}, GET /health,
+and GET / (the browser upload page)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ app = APIGatewayRestResolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
 table = StatusTable(settings.status_table, settings.retention_days)
 uploads = ObjectStore(settings.uploads_bucket)
+UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
 
@@ -112,6 +114,12 @@ def get_status(study_id: str) -> dict[str, Any]:
     if study is None:
         raise NotFoundError("no such study")
     return public_view(study, table.file_page(study_id, limit, after))
+
+
+@app.get("/")
+def upload_page() -> Response[str]:
+    """One static page that uploads a folder straight to S3 through this API (vanilla JS)."""
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=UPLOAD_PAGE)
 
 
 @app.get("/health")

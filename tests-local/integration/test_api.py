@@ -141,3 +141,14 @@ def test_each_presigned_post_is_capped_at_its_declared_size(stack: Stack) -> Non
     assert status == 201
     for upload, entry in zip(body["uploads"], declared, strict=True):
         assert ["content-length-range", 1, entry["size"]] in policy_of(upload)["conditions"]
+
+
+def test_root_serves_the_upload_page(stack: Stack) -> None:
+    response = stack.handler("api").lambda_handler(api_event("GET", "/"), FakeContext())
+
+    assert response["statusCode"] == 200
+    assert response["multiValueHeaders"]["Content-Type"] == ["text/html; charset=utf-8"]
+    page = response["body"]
+    assert '<form id="upload-form">' in page
+    assert 'type="file" webkitdirectory multiple' in page
+    assert '<label for="token">' in page

@@ -20,9 +20,10 @@ def test_api_sample_events_get_their_documented_answers(stack: Stack) -> None:
     api = stack.handler("api")
     answers = {name: api.lambda_handler(load(name), FakeContext())["statusCode"]
                for name in ("api-upload.json", "api-upload-single.json", "api-status.json",
-                            "api-health.json")}
+                            "api-health.json", "api-upload-page.json")}
     assert answers == {"api-upload.json": 201, "api-upload-single.json": 201,
-                       "api-status.json": 404, "api-health.json": 200}
+                       "api-status.json": 404, "api-health.json": 200,
+                       "api-upload-page.json": 200}
 
 
 def test_validator_sample_events_process_a_real_upload(stack: Stack) -> None:

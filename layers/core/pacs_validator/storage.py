@@ -16,7 +16,6 @@ import json
 import os
 import re
 import tempfile
-import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,14 +26,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from pacs_validator.names import safe_name
+
 STUDY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 INCOMING = "incoming"
 STUDIES = "studies"
 REJECTED = "rejected"
 MANIFESTS = "manifests"
 WORK = "work"
-MAX_NAME_LENGTH = 128
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
 _SINGLE_COPY_LIMIT = 5 * 1024**3
 _MULTIPART_PART = 8 * 1024 * 1024
@@ -55,18 +54,6 @@ def study_id_for_drop(bucket: str, key: str, version: str) -> str:
 
 def is_study_id(text: str) -> bool:
     return bool(STUDY_ID_PATTERN.match(text))
-
-
-def safe_name(name: str) -> str:
-    """A file name safe to put in a key: last path component, ``[A-Za-z0-9._-]`` only.
-
-    Unicode is folded to its closest ASCII (``é`` -> ``e``), anything else becomes ``_``,
-    leading dots are dropped (no ``..``, no hidden files) and the length is capped.
-    """
-    base = re.split(r"[/\\]", name.strip())[-1]
-    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    cleaned = _UNSAFE.sub("_", ascii_name).lstrip(".")[:MAX_NAME_LENGTH]
-    return cleaned or "file.dcm"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pacs_validator.storage import safe_name
+from pacs_validator.names import safe_name
 
 
 class UploadRequestError(ValueError):
