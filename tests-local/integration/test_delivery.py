@@ -56,7 +56,8 @@ def test_the_same_file_twice_is_a_noted_duplicate_and_the_study_is_stored(stack:
     assert "study.duplicate-instance" in {f["rule"] for f in status["findings"]}
     assert stack.keys(STORE, f"studies/{study_id}/") == sorted(
         f"studies/{study_id}/{leaf}" for leaf in
-        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json")
+        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json",
+         f"previews/{pydicom.dcmread(CT_SMALL).SeriesInstanceUID}.png")
     )
 
 

@@ -132,10 +132,14 @@ class InstanceDescription:
         return replace(self, sections=None)
 
 
+def instance_order(number: object, sop_instance_uid: str | None) -> tuple[int, str]:
+    """Where an instance goes in its series: by InstanceNumber, then SOPInstanceUID."""
+    return (number if isinstance(number, int) else LAST, sop_instance_uid or "")
+
+
 def _sort_key(dataset: Dataset) -> tuple[int, str]:
-    number = json_value(dataset.get("InstanceNumber"))
-    uid = str(dataset.get("SOPInstanceUID", ""))
-    return (number if isinstance(number, int) else LAST, uid)
+    return instance_order(json_value(dataset.get("InstanceNumber")),
+                          str(dataset.get("SOPInstanceUID", "")))
 
 
 def _series_sort_key(series: dict[str, Any]) -> tuple[int, str]:

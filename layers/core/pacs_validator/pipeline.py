@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,9 +35,11 @@ from pacs_validator.metadata import (
     describe,
     dicom_json,
     first_of,
+    instance_order,
     with_bulk_data_uri,
 )
 from pacs_validator.parsing import ParsedInstance
+from pacs_validator.previews import render_preview
 from pacs_validator.redrive import REDRIVE
 from pacs_validator.settings import Settings
 from pacs_validator.status import (
@@ -50,6 +53,7 @@ from pacs_validator.storage import (
     ObjectStore,
     manifest_key,
     parse_incoming_key,
+    preview_key,
     rejected_key,
     stored_instance_key,
     study_id_for_drop,
@@ -153,6 +157,18 @@ def validation_log(study: StudyResult, records: Iterable[dict[str, Any]]) -> Ite
     lines = [f"study: {verdict} {study.status} ({study.instance_count} file(s))"]
     lines.extend(f"  {f.severity.value} {f.rule} {f.message}" for f in study.findings)
     yield ("\n".join(lines) + "\n").encode()
+
+
+def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Names of the files to preview each series by: its middle instance in the order of
+    ``metadata.json`` (see :func:`~pacs_validator.metadata.middle_instance`)."""
+    series: dict[str, list[tuple[tuple[int, str], str]]] = defaultdict(list)
+    for record in records:
+        summary = record["summary"]
+        if summary["series_instance_uid"]:
+            order = instance_order(summary["instance_number"], summary["sop_instance_uid"])
+            series[summary["series_instance_uid"]].append((order, record["name"]))
+    return {sorted(members)[len(members) // 2][1] for members in series.values()}
 
 
 def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
@@ -298,13 +314,17 @@ class Pipeline:
             for leaf, pieces, content_type in (
                 ("validation.json", validation_json(study, records), "application/json"),
                 ("validation.log", validation_log(study, records), "text/plain"))}
+        previewed: set[str] = set()
         if outcome is State.VALID:
             first_copies: dict[str, dict[str, Any]] = {}
             for record in records:
                 first_copies.setdefault(record["summary"]["sop_instance_uid"], record)
             records = list(first_copies.values())
+            previewed = _middle_of_each_series(records)
         files = [{"name": r["name"], "key": r["key"], "size": r["size"],
-                  "sop_instance_uid": r["summary"]["sop_instance_uid"]} for r in records]
+                  "sop_instance_uid": r["summary"]["sop_instance_uid"],
+                  "series_instance_uid": r["summary"]["series_instance_uid"],
+                  "preview": r["name"] in previewed} for r in records]
         chunks = split(files, self.chunk_instances)
         for index, chunk in enumerate(chunks):
             self.uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk,
@@ -385,8 +405,19 @@ class Pipeline:
             return description, with_bulk_data_uri(kept["dicom_json"], target)
 
         stored = _in_parallel(store_one, files)
+        previews: dict[str, str] = {}
+        findings: list[dict[str, Any]] = []
+        for file in (f for f in files if f.get("preview")):
+            with self.uploads.downloaded(file["key"]) as path:
+                preview = render_preview(path, self.config.rules)
+            findings.extend(f.to_dict() for f in preview.findings)
+            if preview.png is not None:
+                key = preview_key(study_id, file["series_instance_uid"])
+                self.store.put_bytes(key, preview.png, "image/png")
+                previews[file["series_instance_uid"]] = key
         return {"descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
-                "dicom_json": [document for _, document in stored]}
+                "dicom_json": [document for _, document in stored],
+                "previews": previews, "findings": findings}
 
     def _finish_storage(self, study_id: str, study: dict[str, Any],
                         at_hand: dict[int, dict[str, Any]]) -> StoredStudy:
@@ -398,8 +429,11 @@ class Pipeline:
             "dicom_json": study_key(study_id, "dicom.json"),
             "validation_json": study_key(study_id, "validation.json"),
             "validation_log": study_key(study_id, "validation.log"),
+            "previews": f"studies/{study_id}/previews/",
         }
         descriptions: list[InstanceDescription] = []
+        previews: dict[str, str] = {}
+        findings: list[dict[str, Any]] = list(study.get("findings", []))
 
         def dicom_json_pieces() -> Iterator[bytes]:
             separator = b"[\n"
@@ -408,18 +442,20 @@ class Pipeline:
                     work_key(study_id, "parts", f"{index}.json"))
                 descriptions.extend(InstanceDescription.from_dict(d)
                                     for d in part["descriptions"])
+                previews.update(part["previews"])
+                findings.extend(part["findings"])
                 for document in part["dicom_json"]:
                     yield separator + json.dumps(document).encode()
                     separator = b",\n"
             yield b"[]\n" if separator == b"[\n" else b"\n]\n"
 
         self.store.put_stream(keys["dicom_json"], dicom_json_pieces(), "application/json")
-        metadata = assemble_metadata(study_id, descriptions)
+        metadata = assemble_metadata(study_id, descriptions, previews)
         self.store.put_json(keys["metadata"], metadata)
         self._copy_reports(study_id, study, study_key)
         counts = study["counts"]
         stored = self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
-                                       series=metadata["counts"]["series"])
+                                       series=metadata["counts"]["series"], findings=findings)
         self.announce(stored or study)
         return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
 

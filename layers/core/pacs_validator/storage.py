@@ -97,6 +97,11 @@ def stored_instance_key(study_id: str, sop_instance_uid: str | None, single: boo
     return f"{STUDIES}/{_checked(study_id)}/instances/{safe_name(sop_instance_uid)}.dcm"
 
 
+def preview_key(study_id: str, series_instance_uid: str) -> str:
+    """``studies/<id>/previews/<SeriesInstanceUID>.png``."""
+    return f"{STUDIES}/{_checked(study_id)}/previews/{safe_name(series_instance_uid)}.png"
+
+
 def rejected_key(study_id: str, leaf: str) -> str:
     return f"{REJECTED}/{_checked(study_id)}/{safe_name(leaf)}"
 
@@ -200,6 +205,9 @@ class ObjectStore:
         response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                            PartNumber=number, Body=bytes(data))
         return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def put_text(self, key: str, text: str) -> None:
         self.client.put_object(
