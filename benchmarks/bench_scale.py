@@ -29,54 +29,36 @@ import argparse
 import contextlib
 import io
 import json
-import os
+import statistics
 import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
 import botocore.handlers
-from moto import mock_aws
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests-local" / "integration"), str(ROOT / "tests-local")]
-
-from conftest import (  # noqa: E402  (the integration harness: tables, context, events)
-    ACCOUNT,
-    BUS,
-    IDEMPOTENCY_TABLE,
+from moto_stack import (
+    ROOT,
     STATUS_TABLE,
     STORE,
     UPLOADS,
     FakeContext,
-    RecordingDispatcher,
+    MotoStack,
     api_event,
-    create_tables,
-    load_function,
+    bridge_event,
+    moto_stack,
+    reidentified_study,
     s3_put_event,
 )
-from corpus_studies import reidentified_study  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                    "TransactWriteItems"}
 DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
-ENVIRONMENT = {
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench", "UPLOADS_BUCKET": UPLOADS, "STORE_BUCKET": STORE,
-    "STATUS_TABLE": STATUS_TABLE, "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
-    "EVENT_BUS_NAME": BUS, "POWERTOOLS_TRACE_DISABLED": "1",
-    "POWERTOOLS_METRICS_NAMESPACE": "PacsValidatorBench",
-    "POWERTOOLS_SERVICE_NAME": "pacs-validator-bench", "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "API_AUTH": "NONE",  # this measures scale; authentication is tested in the suite
-}
-
-
 @dataclass
 class Meter:
     """What the handlers' AWS clients did, from botocore's event hooks."""
@@ -110,16 +92,17 @@ class Meter:
 
 @dataclass
 class Invocations:
-    """Wall time of every handler call, and the largest answer."""
+    """Wall time of every handler call by function, and the largest answer."""
 
-    seconds: list[float] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
     largest_answer: int = 0
 
-    def call(self, handler: Callable[[dict[str, Any], Any], Any], event: dict[str, Any]) -> Any:
+    def call(self, function: ModuleType, event: dict[str, Any]) -> Any:
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' metric lines
-            answer = handler(event, FakeContext())
-        self.seconds.append(time.perf_counter() - started)
+            answer = function.lambda_handler(event, FakeContext())
+        name = function.__name__.removeprefix("pv_function_")
+        self.seconds.setdefault(name, []).append(time.perf_counter() - started)
         self.largest_answer = max(self.largest_answer, len(json.dumps(answer, default=str)))
         return answer
 
@@ -148,60 +131,66 @@ def largest_item(session: boto3.session.Session) -> int:
 
 
 def run(size: int, meter: Meter) -> dict[str, Any]:
-    harness = boto3.session.Session()  # the client's side and the checks: not counted
     files = dict(reidentified_study(size, seed=f"bench-{size}"))
-    with mock_aws(), watching(meter):
-        s3 = harness.client("s3")
-        for bucket in (UPLOADS, STORE):
-            s3.create_bucket(Bucket=bucket)
-        create_tables(harness.client("dynamodb"))
-        harness.client("events").create_event_bus(Name=BUS)
-        functions = {name: load_function(name) for name in ("api", "validator", "descriptor")}
-        chunk_events: list[dict[str, Any]] = []
-        for name in ("validator", "descriptor"):
-            functions[name].pipeline.dispatcher = RecordingDispatcher(chunk_events)
+    with moto_stack(instrument=lambda: watching(meter)) as stack:
         meter.__init__()  # type: ignore[misc]  # count from here on
         calls = Invocations()
-        declared = {"files": [{"name": n, "size": len(d)} for n, d in files.items()]}
-        answer = calls.call(functions["api"].lambda_handler, api_event("POST", "/upload",
-                                                                       declared))
-        body = json.loads(answer["body"])
-        prefix = body["upload"]["key_prefix"]
-        for index, (name, data) in enumerate(files.items()):
-            s3.put_object(Bucket=UPLOADS, Key=prefix + name, Body=data)
-            calls.call(functions["validator"].lambda_handler,
-                       s3_put_event(UPLOADS, prefix + name, f"{index:08X}", len(data)))
+        body = upload(stack, calls, files)
         for detail in meter.success_events:
-            event = {"version": "0", "id": detail["event_id"], "detail-type":
-                     "validation.success", "source": "pacs-validator", "account": ACCOUNT,
-                     "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [],
-                     "detail": detail}
-            calls.call(functions["descriptor"].lambda_handler, event)
-        while chunk_events:
-            calls.call(functions["descriptor"].lambda_handler, chunk_events.pop(0))
-        study_id = body["study_id"]
-        status_event = api_event("GET", f"/status/{study_id}",
-                                 path_parameters={"study_id": study_id})
-        status = json.loads(calls.call(functions["api"].lambda_handler, status_event)["body"])
-        requests = sum(meter.requests.values())
-        dynamodb = sum(n for op, n in meter.requests.items() if op.startswith("dynamodb."))
-        metadata = json.loads(s3.get_object(Bucket=STORE, Key=status["keys"]["metadata"])
-                              ["Body"].read()) if status["state"] == "STORED" else {}
-        return {
-            "instances": size,
-            "state": status["state"],
-            "metadata_instances": metadata.get("counts", {}).get("instances"),
-            "requests_per_instance": requests / size,
-            "dynamodb_requests_per_instance": dynamodb / size,
-            "dynamodb_bytes_written_per_instance": meter.dynamodb_written / size,
-            "dynamodb_bytes_read_per_instance": meter.dynamodb_read / size,
-            "largest_item_bytes": largest_item(harness),
-            "largest_event_bytes": meter.largest_event,
-            "largest_answer_bytes": calls.largest_answer,
-            "longest_invocation_s": max(calls.seconds),
-            "handler_ms_per_instance": 1000 * sum(calls.seconds) / size,
-            "requests": dict(meter.requests.most_common()),
-        }
+            calls.call(stack.functions["descriptor"], bridge_event(detail))
+        while stack.chunk_events:
+            event = stack.chunk_events.pop(0)
+            calls.call(stack.worker_for(event), event)
+        return measured(stack, calls, meter, body, size)
+
+
+def upload(stack: MotoStack, calls: Invocations, files: dict[str, bytes]) -> dict[str, Any]:
+    """Declare the study, put each file where its form sends it, hand the validator its S3
+    event; the POST /upload answer."""
+    declared = {"files": [{"name": n, "size": len(d)} for n, d in files.items()]}
+    body: dict[str, Any] = json.loads(calls.call(stack.functions["api"], api_event(
+        "POST", "/upload", declared))["body"])
+    prefix = body["upload"]["key_prefix"]
+    s3 = stack.client("s3")
+    for index, (name, data) in enumerate(files.items()):
+        s3.put_object(Bucket=UPLOADS, Key=prefix + name, Body=data)
+        calls.call(stack.functions["validator"],
+                   s3_put_event(UPLOADS, prefix + name, f"{index:08X}", len(data)))
+    return body
+
+
+def measured(stack: MotoStack, calls: Invocations, meter: Meter, body: dict[str, Any],
+             size: int) -> dict[str, Any]:
+    study_id = body["study_id"]
+    status_event = api_event("GET", f"/status/{study_id}", path_parameters={"study_id": study_id})
+    status = json.loads(calls.call(stack.functions["api"], status_event)["body"])
+    requests = sum(meter.requests.values())
+    arrivals = calls.seconds["validator"][:size]  # one call per arrival, in order
+    tenth = max(size // 10, 1)
+    dynamodb = sum(n for op, n in meter.requests.items() if op.startswith("dynamodb."))
+    metadata = json.loads(stack.client("s3").get_object(
+        Bucket=STORE, Key=status["keys"]["metadata"])["Body"].read()) \
+        if status["state"] == "STORED" else {}
+    return {
+        "instances": size,
+        "state": status["state"],
+        "metadata_instances": metadata.get("counts", {}).get("instances"),
+        "requests_per_instance": requests / size,
+        "dynamodb_requests_per_instance": dynamodb / size,
+        "dynamodb_bytes_written_per_instance": meter.dynamodb_written / size,
+        "dynamodb_bytes_read_per_instance": meter.dynamodb_read / size,
+        "largest_item_bytes": largest_item(stack.harness),
+        "largest_event_bytes": meter.largest_event,
+        "largest_answer_bytes": calls.largest_answer,
+        "longest_invocation_s": max(max(times) for times in calls.seconds.values()),
+        "handler_ms_per_instance": 1000 * sum(map(sum, calls.seconds.values())) / size,
+        "arrival_ms_first_tenth": 1000 * statistics.median(arrivals[:tenth]),
+        "arrival_ms_last_tenth": 1000 * statistics.median(arrivals[-tenth:]),
+        "seconds_by_function": {name: {"calls": len(times), "total": sum(times),
+                                       "longest": max(times)}
+                                for name, times in calls.seconds.items()},
+        "requests": dict(meter.requests.most_common()),
+    }
 
 
 COLUMNS = (
@@ -215,6 +204,8 @@ COLUMNS = (
     ("largest_answer_bytes", "largest answer B", "{:d}"),
     ("longest_invocation_s", "longest call s", "{:.2f}"),
     ("handler_ms_per_instance", "ms/inst", "{:.1f}"),
+    ("arrival_ms_first_tenth", "arrival ms, first 10%", "{:.1f}"),
+    ("arrival_ms_last_tenth", "arrival ms, last 10%", "{:.1f}"),
 )
 PER_INSTANCE = ("requests_per_instance", "dynamodb_requests_per_instance",
                 "dynamodb_bytes_written_per_instance", "dynamodb_bytes_read_per_instance",
@@ -227,8 +218,6 @@ def main() -> int:
                         help="comma-separated study sizes (instances)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    os.environ.update(ENVIRONMENT)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
     meter = Meter()
 
     rows = []
@@ -250,6 +239,7 @@ def main() -> int:
           f"largest item {max(r['largest_item_bytes'] for r in rows)} B (goal <= 16384)")
     for row in rows:
         print(f"requests at {row['instances']}: {row['requests']}")
+        print(f"seconds by function at {row['instances']}: {row['seconds_by_function']}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(rows, indent=2))

@@ -66,6 +66,9 @@ def main() -> int:
         study_id = client.upload(read_files(paths))
         status = client.wait(study_id)
         print(f"  study_id {study_id}: {status['state']} (status {status['status']})")
+        counts = status["counts"]
+        print(f"  files: {counts['received']} of {counts['declared']} declared received, "
+              f"{counts.get('invalid', 0)} invalid")
         print("  timeline: " + " → ".join(entry["state"] for entry in status["timeline"]
                                           if "file" not in entry))
         for finding in status["findings"]:
@@ -80,7 +83,7 @@ def main() -> int:
         print(f"  stored under s3://{store}/studies/{study_id}/ — look with:")
         print(f"    awslocal s3 ls s3://{store}/studies/{study_id}/ --recursive")
         print(f"    awslocal s3 cp s3://{store}/studies/{study_id}/metadata.json -")
-        print(f"    curl -s {api_base}/status/{study_id}")
+        print(f"    curl -s '{api_base}/status/{study_id}?limit=5'")
     print("\n(awslocal is in .local/venvs/localstack/bin; `eval \"$(local-runtime/stack env)\"` "
           "points plain aws/boto3 at LocalStack; `make down` stops it.)")
     return 0 if all_stored else 1

@@ -1,4 +1,5 @@
-"""API: POST /upload (study-wide presigned POST + manifest), GET /status/{study_id}, GET /health."""
+"""API: POST /upload (study-wide presigned POST + manifest), GET /status/{study_id}, GET /health,
+and GET / (the browser upload page)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ from pacs_validator.storage import (
     manifest_key,
     new_study_id,
 )
-from pacs_validator.uploads import UploadRequestError, manifest_document, parse_upload_request
+from pacs_validator.uploads import (
+    UploadRequestError,
+    manifest_document,
+    parse_upload_request,
+    requested_deadline,
+)
 
 logger = Logger()
 metrics = Metrics()
@@ -37,6 +43,7 @@ app = APIGatewayRestResolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
 table = StatusTable(settings.status_table, settings.retention_days)
 uploads = ObjectStore(settings.uploads_bucket)
+UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
 TOKEN_CACHE_SECONDS = 300
@@ -85,7 +92,9 @@ Gateway (AWS_IAM on those methods in template.yaml); NONE checks nothing."""
 @app.post("/upload", middlewares=AUTHENTICATED)
 @tracer.capture_method
 def create_upload() -> Response[dict[str, Any]]:
-    files = parse_upload_request(request_json(), settings.max_files_per_study)
+    body = request_json()
+    files = parse_upload_request(body, settings.max_files_per_study)
+    deadline = requested_deadline(body, settings.upload_deadline_seconds)
     too_large = [f.name for f in files if f.size > settings.max_upload_bytes]
     if too_large:
         raise PayloadTooLargeError(f"{len(too_large)} file(s) exceed the cap of "
@@ -93,11 +102,11 @@ def create_upload() -> Response[dict[str, Any]]:
     study_id = new_study_id()
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-    table.create(study_id, expected=len(files), deadline_seconds=settings.upload_deadline_seconds)
+    table.create(study_id, expected=len(files), deadline_seconds=deadline)
     prefix = incoming_prefix(study_id)
     form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes,
                                   settings.presign_expiry_seconds)
-    body: dict[str, Any] = {
+    answer: dict[str, Any] = {
         "study_id": study_id,
         "upload": {**form, "key_prefix": prefix},
         "expires_in": settings.presign_expiry_seconds,
@@ -105,14 +114,14 @@ def create_upload() -> Response[dict[str, Any]]:
         "files": len(files),
     }
     if len(files) <= settings.per_file_forms_max:
-        body["uploads"] = [
+        answer["uploads"] = [
             {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
                                                       settings.presign_expiry_seconds)}
             for f in files
         ]
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
     logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
 def _page_size(text: str | None) -> int:
@@ -136,6 +145,12 @@ def get_status(study_id: str) -> dict[str, Any]:
     if study is None:
         raise UnknownStudyError()
     return public_view(study, table.file_page(study_id, limit, after))
+
+
+@app.get("/")
+def upload_page() -> Response[str]:
+    """One static page that uploads a folder straight to S3 through this API (vanilla JS)."""
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=UPLOAD_PAGE)
 
 
 @app.get("/health")

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pacs_validator.chunks import is_chunk_payload
 from pacs_validator.pipeline import StoredStudy, pipeline_from_settings
+from pacs_validator.redrive import REDRIVE
 from pacs_validator.settings import load_settings
 
 logger = Logger()
@@ -57,23 +58,19 @@ def start_storage(detail: dict[str, Any]) -> dict[str, Any]:
     return {"study_id": study_id, "stored": counted(stored, study_id)}
 
 
-def work_on_chunk(study_id: str, index: int) -> dict[str, Any]:
-    """Copy one chunk; chunks are idempotent (copies overwrite, completion is a set)."""
-    with pipeline.failures_recorded(study_id):
-        stored = pipeline.process_chunk(study_id, index)
-    return {"study_id": study_id, "chunk": index, "stored": counted(stored, study_id)}
-
-
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    if is_chunk_payload(event):
+    if is_chunk_payload(event):  # chunks are idempotent: copies overwrite, completion is a set
         study_id = str(event["study_id"])
         logger.set_correlation_id(study_id)
-        return work_on_chunk(study_id, int(event["chunk"]))
+        stored = pipeline.handle_chunk(event)
+        return {"study_id": study_id, "chunk": event["chunk"], "stored": counted(stored, study_id)}
     detail = EventBridgeEvent(event).detail
     logger.set_correlation_id(str(detail.get("study_id")))
+    if event.get(REDRIVE):
+        pipeline.reopen(str(detail["study_id"]))
     result: dict[str, Any] = start_storage(detail=detail)
     return result

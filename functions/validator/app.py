@@ -1,7 +1,8 @@
 """Validator: S3 ObjectCreated on incoming/ -> validate -> status table -> EventBridge.
 
-Also runs the deadline sweep when invoked by its schedule: studies whose manifest was not
-fulfilled in time end INCOMPLETE.
+Also runs the deadline sweep when invoked by its schedule (studies whose manifest was not
+fulfilled in time end INCOMPLETE, studies stuck past their processing deadline FAILED), and
+copies chunks of large rejected studies to rejected/ when the pipeline hands them out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pacs_validator.chunks import is_chunk_payload
 from pacs_validator.pipeline import pipeline_from_settings
+from pacs_validator.redrive import REDRIVE
 from pacs_validator.settings import load_settings
 
 logger = Logger()
@@ -38,15 +41,19 @@ idempotency = IdempotencyConfig(
 persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
 
 
+def uploaded_object(record: S3EventRecord) -> tuple[str, str]:
+    """(key, version) of the object a record announces; S3 notifications URL-encode keys."""
+    s3_object = record.s3.get_object
+    return unquote_plus(s3_object.key), s3_object.sequencer or s3_object.etag or ""
+
+
 @idempotent_function(
     data_keyword_argument="record", config=idempotency, persistence_store=persistence
 )
 def process_object(record: dict[str, Any]) -> dict[str, Any]:
     """One uploaded object, at most once per S3 event (bucket, key, sequencer)."""
-    s3 = S3EventRecord(record).s3
     started = time.perf_counter()
-    key = unquote_plus(s3.get_object.key)  # S3 notifications carry URL-encoded keys
-    version = s3.get_object.sequencer or s3.get_object.etag or ""
+    key, version = uploaded_object(S3EventRecord(record))
     study_id = pipeline.study_for_object(key, version)
     logger.set_correlation_id(study_id)
     with pipeline.failures_recorded(study_id):
@@ -69,8 +76,15 @@ def process_object(record: dict[str, Any]) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     if event.get("detail-type") == "Scheduled Event":
-        expired = pipeline.expire_overdue()
-        logger.info("deadline sweep", extra={"expired": len(expired)})
-        return {"expired": expired}
-    results = [process_object(record=record.raw_event) for record in S3Event(event).records]
-    return {"processed": results}
+        ended = pipeline.sweep()
+        logger.info("deadline sweep", extra={k: len(ids) for k, ids in ended.items()})
+        return ended
+    if is_chunk_payload(event):  # copying a chunk of a rejected study to rejected/
+        logger.set_correlation_id(str(event["study_id"]))
+        pipeline.handle_chunk(event)
+        return {"study_id": event["study_id"], "chunk": event["chunk"]}
+    records = list(S3Event(event).records)
+    if event.get(REDRIVE):
+        for record in records:
+            pipeline.reopen(pipeline.study_for_object(*uploaded_object(record)))
+    return {"processed": [process_object(record=record.raw_event) for record in records]}

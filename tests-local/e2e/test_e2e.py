@@ -38,7 +38,8 @@ def test_one_file_study_is_stored_with_metadata_and_log(deployment: Deployment) 
     prefix = f"studies/{study_id}/"
     assert deployment.keys(deployment.store_bucket, prefix) == sorted(
         prefix + leaf for leaf in
-        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json"))
+        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json",
+         f"previews/{pydicom.dcmread(CT_SMALL).SeriesInstanceUID}.png"))
     assert deployment.read(deployment.store_bucket, prefix + "original.dcm") == \
         CT_SMALL.read_bytes()
     metadata = json.loads(deployment.read(deployment.store_bucket, prefix + "metadata.json"))

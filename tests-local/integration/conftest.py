@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,9 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
+from moto.dynamodb.responses import DynamoHandler
 
-from pacs_validator.chunks import chunk_payload
+from pacs_validator.chunks import Work, chunk_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "pv-test"
@@ -75,8 +77,8 @@ class RecordingDispatcher:
     def __init__(self, pending: list[dict[str, Any]]) -> None:
         self.pending = pending
 
-    def dispatch(self, study_id: str, chunks: int) -> None:
-        self.pending.extend(chunk_payload(study_id, index) for index in range(chunks))
+    def dispatch(self, study_id: str, chunks: int, work: Work) -> None:
+        self.pending.extend(chunk_payload(study_id, index, work) for index in range(chunks))
 
 
 def create_tables(dynamodb: Any) -> None:
@@ -134,6 +136,20 @@ def load_function(name: str) -> ModuleType:
     return module
 
 
+def serialize_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One DynamoDB operation at a time on moto, as concurrent tests need: DynamoDB makes
+    every item write atomic (an ``ADD`` counter, a condition), moto in process does not lock
+    (the local runtime's plugin does the same for LocalStack)."""
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def serialized(self: DynamoHandler) -> Any:
+        with lock:
+            return call_action(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", serialized)
+
+
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     environment = {
@@ -155,6 +171,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    serialize_dynamodb(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3")
         for bucket in (UPLOADS, STORE):

@@ -295,3 +295,14 @@ def test_every_upload_form_requires_the_files_sha256_checksum(stack: Stack) -> N
         conditions = policy_of(form)["conditions"]
         assert {"x-amz-checksum-algorithm": "SHA256"} in conditions
         assert ["starts-with", "$x-amz-checksum-sha256", ""] in conditions
+
+
+def test_root_serves_the_upload_page(stack: Stack) -> None:
+    response = stack.handler("api").lambda_handler(api_event("GET", "/"), FakeContext())
+
+    assert response["statusCode"] == 200
+    assert response["multiValueHeaders"]["Content-Type"] == ["text/html; charset=utf-8"]
+    page = response["body"]
+    assert '<form id="upload-form">' in page
+    assert 'type="file" webkitdirectory multiple' in page
+    assert '<label for="token">' in page

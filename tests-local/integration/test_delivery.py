@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from botocore.exceptions import ClientError
 from conftest import STORE, UPLOADS, FakeContext, Stack, s3_put_event
 from pydicom.data import get_testdata_file
 from test_pipeline import (
@@ -20,6 +21,8 @@ from test_pipeline import (
     run_study,
     study_status,
 )
+
+from pacs_validator.events import DetailType, Event, PublishError
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
@@ -53,7 +56,8 @@ def test_the_same_file_twice_is_a_noted_duplicate_and_the_study_is_stored(stack:
     assert "study.duplicate-instance" in {f["rule"] for f in status["findings"]}
     assert stack.keys(STORE, f"studies/{study_id}/") == sorted(
         f"studies/{study_id}/{leaf}" for leaf in
-        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json")
+        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json",
+         f"previews/{pydicom.dcmread(CT_SMALL).SeriesInstanceUID}.png")
     )
 
 
@@ -77,8 +81,9 @@ def test_a_manifest_not_fulfilled_by_its_deadline_ends_incomplete(stack: Stack) 
     assert study_status(stack, study_id)["state"] == "RECEIVING"
 
     validator = stack.handler("validator")
-    assert validator.pipeline.expire_overdue(now=int(time.time())) == []
-    assert validator.pipeline.expire_overdue(now=int(time.time()) + 7200) == [study_id]
+    assert validator.pipeline.sweep(now=int(time.time())) == {"incomplete": [], "failed": []}
+    assert validator.pipeline.sweep(now=int(time.time()) + 7200) == {
+        "incomplete": [study_id], "failed": []}
 
     status = study_status(stack, study_id)
     assert status["state"] == "INCOMPLETE"
@@ -87,30 +92,75 @@ def test_a_manifest_not_fulfilled_by_its_deadline_ends_incomplete(stack: Stack) 
     assert f"rejected/{study_id}/a.dcm" in stack.keys(STORE, f"rejected/{study_id}/")
     late = deliver_upload(stack, f"incoming/{study_id}/b.dcm", CT_SMALL.read_bytes(), "0B")
     assert late["processed"][0]["status"] == 200
-    assert study_status(stack, study_id)["state"] == "INCOMPLETE"
+    status = study_status(stack, study_id)
+    assert status["state"] == "INCOMPLETE"
+    assert {f["name"]: f["late"] for f in status["files"]} == {"a.dcm": False, "b.dcm": True}
 
 
 def test_the_schedule_runs_the_deadline_sweep(stack: Stack) -> None:
     scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {},
                  "id": "1", "account": "123456789012", "region": "us-east-1",
                  "time": "2026-11-27T00:00:00Z", "resources": [], "version": "0"}
-    assert stack.handler("validator").lambda_handler(scheduled, FakeContext()) == {"expired": []}
+    assert stack.handler("validator").lambda_handler(scheduled, FakeContext()) == {
+        "incomplete": [], "failed": []}
 
 
-def test_a_storage_failure_ends_failed_503_and_is_raised_for_retry(stack: Stack) -> None:
+def test_a_storage_outage_is_retried_swept_to_failed_503_and_redriven_to_stored(
+    stack: Stack,
+) -> None:
     body = declare(stack, ["ct.dcm"])
     study_id = str(body["study_id"])
     deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes())
-    for key in stack.keys(STORE):
-        stack.s3.delete_object(Bucket=STORE, Key=key)
+    success = next(e for e in stack.published() if e["detail-type"] == "validation.success")
     stack.s3.delete_bucket(Bucket=STORE)
+    descriptor = stack.handler("descriptor")
 
-    with pytest.raises(Exception, match="NoSuchBucket"):
-        deliver_success_events(stack)
-    status = study_status(stack, study_id)
-    assert status["state"] == "FAILED"
-    assert status["status"] == 503
+    for _attempt in range(3):  # Lambda's first try and its two retries
+        with pytest.raises(Exception, match="NoSuchBucket"):
+            descriptor.lambda_handler(success, FakeContext())
+        assert study_status(stack, study_id)["state"] == "VALID"
     assert stack.s3.get_object(Bucket=UPLOADS, Key=f"incoming/{study_id}/ct.dcm")
+
+    swept = stack.handler("validator").pipeline.sweep(now=int(time.time()) + 7201)
+    assert swept == {"incomplete": [], "failed": [study_id]}
+    status = study_status(stack, study_id)
+    assert (status["state"], status["status"]) == ("FAILED", 503)
+    assert "NoSuchBucket" in status["timeline"][-1]["reason"]
+
+    stack.s3.create_bucket(Bucket=STORE)
+    descriptor.lambda_handler({**success, "redrive": True}, FakeContext())
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert [e["state"] for e in status["timeline"]][-3:] == ["FAILED", "VALID", "STORED"]
+
+
+def test_a_transient_failure_retried_by_lambda_ends_stored_never_failed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    table = stack.handler("validator").pipeline.table
+    record_file = table.record_file
+    calls = []
+
+    def throttled_once(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
+                                         "Message": "throttled"}}, "UpdateItem")
+        return record_file(*args, **kwargs)
+
+    monkeypatch.setattr(table, "record_file", throttled_once)
+    with pytest.raises(ClientError):
+        deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes(), "0A")
+    assert study_status(stack, study_id)["state"] == "AWAITING_UPLOAD"
+    stack.handler("validator").lambda_handler(
+        s3_put_event(UPLOADS, f"incoming/{study_id}/ct.dcm", "0A"), FakeContext())
+    deliver_success_events(stack)
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert "FAILED" not in [e["state"] for e in status["timeline"]]
 
 
 @pytest.mark.parametrize(
@@ -162,3 +212,43 @@ def test_no_patient_value_reaches_logs_or_events(
         assert value not in logs
         assert value not in events
         assert value not in statuses
+
+
+def test_an_announcement_refused_by_eventbridge_is_made_again_by_the_retry(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    publisher = stack.handler("validator").pipeline.publisher
+    publish = publisher.publish
+    refused: list[str] = []
+
+    def partly_failing(study: str, *events: Event) -> list[str]:
+        if any(e.detail_type is DetailType.VALIDATION_SUCCESS for e in events) and not refused:
+            refused.append(study)
+            raise PublishError("EventBridge refused 1 event(s): InternalFailure")
+        return publish(study, *events)
+
+    monkeypatch.setattr(publisher, "publish", partly_failing)
+    with pytest.raises(PublishError):
+        deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes(), "0A")
+    assert study_status(stack, study_id)["state"] == "VALID"
+    stack.handler("validator").lambda_handler(
+        s3_put_event(UPLOADS, f"incoming/{study_id}/ct.dcm", "0A"), FakeContext())
+    deliver_success_events(stack)
+
+    assert refused == [study_id]
+    assert study_status(stack, study_id)["state"] == "STORED"
+    assert detail_types(stack, study_id).count("validation.success") == 1
+
+
+def test_a_redriven_upload_event_counts_its_file_and_finishes_the_study(stack: Stack) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    key = f"incoming/{study_id}/ct.dcm"
+    stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=CT_SMALL.read_bytes())
+
+    event = {**s3_put_event(UPLOADS, key, "0A"), "redrive": True}
+    assert stack.handler("validator").lambda_handler(event, FakeContext())["processed"]
+    deliver_success_events(stack)
+    assert study_status(stack, study_id)["state"] == "STORED"

@@ -49,7 +49,9 @@ def deliver_success_events(stack: Stack) -> None:
             delivered.add(event["id"])
             stack.handler("descriptor").lambda_handler(event, FakeContext())
         while stack.chunk_events:
-            stack.handler("descriptor").lambda_handler(stack.chunk_events.pop(0), FakeContext())
+            event = stack.chunk_events.pop(0)
+            worker = "descriptor" if event["work"] == "store" else "validator"
+            stack.handler(worker).lambda_handler(event, FakeContext())
 
 
 def declare_study(stack: Stack, files: dict[str, bytes]) -> dict[str, Any]:
@@ -89,7 +91,8 @@ def test_one_file_study_is_stored_as_original_with_metadata(stack: Stack) -> Non
     prefix = f"studies/{study_id}/"
     assert stack.keys(STORE, prefix) == sorted(
         prefix + leaf for leaf in
-        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json")
+        ("original.dcm", "metadata.json", "dicom.json", "validation.log", "validation.json",
+         f"previews/{pydicom.dcmread(get_testdata_file('CT_small.dcm')).SeriesInstanceUID}.png")
     )
     stored = stack.s3.get_object(Bucket=STORE, Key=prefix + "original.dcm")["Body"].read()
     assert stored == data
@@ -102,6 +105,10 @@ def test_one_file_study_is_stored_as_original_with_metadata(stack: Stack) -> Non
     instance = metadata["series"][0]["instances"][0]
     assert instance["sha256"] == hashlib.sha256(data).hexdigest()
     assert instance["key"] == prefix + "original.dcm"
+    preview = metadata["series"][0]["preview"]
+    assert preview == f"{prefix}previews/{dataset.SeriesInstanceUID}.png"
+    png = stack.s3.get_object(Bucket=STORE, Key=preview)["Body"].read()
+    assert png.startswith(b"\x89PNG")
     assert detail_types(stack, study_id) == [
         "study.uploaded", "validation.success", "study.validated",
         "metadata.extracted", "storage.completed", "study.processed",

@@ -28,9 +28,10 @@ def test_api_sample_events_get_their_documented_answers(stack: Stack) -> None:
     api = stack.handler("api")
     answers = {name: api.lambda_handler(load(name), FakeContext())["statusCode"]
                for name in ("api-upload.json", "api-upload-single.json", "api-status.json",
-                            "api-health.json")}
+                            "api-health.json", "api-upload-page.json")}
     assert answers == {"api-upload.json": 201, "api-upload-single.json": 201,
-                       "api-status.json": 404, "api-health.json": 200}
+                       "api-status.json": 404, "api-health.json": 200,
+                       "api-upload-page.json": 200}
 
 
 def test_validator_sample_events_process_a_real_upload(stack: Stack) -> None:
@@ -42,7 +43,7 @@ def test_validator_sample_events_process_a_real_upload(stack: Stack) -> None:
         result = stack.handler("validator").lambda_handler(event, FakeContext())
         assert result["processed"][0]["status"] == 200
     assert stack.handler("validator").lambda_handler(
-        load("validator-schedule.json"), FakeContext()) == {"expired": []}
+        load("validator-schedule.json"), FakeContext()) == {"incomplete": [], "failed": []}
 
 
 def test_descriptor_sample_events_for_an_unknown_study_store_nothing(stack: Stack) -> None:

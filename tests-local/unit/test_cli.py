@@ -199,3 +199,22 @@ def test_a_check_that_raises_is_a_500_for_that_file_only(corpus, tmp_path, capsy
     assert [f["message"] for f in internal] == ["validation failed with ValueError"]
     assert all(patient_id not in json.dumps(f) for f in failed["findings"])
     assert {f["status"] for f in by_path.values()} == {200}
+
+
+def test_describe_writes_a_preview_per_series_and_lists_it(corpus, tmp_path, capsys):
+    folder = corpus.dicomdir_tests / "98892003"
+    code, documents = run_json(capsys, "describe", str(folder), "--json",
+                               "--previews", str(tmp_path / "previews"))
+
+    assert code == 0
+    document = max(documents, key=lambda d: d["counts"]["instances"])
+    for series in document["series"]:
+        assert series["preview"] == str(tmp_path / "previews" / f"{series['instance_uid']}.png")
+        assert Path(series["preview"]).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_describe_without_previews_lists_none(corpus, capsys):
+    code, document = run_json(capsys, "describe", str(corpus.path("CT_small.dcm")), "--json")
+
+    assert code == 0
+    assert [series["preview"] for series in document["series"]] == [None]

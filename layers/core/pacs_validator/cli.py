@@ -1,7 +1,9 @@
 """``pacs-validator``: the validation core on the command line, no AWS needed.
 
 ``validate`` judges files and the studies they form (grouped by StudyInstanceUID);
-``describe`` prints the ``metadata.json`` document the pipeline would store.
+``describe`` prints the ``metadata.json`` document the pipeline would store (``--previews``
+also renders a PNG per series); ``upload`` and ``status`` talk to the deployed API
+(:mod:`pacs_validator.upload`).
 Exit codes: 0 all valid, 1 something invalid, 2 usage error.
 """
 
@@ -15,7 +17,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pacs_validator.config import ConfigError, ValidatorConfig, load_config
-from pacs_validator.metadata import DescribedInstance, build_metadata, dicom_json
+from pacs_validator.metadata import (
+    DescribedInstance,
+    build_metadata,
+    dicom_json,
+    middle_instance,
+)
+from pacs_validator.names import safe_name
+from pacs_validator.rules import Finding
 from pacs_validator.study import StudyResult, check_study, group_by_study
 from pacs_validator.validation import InstanceResult, validate_instance
 
@@ -81,20 +90,43 @@ def _describe_files(
         yield build_metadata(study_uid, instances)
 
 
+def _write_previews(document: dict[str, Any], folder: Path, config: ValidatorConfig) -> None:
+    """Render each series' middle instance to ``folder/<SeriesInstanceUID>.png`` and record
+    the path as the series' ``preview`` (findings of series with none go to stderr)."""
+    from pacs_validator.previews import render_preview  # numpy and Pillow: previews extra
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for series in document["series"]:
+        if not series["instance_uid"]:
+            continue
+        preview = render_preview(middle_instance(series)["key"], config.rules)
+        for finding in preview.findings:
+            print(f"    series {series['number']}: {finding_line(finding)}", file=sys.stderr)
+        if preview.png is not None:
+            path = folder / f"{safe_name(series['instance_uid'])}.png"
+            path.write_bytes(preview.png)
+            series["preview"] = str(path)
+
+
+def finding_line(finding: Finding) -> str:
+    """A finding on one line for people: severity, rule, tag (when there is one), message."""
+    tag = f"{finding.tag:11} " if finding.tag else ""
+    return f"{finding.severity.value:7} {finding.rule:28} {tag}{finding.message}"
+
+
 def _print_validation(
     results: Sequence[InstanceResult], studies: Sequence[StudyResult], out: TextIO
 ) -> None:
     for result in results:
         print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}", file=out)
         for finding in result.findings:
-            print(f"    {finding.severity.value:7} {finding.rule:28} {finding.tag or '':11} "
-                  f"{finding.message}", file=out)
+            print(f"    {finding_line(finding)}", file=out)
     for study in studies:
         verdict = "VALID  " if study.valid else "INVALID"
         print(f"study {verdict} {study.status} {study.study_instance_uid} "
               f"({study.instance_count} instance(s))", file=out)
         for finding in study.findings:
-            print(f"    {finding.severity.value:7} {finding.rule:28} {finding.message}", file=out)
+            print(f"    {finding_line(finding)}", file=out)
 
 
 def _print_summary(document: dict[str, Any], out: TextIO) -> None:
@@ -119,11 +151,21 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--json", action="store_true", help="print the JSON document")
     describe.add_argument("--dicom-json", metavar="FILE",
                           help="also write the instances' DICOM JSON (PS3.18 F.2) to FILE")
+    describe.add_argument("--previews", metavar="DIR",
+                          help="also write a PNG preview of each series to "
+                               "DIR/<SeriesInstanceUID>.png (needs the previews extra)")
+    from pacs_validator.upload import add_arguments
+
+    add_arguments(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("upload", "status"):
+        from pacs_validator import upload
+
+        return upload.upload_main(args) if args.command == "upload" else upload.status_main(args)
     try:
         config = load_config(getattr(args, "config", None))
         files = collect_files(args.paths)
@@ -133,6 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "describe":
         sidecars: list[dict[str, Any]] | None = [] if args.dicom_json else None
         documents = list(_describe_files(files, config, sidecars))
+        if args.previews:
+            try:
+                for document in documents:
+                    _write_previews(document, Path(args.previews), config)
+            except ImportError:
+                print("pacs-validator: previews need the previews extra: "
+                      "pip install 'pacs-validator[previews]'", file=sys.stderr)
+                return EXIT_USAGE
         if args.dicom_json:
             Path(args.dicom_json).write_text(json.dumps(sidecars, indent=1), "utf-8")
         if args.json:

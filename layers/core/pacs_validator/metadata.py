@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -132,10 +132,14 @@ class InstanceDescription:
         return replace(self, sections=None)
 
 
+def instance_order(number: object, sop_instance_uid: str | None) -> tuple[int, str]:
+    """Where an instance goes in its series: by InstanceNumber, then SOPInstanceUID."""
+    return (number if isinstance(number, int) else LAST, sop_instance_uid or "")
+
+
 def _sort_key(dataset: Dataset) -> tuple[int, str]:
-    number = json_value(dataset.get("InstanceNumber"))
-    uid = str(dataset.get("SOPInstanceUID", ""))
-    return (number if isinstance(number, int) else LAST, uid)
+    return instance_order(json_value(dataset.get("InstanceNumber")),
+                          str(dataset.get("SOPInstanceUID", "")))
 
 
 def _series_sort_key(series: dict[str, Any]) -> tuple[int, str]:
@@ -176,14 +180,16 @@ def first_of(descriptions: Iterable[InstanceDescription]) -> list[InstanceDescri
     return ordered[:1] + [d.without_sections() for d in ordered[1:]]
 
 
-def assemble_metadata(study_id: str | None, descriptions: Iterable[InstanceDescription]
-                      ) -> dict[str, Any]:
+def assemble_metadata(study_id: str | None, descriptions: Iterable[InstanceDescription],
+                      previews: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The metadata document of one study from the descriptions of its instances.
 
     Patient, study, equipment, exposure and institution come from the first instance in
     (InstanceNumber, SOPInstanceUID) order that carries them; the study rules have already
     checked that the patient and study attributes agree across instances. An instance
-    described twice (the same SOPInstanceUID uploaded twice) is listed once.
+    described twice (the same SOPInstanceUID uploaded twice) is listed once. ``previews``
+    maps a SeriesInstanceUID to where its preview image is; a series without one has
+    ``"preview": null``.
     """
     unique = {d.entry.get("sop_instance_uid") or id(d): d for d in descriptions}
     ordered = sorted(unique.values(), key=lambda d: d.sort_key)
@@ -195,7 +201,8 @@ def assemble_metadata(study_id: str | None, descriptions: Iterable[InstanceDescr
     for description in ordered:
         series.setdefault(description.series_uid, description.series)
         members[description.series_uid].append(description.entry)
-    series_list = [{**fields, "instances": members[uid]} for uid, fields in series.items()]
+    series_list = [{**fields, "preview": (previews or {}).get(uid) if uid else None,
+                    "instances": members[uid]} for uid, fields in series.items()]
     return {
         "schema_version": metadata_map()["schema_version"],
         "study_id": study_id or first["study"]["instance_uid"],
@@ -208,6 +215,14 @@ def assemble_metadata(study_id: str | None, descriptions: Iterable[InstanceDescr
 def build_metadata(study_id: str | None, instances: Sequence[DescribedInstance]) -> dict[str, Any]:
     """The metadata document of one study whose instances are all at hand."""
     return assemble_metadata(study_id, [describe(instance) for instance in instances])
+
+
+def middle_instance(series: dict[str, Any]) -> dict[str, Any]:
+    """The instance of a ``metadata.json`` series to preview it by: the middle one in
+    InstanceNumber order (the order of ``instances``), which in a stack of slices is the
+    one most likely to show the anatomy rather than its edge."""
+    instances: list[dict[str, Any]] = series["instances"]
+    return instances[len(instances) // 2]
 
 
 def with_bulk_data_uri(document: Any, uri: str) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pacs_validator.chunks import ChunkDispatcher, LambdaDispatcher, split
+from pacs_validator.chunks import ChunkDispatcher, LambdaDispatcher, Work, split
 from pacs_validator.config import ValidatorConfig
 from pacs_validator.events import DetailType, Event, EventPublisher
 from pacs_validator.metadata import (
@@ -34,13 +35,15 @@ from pacs_validator.metadata import (
     describe,
     dicom_json,
     first_of,
+    instance_order,
     with_bulk_data_uri,
 )
 from pacs_validator.parsing import ParsedInstance
+from pacs_validator.previews import render_preview
+from pacs_validator.redrive import REDRIVE
 from pacs_validator.settings import Settings
 from pacs_validator.status import (
     OPEN_STATES,
-    TERMINAL_STATES,
     Arrival,
     State,
     StatusTable,
@@ -50,6 +53,7 @@ from pacs_validator.storage import (
     ObjectStore,
     manifest_key,
     parse_incoming_key,
+    preview_key,
     rejected_key,
     stored_instance_key,
     study_id_for_drop,
@@ -89,8 +93,37 @@ class StoredStudy:
     bytes: int
 
 
-def _validated(valid: bool, status: int) -> Event:
-    return Event(DetailType.STUDY_VALIDATED, {"valid": valid, "status": status})
+def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
+    """The events that announce the state a study item is in, from the item alone.
+
+    Publishing follows the change of state, so a retry that finds a study already past a
+    step announces it again (the events' ids are the same, so consumers see one copy): an
+    event refused by EventBridge is never lost with its study moved on.
+    """
+    state, status = State(study["state"]), int(study.get("status") or 0)
+    counts, keys = study.get("counts", {}), study.get("keys", {})
+    files = counts.get("valid", 0) + counts.get("invalid", 0)
+    validated = Event(DetailType.STUDY_VALIDATED, {"valid": state is not State.REJECTED
+                                                   and state is not State.INCOMPLETE,
+                                                   "status": status})
+    if state is State.VALID:
+        return [Event(DetailType.VALIDATION_SUCCESS, {
+            "bucket": uploads_bucket, "files": files, "instances": counts["instances"],
+            "status": status}), validated]
+    if state in (State.REJECTED, State.INCOMPLETE):
+        return [Event(DetailType.VALIDATION_FAILED, {
+            "status": status, "state": state.value, "rules": study.get("rules", []),
+            "prefix": keys["prefix"], "files": files}), validated]
+    processed = Event(DetailType.STUDY_PROCESSED, {"state": state.value, "status": status})
+    if state is State.STORED:
+        return [Event(DetailType.METADATA_EXTRACTED, {
+                    "key": keys["metadata"], "series": study["series"],
+                    "instances": counts["instances"]}),
+                Event(DetailType.STORAGE_COMPLETED, {
+                    "prefix": keys["prefix"], "objects": counts["instances"] + 4,
+                    "bytes": counts["bytes"]}),
+                processed]
+    return [processed] if state is State.FAILED else []
 
 
 def _file_report(record: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +157,18 @@ def validation_log(study: StudyResult, records: Iterable[dict[str, Any]]) -> Ite
     lines = [f"study: {verdict} {study.status} ({study.instance_count} file(s))"]
     lines.extend(f"  {f.severity.value} {f.rule} {f.message}" for f in study.findings)
     yield ("\n".join(lines) + "\n").encode()
+
+
+def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Names of the files to preview each series by: its middle instance in the order of
+    ``metadata.json`` (see :func:`~pacs_validator.metadata.middle_instance`)."""
+    series: dict[str, list[tuple[tuple[int, str], str]]] = defaultdict(list)
+    for record in records:
+        summary = record["summary"]
+        if summary["series_instance_uid"]:
+            order = instance_order(summary["instance_number"], summary["sop_instance_uid"])
+            series[summary["series_instance_uid"]].append((order, record["name"]))
+    return {sorted(members)[len(members) // 2][1] for members in series.values()}
 
 
 def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
@@ -172,7 +217,7 @@ class Pipeline:
         with self.uploads.downloaded(key) as path:
             result, parsed = validate_instance(path, self.config, name=name)
             try:
-                arrival = self._record(study_id, key, result, parsed)
+                arrival = self._record(study_id, key, version, result, parsed)
             except StudyNotFound:
                 if self.table.get(study_id) is not None:
                     self.table.mark_late(study_id, name)
@@ -181,15 +226,15 @@ class Pipeline:
                     return Received(study_id, name, result.status, study_complete=False)
                 self.table.forget_file(study_id, name)
                 study_id = self._create_drop(key, version)  # an id we never handed out
-                arrival = self._record(study_id, key, result, parsed)
+                arrival = self._record(study_id, key, version, result, parsed)
         self.publisher.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, {"bucket": self.uploads.bucket, "key": key, "name": name},
             subject=f"{key}#{version}"))
-        if arrival.complete:
-            self.judge_study(study_id)
+        if arrival.complete and self.judge_study(study_id) is None and arrival.repeated:
+            self.resume(study_id)  # a retry of the last file: finish what the try left
         return Received(study_id, name, result.status, study_complete=arrival.complete)
 
-    def _record(self, study_id: str, key: str, result: InstanceResult,
+    def _record(self, study_id: str, key: str, version: str, result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
         """Keep a valid file's description, then record its verdict: in this order, so the
         description exists before the study can be judged complete."""
@@ -199,17 +244,24 @@ class Pipeline:
                 "description": describe(instance).to_dict(),
                 "dicom_json": dicom_json(instance, bulk_data_uri=""),
             }, indent=None)
-        return self.table.record_file(study_id, result.name, {**result.to_record(), "key": key})
+        return self.table.record_file(study_id, result.name,
+                                      {**result.to_record(), "key": key, "key_version": version})
 
     # -- judging --------------------------------------------------------------------------
 
-    def judge_study(self, study_id: str, overdue: bool = False) -> StudyResult | None:
+    def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False
+                    ) -> StudyResult | None:
         """Run the study rules once (the caller that wins the claim) and route the study:
         VALID (announced, stored by the descriptor), else REJECTED or, when ``overdue``,
-        INCOMPLETE, once its files are copied to ``rejected/<id>/``."""
-        claimed = self.table.transition(
-            study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
-            reason="upload deadline passed" if overdue else None)
+        INCOMPLETE, once its files are copied to ``rejected/<id>/``. ``resuming`` judges a
+        study whose judging failed before its verdict was recorded."""
+        if resuming:
+            claimed = self.table.transition(study_id, State.VALIDATING, (State.VALIDATING,),
+                                            reason="judging resumed")
+        else:
+            claimed = self.table.transition(
+                study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
+                reason="upload deadline passed" if overdue else None)
         if claimed is None:
             return None
         records = [r for r in self.table.files(study_id) if not r.get("late")]
@@ -236,11 +288,9 @@ class Pipeline:
                             | {f.rule for i in instances if not i.valid for f in i.findings}),
         }
         if outcome is State.VALID:
-            self.table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
-            self.publisher.publish(study_id, Event(DetailType.VALIDATION_SUCCESS, {
-                "bucket": self.uploads.bucket, "files": len(records),
-                "instances": len(unique), "status": study.status}),
-                _validated(True, study.status))
+            valid = self.table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
+            if valid is not None:
+                self.announce(valid)
         else:
             settled = self.table.settle(study_id, State.VALIDATING, outcome=outcome.value,
                                         **verdict)
@@ -264,13 +314,17 @@ class Pipeline:
             for leaf, pieces, content_type in (
                 ("validation.json", validation_json(study, records), "application/json"),
                 ("validation.log", validation_log(study, records), "text/plain"))}
+        previewed: set[str] = set()
         if outcome is State.VALID:
             first_copies: dict[str, dict[str, Any]] = {}
             for record in records:
                 first_copies.setdefault(record["summary"]["sop_instance_uid"], record)
             records = list(first_copies.values())
+            previewed = _middle_of_each_series(records)
         files = [{"name": r["name"], "key": r["key"], "size": r["size"],
-                  "sop_instance_uid": r["summary"]["sop_instance_uid"]} for r in records]
+                  "sop_instance_uid": r["summary"]["sop_instance_uid"],
+                  "series_instance_uid": r["summary"]["series_instance_uid"],
+                  "preview": r["name"] in previewed} for r in records]
         chunks = split(files, self.chunk_instances)
         for index, chunk in enumerate(chunks):
             self.uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk,
@@ -292,8 +346,18 @@ class Pipeline:
         """One chunk is done here and now; more go to the dispatcher, one invocation each."""
         if int(study["chunks"]) == 1:
             return self.process_chunk(study_id, 0, study)
-        self.dispatcher.dispatch(study_id, int(study["chunks"]))
+        work = Work.STORE if study["state"] == State.VALID.value else Work.REJECT
+        self.dispatcher.dispatch(study_id, int(study["chunks"]), work)
         return None
+
+    def handle_chunk(self, payload: dict[str, Any]) -> StoredStudy | None:
+        """One chunk event (:func:`~pacs_validator.chunks.chunk_payload`), first taking the
+        study back from FAILED when the event is redriven from a dead-letter queue."""
+        study_id = str(payload["study_id"])
+        if payload.get(REDRIVE):
+            self.reopen(study_id)
+        with self.failures_recorded(study_id):
+            return self.process_chunk(study_id, int(payload["chunk"]))
 
     def process_chunk(self, study_id: str, index: int, study: dict[str, Any] | None = None
                       ) -> StoredStudy | None:
@@ -308,6 +372,8 @@ class Pipeline:
         if study is None or not (storing or rejecting):
             logger.warning("chunk for a study with nothing to copy",
                            extra={"study_id": study_id, "chunk": index})
+            if study is not None:
+                self.announce(study)  # a retry after the study moved on: its events again
             return None
         files: list[dict[str, Any]] = self.uploads.get_json(
             work_key(study_id, "chunks", f"{index}.json"))
@@ -339,8 +405,19 @@ class Pipeline:
             return description, with_bulk_data_uri(kept["dicom_json"], target)
 
         stored = _in_parallel(store_one, files)
+        previews: dict[str, str] = {}
+        findings: list[dict[str, Any]] = []
+        for file in (f for f in files if f.get("preview")):
+            with self.uploads.downloaded(file["key"]) as path:
+                preview = render_preview(path, self.config.rules)
+            findings.extend(f.to_dict() for f in preview.findings)
+            if preview.png is not None:
+                key = preview_key(study_id, file["series_instance_uid"])
+                self.store.put_bytes(key, preview.png, "image/png")
+                previews[file["series_instance_uid"]] = key
         return {"descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
-                "dicom_json": [document for _, document in stored]}
+                "dicom_json": [document for _, document in stored],
+                "previews": previews, "findings": findings}
 
     def _finish_storage(self, study_id: str, study: dict[str, Any],
                         at_hand: dict[int, dict[str, Any]]) -> StoredStudy:
@@ -352,8 +429,11 @@ class Pipeline:
             "dicom_json": study_key(study_id, "dicom.json"),
             "validation_json": study_key(study_id, "validation.json"),
             "validation_log": study_key(study_id, "validation.log"),
+            "previews": f"studies/{study_id}/previews/",
         }
         descriptions: list[InstanceDescription] = []
+        previews: dict[str, str] = {}
+        findings: list[dict[str, Any]] = list(study.get("findings", []))
 
         def dicom_json_pieces() -> Iterator[bytes]:
             separator = b"[\n"
@@ -362,28 +442,21 @@ class Pipeline:
                     work_key(study_id, "parts", f"{index}.json"))
                 descriptions.extend(InstanceDescription.from_dict(d)
                                     for d in part["descriptions"])
+                previews.update(part["previews"])
+                findings.extend(part["findings"])
                 for document in part["dicom_json"]:
                     yield separator + json.dumps(document).encode()
                     separator = b",\n"
             yield b"[]\n" if separator == b"[\n" else b"\n]\n"
 
         self.store.put_stream(keys["dicom_json"], dicom_json_pieces(), "application/json")
-        metadata = assemble_metadata(study_id, descriptions)
+        metadata = assemble_metadata(study_id, descriptions, previews)
         self.store.put_json(keys["metadata"], metadata)
         self._copy_reports(study_id, study, study_key)
         counts = study["counts"]
-        self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys)
-        self.publisher.publish(
-            study_id,
-            Event(DetailType.METADATA_EXTRACTED, {
-                "key": keys["metadata"], "series": metadata["counts"]["series"],
-                "instances": metadata["counts"]["instances"]}),
-            Event(DetailType.STORAGE_COMPLETED, {"prefix": keys["prefix"],
-                                                 "objects": counts["instances"] + 4,
-                                                 "bytes": counts["bytes"]}),
-            Event(DetailType.STUDY_PROCESSED, {"state": State.STORED.value,
-                                               "status": study["status"]}),
-        )
+        stored = self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
+                                       series=metadata["counts"]["series"], findings=findings)
+        self.announce(stored or study)
         return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
 
     def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
@@ -393,12 +466,29 @@ class Pipeline:
         keys = {"prefix": f"rejected/{study_id}/",
                 "validation_log": rejected_key(study_id, "validation.log"),
                 "validation_json": rejected_key(study_id, "validation.json")}
-        if self.table.transition(study_id, outcome, (State.VALIDATING,), keys=keys) is None:
+        ended = self.table.transition(study_id, outcome, (State.VALIDATING,), keys=keys)
+        if ended is not None:
+            self.announce(ended)
+
+    def announce(self, study: dict[str, Any]) -> None:
+        """Publish the events of the state ``study`` is in (see :func:`announcements`)."""
+        events = announcements(study, self.uploads.bucket)
+        if events:
+            self.publisher.publish(str(study["study_id"]), *events)
+
+    def resume(self, study_id: str) -> None:
+        """Finish what a failed try of the study's last step left undone: judge it again if
+        the verdict was not recorded, copy its rejected chunks again if it was, or announce
+        the state it reached (the events may be what failed)."""
+        study = self.table.get(study_id)
+        if study is None:
             return
-        self.publisher.publish(study_id, Event(DetailType.VALIDATION_FAILED, {
-            "status": study["status"], "state": outcome.value, "rules": study["rules"],
-            "prefix": keys["prefix"], "files": study["counts"]["valid"]
-            + study["counts"]["invalid"]}), _validated(False, int(study["status"])))
+        if study["state"] != State.VALIDATING.value:
+            self.announce(study)
+        elif study.get("outcome"):
+            self._run_chunks(study_id, study)
+        else:
+            self.judge_study(study_id, resuming=True)
 
     def _copy_reports(self, study_id: str, study: dict[str, Any],
                       key_for: Callable[[str, str], str]) -> None:
@@ -408,40 +498,78 @@ class Pipeline:
 
     # -- deadlines and failures -----------------------------------------------------------
 
-    def expire_overdue(self, now: int | None = None) -> list[str]:
-        """End every study whose manifest was not fulfilled by its deadline as INCOMPLETE."""
-        return [study_id for study_id in self.table.overdue(now)
-                if self.judge_study(study_id, overdue=True) is not None]
+    def sweep(self, now: int | None = None) -> dict[str, list[str]]:
+        """End every unfinished study past its deadline: one whose declared files did not all
+        arrive is INCOMPLETE; one that made no progress while VALIDATING or VALID (its
+        events failed every retry and wait in a dead-letter queue) is FAILED, with the last
+        error seen and the state it failed in, so a redrive can take it up again."""
+        ended: dict[str, list[str]] = {"incomplete": [], "failed": []}
+        for study_id in self.table.overdue(now):
+            study = self.table.get(study_id)
+            if study is None:
+                continue
+            if study["state"] in {s.value for s in OPEN_STATES}:
+                if self.judge_study(study_id, overdue=True) is not None:
+                    ended["incomplete"].append(study_id)
+            elif self.fail(study_id, study):
+                ended["failed"].append(study_id)
+        return ended
+
+    def fail(self, study_id: str, study: dict[str, Any]) -> bool:
+        """FAILED: 503 when the last error was an AWS dependency, else 500. False when the
+        study moved on meanwhile."""
+        error = study.get("last_error") or {"status": PROCESSING_ERROR, "reason": "no progress"}
+        state = State(study["state"])
+        failed = self.table.transition(
+            study_id, State.FAILED, (state,), status=int(error["status"]), failed_from=state.value,
+            reason=f"no progress in {state.value} by its deadline (last error: "
+                   f"{error['reason']})")
+        if failed is None:
+            return False
+        self.announce(failed)
+        return True
+
+    def reopen(self, study_id: str) -> bool:
+        """Take a FAILED study back to the state it failed in, for a redriven event to
+        finish; False when it is not FAILED (nothing to do)."""
+        study = self.table.get(study_id)
+        if study is None or study["state"] != State.FAILED.value or not study.get("failed_from"):
+            return False
+        return self.table.transition(study_id, State(study["failed_from"]), (State.FAILED,),
+                                     reason="redriven") is not None
 
     @contextmanager
     def failures_recorded(self, study_id: str) -> Iterator[None]:
-        """Record an exception as FAILED (503 for AWS, 500 for ours), then re-raise it so the
-        event is retried and, when retries run out, lands in the dead-letter queue."""
+        """Note an exception on the study (503 for AWS, 500 for ours) and re-raise it, so the
+        event is retried and, when retries run out, lands in the dead-letter queue. The state
+        is left as it is: a retry may still succeed; the sweep ends a study that stays stuck."""
         try:
             yield
         except (ClientError, BotoCoreError) as error:
-            self.fail(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
+            self._note(study_id, DEPENDENCY_UNAVAILABLE, type(error).__name__)
             raise
         except Exception as error:
-            self.fail(study_id, PROCESSING_ERROR, type(error).__name__)
+            self._note(study_id, PROCESSING_ERROR, type(error).__name__)
             raise
 
-    def fail(self, study_id: str, status: int, reason: str) -> None:
-        """Record that processing failed (500 ours, 503 a dependency)."""
-        not_terminal = tuple(s for s in State if s not in TERMINAL_STATES)
-        self.table.transition(study_id, State.FAILED, not_terminal, reason=reason,
-                              status=status)
+    def _note(self, study_id: str, status: int, reason: str) -> None:
+        try:
+            self.table.note_failure(study_id, status, reason)
+        except (ClientError, BotoCoreError):
+            logger.warning("could not note the failure", extra={"study_id": study_id})
 
 
 def pipeline_from_settings(settings: Settings) -> Pipeline:
     """The pipeline wired to the deployed resources that ``settings`` names."""
     return Pipeline(
         config=settings.validator,
-        table=StatusTable(settings.status_table, settings.retention_days),
+        table=StatusTable(settings.status_table, settings.retention_days,
+                          processing_deadline_seconds=settings.processing_deadline_seconds),
         uploads=ObjectStore(settings.uploads_bucket),
         store=ObjectStore(settings.store_bucket),
         publisher=EventPublisher(settings.event_bus),
-        dispatcher=LambdaDispatcher(settings.chunk_worker_function),
+        dispatcher=LambdaDispatcher({Work.STORE: settings.store_function,
+                                     Work.REJECT: settings.reject_function}),
         deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
     )

@@ -26,6 +26,7 @@ ENVIRONMENT_OVERRIDES = {
     "RETENTION_DAYS": ("retention_days", int),
     "MAX_FILES_PER_STUDY": ("max_files_per_study", int),
     "CHUNK_INSTANCES": ("chunk_instances", int),
+    "PROCESSING_DEADLINE_SECONDS": ("processing_deadline_seconds", int),
 }
 
 
@@ -49,8 +50,12 @@ class Settings:
     its declared size; larger ones get only the study-wide form (the response stays small)."""
     chunk_instances: int
     """Most files one invocation copies (and describes) when a study is stored or rejected."""
-    chunk_worker_function: str
-    """The function that works on storage chunks (the descriptor)."""
+    store_function: str
+    """The function that stores chunks of valid studies (the descriptor)."""
+    reject_function: str
+    """The function that copies chunks of rejected studies (the validator)."""
+    processing_deadline_seconds: int
+    """A study still VALIDATING or VALID this long after its last change of state is FAILED."""
     validator: ValidatorConfig
     api_auth: AuthMode = AuthMode.TOKEN
     """How the API authenticates callers (``API_AUTH``)."""
@@ -86,7 +91,9 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         max_request_bytes=int(document["max_request_bytes"]),
         per_file_forms_max=int(document["per_file_forms_max"]),
         chunk_instances=int(document["chunk_instances"]),
-        chunk_worker_function=env.get("CHUNK_WORKER_FUNCTION", ""),
+        store_function=env.get("STORE_FUNCTION", ""),
+        reject_function=env.get("REJECT_FUNCTION", ""),
+        processing_deadline_seconds=int(document["processing_deadline_seconds"]),
         validator=build_config(validator_overrides),
         api_auth=auth_mode(env.get("API_AUTH")),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),

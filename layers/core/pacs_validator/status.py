@@ -62,11 +62,13 @@ class PageTokenError(ValueError):
 
 @dataclass(frozen=True)
 class Arrival:
-    """A file recorded on its study: whether it was new, and the study's counters after."""
+    """A file recorded on its study: whether it was counted now or is the same upload seen
+    again (a retried event), and the study's counters after."""
 
     new: bool
     received: int
     expected: int
+    repeated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -131,11 +133,19 @@ def decode_token(token: str) -> str:
 
 
 class StatusTable:
-    """The single writer of study state."""
+    """The single writer of study state.
 
-    def __init__(self, table_name: str, retention_days: int = 30, resource: Any = None) -> None:
+    Every unfinished study is on the sparse ``open-deadline-index`` (``open_shard``) with the
+    time by which it must move on (``deadline``): the upload deadline while it receives files,
+    then ``processing_deadline_seconds`` after each later change of state. The sweep finds
+    the studies past theirs; a finished study leaves the index.
+    """
+
+    def __init__(self, table_name: str, retention_days: int = 30, resource: Any = None,
+                 processing_deadline_seconds: int = 7200) -> None:
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
         self.retention_seconds = retention_days * 86400
+        self.processing_deadline_seconds = processing_deadline_seconds
 
     def _key(self, study_id: str, item: str = STUDY_ITEM) -> dict[str, str]:
         return {"study_id": study_id, "item": item}
@@ -176,7 +186,8 @@ class StatusTable:
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
         """Store one file's verdict and count it once per name; a name seen before replaces
-        its verdict and is not counted again.
+        its verdict and is not counted again. ``record["key_version"]`` tells a retried
+        event (the same upload) from another upload of the name.
 
         Three small writes, not a transaction (a transaction would cost twice the capacity,
         and the local DynamoDB copies the whole table for each one): the file item, then the
@@ -199,10 +210,12 @@ class StatusTable:
         ).get("Attributes", {})
         if previous.get("counted"):
             study = self.get(study_id)
-            if study is None:
-                raise StudyNotFound(study_id)
+            repeated = previous.get("key_version") == record.get("key_version")
+            if study is None or not (repeated or study["state"] in {s.value
+                                                                    for s in OPEN_STATES}):
+                raise StudyNotFound(study_id)  # another upload of the name, too late
             return Arrival(new=False, received=int(study["received"]),
-                           expected=int(study["expected"]))
+                           expected=int(study["expected"]), repeated=repeated)
         try:
             study = plain(self.table.update_item(
                 Key=self._key(study_id),
@@ -288,8 +301,23 @@ class StatusTable:
         entry: dict[str, Any] = {"state": state.value, "at": _timestamp()}
         if reason:
             entry["reason"] = reason
+        if state not in OPEN_STATES and state not in TERMINAL_STATES:
+            fields.update(open_shard=OPEN_SHARD,
+                          deadline=_now() + self.processing_deadline_seconds)
         return self._update(study_id, expected, {"state": state.value, **fields},
-                            append_entry=entry, leave_open_index=state not in OPEN_STATES)
+                            append_entry=entry, leave_open_index=state in TERMINAL_STATES)
+
+    def note_failure(self, study_id: str, status: int, reason: str) -> None:
+        """Keep the last error of a study whose event will be retried; its state stays."""
+        try:
+            self.table.update_item(
+                Key=self._key(study_id), UpdateExpression="SET last_error = :error",
+                ConditionExpression=Attr("study_id").exists(),
+                ExpressionAttributeValues={":error": {"status": status, "reason": reason,
+                                                      "at": _timestamp()}})
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
 
     def settle(self, study_id: str, state: State, **fields: Any) -> dict[str, Any] | None:
         """Set ``fields`` on a study that is in ``state``, leaving its state as it is."""
@@ -344,12 +372,12 @@ class StatusTable:
             Key=self._key(study_id),
             UpdateExpression="ADD chunks_done :chunk",
             ExpressionAttributeValues={":chunk": {str(index)}},
-            ReturnValues="UPDATED_NEW",
+            ReturnValues="ALL_NEW",  # UPDATED_NEW says nothing when the chunk was there
         )
         return len(response["Attributes"]["chunks_done"])
 
     def overdue(self, now: int | None = None) -> list[str]:
-        """Ids of studies still receiving files after their deadline."""
+        """Ids of unfinished studies past their deadline."""
         now = now if now is not None else _now()
         ids: list[str] = []
         kwargs: dict[str, Any] = {

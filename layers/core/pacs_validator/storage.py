@@ -16,7 +16,6 @@ import json
 import os
 import re
 import tempfile
-import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,14 +26,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from pacs_validator.names import safe_name
+
 STUDY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 INCOMING = "incoming"
 STUDIES = "studies"
 REJECTED = "rejected"
 MANIFESTS = "manifests"
 WORK = "work"
-MAX_NAME_LENGTH = 128
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
 _SINGLE_COPY_LIMIT = 5 * 1024**3
 _MULTIPART_PART = 8 * 1024 * 1024
@@ -59,18 +58,6 @@ def study_id_for_drop(bucket: str, key: str, version: str) -> str:
 
 def is_study_id(text: str) -> bool:
     return bool(STUDY_ID_PATTERN.match(text))
-
-
-def safe_name(name: str) -> str:
-    """A file name safe to put in a key: last path component, ``[A-Za-z0-9._-]`` only.
-
-    Unicode is folded to its closest ASCII (``é`` -> ``e``), anything else becomes ``_``,
-    leading dots are dropped (no ``..``, no hidden files) and the length is capped.
-    """
-    base = re.split(r"[/\\]", name.strip())[-1]
-    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    cleaned = _UNSAFE.sub("_", ascii_name).lstrip(".")[:MAX_NAME_LENGTH]
-    return cleaned or "file.dcm"
 
 
 @dataclass(frozen=True)
@@ -112,6 +99,11 @@ def stored_instance_key(study_id: str, sop_instance_uid: str | None, single: boo
     if single or not sop_instance_uid:
         return study_key(study_id, "original.dcm")
     return f"{STUDIES}/{_checked(study_id)}/instances/{safe_name(sop_instance_uid)}.dcm"
+
+
+def preview_key(study_id: str, series_instance_uid: str) -> str:
+    """``studies/<id>/previews/<SeriesInstanceUID>.png``."""
+    return f"{STUDIES}/{_checked(study_id)}/previews/{safe_name(series_instance_uid)}.png"
 
 
 def rejected_key(study_id: str, leaf: str) -> str:
@@ -217,6 +209,9 @@ class ObjectStore:
         response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                            PartNumber=number, Body=bytes(data))
         return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def put_text(self, key: str, text: str) -> None:
         self.client.put_object(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pacs_validator.storage import safe_name
+from pacs_validator.names import safe_name
 
 
 class UploadRequestError(ValueError):
@@ -57,3 +57,13 @@ def manifest_document(files: list[DeclaredFile]) -> dict[str, Any]:
 def declared_files(document: dict[str, Any]) -> list[DeclaredFile]:
     """The files of a stored manifest document."""
     return [DeclaredFile(name=str(f["name"]), size=int(f["size"])) for f in document["files"]]
+
+
+def requested_deadline(body: Any, maximum: int) -> int:
+    """Seconds the client asks to have for uploading (``deadline_seconds``, at most
+    ``maximum``, the deployment's deadline, which is also the default): a client that knows
+    its upload is quick learns sooner that a file went missing."""
+    value = body.get("deadline_seconds", maximum) if isinstance(body, dict) else maximum
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise UploadRequestError(f"deadline_seconds must be a whole number from 1 to {maximum}")
+    return value

@@ -29,13 +29,9 @@ def dynamodb_moto() -> Service:
 
     Selected with PROVIDER_OVERRIDE_DYNAMODB=moto.
     """
-    from localstack.services.moto import MotoFallbackDispatcher
+    from localstack_nodocker.dynamodb import MotoDynamoDBProvider, one_at_a_time
 
-    from localstack_nodocker.dynamodb import MotoDynamoDBProvider
-
-    return Service.for_provider(
-        MotoDynamoDBProvider(), dispatch_table_factory=MotoFallbackDispatcher
-    )
+    return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=one_at_a_time)
 
 
 @hooks.on_infra_start()

@@ -1,0 +1,492 @@
+"""``pacs-validator upload`` and ``status``: from a folder to a verdict, through the API.
+
+Files are grouped into studies by StudyInstanceUID (as ``validate`` groups them); with
+``--check`` a study the local rules reject is refused before anything is sent. Each study is
+declared (``POST /upload``), its files go straight to S3 through the study-wide presigned
+POST, ``--jobs`` at a time, and the command waits for each study's verdict.
+
+Resuming: the study id and its upload form are kept in a small state file (by default
+``.pacs-validator-upload.json`` in the current folder, readable by its owner only, since the
+form lets its holder upload into that study until it expires) from the declaration until
+every file is sent. Running the same command again finds the unfinished study (same API,
+same StudyInstanceUID, same files and sizes), asks ``GET /status`` which files arrived, and
+sends only the others. A study that can no longer take files (its form expired, or it
+already reached a state past RECEIVING, e.g. INCOMPLETE after the upload deadline) is
+declared anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from pacs_validator.cli import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    EXIT_VALID,
+    UsageError,
+    collect_files,
+    finding_line,
+    validate_files,
+)
+from pacs_validator.client import (
+    TRANSIENT_ERRORS,
+    ApiError,
+    PacsClient,
+    group_by_study_uid,
+    upload_names,
+)
+from pacs_validator.config import ConfigError, ValidatorConfig, load_config
+from pacs_validator.rules import Finding
+
+STATE_FILE = ".pacs-validator-upload.json"
+EXPIRY_MARGIN = 60
+"""Seconds of validity a kept upload form must still have to be resumed with."""
+RESUMABLE_STATES = frozenset({"AWAITING_UPLOAD", "RECEIVING"})
+SIZE_UNITS = ("bytes", "kB", "MB", "GB", "TB")
+PLAIN_STEPS = 4
+"""Without a terminal, a study's progress is printed this many times (and when it starts)."""
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    """One study found on disk: its files under the names they are uploaded as."""
+
+    study_instance_uid: str
+    files: dict[str, Path]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: path.stat().st_size for name, path in self.files.items()}
+
+
+@dataclass
+class Outcome:
+    """What became of one study: its id and final status, or why it has none."""
+
+    study: StudyFiles
+    study_id: str | None = None
+    document: dict[str, Any] | None = None
+    problem: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.document is not None and self.document["state"] == "STORED"
+
+
+class UploadState:
+    """Unfinished uploads by API and StudyInstanceUID, kept in a JSON file (module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = (
+            json.loads(path.read_text("utf-8"))["uploads"] if path.is_file() else {})
+
+    @staticmethod
+    def _key(api_base: str, study_instance_uid: str) -> str:
+        return f"{api_base} {study_instance_uid}"
+
+    def get(self, api_base: str, study_instance_uid: str) -> dict[str, Any] | None:
+        return self.entries.get(self._key(api_base, study_instance_uid))
+
+    def put(self, api_base: str, study_instance_uid: str, entry: dict[str, Any]) -> None:
+        self.entries[self._key(api_base, study_instance_uid)] = entry
+        self._save()
+
+    def drop(self, api_base: str, study_instance_uid: str) -> None:
+        if self.entries.pop(self._key(api_base, study_instance_uid), None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        if not self.entries:
+            self.path.unlink(missing_ok=True)
+            return
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump({"version": 1, "uploads": self.entries}, stream, indent=1)
+
+
+class ProgressView(Protocol):
+    """Where upload progress goes: bars on a terminal, a few plain lines elsewhere."""
+
+    def add(self, label: str, files: int, size: int) -> int:
+        """A new study of ``files`` files and ``size`` bytes; its task id."""
+
+    def advance(self, task: int, sent: int = 0, files: int = 0) -> None:
+        """``sent`` more bytes and ``files`` more files of the study done (thread-safe)."""
+
+    def note(self, text: str) -> None:
+        """A message printed without breaking the bars."""
+
+
+@dataclass
+class _Task:
+    label: str
+    files: int
+    size: int
+    files_done: int = 0
+    sent: int = 0
+    started: float = field(default_factory=time.monotonic)
+    printed: int = -1
+
+
+class PlainProgress:
+    """Progress as plain lines, for logs and pipes: a study's files, bytes and throughput
+    when it starts, at each quarter and when it is done, then the overall total."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tasks: list[_Task] = []
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def add(self, label: str, files: int, size: int) -> int:
+        with self.lock:
+            self.tasks.append(_Task(label, files, size))
+            return len(self.tasks) - 1
+
+    def advance(self, task: int, sent: int = 0, files: int = 0) -> None:
+        with self.lock:
+            state = self.tasks[task]
+            state.sent += sent
+            state.files_done += files
+            step = state.files_done * PLAIN_STEPS // max(state.files, 1)
+            if step > state.printed:
+                state.printed = step
+                self._line(state.label, state.files_done, state.files, state.sent, state.size,
+                           state.started)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def close(self) -> None:
+        files = sum(t.files_done for t in self.tasks)
+        sent = sum(t.sent for t in self.tasks)
+        self._line(f"all {len(self.tasks)} study(ies)", files, sum(t.files for t in self.tasks),
+                   sent, sum(t.size for t in self.tasks), self.started)
+
+    def _line(self, label: str, files: int, of: int, sent: int, size: int, since: float) -> None:
+        elapsed = max(time.monotonic() - since, 1e-6)
+        print(f"{label}: {files}/{of} files, {_bytes(sent)} of {_bytes(size)}, "
+              f"{_bytes(sent / elapsed)}/s", file=self.out, flush=True)
+
+
+def _bytes(size: float) -> str:
+    """``1234567`` -> ``"1.2 MB"`` (decimal units, as rich shows them)."""
+    power = min(int(math.log10(max(size, 1)) // 3), len(SIZE_UNITS) - 1)
+    value = size / 1000**power
+    return f"{value:.0f} bytes" if power == 0 else f"{value:.1f} {SIZE_UNITS[power]}"
+
+
+@contextmanager
+def progress_view(out: TextIO) -> Iterator[ProgressView]:
+    """Bars (rich, from the client extra) with throughput and ETA when ``out`` is a
+    terminal; plain lines when it is not, or when rich is not installed."""
+    if out.isatty() and importlib.util.find_spec("rich") is not None:
+        with _rich_view(out) as view:
+            yield view
+        return
+    plain = PlainProgress(out)
+    yield plain
+    plain.close()
+
+
+@contextmanager
+def _rich_view(out: TextIO) -> Iterator[ProgressView]:
+    """One bar per study and one overall: files, bytes, throughput, time left."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    class RichProgress:
+        """A bar per study and one for all (tasks are never removed: id = index)."""
+
+        def __init__(self, progress: Progress) -> None:
+            self.progress = progress
+            self.lock = threading.Lock()
+            self.overall = progress.add_task("all studies", total=0, files=0, of=0)
+
+        def add(self, label: str, files: int, size: int) -> int:
+            with self.lock:
+                overall = self.progress.tasks[self.overall]
+                self.progress.update(self.overall, total=(overall.total or 0) + size,
+                                     of=overall.fields["of"] + files)
+                return self.progress.add_task(label, total=size, files=0, of=files)
+
+        def advance(self, task: int, sent: int = 0, files: int = 0) -> None:
+            with self.lock:  # the file counts are read, then written
+                for task_id in (TaskID(task), self.overall):
+                    done = self.progress.tasks[task_id].fields["files"] + files
+                    self.progress.update(task_id, advance=sent, files=done)
+
+        def note(self, text: str) -> None:
+            self.progress.console.print(text, markup=False, highlight=False)
+
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.fields[files]}/{task.fields[of]} files"), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(file=out)) as progress:
+        yield RichProgress(progress)
+
+
+def find_studies(paths: Sequence[str], view_note: Callable[[str], None]
+                 ) -> list[StudyFiles]:
+    """The studies among the files and folders named, files without a readable
+    StudyInstanceUID reported and left out."""
+    studies, left_out = group_by_study_uid(collect_files(paths))
+    for path in left_out:
+        view_note(f"skipped (no readable StudyInstanceUID): {path}")
+    if not studies:
+        raise UsageError("no DICOM study among the files given")
+    return [StudyFiles(uid, upload_names(files)) for uid, files in studies.items()]
+
+
+def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO) -> str | None:
+    """Why the local rules reject the study (its findings printed), or None."""
+    results, verdicts = validate_files(list(study.files.values()), config)
+    if all(r.valid for r in results) and all(v.valid for v in verdicts):
+        return None
+    for result in results:
+        for finding in result.findings:
+            print(f"    {result.name}: {finding_line(finding)}", file=out)
+    for verdict in verdicts:
+        for finding in verdict.findings:
+            print(f"    study: {finding_line(finding)}", file=out)
+    return "refused: the local rules reject it (--check); nothing was sent"
+
+
+def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
+               view: ProgressView) -> tuple[dict[str, Any], set[str]] | None:
+    """The kept upload of this study and the names of its files that arrived, when it can
+    still take the rest (else the kept entry is dropped)."""
+    entry = state.get(client.api_base, study.study_instance_uid)
+    if entry is None:
+        return None
+    reason = None
+    if entry["files"] != study.sizes:
+        reason = "its files changed"
+    elif entry["expires_at"] < time.time() + EXPIRY_MARGIN:
+        reason = "its upload form expired"
+    else:
+        try:
+            current = client.full_status(entry["study_id"])
+        except ApiError as error:
+            reason = f"the API answers HTTP {error.status}"
+        else:
+            if current["state"] in RESUMABLE_STATES:
+                return entry, {f["name"] for f in current["files"]}
+            reason = f"it is {current['state']}"
+    view.note(f"study {entry['study_id']} cannot be resumed ({reason}): declaring it anew")
+    state.drop(client.api_base, study.study_instance_uid)
+    return None
+
+
+def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadState,
+               view: ProgressView) -> Outcome:
+    """Declare the study (or resume its kept upload) and send the files not yet received,
+    ``client.jobs`` at a time; the kept entry is dropped once every file is sent."""
+    sizes = study.sizes
+    resumed = _resumable(study, client, state, view)
+    if resumed is None:
+        declared = client.declare(sizes)
+        entry = {"study_id": declared["study_id"], "upload": declared["upload"],
+                 "expires_at": time.time() + int(declared["expires_in"]), "files": sizes}
+        state.put(client.api_base, study.study_instance_uid, entry)
+        received: set[str] = set()
+    else:
+        entry, received = resumed
+        view.note(f"resuming study {entry['study_id']}: {len(received)} of {len(sizes)} "
+                  f"file(s) already received")
+    task = view.add(label, len(sizes), sum(sizes.values()))
+    view.advance(task, sent=sum(sizes[n] for n in received if n in sizes),
+                 files=len(received & sizes.keys()))
+    unsent = _send_files(study, sorted(sizes.keys() - received), entry["upload"], client,
+                         lambda sent, files: view.advance(task, sent, files))
+    outcome = Outcome(study, str(entry["study_id"]))
+    if unsent:
+        outcome.problem = (f"{len(unsent)} of {len(sizes)} file(s) not sent; run the same "
+                           f"command again to resume")
+    else:
+        state.drop(client.api_base, study.study_instance_uid)
+    return outcome
+
+
+def _send_files(study: StudyFiles, names: list[str], form: dict[str, Any], client: PacsClient,
+                advance: Callable[[int, int], None]) -> list[str]:
+    """Send ``names`` in parallel; the names that could not be sent. On an interruption
+    (Ctrl-C) the queued files are cancelled at once, not sent first."""
+    pool = ThreadPoolExecutor(max_workers=client.jobs)
+    try:
+        futures: dict[Future[None], str] = {
+            pool.submit(client.send_file, form, name, study.files[name],
+                        lambda sent: advance(sent, 0)): name
+            for name in names
+        }
+        unsent = []
+        for future in as_completed(futures):
+            try:
+                future.result()
+                advance(0, 1)
+            except (ApiError, *TRANSIENT_ERRORS):
+                unsent.append(futures[future])
+        return unsent
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def await_verdict(outcome: Outcome, client: PacsClient, timeout: float) -> None:
+    """Wait for the study's terminal state and keep its whole status document."""
+    if outcome.problem is not None or outcome.study_id is None:
+        return
+    try:
+        client.wait(outcome.study_id, timeout=timeout)
+    except TimeoutError:
+        outcome.problem = (f"no verdict after {timeout:.0f} s; see later with: "
+                           f"pacs-validator status {outcome.study_id}")
+        return
+    outcome.document = client.full_status(outcome.study_id)
+
+
+def print_status(document: dict[str, Any], out: TextIO) -> None:
+    """A study's verdict, its findings and those of each file that has some."""
+    counts = document["counts"]
+    print(f"{document['state']:10} {document['status'] or '-'} {document['study_id']} "
+          f"({counts.get('received', 0)}/{counts.get('declared')} file(s) received)", file=out)
+    for finding in document["findings"]:
+        print(f"    study: {finding_line(Finding.from_dict(finding))}", file=out)
+    for entry in document["files"]:
+        for finding in entry["findings"]:
+            print(f"    {entry['name']}: {finding_line(Finding.from_dict(finding))}", file=out)
+        if entry.get("findings_omitted"):
+            print(f"    {entry['name']}: {entry['findings_omitted']} more finding(s) in "
+                  f"validation.json", file=out)
+    for name, key in sorted(document.get("keys", {}).items()):
+        print(f"    {name}: {key}", file=out)
+
+
+def _client(args: argparse.Namespace) -> PacsClient:
+    api = args.api or os.environ.get("PACS_VALIDATOR_API")
+    if not api:
+        raise UsageError("no API: give --api URL or set PACS_VALIDATOR_API")
+    return PacsClient(api, jobs=getattr(args, "jobs", 8),
+                      token=os.environ.get("PACS_VALIDATOR_TOKEN") or None)
+
+
+def add_arguments(commands: Any) -> None:
+    """The ``upload`` and ``status`` subcommands on the CLI's parser."""
+    upload = commands.add_parser("upload", help="upload studies through the API and wait for "
+                                                "their verdicts (needs the client extra)")
+    upload.add_argument("paths", nargs="+", metavar="PATH")
+    status = commands.add_parser("status", help="print one study's status from the API")
+    status.add_argument("study_id", metavar="STUDY_ID")
+    for parser in (upload, status):
+        parser.add_argument("--api", metavar="URL",
+                            help="the API's base URL (default: $PACS_VALIDATOR_API)")
+        parser.add_argument("--json", action="store_true", help="print the status documents")
+    upload.add_argument("--jobs", type=int, default=8, metavar="N",
+                        help="files sent at a time (default 8)")
+    upload.add_argument("--check", action="store_true",
+                        help="validate locally first; refuse a study the rules reject")
+    upload.add_argument("--config", metavar="FILE", help="JSON configuration for --check")
+    upload.add_argument("--state", metavar="FILE", default=STATE_FILE,
+                        help=f"where unfinished uploads are kept for resuming "
+                             f"(default ./{STATE_FILE})")
+    upload.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                        help="how long to wait for each study's verdict (default 600)")
+
+
+def upload_main(args: argparse.Namespace) -> int:
+    """``pacs-validator upload``: 0 when every study is STORED, 1 otherwise, 2 on usage."""
+    out = sys.stderr if args.json else sys.stdout
+    try:
+        client = _client(args)
+        if args.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        config = load_config(args.config) if args.check else None
+        studies = find_studies(args.paths, lambda text: print(text, file=sys.stderr))
+    except (ConfigError, UsageError) as exc:
+        print(f"pacs-validator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        outcomes = _run(studies, client, config, UploadState(Path(args.state)), out,
+                        args.timeout)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(json.dumps([o.document for o in outcomes if o.document is not None], indent=2))
+    return EXIT_VALID if all(o.stored for o in outcomes) else EXIT_INVALID
+
+
+def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig | None,
+         state: UploadState, out: TextIO, timeout: float) -> list[Outcome]:
+    """Check, send, then wait: each study's outcome, printed as it is known."""
+    outcomes: list[Outcome] = []
+    accepted: list[StudyFiles] = []
+    for study in studies:
+        problem = refusal(study, config, out) if config is not None else None
+        if problem is None:
+            accepted.append(study)
+        else:
+            outcomes.append(Outcome(study, problem=problem))
+            print(f"REFUSED    {study.study_instance_uid}: {problem}", file=out)
+    sent: list[Outcome] = []
+    with progress_view(out) as view:
+        for index, study in enumerate(accepted, 1):
+            common = Path(os.path.commonpath(list(study.files.values())))
+            label = f"study {index}/{len(accepted)} {common.name}"
+            try:
+                sent.append(send_study(study, label, client, state, view))
+            except (ApiError, *TRANSIENT_ERRORS) as error:  # refused (413, 401 ...), or no API
+                sent.append(Outcome(study, problem=f"not declared: {error}"))
+    for outcome in sent:
+        try:
+            await_verdict(outcome, client, timeout)
+        except (ApiError, *TRANSIENT_ERRORS) as error:
+            outcome.problem = f"no status: {error}"
+        if outcome.document is not None:
+            print_status(outcome.document, out)
+        else:
+            print(f"{'NOT DONE':10} {outcome.study_id or outcome.study.study_instance_uid}: "
+                  f"{outcome.problem}", file=out)
+    return outcomes + sent
+
+
+def status_main(args: argparse.Namespace) -> int:
+    """``pacs-validator status STUDY_ID``: 0 when STORED, 1 otherwise, 2 on usage."""
+    try:
+        document = _client(args).full_status(args.study_id)
+    except UsageError as exc:
+        print(f"pacs-validator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiError as exc:
+        print(f"pacs-validator: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.status in (400, 404) else EXIT_INVALID
+    except TRANSIENT_ERRORS as exc:
+        print(f"pacs-validator: the API cannot be reached: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print_status(document, sys.stdout)
+    return EXIT_VALID if document["state"] == "STORED" else EXIT_INVALID
+

@@ -1,0 +1,281 @@
+"""``pacs-validator upload`` and ``status`` over real HTTP against the handlers on moto.
+
+The harness stands in for what AWS (or LocalStack) does around the handlers:
+- presigned POSTs go to moto's S3 over HTTP (``ThreadedMotoServer``, sharing the in-process
+  moto state the handlers use); the upload URL in ``POST /upload``'s answer is pointed at it,
+  as LocalStack points it at itself;
+- a one-threaded local HTTP server turns requests into API Gateway proxy events for the api
+  handler (one at a time, as Powertools' resolver keeps the current event in a global);
+- before it answers any request, the gateway delivers what S3 and EventBridge would have by
+  then: an ObjectCreated event to the validator for each new upload, then validation.success
+  and chunk events to the descriptor. Pipeline timing is therefore not exercised here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pydicom
+import pytest
+from conftest import API_TOKEN, UPLOADS, FakeContext, Stack, api_event, s3_put_event
+from moto.server import ThreadedMotoServer
+from pydicom.data import get_testdata_file
+from test_pipeline import deliver_success_events
+
+from pacs_validator.cli import main
+from pacs_validator.client import PacsClient, studies_in
+
+CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+@dataclass
+class Gateway:
+    """The fake API Gateway and S3 event delivery (module docstring)."""
+
+    stack: Stack
+    s3_url: str
+    delivered: set[str] = field(default_factory=set)
+    authorizations: list[str | None] = field(default_factory=list)
+
+    def pump(self) -> None:
+        """Deliver every upload not yet delivered to the validator, then run the descriptor
+        until no work is left."""
+        for key in self.stack.keys(UPLOADS, "incoming/"):
+            if key not in self.delivered:
+                self.delivered.add(key)
+                self.stack.handler("validator").lambda_handler(
+                    s3_put_event(UPLOADS, key, f"{len(self.delivered):016X}"), FakeContext())
+        deliver_success_events(self.stack)
+
+    def answer(self, method: str, target: str, body: bytes, headers: dict[str, str]
+               ) -> tuple[int, str]:
+        self.pump()
+        self.authorizations.append(headers.get("Authorization"))
+        url = urlsplit(target)
+        event = api_event(method, url.path)
+        event["body"] = body.decode() if body else None
+        event["headers"] = headers
+        event["queryStringParameters"] = dict(parse_qsl(url.query)) or None
+        if url.path.startswith("/status/"):
+            event["pathParameters"] = {"study_id": url.path.rsplit("/", 1)[-1]}
+        response = self.stack.handler("api").lambda_handler(event, FakeContext())
+        status, text = int(response["statusCode"]), str(response["body"])
+        if method == "POST" and status == 201:
+            declared = json.loads(text)
+            for form in [declared["upload"], *declared.get("uploads", [])]:
+                form["url"] = f"{self.s3_url}/{UPLOADS}"
+            text = json.dumps(declared)
+        return status, text
+
+
+def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, text = gateway.answer(self.command, self.path, body, dict(self.headers))
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@dataclass
+class Api:
+    url: str
+    gateway: Gateway
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[Api]:
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3_server.start()
+    host, port = s3_server.get_host_and_port()
+    gateway = Gateway(stack, f"http://{host}:{port}")
+    server = HTTPServer(("127.0.0.1", 0), _handler_for(gateway))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Api(f"http://127.0.0.1:{server.server_address[1]}", gateway)
+    finally:
+        server.shutdown()
+        server.server_close()
+        s3_server.stop()
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tests run in an empty folder (where the upload state file goes), with the stack's
+    bearer token as a user's ``eval "$(local-runtime/stack env)"`` gives it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PACS_VALIDATOR_API", raising=False)
+    monkeypatch.setenv("PACS_VALIDATOR_TOKEN", API_TOKEN)
+    return tmp_path
+
+
+def two_study_folder(root: Path) -> Path:
+    """A folder of two studies: the largest study of dicomdirtests/98892003 (MR, in its
+    series folders) and CT_small.dcm."""
+    folder = root / "upload"
+    mr = max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(), key=len)
+    for path in mr:
+        target = folder / "mr" / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    shutil.copyfile(CORPUS / "CT_small.dcm", folder / "ct.dcm")
+    return folder
+
+
+def command_output(capsys: pytest.CaptureFixture[str]) -> str:
+    """What the command printed on stdout: the handlers run in this process too, and their
+    logs and metrics are one-line JSON objects on the same stdout."""
+    return "\n".join(line for line in capsys.readouterr().out.splitlines()
+                     if not line.startswith("{"))
+
+
+def without_patient_id(folder: Path) -> Path:
+    """CT_small.dcm with its PatientID removed: a study the rules reject (422)."""
+    dataset = pydicom.dcmread(CORPUS / "CT_small.dcm")
+    del dataset.PatientID
+    dataset.save_as(folder / "no-patient-id.dcm")
+    return folder / "no-patient-id.dcm"
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict[str, Any]]]:
+    code = main(list(argv))
+    out = command_output(capsys)
+    return code, json.loads(out) if out.strip() else []
+
+
+def test_multi_study_folder_is_stored_and_exits_0(api: Api, in_tmp: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    folder = two_study_folder(in_tmp)
+
+    code, documents = run_json(capsys, "upload", str(folder), "--api", api.url, "--json")
+
+    assert code == 0
+    assert [d["state"] for d in documents] == ["STORED", "STORED"]
+    assert sorted(d["counts"]["received"] for d in documents) == [1, 11]
+    assert all(f["status"] == 200 for d in documents for f in d["files"])
+    assert not (in_tmp / ".pacs-validator-upload.json").exists()
+
+
+def test_plain_output_shows_progress_and_each_verdict(api: Api, in_tmp: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    folder = two_study_folder(in_tmp)
+
+    assert main(["upload", str(folder), "--api", api.url]) == 0
+
+    out = command_output(capsys)
+    assert "study 1/2" in out and "study 2/2" in out
+    assert "11/11 files" in out and "1/1 files" in out
+    assert "all 2 study(ies): 12/12 files" in out
+    assert out.count("STORED ") == 2
+
+
+def test_interrupted_upload_resumes_with_only_the_missing_files(
+        api: Api, in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = two_study_folder(in_tmp) / "mr"
+    post_file = PacsClient.post_file
+    sent: list[str] = []
+
+    def interrupted_after_four(form: Any, name: str, data: Any, progress: Any = None) -> Any:
+        if len(sent) >= 4:
+            raise KeyboardInterrupt
+        sent.append(name)
+        return post_file(form, name, data, progress)
+
+    monkeypatch.setattr(PacsClient, "post_file", staticmethod(interrupted_after_four))
+    assert main(["upload", str(folder), "--api", api.url, "--jobs", "1"]) == 1
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert (in_tmp / ".pacs-validator-upload.json").exists()
+    first = list(sent)
+
+    sent.clear()
+    monkeypatch.setattr(PacsClient, "post_file", staticmethod(
+        lambda form, name, data, progress=None: sent.append(name) or post_file(
+            form, name, data, progress)))
+    code, [document] = run_json(capsys, "upload", str(folder), "--api", api.url, "--json")
+
+    assert code == 0
+    assert document["state"] == "STORED"
+    assert len(first) == 4
+    assert sorted(first + sent) == sorted(f["name"] for f in document["files"])
+    assert len(sent) == 11 - 4
+    assert not (in_tmp / ".pacs-validator-upload.json").exists()
+
+
+def test_rejected_study_prints_its_findings_and_exits_1(
+        api: Api, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["upload", str(without_patient_id(in_tmp)), "--api", api.url])
+
+    out = command_output(capsys)
+    assert code == 1
+    assert "REJECTED   422" in out
+    assert "attribute.required" in out
+
+
+def test_a_study_the_api_refuses_to_declare_is_reported_and_exits_1(
+        api: Api, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The harness caps files at 5 MiB; RG3_UNCR.dcm (pydicom-data) is 6.2 MB."""
+    large = get_testdata_file("RG3_UNCR.dcm")
+    assert large is not None
+
+    code = main(["upload", large, str(CORPUS / "CT_small.dcm"), "--api", api.url])
+
+    out = command_output(capsys)
+    assert code == 1
+    assert "NOT DONE" in out and "not declared: HTTP 413" in out
+    assert "STORED     200" in out  # the other study still goes through
+
+
+def test_check_refuses_a_study_the_local_rules_reject_and_sends_nothing(
+        api: Api, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["upload", str(without_patient_id(in_tmp)), "--api", api.url, "--check"])
+
+    out = command_output(capsys)
+    assert code == 1
+    assert "REFUSED" in out and "attribute.required" in out
+    assert api.gateway.authorizations == []  # the API was never called
+
+
+def test_token_goes_to_the_api_only_and_status_prints_one_study(
+        api: Api, in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PACS_VALIDATOR_API", api.url)
+    shutil.copyfile(CORPUS / "CT_small.dcm", in_tmp / "ct.dcm")
+    posted_headers: list[dict[str, str]] = []
+    request = __import__("pacs_validator.client", fromlist=["request"]).request
+
+    def recording(method: str, url: str, body: Any = None, headers: Any = None,
+                  timeout: float = 60) -> Any:
+        if url.startswith(api.gateway.s3_url):
+            posted_headers.append(dict(headers or {}))
+        return request(method, url, body, headers, timeout)
+
+    monkeypatch.setattr("pacs_validator.client.request", recording)
+    code, [document] = run_json(capsys, "upload", str(in_tmp / "ct.dcm"), "--json")
+
+    assert code == 0
+    assert set(api.gateway.authorizations) == {f"Bearer {API_TOKEN}"}
+    assert posted_headers and all("Authorization" not in h for h in posted_headers)
+    assert main(["status", document["study_id"]]) == 0
+    assert command_output(capsys).startswith(f"STORED     200 {document['study_id']}")
+    assert main(["status", "0" * 32]) == 2

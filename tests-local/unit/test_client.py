@@ -1,0 +1,122 @@
+"""The HTTP client and upload progress: retries, the bearer token, file names, progress views."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pacs_validator import client as client_module
+from pacs_validator.client import HttpResponse, PacsClient, upload_names
+from pacs_validator.names import safe_name
+from pacs_validator.upload import progress_view
+
+
+class Script:
+    """Answers ``request`` calls from a list: an HttpResponse, or an exception to raise."""
+
+    def __init__(self, answers: list[HttpResponse | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def __call__(self, method: str, url: str, body: Any = None,
+                 headers: dict[str, str] | None = None, timeout: float = 60) -> HttpResponse:
+        self.calls.append((method, url, dict(headers or {})))
+        if not isinstance(body, (bytes, type(None))):
+            b"".join(body)  # a streamed body is read, as the connection would
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def script(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def install(*answers: HttpResponse | Exception) -> Script:
+        fake = Script(list(answers))
+        monkeypatch.setattr(client_module, "request", fake)
+        return fake
+    return install
+
+
+FORM = {"url": "http://s3.test/bucket", "fields": {"policy": "p"}, "key_prefix": "incoming/x/"}
+
+
+def test_transient_failures_are_retried_until_one_succeeds(script: Any) -> None:
+    fake = script(HttpResponse(503, b""), ConnectionResetError(), HttpResponse(204, b""))
+
+    PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", b"DICM")
+
+    assert len(fake.calls) == 3
+
+
+def test_a_refusal_is_not_retried(script: Any) -> None:
+    fake = script(HttpResponse(403, b"denied"))
+
+    with pytest.raises(client_module.ApiError):
+        PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", b"DICM")
+    assert len(fake.calls) == 1
+
+
+def test_after_the_last_retry_the_failure_stands(script: Any) -> None:
+    script(*[ConnectionRefusedError()] * 3)
+
+    with pytest.raises(ConnectionRefusedError):
+        PacsClient("http://api.test", retries=2, backoff=0).send_file(FORM, "a.dcm", b"DICM")
+
+
+def test_progress_of_a_failed_attempt_is_taken_back(script: Any, tmp_path: Path) -> None:
+    path = tmp_path / "a.dcm"
+    path.write_bytes(b"x" * 5000)
+    script(HttpResponse(500, b""), HttpResponse(204, b""))
+    reported: list[int] = []
+
+    PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", path, reported.append)
+
+    assert sum(reported) == 5000
+    assert -5000 in reported
+
+
+def test_the_token_goes_to_the_api_and_never_to_s3(script: Any) -> None:
+    fake = script(HttpResponse(201, b'{"study_id": "s", "upload": {}}'), HttpResponse(204, b""))
+    api = PacsClient("http://api.test", token="t0k3n")
+
+    api.declare({"a.dcm": 4})
+    api.send_file(FORM, "a.dcm", b"DICM")
+
+    (_, _, api_headers), (_, _, s3_headers) = fake.calls
+    assert api_headers["Authorization"] == "Bearer t0k3n"
+    assert "Authorization" not in s3_headers
+
+
+def test_upload_names_are_unique_and_what_the_api_will_call_them(tmp_path: Path) -> None:
+    paths = [tmp_path / "a" / "IM 1", tmp_path / "b" / "IM 1", tmp_path / "IM 1",
+             tmp_path / "é.dcm"]
+
+    names = upload_names(paths)
+
+    assert sorted(names.values()) == sorted(paths)
+    assert all(safe_name(name) == name for name in names)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "expected"), [
+    (Terminal(), "11/11 files"),  # rich's bars, final frame
+    (io.StringIO(), "study 1/1 mr: 11/11 files, 1.5 MB of 1.5 MB"),  # plain lines
+])
+def test_progress_counts_files_and_bytes_from_parallel_senders(stream: io.StringIO,
+                                                               expected: str) -> None:
+    with progress_view(stream) as view:
+        task = view.add("study 1/1 mr", 11, 1_500_000)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: (view.advance(task, sent=136_364), view.advance(task, files=1)),
+                          range(11)))
+
+    assert expected in stream.getvalue()
