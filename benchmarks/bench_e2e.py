@@ -44,6 +44,13 @@ def stack_json(*args: str) -> Any:
                                      text=True).stdout)
 
 
+def deployed_client(stack_name: str) -> PacsClient:
+    """A client of the deployed API, with the token `stack env` finds (TOKEN auth)."""
+    environment = stack_json("env", "--json", stack_name)
+    return PacsClient(environment["PACS_VALIDATOR_API"],
+                      token=environment.get("PACS_VALIDATOR_TOKEN"))
+
+
 def one_study(client: PacsClient, files: dict[str, bytes], poll: float = 1.0) -> float:
     """Seconds from the start of POST /upload to the STORED entry of the study's timeline.
 
@@ -104,7 +111,7 @@ def main() -> None:
         results["deploy_seconds"] = timed([str(STACK), "deploy", str(ROOT / "template.yaml"),
                                            args.stack_name, "--parameter-overrides",
                                            "Stage=local"])
-    client = PacsClient(stack_json("api-url", args.stack_name)["Api"])
+    client = deployed_client(args.stack_name)
 
     health = []
     for _ in range(5):

@@ -19,12 +19,10 @@ import json
 import sys
 import time
 
-from bench_e2e import RESULTS, ROOT, stack_json, stored_at
+from bench_e2e import RESULTS, ROOT, deployed_client, stored_at
 
 sys.path.insert(0, str(ROOT / "tests-local"))
 from corpus_studies import reidentified_study
-
-from pacs_validator.client import PacsClient
 
 
 def main() -> int:
@@ -33,7 +31,7 @@ def main() -> int:
     parser.add_argument("--stack-name", default="pacs-validator")
     parser.add_argument("--poll", type=float, default=2.0)
     args = parser.parse_args()
-    client = PacsClient(stack_json("api-url", args.stack_name)["Api"])
+    client = deployed_client(args.stack_name)
     client.wait(client.upload(dict(reidentified_study(1, seed=f"warm-{time.time()}"))))
     rows = []
     print("| instances | upload s | upload → STORED s | s per instance |\n|---|---|---|---|")

@@ -54,11 +54,12 @@ def print_metadata(document: dict[str, Any]) -> None:
 
 def main() -> int:
     outputs = stack_json("outputs", STACK_NAME)
-    api_base = stack_json("api-url", STACK_NAME)["Api"]
+    environment = stack_json("env", "--json", STACK_NAME)
+    api_base = environment["PACS_VALIDATOR_API"]
     store = outputs["StoreBucketName"]
     s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
-    client = PacsClient(api_base)
+    client = PacsClient(api_base, token=environment.get("PACS_VALIDATOR_TOKEN"))
     print(f"API: {api_base}")
     all_stored = True
     for title, paths in sample_studies().items():
@@ -83,9 +84,11 @@ def main() -> int:
         print(f"  stored under s3://{store}/studies/{study_id}/ — look with:")
         print(f"    awslocal s3 ls s3://{store}/studies/{study_id}/ --recursive")
         print(f"    awslocal s3 cp s3://{store}/studies/{study_id}/metadata.json -")
-        print(f"    curl -s '{api_base}/status/{study_id}?limit=5'")
+        print(f"    curl -s -H \"Authorization: Bearer $PACS_VALIDATOR_TOKEN\" "
+              f"'{api_base}/status/{study_id}?limit=5'")
     print("\n(awslocal is in .local/venvs/localstack/bin; `eval \"$(local-runtime/stack env)\"` "
-          "points plain aws/boto3 at LocalStack; `make down` stops it.)")
+          "points plain aws/boto3 at LocalStack and sets PACS_VALIDATOR_API and "
+          "PACS_VALIDATOR_TOKEN; `make down` stops it.)")
     return 0 if all_stored else 1
 
 

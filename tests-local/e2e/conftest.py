@@ -82,7 +82,7 @@ class Deployment:
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
     outputs = _stack_json("outputs", STACK_NAME)
-    api_urls = _stack_json("api-url", STACK_NAME)
+    environment = _stack_json("env", "--json", STACK_NAME)
     sqs, events = aws("sqs"), aws("events")
     queue_url = sqs.create_queue(QueueName=f"e2e-observer-{int(time.time())}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url,
@@ -92,7 +92,9 @@ def deployment() -> Iterator[Deployment]:
                     EventPattern=json.dumps({"source": ["pacs-validator"]}))
     events.put_targets(Rule=rule, EventBusName=outputs["EventBusName"],
                        Targets=[{"Id": "observer", "Arn": queue_arn}])
-    yield Deployment(outputs=outputs, api=PacsClient(api_urls["Api"]), queue_url=queue_url)
+    api = PacsClient(environment["PACS_VALIDATOR_API"],
+                     token=environment.get("PACS_VALIDATOR_TOKEN"))
+    yield Deployment(outputs=outputs, api=api, queue_url=queue_url)
     events.remove_targets(Rule=rule, EventBusName=outputs["EventBusName"], Ids=["observer"])
     events.delete_rule(Name=rule, EventBusName=outputs["EventBusName"])
     sqs.delete_queue(QueueUrl=queue_url)

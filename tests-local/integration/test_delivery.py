@@ -252,3 +252,4 @@ def test_a_redriven_upload_event_counts_its_file_and_finishes_the_study(stack: S
     assert stack.handler("validator").lambda_handler(event, FakeContext())["processed"]
     deliver_success_events(stack)
     assert study_status(stack, study_id)["state"] == "STORED"
+

@@ -10,6 +10,8 @@ exponential backoff and jitter.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
 import random
@@ -27,7 +29,7 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from pacs_validator.names import safe_name
+from pacs_validator.names import CHECKSUM_ALGORITHM_FIELD, CHECKSUM_FIELD, safe_name
 
 TERMINAL_STATES = frozenset({"STORED", "REJECTED", "FAILED", "INCOMPLETE"})
 UPLOAD_CHUNK = 1024 * 1024
@@ -81,6 +83,18 @@ def multipart_form(fields: Mapping[str, str], file_name: str) -> tuple[bytes, by
                  f'filename="{file_name}"\r\nContent-Type: application/dicom\r\n\r\n'.encode())
     return b"".join(parts), f"\r\n--{boundary}--\r\n".encode(), \
         f"multipart/form-data; boundary={boundary}"
+
+
+def sha256_base64(data: bytes | Path) -> str:
+    """The checksum a presigned POST asks for: base64 of the SHA-256 of the file's bytes."""
+    digest = hashlib.sha256()
+    if isinstance(data, bytes):
+        digest.update(data)
+    else:
+        with data.open("rb") as stream:
+            while chunk := stream.read(UPLOAD_CHUNK):
+                digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
 
 
 def _streamed(head: bytes, path: Path, tail: bytes, progress: Progress) -> Iterator[bytes]:
@@ -151,6 +165,8 @@ class PacsClient:
         fields = dict(form["fields"])
         if "key_prefix" in form:
             fields["key"] = str(form["key_prefix"]) + name
+        if CHECKSUM_ALGORITHM_FIELD in fields:
+            fields[CHECKSUM_FIELD] = sha256_base64(data)
         head, tail, content_type = multipart_form(fields, name)
         if isinstance(data, bytes):
             body: bytes | Iterable[bytes] = head + data + tail

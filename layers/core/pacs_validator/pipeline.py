@@ -129,8 +129,9 @@ def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
 def _file_report(record: dict[str, Any]) -> dict[str, Any]:
     """One ``files[]`` entry of ``validation.json``."""
     report = InstanceResult.from_record(record).to_dict()
-    if record.get("findings_omitted"):
-        report["findings_omitted"] = record["findings_omitted"]
+    for field in ("findings_omitted", "checksum_sha256"):  # checksum: what S3 verified
+        if record.get(field):
+            report[field] = record[field]
     return report
 
 
@@ -214,10 +215,12 @@ class Pipeline:
         """Validate one uploaded object of ``study_id`` (see :meth:`study_for_object`),
         record its verdict, and judge the study when it was the last file expected."""
         name = parse_incoming_key(key).name
-        with self.uploads.downloaded(key) as path:
-            result, parsed = validate_instance(path, self.config, name=name)
+        with self.uploads.downloaded(key) as download:
+            result, parsed = validate_instance(download.path, self.config, name=name)
+            source = {"key": key, "key_version": version,
+                      "checksum_sha256": download.checksum_sha256}
             try:
-                arrival = self._record(study_id, key, version, result, parsed)
+                arrival = self._record(study_id, source, result, parsed)
             except StudyNotFound:
                 if self.table.get(study_id) is not None:
                     self.table.mark_late(study_id, name)
@@ -226,7 +229,7 @@ class Pipeline:
                     return Received(study_id, name, result.status, study_complete=False)
                 self.table.forget_file(study_id, name)
                 study_id = self._create_drop(key, version)  # an id we never handed out
-                arrival = self._record(study_id, key, version, result, parsed)
+                arrival = self._record(study_id, source, result, parsed)
         self.publisher.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, {"bucket": self.uploads.bucket, "key": key, "name": name},
             subject=f"{key}#{version}"))
@@ -234,9 +237,10 @@ class Pipeline:
             self.resume(study_id)  # a retry of the last file: finish what the try left
         return Received(study_id, name, result.status, study_complete=arrival.complete)
 
-    def _record(self, study_id: str, key: str, version: str, result: InstanceResult,
+    def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
-        """Keep a valid file's description, then record its verdict: in this order, so the
+        """Keep a valid file's description, then record its verdict with where it came from
+        (``source``: key, version, the checksum S3 verified): in this order, so the
         description exists before the study can be judged complete."""
         instance = DescribedInstance.of(result, parsed, key=None) if result.valid else None
         if instance is not None:
@@ -244,8 +248,7 @@ class Pipeline:
                 "description": describe(instance).to_dict(),
                 "dicom_json": dicom_json(instance, bulk_data_uri=""),
             }, indent=None)
-        return self.table.record_file(study_id, result.name,
-                                      {**result.to_record(), "key": key, "key_version": version})
+        return self.table.record_file(study_id, result.name, {**result.to_record(), **source})
 
     # -- judging --------------------------------------------------------------------------
 
@@ -408,8 +411,8 @@ class Pipeline:
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = []
         for file in (f for f in files if f.get("preview")):
-            with self.uploads.downloaded(file["key"]) as path:
-                preview = render_preview(path, self.config.rules)
+            with self.uploads.downloaded(file["key"]) as download:
+                preview = render_preview(download.path, self.config.rules)
             findings.extend(f.to_dict() for f in preview.findings)
             if preview.png is not None:
                 key = preview_key(study_id, file["series_instance_uid"])

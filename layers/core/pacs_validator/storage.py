@@ -26,7 +26,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from pacs_validator.names import safe_name
+from pacs_validator.names import (
+    CHECKSUM_ALGORITHM,
+    CHECKSUM_ALGORITHM_FIELD,
+    CHECKSUM_FIELD,
+    safe_name,
+)
 
 STUDY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 INCOMING = "incoming"
@@ -37,10 +42,6 @@ WORK = "work"
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
 _SINGLE_COPY_LIMIT = 5 * 1024**3
 _MULTIPART_PART = 8 * 1024 * 1024
-CHECKSUM_ALGORITHM = "SHA256"
-CHECKSUM_ALGORITHM_FIELD = "x-amz-checksum-algorithm"
-CHECKSUM_FIELD = "x-amz-checksum-sha256"
-"""The form field a client adds to each presigned POST: base64 of the file's SHA-256."""
 
 
 class UnsafeKeyError(ValueError):
@@ -132,6 +133,14 @@ def s3_client() -> Any:
     return boto3.client("s3", endpoint_url=endpoint, config=config)
 
 
+@dataclass(frozen=True)
+class Downloaded:
+    """An object in a temporary file, and the checksum S3 verified on upload."""
+
+    path: Path
+    checksum_sha256: str | None
+
+
 class ObjectStore:
     """The few S3 operations the pipeline needs, on one bucket."""
 
@@ -140,14 +149,16 @@ class ObjectStore:
         self.client = client or s3_client()
 
     @contextmanager
-    def downloaded(self, key: str) -> Iterator[Path]:
-        """The object streamed to a temporary file (never whole in memory), removed after."""
+    def downloaded(self, key: str) -> Iterator[Downloaded]:
+        """The object streamed to a temporary file (never whole in memory), removed after,
+        with the SHA-256 checksum S3 checked when it was uploaded (if the uploader sent one)."""
         with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):
+            response = self.client.get_object(Bucket=self.bucket, Key=key,
+                                              ChecksumMode="ENABLED")
+            for chunk in response["Body"].iter_chunks(_DOWNLOAD_CHUNK):
                 handle.write(chunk)
             handle.flush()
-            yield Path(handle.name)
+            yield Downloaded(Path(handle.name), response.get("ChecksumSHA256"))
 
     def copy_from(
         self, source_bucket: str, source_key: str, target_key: str, size: int | None = None
