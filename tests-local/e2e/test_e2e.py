@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -15,7 +16,7 @@ from conftest import Deployment, aws
 from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import PacsClient, read_files, studies_in
+from pacs_validator.client import PacsClient, multipart_form, read_files, request, studies_in
 
 pytestmark = pytest.mark.e2e
 
@@ -235,3 +236,35 @@ def test_a_burst_of_50_concurrent_uploads_all_reach_a_terminal_state(
         statuses = list(pool.map(one, range(50)))
     assert len(statuses) == 50
     assert {s["state"] for s in statuses} == {"STORED"}
+
+
+def test_anonymous_callers_are_refused_and_health_stays_open(deployment: Deployment) -> None:
+    anonymous = PacsClient(deployment.api.api_base)
+    refused = request("POST", f"{anonymous.api_base}/upload",
+                      json.dumps({"filename": "a.dcm", "size": 1}).encode(),
+                      {"Content-Type": "application/json"})
+    assert refused.status == 401
+    assert request("GET", f"{anonymous.api_base}/status/{'0' * 32}").status == 401
+    wrong = request("GET", f"{anonymous.api_base}/status/{'0' * 32}",
+                    headers={"Authorization": "Bearer not-a-token-we-handed-out"})
+    assert wrong.status == 401
+    assert request("GET", f"{anonymous.api_base}/health").status == 200
+
+
+def test_the_checksum_s3_verified_is_recorded_and_a_wrong_one_is_refused(
+    deployment: Deployment,
+) -> None:
+    data = CT_SMALL.read_bytes()
+    form = deployment.api.declare({"ct.dcm": len(data)})["upload"]
+    fields = {**form["fields"], "key": form["key_prefix"] + "ct.dcm",
+              "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(b"x").digest()).decode()}
+    head, tail, content_type = multipart_form(fields, "ct.dcm")
+    refused = request("POST", form["url"], head + data + tail, {"Content-Type": content_type})
+    assert refused.status == 400, refused.body
+
+    study_id = deployment.api.upload({"ct.dcm": data})
+    assert deployment.api.wait(study_id)["state"] == "STORED"
+    report = json.loads(deployment.read(deployment.store_bucket,
+                                        f"studies/{study_id}/validation.json"))
+    assert report["files"][0]["checksum_sha256"] == \
+        base64.b64encode(hashlib.sha256(data).digest()).decode()
