@@ -267,15 +267,18 @@ class Pipeline:
                 reason="upload deadline passed" if overdue else None)
         if claimed is None:
             return None
-        records = [r for r in self.table.files(study_id) if not r.get("late")]
-        if len(records) < int(claimed["expected"]) and not overdue:
+        # Every file item, those marked late too: a file that arrived while an earlier
+        # judgment was released or resumed belongs to the study as much as the others.
+        records = list(self.table.files(study_id))
+        missing = len(records) < int(claimed["expected"])
+        if missing and not overdue:
             # A retried arrival was counted twice: wait for the files still missing.
             self.table.transition(study_id, State.RECEIVING, (State.VALIDATING,),
                                   reason="recounted")
             return None
         instances = [InstanceResult.from_record(r) for r in records]
         study = check_study(instances, self.config, self._manifest(study_id, claimed))
-        outcome = State.INCOMPLETE if overdue else (
+        outcome = State.INCOMPLETE if missing else (
             State.VALID if study.valid else State.REJECTED)
         chunks, reports = self._plan(study_id, study, records, outcome)
         unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
