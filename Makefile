@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
-DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=300 ChunkInstances=100
+DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100
 
 .PHONY: test lint unit e2e demo up deploy down bench-scale-e2e
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -252,8 +253,8 @@ class Pipeline:
 
     # -- judging --------------------------------------------------------------------------
 
-    def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False
-                    ) -> StudyResult | None:
+    def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False,
+                    overdue_at: int | None = None) -> StudyResult | None:
         """Run the study rules once (the caller that wins the claim) and route the study:
         VALID (announced, stored by the descriptor), else REJECTED or, when ``overdue``,
         INCOMPLETE, once its files are copied to ``rejected/<id>/``. ``resuming`` judges a
@@ -264,7 +265,7 @@ class Pipeline:
         else:
             claimed = self.table.transition(
                 study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
-                reason="upload deadline passed" if overdue else None)
+                reason="upload deadline passed" if overdue else None, overdue_at=overdue_at)
         if claimed is None:
             return None
         # Every file item, those marked late too: a file that arrived while an earlier
@@ -509,25 +510,27 @@ class Pipeline:
         arrive is INCOMPLETE; one that made no progress while VALIDATING or VALID (its
         events failed every retry and wait in a dead-letter queue) is FAILED, with the last
         error seen and the state it failed in, so a redrive can take it up again."""
+        now = now if now is not None else int(time.time())
         ended: dict[str, list[str]] = {"incomplete": [], "failed": []}
         for study_id in self.table.overdue(now):
             study = self.table.get(study_id)
-            if study is None:
-                continue
+            if study is None or int(study.get("deadline", now)) >= now:
+                continue  # moved on since the index was read
             if study["state"] in {s.value for s in OPEN_STATES}:
-                if self.judge_study(study_id, overdue=True) is not None:
+                if self.judge_study(study_id, overdue=True, overdue_at=now) is not None:
                     ended["incomplete"].append(study_id)
-            elif self.fail(study_id, study):
+            elif self.fail(study_id, study, now):
                 ended["failed"].append(study_id)
         return ended
 
-    def fail(self, study_id: str, study: dict[str, Any]) -> bool:
+    def fail(self, study_id: str, study: dict[str, Any], now: int) -> bool:
         """FAILED: 503 when the last error was an AWS dependency, else 500. False when the
-        study moved on meanwhile."""
+        study moved on meanwhile (a new state has a new deadline)."""
         error = study.get("last_error") or {"status": PROCESSING_ERROR, "reason": "no progress"}
         state = State(study["state"])
         failed = self.table.transition(
-            study_id, State.FAILED, (state,), status=int(error["status"]), failed_from=state.value,
+            study_id, State.FAILED, (state,), overdue_at=now, status=int(error["status"]),
+            failed_from=state.value,
             reason=f"no progress in {state.value} by its deadline (last error: "
                    f"{error['reason']})")
         if failed is None:

@@ -293,11 +293,13 @@ class StatusTable:
         state: State,
         expected: tuple[State, ...],
         reason: str | None = None,
+        overdue_at: int | None = None,
         **fields: Any,
     ) -> dict[str, Any] | None:
-        """Move to ``state`` if the study is in one of ``expected``, setting ``fields``
-        (status, findings, keys, counts, ...): the item after the change, or None
-        (nothing changed) when it was in another state."""
+        """Move to ``state`` if the study is in one of ``expected`` (and, with
+        ``overdue_at``, still past its deadline then), setting ``fields`` (status, findings,
+        keys, counts, ...): the item after the change, or None (nothing changed) when it was
+        in another state or has moved on."""
         entry: dict[str, Any] = {"state": state.value, "at": _timestamp()}
         if reason:
             entry["reason"] = reason
@@ -305,7 +307,8 @@ class StatusTable:
             fields.update(open_shard=OPEN_SHARD,
                           deadline=_now() + self.processing_deadline_seconds)
         return self._update(study_id, expected, {"state": state.value, **fields},
-                            append_entry=entry, leave_open_index=state in TERMINAL_STATES)
+                            append_entry=entry, leave_open_index=state in TERMINAL_STATES,
+                            overdue_at=overdue_at)
 
     def note_failure(self, study_id: str, status: int, reason: str) -> None:
         """Keep the last error of a study whose event will be retried; its state stays."""
@@ -330,9 +333,14 @@ class StatusTable:
         fields: dict[str, Any],
         append_entry: dict[str, Any] | None = None,
         leave_open_index: bool = False,
+        overdue_at: int | None = None,
     ) -> dict[str, Any] | None:
         names = {"#state": "state"}
         values: dict[str, Any] = {}
+        condition = ""
+        if overdue_at is not None:  # a sweep acts only on what is still late when it acts
+            values[":overdue_at"] = overdue_at
+            condition = " AND deadline < :overdue_at"
         sets = []
         for index, (field, value) in enumerate(fields.items()):
             names[f"#f{index}"] = field
@@ -352,7 +360,7 @@ class StatusTable:
             response = self.table.update_item(
                 Key=self._key(study_id),
                 UpdateExpression=update,
-                ConditionExpression=f"#state IN ({', '.join(expected_names)})",
+                ConditionExpression=f"#state IN ({', '.join(expected_names)}){condition}",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
