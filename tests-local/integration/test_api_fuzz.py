@@ -88,7 +88,7 @@ status_paths = st.one_of(
     st.text(alphabet=string.hexdigits, min_size=30, max_size=34).map(lambda t: f"/status/{t}"),
 )
 other_paths = st.one_of(
-    st.sampled_from(["/health", "/status/", "/status", "/", "/upload/x", "/status/../upload",
+    st.sampled_from(["/health", "/status/", "/status", "/", "/upload/x", "/status/" "../upload",
                      f"/status/{STUDY_ID}/x", "//upload"]),
     st.text(max_size=40).map(lambda t: "/" + t),
 )
