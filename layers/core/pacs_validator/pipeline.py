@@ -463,7 +463,8 @@ class Pipeline:
         counts = study["counts"]
         stored = self.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
                                        series=metadata["counts"]["series"], findings=findings)
-        self.announce(stored or study)
+        if stored is not None:
+            self.announce(stored)
         return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
 
     def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
