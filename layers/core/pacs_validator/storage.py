@@ -174,10 +174,8 @@ class ObjectStore:
             self.client.copy(source, self.bucket, target_key)
 
     def put_json(self, key: str, document: Any, indent: int | None = 2) -> None:
-        body = json.dumps(document, indent=indent, ensure_ascii=False).encode()
-        self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
-        )
+        self.put_bytes(key, json.dumps(document, indent=indent, ensure_ascii=False).encode(),
+                       "application/json")
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
@@ -223,11 +221,6 @@ class ObjectStore:
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-
-    def put_text(self, key: str, text: str) -> None:
-        self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=text.encode(), ContentType="text/plain"
-        )
 
     def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A presigned POST whose policy caps the size at ``max_bytes``: a presigned PUT
