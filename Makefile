@@ -11,8 +11,10 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
 DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100
+CHROMIUM := /usr/bin/chromium
+E2E_TESTS ?= tests-local/e2e
 
-.PHONY: test lint unit e2e demo up deploy down bench-scale-e2e
+.PHONY: test lint unit e2e e2e-browser browser demo up deploy down bench-scale-e2e
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,13 +47,29 @@ deploy: up
 down:
 	$(STACK) down
 
+# Debian's chromium for the browser test, installed when apt-get can (as root); otherwise
+# that test is skipped and says why. playwright (the dev extra) drives it: no browser download.
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+			>/dev/null || { apt-get update -q >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium >/dev/null; } || echo "chromium could not be installed: the browser test will be skipped"; \
+	else echo "no $(CHROMIUM) and no root apt-get: the browser test will be skipped (apt-get install chromium)"; fi
+
 # Starts LocalStack when it is not running, and stops it afterwards only in that case.
-e2e: $(STAMP)
+e2e: $(STAMP) browser
 	@running=$$($(STACK) status >/dev/null 2>&1 && echo yes); \
 	$(MAKE) --no-print-directory deploy && \
-	$(BIN)/pytest tests-local/e2e; status=$$?; \
+	$(BIN)/pytest -rs $(E2E_TESTS); status=$$?; \
 	[ -n "$$running" ] || $(STACK) down; \
 	exit $$status
+
+# The upload page in Chromium alone (also part of make e2e and make test).
+e2e-browser:
+	$(MAKE) --no-print-directory e2e E2E_TESTS=tests-local/e2e/test_browser.py
 
 test: lint unit e2e
 

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pacs_validator.api_request import RequestBodyError, json_body
 from pacs_validator.auth import AuthenticationError, AuthMode, authenticate, tokens_from_secret
+from pacs_validator.links import study_links
 from pacs_validator.settings import load_settings
 from pacs_validator.status import PageTokenError, StatusTable, decode_token, public_view
 from pacs_validator.storage import (
@@ -43,6 +44,7 @@ app = APIGatewayRestResolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
 table = StatusTable(settings.status_table, settings.retention_days)
 uploads = ObjectStore(settings.uploads_bucket)
+store = ObjectStore(settings.store_bucket, uploads.client)
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
@@ -135,7 +137,8 @@ def _page_size(text: str | None) -> int:
 @app.get("/status/<study_id>", middlewares=AUTHENTICATED)
 @tracer.capture_method
 def get_status(study_id: str) -> dict[str, Any]:
-    """The study's state and verdict with one page of per-file verdicts (``?limit=&next=``)."""
+    """The study's state and verdict with one page of per-file verdicts (``?limit=&next=``);
+    the first page also carries download ``links`` once the study has reports or metadata."""
     if not is_study_id(study_id):
         raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
     limit = _page_size(app.current_event.get_query_string_value("limit"))
@@ -144,7 +147,10 @@ def get_status(study_id: str) -> dict[str, Any]:
     study = table.get(study_id)
     if study is None:
         raise UnknownStudyError()
-    return public_view(study, table.file_page(study_id, limit, after))
+    view = public_view(study, table.file_page(study_id, limit, after))
+    if after is None:
+        view["links"] = study_links(study, store, settings.presign_expiry_seconds)
+    return view
 
 
 @app.get("/")

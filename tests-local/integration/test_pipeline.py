@@ -21,9 +21,10 @@ MR_STUDY = max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(), key=l
 
 
 def call_api(stack: Stack, method: str, path: str, body: Any = None,
-             params: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+             params: dict[str, str] | None = None,
+             query: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     response = stack.handler("api").lambda_handler(
-        api_event(method, path, body, params), FakeContext()
+        api_event(method, path, body, params, query=query), FakeContext()
     )
     return response["statusCode"], json.loads(response["body"])
 

@@ -126,10 +126,12 @@ def work_key(study_id: str, *parts: str) -> str:
 
 
 def s3_client() -> Any:
-    """An S3 client; path-style addressing when an endpoint is set (LocalStack), so the
-    presigned URLs it makes work where DNS knows only localhost."""
+    """An S3 client that signs presigned URLs with SigV4 (botocore may otherwise still make
+    SigV2 ones, which newer regions refuse); path-style addressing when an endpoint is set
+    (LocalStack), so the presigned URLs it makes work where DNS knows only localhost."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config = Config(s3={"addressing_style": "path"}, signature_version="s3v4") if endpoint else None
+    addressing = {"addressing_style": "path"} if endpoint else {}
+    config = Config(s3=addressing, signature_version="s3v4")
     return boto3.client("s3", endpoint_url=endpoint, config=config)
 
 
@@ -221,6 +223,19 @@ class ObjectStore:
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def presigned_get(self, key: str, expires_in: int) -> str:
+        """A URL that downloads the object without credentials until it expires: how a
+        browser (an ``<img>``, a link) reads what a signed-in caller may read."""
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in)
+        return url
+
+    def keys_under(self, prefix: str, limit: int) -> tuple[list[str], bool]:
+        """The first ``limit`` keys under ``prefix`` in key order (one request), and whether
+        there are more."""
+        page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=limit)
+        return [item["Key"] for item in page.get("Contents", [])], bool(page.get("IsTruncated"))
 
     def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A presigned POST whose policy caps the size at ``max_bytes``: a presigned PUT
