@@ -1,0 +1,127 @@
+"""``pacs-validator upload`` and ``status``, the installed command run as a user runs it,
+against the stack deployed on LocalStack: a folder of studies to their verdicts, an
+interrupted upload resumed, a rejected study's findings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import Deployment
+from corpus_studies import reidentified_study
+
+from pacs_validator.client import studies_in
+
+pytestmark = pytest.mark.e2e
+COMMAND = Path(sys.executable).with_name("pacs-validator")
+CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
+RUN_TIMEOUT = 600
+
+
+def environment(deployment: Deployment) -> dict[str, str]:
+    """The variables ``eval "$(local-runtime/stack env)"`` gives a user."""
+    return {**os.environ, "PACS_VALIDATOR_API": deployment.api.api_base,
+            "PACS_VALIDATOR_TOKEN": deployment.api.token or ""}
+
+
+def pacs_validator(deployment: Deployment, folder: Path, *args: str
+                   ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(COMMAND), *args], cwd=folder, env=environment(deployment),
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+def test_a_folder_of_two_studies_is_stored_and_exits_0(deployment: Deployment,
+                                                        tmp_path: Path) -> None:
+    folder = tmp_path / "exam"
+    mr = max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(), key=len)
+    for path in mr:
+        (folder / "mr" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / "mr" / path.parent.name / path.name)
+    shutil.copyfile(CORPUS / "CT_small.dcm", folder / "ct.dcm")
+    (folder / "README.txt").write_text("not DICOM")
+
+    done = pacs_validator(deployment, tmp_path, "upload", "exam", "--json")
+
+    assert done.returncode == 0, done.stderr
+    documents = json.loads(done.stdout)
+    assert [d["state"] for d in documents] == ["STORED", "STORED"]
+    assert sorted(d["counts"]["received"] for d in documents) == [1, len(mr)]
+    assert "skipped (no readable StudyInstanceUID)" in done.stderr
+    assert "all 2 study(ies): 12/12 files" in done.stderr  # plain progress: not a terminal
+    for document in documents:
+        stored = deployment.keys(deployment.store_bucket, f"studies/{document['study_id']}/")
+        assert f"studies/{document['study_id']}/metadata.json" in stored
+
+    status = pacs_validator(deployment, tmp_path, "status", documents[0]["study_id"])
+    assert status.returncode == 0
+    assert status.stdout.startswith(f"STORED     200 {documents[0]['study_id']}")
+
+
+def test_an_interrupted_upload_resumes_the_same_study(deployment: Deployment,
+                                                      tmp_path: Path) -> None:
+    folder = tmp_path / "large"
+    folder.mkdir()
+    files = dict(reidentified_study(200, series=3, seed=f"resume-{time.time()}"))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    first = subprocess.Popen([str(COMMAND), "upload", "large", "--jobs", "2"], cwd=tmp_path,
+                             env=environment(deployment), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    state_file = tmp_path / ".pacs-validator-upload.json"
+    study_id = None
+    deadline = time.monotonic() + 120
+    while study_id is None or deployment.api.status(study_id, limit=1).json()["counts"][
+            "received"] < 20:
+        assert first.poll() is None, "the upload ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        if study_id is None and state_file.exists():
+            study_id = next(iter(json.loads(state_file.read_text())["uploads"].values())
+                            )["study_id"]
+        time.sleep(0.2)
+    first.send_signal(signal.SIGINT)
+    _, errors = first.communicate(timeout=60)
+
+    assert first.returncode == 1
+    assert "run the same command again to resume" in errors
+    received = deployment.api.status(study_id, limit=1).json()["counts"]["received"]
+    assert received < len(files)
+
+    second = pacs_validator(deployment, tmp_path, "upload", "large", "--json")
+
+    assert second.returncode == 0, second.stderr
+    [document] = json.loads(second.stdout)
+    assert document["study_id"] == study_id
+    assert document["state"] == "STORED"
+    assert document["counts"]["received"] == len(files)
+    resumed = re.search(r"resuming study (\w+): (\d+) of (\d+) file\(s\) already received",
+                        second.stderr)
+    assert resumed is not None, second.stderr
+    assert resumed.group(1) == study_id and int(resumed.group(3)) == len(files)
+    assert int(resumed.group(2)) >= received
+    assert not state_file.exists()
+
+
+def test_a_rejected_study_prints_its_findings_and_exits_1(deployment: Deployment,
+                                                          tmp_path: Path) -> None:
+    dataset = pydicom.dcmread(CORPUS / "CT_small.dcm")
+    del dataset.PatientID
+    dataset.save_as(tmp_path / "no-patient-id.dcm")
+
+    done = pacs_validator(deployment, tmp_path, "upload", "no-patient-id.dcm")
+
+    assert done.returncode == 1, done.stderr
+    verdict = re.search(r"^REJECTED   422 (\w+)", done.stdout, re.MULTILINE)
+    assert verdict is not None, done.stdout
+    assert re.search(r"no-patient-id\.dcm: error\s+attribute\.required\s+\(0010,\s?0020\)",
+                     done.stdout), done.stdout
+    status = pacs_validator(deployment, tmp_path, "status", verdict.group(1))
+    assert status.returncode == 1
