@@ -15,14 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pydicom
 
-from pacs_validator.client import PacsClient, read_files, studies_in
+from pacs_validator.client import PacsClient, read_files, request, studies_in
 
 HERE = Path(__file__).resolve().parent
 STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")
-ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
@@ -48,8 +46,9 @@ def print_metadata(document: dict[str, Any]) -> None:
     print(f"    equipment {document['equipment']['manufacturer']} "
           f"{document['equipment']['model']}")
     for series in document["series"]:
+        preview = series["preview"].split("/", 2)[-1] if series.get("preview") else "no preview"
         print(f"    series {series['number']} {series['modality']} "
-              f"{series['description']!r}: {len(series['instances'])} instance(s)")
+              f"{series['description']!r}: {len(series['instances'])} instance(s), {preview}")
 
 
 def main() -> int:
@@ -57,8 +56,6 @@ def main() -> int:
     environment = stack_json("env", "--json", STACK_NAME)
     api_base = environment["PACS_VALIDATOR_API"]
     store = outputs["StoreBucketName"]
-    s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
     client = PacsClient(api_base, token=environment.get("PACS_VALIDATOR_TOKEN"))
     print(f"API: {api_base}")
     all_stored = True
@@ -77,15 +74,16 @@ def main() -> int:
         if status["state"] != "STORED":
             all_stored = False
             continue
-        metadata = json.loads(s3.get_object(Bucket=store, Key=status["keys"]["metadata"])
-                              ["Body"].read())
-        print("  metadata.json:")
+        metadata = json.loads(request("GET", status["links"]["metadata"]).body)
+        print(f"  metadata.json (through its presigned link, {len(status['links']['previews'])}"
+              f" series preview link(s) beside it):")
         print_metadata(metadata)
         print(f"  stored under s3://{store}/studies/{study_id}/ — look with:")
         print(f"    awslocal s3 ls s3://{store}/studies/{study_id}/ --recursive")
         print(f"    awslocal s3 cp s3://{store}/studies/{study_id}/metadata.json -")
         print(f"    curl -s -H \"Authorization: Bearer $PACS_VALIDATOR_TOKEN\" "
               f"'{api_base}/status/{study_id}?limit=5'")
+    print(f"\nupload page: {api_base}/ (paste $PACS_VALIDATOR_TOKEN into its token field)")
     print("\n(awslocal is in .local/venvs/localstack/bin; `eval \"$(local-runtime/stack env)\"` "
           "points plain aws/boto3 at LocalStack and sets PACS_VALIDATOR_API and "
           "PACS_VALIDATOR_TOKEN; `make down` stops it.)")
