@@ -1,5 +1,6 @@
-"""API: POST /upload (study-wide presigned POST + manifest), GET /status/{study_id}, GET /health,
-and GET / (the browser upload page)."""
+"""API: POST /upload (study-wide presigned POST + manifest), POST /upload/{study_id} (a fresh
+form for a study still taking files), GET /status/{study_id}, GET /health, and GET / (the
+browser upload page)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ from pacs_validator.api_request import RequestBodyError, json_body
 from pacs_validator.auth import AuthenticationError, AuthMode, authenticate, tokens_from_secret
 from pacs_validator.links import study_links
 from pacs_validator.settings import load_settings
-from pacs_validator.status import PageTokenError, StatusTable, decode_token, public_view
+from pacs_validator.status import (
+    OPEN_STATES,
+    PageTokenError,
+    StatusTable,
+    decode_token,
+    public_view,
+)
 from pacs_validator.storage import (
     ObjectStore,
     incoming_key,
@@ -71,11 +78,24 @@ class UnknownStudyError(ServiceError):
         super().__init__(404, "no such study")
 
 
+class StudyClosedError(ServiceError):
+    """409 for a form asked for a study that takes no more files (past RECEIVING)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(409, f"the study is {state} and takes no more files")
+
+
 def request_json() -> Any:
     """The request's JSON body (None when it has none), or a 4xx :class:`RequestBodyError`."""
     event = app.current_event
     return json_body(event.body, bool(event.is_base64_encoded),
                      event.headers.get("content-type"), settings.max_request_bytes)
+
+
+def require_study_id(study_id: str) -> None:
+    """400 for a path's study id that is not of our format (nothing is looked up)."""
+    if not is_study_id(study_id):
+        raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
 
 
 def require_bearer_token(app: APIGatewayRestResolver,
@@ -89,6 +109,21 @@ def require_bearer_token(app: APIGatewayRestResolver,
 AUTHENTICATED = [require_bearer_token] if settings.api_auth is AuthMode.TOKEN else []
 """The middlewares of the routes that need a known caller. IAM mode leaves the check to API
 Gateway (AWS_IAM on those methods in template.yaml); NONE checks nothing."""
+
+
+def study_form(study_id: str, files: int) -> dict[str, Any]:
+    """The answer carrying a study's study-wide upload form: a presigned POST for any key
+    under ``incoming/<id>/``, valid ``presign_expiry_seconds`` from now."""
+    prefix = incoming_prefix(study_id)
+    form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes,
+                                  settings.presign_expiry_seconds)
+    return {
+        "study_id": study_id,
+        "upload": {**form, "key_prefix": prefix},
+        "expires_in": settings.presign_expiry_seconds,
+        "max_bytes": settings.max_upload_bytes,
+        "files": files,
+    }
 
 
 @app.post("/upload", middlewares=AUTHENTICATED)
@@ -105,16 +140,7 @@ def create_upload() -> Response[dict[str, Any]]:
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
     table.create(study_id, expected=len(files), deadline_seconds=deadline)
-    prefix = incoming_prefix(study_id)
-    form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes,
-                                  settings.presign_expiry_seconds)
-    answer: dict[str, Any] = {
-        "study_id": study_id,
-        "upload": {**form, "key_prefix": prefix},
-        "expires_in": settings.presign_expiry_seconds,
-        "max_bytes": settings.max_upload_bytes,
-        "files": len(files),
-    }
+    answer = study_form(study_id, len(files))
     if len(files) <= settings.per_file_forms_max:
         answer["uploads"] = [
             {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
@@ -124,6 +150,25 @@ def create_upload() -> Response[dict[str, Any]]:
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
     logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
+
+
+@app.post("/upload/<study_id>", middlewares=AUTHENTICATED)
+@tracer.capture_method
+def renew_upload(study_id: str) -> dict[str, Any]:
+    """A fresh study-wide form for a study still taking files (AWAITING_UPLOAD or RECEIVING),
+    for an upload that outlasts its form: no body, or ``{}``."""
+    require_study_id(study_id)
+    if request_json() not in (None, {}):
+        raise BadRequestError("this route takes no body (or an empty JSON object)")
+    logger.set_correlation_id(study_id)
+    study = table.get(study_id)
+    if study is None:
+        raise UnknownStudyError()
+    if study["state"] not in {state.value for state in OPEN_STATES}:
+        raise StudyClosedError(str(study["state"]))
+    metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
+    logger.info("upload form renewed", extra={"study_id": study_id})
+    return study_form(study_id, int(study["expected"]))
 
 
 def _page_size(text: str | None) -> int:
@@ -139,8 +184,7 @@ def _page_size(text: str | None) -> int:
 def get_status(study_id: str) -> dict[str, Any]:
     """The study's state and verdict with one page of per-file verdicts (``?limit=&next=``);
     the first page also carries download ``links`` once the study has reports or metadata."""
-    if not is_study_id(study_id):
-        raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
+    require_study_id(study_id)
     limit = _page_size(app.current_event.get_query_string_value("limit"))
     token = app.current_event.get_query_string_value("next")
     after = decode_token(token) if token is not None else None

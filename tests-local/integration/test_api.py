@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
+from calendar import timegm
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,12 +22,18 @@ from conftest import (
     api_event,
     load_function,
 )
-from test_pipeline import call_api
+from pydicom.data import get_testdata_file
+from test_pipeline import call_api, declare_study, deliver_upload, run_study
 
 
 def policy_of(form: dict[str, Any]) -> dict[str, Any]:
     policy: dict[str, Any] = json.loads(base64.b64decode(form["fields"]["policy"]))
     return policy
+
+
+def expiration_of(form: dict[str, Any]) -> int:
+    """The policy's expiration, in seconds since the epoch."""
+    return timegm(time.strptime(policy_of(form)["expiration"], "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def test_upload_returns_a_study_wide_form_and_the_manifest_outside_the_table(
@@ -135,6 +144,83 @@ def test_unknown_study_is_404_and_malformed_id_is_400(stack: Stack) -> None:
         assert call_api(stack, "GET", f"/status/{bad}", params={"study_id": bad})[0] == 400
 
 
+# --- POST /upload/{study_id}: a fresh form for a study still taking files ------------------------
+CT = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+MR = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+
+
+def renew(stack: Stack, study_id: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    return call_api(stack, "POST", f"/upload/{study_id}", body, params={"study_id": study_id})
+
+
+def test_renewal_answers_a_fresh_study_wide_form_while_the_study_takes_files(
+    stack: Stack,
+) -> None:
+    declared = declare_study(stack, {"a.dcm": CT, "b.dcm": CT})
+    study_id = declared["study_id"]
+
+    status, body = renew(stack, study_id)  # AWAITING_UPLOAD
+    assert status == 200, body
+    assert set(body) == {"study_id", "upload", "expires_in", "max_bytes", "files"}
+    assert (body["study_id"], body["files"], body["expires_in"], body["max_bytes"]) == (
+        study_id, 2, 900, 5 * 1024 * 1024)
+    assert body["upload"]["key_prefix"] == f"incoming/{study_id}/"
+    assert UPLOADS in body["upload"]["url"]
+    conditions = policy_of(body["upload"])["conditions"]
+    assert ["starts-with", "$key", f"incoming/{study_id}/"] in conditions
+    assert ["content-length-range", 1, 5 * 1024 * 1024] in conditions
+    assert {"x-amz-checksum-algorithm": "SHA256"} in conditions
+    assert abs(expiration_of(body["upload"]) - (time.time() + 900)) < 60
+
+    deliver_upload(stack, f"incoming/{study_id}/a.dcm", CT)
+    assert call_api(stack, "GET", f"/status/{study_id}",
+                    params={"study_id": study_id})[1]["state"] == "RECEIVING"
+    status, body = renew(stack, study_id, {})  # RECEIVING, with an empty JSON object
+    assert status == 200, body
+    assert body["study_id"] == study_id and body["files"] == 2
+
+
+@pytest.mark.parametrize(("files", "state"), [({"ct.dcm": CT}, "STORED"),
+                                              ({"ct.dcm": CT, "mr.dcm": MR}, "REJECTED")])
+def test_renewal_for_a_study_past_receiving_is_409_naming_its_state(
+    stack: Stack, files: dict[str, bytes], state: str
+) -> None:
+    study_id = run_study(stack, files)  # two studies' files in one: REJECTED as mixed
+
+    status, body = renew(stack, study_id)
+
+    assert status == 409
+    assert state in body["message"]
+    assert call_api(stack, "GET", f"/status/{study_id}",
+                    params={"study_id": study_id})[1]["state"] == state
+
+
+def test_renewal_for_an_unknown_study_is_404_and_for_a_malformed_id_400(stack: Stack) -> None:
+    assert renew(stack, "0" * 32) == (404, {"statusCode": 404, "message": "no such study"})
+    for bad in ("xyz", "A" * 32, "g" * 32, "0" * 31, "0" * 33):
+        status, body = renew(stack, bad)
+        assert status == 400 and "study_id" in body["message"], bad
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "content_type", "expected"),
+    [
+        ('{"files": [{"name": "a.dcm", "size": 1}]}', "application/json", 400),
+        ("[]", "application/json", 400),
+        ("not json", "application/json", 400),
+        ("{}", "text/plain", 415),
+    ],
+)
+def test_renewal_takes_no_body_but_an_empty_object(
+    stack: Stack, raw_body: str, content_type: str, expected: int
+) -> None:
+    study_id = declare_study(stack, {"a.dcm": CT})["study_id"]
+    status, body, _ = answer(stack, api_event("POST", f"/upload/{study_id}", raw_body=raw_body,
+                                              headers={"Content-Type": content_type}))
+    assert status == expected
+    assert body["message"]
+
+
 def test_health_answers_ok(stack: Stack) -> None:
     assert call_api(stack, "GET", "/health") == (200, {"status": "ok"})
 
@@ -217,6 +303,8 @@ def test_unknown_route_is_404_and_wrong_method_is_405_both_json(stack: Stack) ->
     assert (status, body["message"], headers["Allow"]) == (405, "method not allowed", "POST")
     status, _, headers = answer(stack, api_event("POST", f"/status/{'0' * 32}"))
     assert (status, headers["Allow"]) == (405, "GET")
+    status, _, headers = answer(stack, api_event("GET", f"/upload/{'0' * 32}"))
+    assert (status, headers["Allow"]) == (405, "POST")
 
 
 def test_a_refused_body_is_logged_without_its_content(
@@ -239,10 +327,12 @@ def test_a_refused_body_is_logged_without_its_content(
 UPLOAD = {"filename": "a.dcm", "size": 1}
 
 
-def test_upload_and_status_refuse_a_caller_without_a_valid_token(stack: Stack) -> None:
+def test_upload_renewal_and_status_refuse_a_caller_without_a_valid_token(stack: Stack) -> None:
     study = f"/status/{'0' * 32}"
+    known = call_api(stack, "POST", "/upload", UPLOAD)[1]["study_id"]
     for token in (None, "wrong-token-wrong-token-wrong", ""):
-        for method, path, body in (("POST", "/upload", UPLOAD), ("GET", study, None)):
+        for method, path, body in (("POST", "/upload", UPLOAD), ("GET", study, None),
+                                   ("POST", f"/upload/{known}", None)):
             status, response, headers = answer(stack, api_event(method, path, body, token=token))
             assert status == 401, (method, token)
             assert response["message"]
@@ -284,7 +374,10 @@ def test_none_and_iam_modes_do_not_check_tokens_in_the_function(
 ) -> None:
     monkeypatch.setenv("API_AUTH", mode)
     stack.functions["api"] = load_function("api")
-    assert answer(stack, api_event("POST", "/upload", UPLOAD, token=None))[0] == 201
+    status, declared, _ = answer(stack, api_event("POST", "/upload", UPLOAD, token=None))
+    assert status == 201
+    path = f"/upload/{declared['study_id']}"
+    assert answer(stack, api_event("POST", path, token=None))[0] == 200
 
 
 def test_every_upload_form_requires_the_files_sha256_checksum(stack: Stack) -> None:

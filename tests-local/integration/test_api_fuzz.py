@@ -4,7 +4,9 @@
 methods, paths, headers (content types, Authorization: the valid token seven times in
 ten), query strings on ``/status``, bodies (text, binary, Unicode, nested and odd JSON,
 huge numbers, wrong types, upload declarations with hostile names) and the base64 flag on
-or off. Each answer must be a status below 500, and every refusal a JSON object carrying a
+or off, on ``POST /upload``, ``POST /upload/{id}`` (a study taking files, one past
+RECEIVING, an unknown one, ids not of our format), ``GET /status/{id}`` and elsewhere.
+Each answer must be a status below 500, and every refusal a JSON object carrying a
 message; every upload form's key stays under the study's own ``incoming/<id>/`` and the API
 stores nothing but manifests. The status counts are printed (``pytest -s`` or ``-rP``).
 """
@@ -24,6 +26,10 @@ from hypothesis import strategies as st
 
 EVENTS = int(os.environ.get("API_FUZZ_EVENTS", "10000"))
 STUDY_ID = "0123456789abcdef0123456789abcdef"
+OPEN_STUDY = "0123456789abcdef0123456789abc0de"
+"""A study the test creates, AWAITING_UPLOAD: its form can be renewed."""
+STORED_STUDY = "0123456789abcdef0123456789ab0570"
+"""A study the test creates and marks STORED: a renewal is refused (409)."""
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
@@ -94,14 +100,22 @@ other_paths = st.one_of(
 )
 any_method = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]) \
     | st.text(alphabet=string.ascii_letters, min_size=1, max_size=8)
-ROUTES = ["upload"] * 6 + ["status"] * 2 + ["other"] * 2
-"""Six events in ten go to POST /upload (where bodies are read), two to GET /status."""
+renew_paths = st.one_of(
+    st.sampled_from([OPEN_STUDY, STORED_STUDY, STUDY_ID]),
+    st.text(alphabet=string.hexdigits, min_size=30, max_size=34),
+    st.text(max_size=40).filter(lambda t: "/" not in t),
+).map(lambda study: f"/upload/{study}")
+ROUTES = ["upload"] * 5 + ["renew"] + ["status"] * 2 + ["other"] * 2
+"""Five events in ten go to POST /upload (where bodies are read), one to POST /upload/{id},
+two to GET /status."""
 
 
 def request_line(draw: st.DrawFn) -> tuple[str, str]:
     route = draw(st.sampled_from(ROUTES))
     if route == "upload":
         return draw(st.sampled_from(["POST"] * 9 + ["PUT"])), "/upload"
+    if route == "renew":
+        return draw(st.sampled_from(["POST"] * 9 + ["GET"])), draw(renew_paths)
     if route == "status":
         return draw(st.sampled_from(["GET"] * 9 + ["DELETE"])), draw(status_paths)
     return draw(any_method), draw(other_paths)
@@ -142,7 +156,14 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
 
 def test_10000_hostile_events_get_a_4xx_or_better_never_a_5xx(stack: Stack) -> None:
     api = stack.handler("api")
+    for study_id in (OPEN_STUDY, STORED_STUDY):
+        api.table.create(study_id, expected=1, deadline_seconds=3600)
+    api.table.table.update_item(Key={"study_id": STORED_STUDY, "item": "study"},
+                                UpdateExpression="SET #state = :stored",
+                                ExpressionAttributeNames={"#state": "state"},
+                                ExpressionAttributeValues={":stored": "STORED"})
     statuses: Counter[int] = Counter()
+    renewed: Counter[int] = Counter()
 
     @settings(max_examples=EVENTS, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
@@ -151,8 +172,14 @@ def test_10000_hostile_events_get_a_4xx_or_better_never_a_5xx(stack: Stack) -> N
         response = api.lambda_handler(event, FakeContext())
         statuses[response["statusCode"]] += 1
         assert response["statusCode"] < 500, response["body"]
+        if event["path"].startswith("/upload/") and event["httpMethod"] == "POST":
+            renewed[response["statusCode"]] += 1
         if response["statusCode"] == 200:
-            return  # /health, or the HTML upload page at GET /
+            if event["httpMethod"] == "POST":  # a renewed form, for the open study only
+                body = json.loads(response["body"])
+                assert body["study_id"] == OPEN_STUDY and "uploads" not in body
+                assert body["upload"]["key_prefix"] == f"incoming/{OPEN_STUDY}/"
+            return  # else /health, or the HTML upload page at GET /
         body = json.loads(response["body"])
         assert isinstance(body, dict) and (body.get("message") or response["statusCode"] < 300)
         if response["statusCode"] == 201:
@@ -167,6 +194,9 @@ def test_10000_hostile_events_get_a_4xx_or_better_never_a_5xx(stack: Stack) -> N
           f"{sum(n for s, n in statuses.items() if s >= 500)} answered 5xx; "
           f"by status {dict(sorted(statuses.items()))}")
     assert sum(statuses.values()) >= EVENTS
+    print(f"POST /upload/{{id}}: by status {dict(sorted(renewed.items()))}")
+    if EVENTS >= 1000:  # the renewal route was reached, and past its checks
+        assert {200, 400, 404, 409} <= set(renewed)
     pages = stack.s3.get_paginator("list_objects_v2").paginate(Bucket=UPLOADS)
     for key in (o["Key"] for page in pages for o in page.get("Contents", [])):
         assert key.startswith("manifests/") and key.count("/") == 1

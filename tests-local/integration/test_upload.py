@@ -9,20 +9,28 @@ The harness stands in for what AWS (or LocalStack) does around the handlers:
 - before it answers any request, the gateway delivers what S3 and EventBridge would have by
   then: an ObjectCreated event to the validator for each new upload, then validation.success
   and chunk events to the descriptor. Pipeline timing is therefore not exercised here.
+- moto's S3 checks no POST policy; where a test needs S3 to refuse an expired form, the
+  ``expiring_forms`` fixture refuses the forms it is told have expired, as S3 does (403).
 """
 
 from __future__ import annotations
 
+import base64
+import calendar
+import datetime
+import itertools
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import botocore.signers
 import pydicom
 import pytest
 from conftest import API_TOKEN, UPLOADS, FakeContext, Stack, api_event, s3_put_event
@@ -30,8 +38,9 @@ from moto.server import ThreadedMotoServer
 from pydicom.data import get_testdata_file
 from test_pipeline import deliver_success_events
 
+from pacs_validator import upload as upload_module
 from pacs_validator.cli import main
-from pacs_validator.client import PacsClient, studies_in
+from pacs_validator.client import HttpResponse, PacsClient, studies_in
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -44,6 +53,13 @@ class Gateway:
     s3_url: str
     delivered: set[str] = field(default_factory=set)
     authorizations: list[str | None] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    """Method and path of each API request, in order."""
+
+    def count(self, method: str, prefix: str) -> int:
+        """The API requests of ``method`` on ``prefix`` exactly, or under ``prefix/``."""
+        return sum(1 for m, path in self.calls
+                   if m == method and (path == prefix or path.startswith(prefix + "/")))
 
     def pump(self) -> None:
         """Deliver every upload not yet delivered to the validator, then run the descriptor
@@ -60,15 +76,16 @@ class Gateway:
         self.pump()
         self.authorizations.append(headers.get("Authorization"))
         url = urlsplit(target)
+        self.calls.append((method, url.path))
         event = api_event(method, url.path)
         event["body"] = body.decode() if body else None
         event["headers"] = headers
         event["queryStringParameters"] = dict(parse_qsl(url.query)) or None
-        if url.path.startswith("/status/"):
+        if url.path.startswith(("/status/", "/upload/")):
             event["pathParameters"] = {"study_id": url.path.rsplit("/", 1)[-1]}
         response = self.stack.handler("api").lambda_handler(event, FakeContext())
         status, text = int(response["statusCode"]), str(response["body"])
-        if method == "POST" and status == 201:
+        if method == "POST" and status in (200, 201):  # a declaration or a renewed form
             declared = json.loads(text)
             for form in [declared["upload"], *declared.get("uploads", [])]:
                 form["url"] = f"{self.s3_url}/{UPLOADS}"
@@ -127,6 +144,74 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PACS_VALIDATOR_API", raising=False)
     monkeypatch.setenv("PACS_VALIDATOR_TOKEN", API_TOKEN)
     return tmp_path
+
+
+POLICY_EXPIRED = (b"<Error><Code>AccessDenied</Code><Message>Invalid according to Policy: "
+                  b"Policy expired.</Message></Error>")
+
+
+class Clock:
+    """A clock ``offset`` seconds ahead of the real one."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.monotonic = time.monotonic
+        self.sleep = time.sleep
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+@dataclass
+class ExpiringForms:
+    """S3's refusal of a presigned POST whose policy has expired, which moto does not make,
+    with two clocks that tests move: ``aws``, which the API signs forms by (their policy's
+    ``expiration``) and S3 judges them by, and ``command``, the upload command's. A file
+    posted with a form whose expiration has passed on ``aws`` is refused with 403. Each post
+    is recorded (name, policy, status); ``before_post`` runs before S3 judges it and
+    ``after_post`` once it is recorded (to move a clock or interrupt the command)."""
+
+    aws: Clock = field(default_factory=Clock)
+    command: Clock = field(default_factory=Clock)
+    posts: list[tuple[str, str, int]] = field(default_factory=list)
+    before_post: Callable[[ExpiringForms], None] = lambda forms: None
+    after_post: Callable[[ExpiringForms], None] = lambda forms: None
+
+    def accepted(self) -> list[tuple[str, str]]:
+        return [(name, policy) for name, policy, status in self.posts if status == 204]
+
+    def refused(self) -> list[str]:
+        return [name for name, _, status in self.posts if status == 403]
+
+
+def expiration_of(policy: str) -> float:
+    expiration = json.loads(base64.b64decode(policy))["expiration"]
+    return calendar.timegm(time.strptime(expiration, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.fixture
+def expiring_forms(monkeypatch: pytest.MonkeyPatch) -> ExpiringForms:
+    forms = ExpiringForms()
+    monkeypatch.setattr(upload_module, "time", forms.command)
+    monkeypatch.setattr(botocore.signers, "get_current_datetime", lambda: (
+        datetime.datetime.fromtimestamp(forms.aws.time(), datetime.UTC).replace(tzinfo=None)))
+    post_file = PacsClient.post_file
+    lock = threading.Lock()
+
+    def checked(form: Any, name: str, data: Any, progress: Any = None) -> HttpResponse:
+        policy = str(form["fields"]["policy"])
+        forms.before_post(forms)
+        with lock:
+            expired = expiration_of(policy) <= forms.aws.time()
+        response = (HttpResponse(403, POLICY_EXPIRED) if expired
+                    else post_file(form, name, data, progress))
+        with lock:
+            forms.posts.append((name, policy, response.status))
+            forms.after_post(forms)
+        return response
+
+    monkeypatch.setattr(PacsClient, "post_file", staticmethod(checked))
+    return forms
 
 
 def two_study_folder(root: Path) -> Path:
@@ -279,3 +364,130 @@ def test_token_goes_to_the_api_only_and_status_prints_one_study(
     assert main(["status", document["study_id"]]) == 0
     assert command_output(capsys).startswith(f"STORED     200 {document['study_id']}")
     assert main(["status", "0" * 32]) == 2
+
+
+# --- upload forms that expire --------------------------------------------------------------------
+def mr_folder(root: Path) -> Path:
+    """The 11-file MR study of two_study_folder."""
+    return two_study_folder(root) / "mr"
+
+
+def test_a_kept_form_that_expired_is_renewed_and_the_same_study_resumed(
+        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Interrupted after four files; the command is run again 16 minutes later, when the
+    kept form (15 minutes) has expired: the form is renewed and the study resumed."""
+    folder = mr_folder(in_tmp)
+
+    def interrupt_after_four(forms: ExpiringForms) -> None:
+        if len(forms.posts) >= 4:
+            raise KeyboardInterrupt
+
+    expiring_forms.before_post = interrupt_after_four
+    assert main(["upload", str(folder), "--api", api.url, "--jobs", "1"]) == 1
+    state_file = in_tmp / ".pacs-validator-upload.json"
+    [entry] = json.loads(state_file.read_text())["uploads"].values()
+    expiring_forms.before_post = lambda forms: None
+    expiring_forms.aws.offset = expiring_forms.command.offset = 16 * 60
+    capsys.readouterr()
+
+    code = main(["upload", str(folder), "--api", api.url, "--json"])
+
+    captured = capsys.readouterr()  # with --json, notes and progress go to stderr
+    [document] = json.loads("\n".join(line for line in captured.out.splitlines()
+                                      if not line.startswith("{")))
+    assert code == 0
+    assert document["state"] == "STORED"
+    assert document["study_id"] == entry["study_id"]
+    assert (document["counts"]["declared"], document["counts"]["received"]) == (11, 11)
+    assert api.gateway.count("POST", "/upload") == 1 + 1  # one declaration, one renewal
+    assert api.gateway.calls.count(("POST", f"/upload/{entry['study_id']}")) == 1
+    assert expiring_forms.refused() == []  # renewed before sending, not after a 403
+    kept_policy = entry["upload"]["fields"]["policy"]
+    resumed = expiring_forms.accepted()[4:]
+    assert len(resumed) == 7 and all(policy != kept_policy for _, policy in resumed)
+    assert "its upload form expired; renewed it" in captured.err
+    assert not state_file.exists()
+
+
+def test_a_form_expiring_mid_upload_is_renewed_before_the_next_file(
+        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Once four files are sent, 16 minutes pass: the first form has expired, and is renewed
+    once before the fifth file is sent."""
+    def time_passes_after_four(forms: ExpiringForms) -> None:
+        if len(forms.posts) == 4:
+            forms.aws.offset = forms.command.offset = 16 * 60
+
+    expiring_forms.after_post = time_passes_after_four
+    code, [document] = run_json(capsys, "upload", str(mr_folder(in_tmp)), "--api", api.url,
+                                "--json", "--jobs", "1")
+
+    assert code == 0
+    assert document["state"] == "STORED"
+    assert (document["counts"]["declared"], document["counts"]["received"]) == (11, 11)
+    assert api.gateway.count("POST", "/upload") == 2
+    assert api.gateway.calls.count(("POST", f"/upload/{document['study_id']}")) == 1
+    assert expiring_forms.refused() == []
+    policies = [policy for _, policy in expiring_forms.accepted()]
+    assert len(policies) == 11
+    assert len(set(policies[:4])) == 1 and len(set(policies[4:])) == 1
+    assert policies[0] != policies[4]
+
+
+def test_files_s3_refuses_for_an_expired_form_are_sent_again_after_one_renewal(
+        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The form expires while 4 threads send their first files with it, and the command's
+    clock, 16 minutes behind S3's, does not know it: S3 refuses the 4 files, and they are
+    sent again with a form renewed once for all the threads."""
+    first_four = threading.Barrier(4)
+    arrivals = itertools.count()
+
+    def s3_time_passes_once_four_files_are_in_flight(forms: ExpiringForms) -> None:
+        if next(arrivals) < 4:
+            first_four.wait(timeout=30)
+            forms.aws.offset = 16 * 60
+
+    expiring_forms.before_post = s3_time_passes_once_four_files_are_in_flight
+    code, [document] = run_json(capsys, "upload", str(mr_folder(in_tmp)), "--api", api.url,
+                                "--json", "--jobs", "4")
+
+    assert code == 0
+    assert document["state"] == "STORED"
+    assert (document["counts"]["declared"], document["counts"]["received"]) == (11, 11)
+    assert len(expiring_forms.refused()) == 4  # S3 refused the first four files ...
+    assert api.gateway.count("POST", "/upload") == 2  # ... and the form was renewed once
+    accepted = sorted(name for name, _ in expiring_forms.accepted())
+    assert accepted == sorted(f["name"] for f in document["files"])
+    assert not (in_tmp / ".pacs-validator-upload.json").exists()
+
+
+def test_a_study_that_can_take_no_more_files_is_declared_anew(
+        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A kept study past RECEIVING (here INCOMPLETE, as after the upload deadline) is not
+    renewed (409) but declared anew, and the new study is stored."""
+    folder = mr_folder(in_tmp)
+
+    def interrupt_after_four(forms: ExpiringForms) -> None:
+        if len(forms.posts) >= 4:
+            raise KeyboardInterrupt
+
+    expiring_forms.before_post = interrupt_after_four
+    assert main(["upload", str(folder), "--api", api.url, "--jobs", "1"]) == 1
+    [entry] = json.loads((in_tmp / ".pacs-validator-upload.json").read_text())[
+        "uploads"].values()
+    api.gateway.stack.handler("api").table.table.update_item(
+        Key={"study_id": entry["study_id"], "item": "study"},
+        UpdateExpression="SET #state = :state", ExpressionAttributeNames={"#state": "state"},
+        ExpressionAttributeValues={":state": "INCOMPLETE"})
+    expiring_forms.before_post = lambda forms: None
+    capsys.readouterr()
+
+    code, [document] = run_json(capsys, "upload", str(folder), "--api", api.url, "--json")
+
+    assert code == 0
+    assert document["state"] == "STORED" and document["study_id"] != entry["study_id"]
+    assert api.gateway.count("POST", "/upload") == 2  # two declarations, no renewal
+    assert api.gateway.calls.count(("POST", f"/upload/{entry['study_id']}")) == 0

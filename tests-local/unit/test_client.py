@@ -80,6 +80,34 @@ def test_progress_of_a_failed_attempt_is_taken_back(script: Any, tmp_path: Path)
     assert -5000 in reported
 
 
+def test_progress_of_a_refused_file_is_taken_back(script: Any, tmp_path: Path) -> None:
+    path = tmp_path / "a.dcm"
+    path.write_bytes(b"x" * 5000)
+    script(HttpResponse(403, b"Policy expired"))
+    reported: list[int] = []
+
+    with pytest.raises(client_module.ApiError):
+        PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", path, reported.append)
+
+    assert sum(reported) == 0 and 5000 in reported
+
+
+def test_renew_posts_to_the_studys_upload_route_and_refusals_raise(script: Any) -> None:
+    fake = script(HttpResponse(200, b'{"study_id": "s", "upload": {"url": "u"}, '
+                                    b'"expires_in": 900}'),
+                  HttpResponse(409, b'{"message": "the study is STORED"}'))
+    api = PacsClient("http://api.test", token="t0k3n")
+
+    assert api.renew("s")["upload"] == {"url": "u"}
+    with pytest.raises(client_module.ApiError) as refused:
+        api.renew("s")
+
+    assert refused.value.status == 409 and "STORED" in refused.value.body
+    assert [(method, url) for method, url, _ in fake.calls] == [
+        ("POST", "http://api.test/upload/s")] * 2
+    assert fake.calls[0][2]["Authorization"] == "Bearer t0k3n"
+
+
 def test_the_token_goes_to_the_api_and_never_to_s3(script: Any) -> None:
     fake = script(HttpResponse(201, b'{"study_id": "s", "upload": {}}'), HttpResponse(204, b""))
     api = PacsClient("http://api.test", token="t0k3n")

@@ -79,3 +79,50 @@ def test_page_names_files_as_the_api_does() -> None:
     names = ["IM 0001", "../../etc/passwd", "Ünïcødé série.dcm", ".hidden", "a:b*c?.dcm", ""]
 
     assert run_page_script([], names)["names"] == [safe_name(n) for n in names]
+
+
+STUDY_FORM = re.search(r"^(const RENEW_MARGIN_MS = .*?;).*?^(class StudyForm \{.*?^\})$",
+                       PAGE, re.S | re.M)
+FORM_HARNESS = """
+const assert = require("assert");
+const api = "https://api.test";
+const authHeaders = () => ({ Authorization: "Bearer t" });
+const fetches = [];
+let answer = 200, issued = 0;
+globalThis.fetch = async (url, init) => {
+  fetches.push([url, init.method, init.headers.Authorization]);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  issued += 1;
+  return { status: answer, json: async () => ({ upload: { id: issued }, expires_in: 900 }) };
+};
+(async () => {
+  const study = new StudyForm("abc", { upload: { id: 0 }, expires_in: 30 });
+  const first = await Promise.all([1, 2, 3, 4].map(() => study.current()));
+  assert.deepStrictEqual(first.map((form) => form.id), [1, 1, 1, 1]);
+  assert.deepStrictEqual(fetches, [["https://api.test/upload/abc", "POST", "Bearer t"]]);
+  assert.strictEqual((await study.current()).id, 1);
+  const used = study.upload;
+  const again = await Promise.all([1, 2, 3].map(() => study.refused(used)));
+  assert.deepStrictEqual(again.map((form) => form.id), [2, 2, 2]);
+  assert.strictEqual((await study.refused(used)).id, 2);
+  assert.strictEqual(fetches.length, 2);
+  answer = 409;
+  await assert.rejects(study.refused(study.upload), /HTTP 409/);
+  await assert.rejects(study.current().then(() => study.refused(study.upload)), /HTTP 409/);
+  assert.strictEqual(fetches.length, 3);
+  console.log("ok");
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_page_renews_its_upload_form_once_for_all_workers() -> None:
+    """StudyForm (the page's second script) with a fake fetch: a form expiring within a
+    minute is renewed once for four workers asking together, a fresh one is not, three
+    workers refused with one form share one renewal, and a refused renewal is not asked
+    again."""
+    assert STUDY_FORM is not None
+    result = subprocess.run(
+        [str(NODE), "-e", STUDY_FORM.group(1) + "\n" + STUDY_FORM.group(2) + FORM_HARNESS],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

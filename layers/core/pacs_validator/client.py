@@ -1,4 +1,5 @@
-"""A small HTTP client for the deployed API: declare, upload through presigned POSTs, wait.
+"""A small HTTP client for the deployed API: declare, upload through presigned POSTs, renew
+an upload form, wait.
 
 Standard library and pydicom only, so the demo, the end-to-end tests, the ``upload`` command
 and users' scripts share one way of talking to the service, on AWS or on LocalStack alike.
@@ -154,6 +155,17 @@ class PacsClient:
         declared: dict[str, Any] = response.json()
         return declared
 
+    def renew(self, study_id: str) -> dict[str, Any]:
+        """``POST /upload/{id}``: a fresh study-wide form for a study still taking files,
+        for an upload that outlasts its form; the 200 body (``upload``, ``expires_in``, as
+        :meth:`declare` answers them, without per-file forms). :class:`ApiError` for a study
+        that is unknown (404) or takes no more files (409)."""
+        response = self._api("POST", f"/upload/{study_id}")
+        if response.status != 200:
+            raise ApiError(response.status, response.body.decode(errors="replace"))
+        renewed: dict[str, Any] = response.json()
+        return renewed
+
     @staticmethod
     def post_file(form: Mapping[str, Any], name: str, data: bytes | Path,
                   progress: Progress | None = None) -> HttpResponse:
@@ -184,7 +196,8 @@ class PacsClient:
     def send_file(self, form: Mapping[str, Any], name: str, data: bytes | Path,
                   progress: Progress | None = None) -> None:
         """:meth:`post_file`, retried when transient; raises :class:`ApiError` when S3
-        refuses the file. Bytes reported by a failed attempt are taken back."""
+        refuses the file (403 when the form expired). Bytes reported by a failed attempt are
+        taken back, the last one's too when the file could not be sent."""
         sent = 0
 
         def count(size: int) -> None:
@@ -199,8 +212,13 @@ class PacsClient:
                 count(-sent)
             return self.post_file(form, name, data, count)
 
-        response = self._retrying(attempt)
+        try:
+            response = self._retrying(attempt)
+        except TRANSIENT_ERRORS:
+            count(-sent)
+            raise
         if response.status not in (200, 201, 204):
+            count(-sent)
             raise ApiError(response.status, response.body.decode(errors="replace"))
 
     def upload(self, files: Mapping[str, bytes]) -> str:

@@ -5,14 +5,21 @@ Files are grouped into studies by StudyInstanceUID (as ``validate`` groups them)
 declared (``POST /upload``), its files go straight to S3 through the study-wide presigned
 POST, ``--jobs`` at a time, and the command waits for each study's verdict.
 
+The study-wide form expires (``expires_in``, 15 minutes by default) and a big study can take
+longer to send, so the form is kept fresh: before a file is sent, a form that expires within
+``EXPIRY_MARGIN`` seconds is renewed (``POST /upload/{id}``, once for all the threads sending
+the study), and a file S3 refuses with 403 (an expired form) is retried once with a renewed
+form. A renewal the API refuses (the study is past RECEIVING, e.g. INCOMPLETE after the
+upload deadline) leaves the remaining files of that run unsent.
+
 Resuming: the study id and its upload form are kept in a small state file (by default
 ``.pacs-validator-upload.json`` in the current folder, readable by its owner only, since the
 form lets its holder upload into that study until it expires) from the declaration until
-every file is sent. Running the same command again finds the unfinished study (same API,
-same StudyInstanceUID, same files and sizes), asks ``GET /status`` which files arrived, and
-sends only the others. A study that can no longer take files (its form expired, or it
-already reached a state past RECEIVING, e.g. INCOMPLETE after the upload deadline) is
-declared anew.
+every file is sent; a renewed form replaces the kept one. Running the same command again
+finds the unfinished study (same API, same StudyInstanceUID, same files and sizes), asks
+``GET /status`` which files arrived, renews the kept form if it has expired, and sends only
+the others. A study that can no longer take files (the API does not know it, or it already
+reached a state past RECEIVING, e.g. INCOMPLETE after the upload deadline) is declared anew.
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ from pacs_validator.rules import Finding
 
 STATE_FILE = ".pacs-validator-upload.json"
 EXPIRY_MARGIN = 60
-"""Seconds of validity a kept upload form must still have to be resumed with."""
+"""Seconds of validity an upload form must still have for a file to be sent with it; a form
+closer to its expiry is renewed first."""
 RESUMABLE_STATES = frozenset({"AWAITING_UPLOAD", "RECEIVING"})
 SIZE_UNITS = ("bytes", "kB", "MB", "GB", "TB")
 PLAIN_STEPS = 4
@@ -116,6 +124,61 @@ class UploadState:
         descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             json.dump({"version": 1, "uploads": self.entries}, stream, indent=1)
+
+
+class KeptForm:
+    """A study's kept upload (its entry in the state file) and the form its files are sent
+    with, renewed through ``POST /upload/{id}`` when it is about to expire or S3 refuses it.
+    Shared by the threads sending the study's files: a renewal is made once, under a lock,
+    and one the API refused is not asked for again in this run."""
+
+    def __init__(self, client: PacsClient, state: UploadState, study_instance_uid: str,
+                 entry: dict[str, Any]) -> None:
+        self.client = client
+        self.state = state
+        self.study_instance_uid = study_instance_uid
+        self.entry = entry
+        self.lock = threading.Lock()
+        self.failure: Exception | None = None
+
+    def expiring(self) -> bool:
+        """Whether the form expires within ``EXPIRY_MARGIN`` seconds (or has expired)."""
+        return bool(self.entry["expires_at"] < time.time() + EXPIRY_MARGIN)
+
+    def renew(self) -> None:
+        """A fresh form from the API, kept in the entry and the state file (its expiry
+        counted from before the request, so never later than S3's)."""
+        asked = time.time()
+        renewed = self.client.renew(str(self.entry["study_id"]))
+        self.entry["upload"] = renewed["upload"]
+        self.entry["expires_at"] = asked + int(renewed["expires_in"])
+        self.state.put(self.client.api_base, self.study_instance_uid, self.entry)
+
+    def form(self) -> dict[str, Any]:
+        """The form to send a file with now, renewed first when it is expiring."""
+        with self.lock:
+            if self.expiring():
+                self._renew_once()
+            form: dict[str, Any] = self.entry["upload"]
+            return form
+
+    def refused(self, form: dict[str, Any]) -> dict[str, Any]:
+        """The form to send again a file S3 refused (403) when sent with ``form``: renewed,
+        unless another thread renewed it since."""
+        with self.lock:
+            if self.entry["upload"] is form:
+                self._renew_once()
+            fresh: dict[str, Any] = self.entry["upload"]
+            return fresh
+
+    def _renew_once(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            self.renew()
+        except (ApiError, *TRANSIENT_ERRORS) as error:
+            self.failure = error
+            raise
 
 
 class ProgressView(Protocol):
@@ -275,26 +338,30 @@ def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO) -> str | No
 
 
 def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
-               view: ProgressView) -> tuple[dict[str, Any], set[str]] | None:
-    """The kept upload of this study and the names of its files that arrived, when it can
-    still take the rest (else the kept entry is dropped)."""
+               view: ProgressView) -> tuple[KeptForm, set[str]] | None:
+    """The kept upload of this study (its form renewed if it has expired) and the names of
+    its files that arrived, when it can still take the rest (else the kept entry is
+    dropped)."""
     entry = state.get(client.api_base, study.study_instance_uid)
     if entry is None:
         return None
+    kept = KeptForm(client, state, study.study_instance_uid, entry)
     reason = None
     if entry["files"] != study.sizes:
         reason = "its files changed"
-    elif entry["expires_at"] < time.time() + EXPIRY_MARGIN:
-        reason = "its upload form expired"
     else:
         try:
             current = client.full_status(entry["study_id"])
+            if current["state"] not in RESUMABLE_STATES:
+                reason = f"it is {current['state']}"
+            elif kept.expiring():
+                kept.renew()
+                view.note(f"study {entry['study_id']}: its upload form expired; renewed it")
         except ApiError as error:
             reason = f"the API answers HTTP {error.status}"
         else:
-            if current["state"] in RESUMABLE_STATES:
-                return entry, {f["name"] for f in current["files"]}
-            reason = f"it is {current['state']}"
+            if reason is None:
+                return kept, {f["name"] for f in current["files"]}
     view.note(f"study {entry['study_id']} cannot be resumed ({reason}): declaring it anew")
     state.drop(client.api_base, study.study_instance_uid)
     return None
@@ -307,21 +374,23 @@ def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadS
     sizes = study.sizes
     resumed = _resumable(study, client, state, view)
     if resumed is None:
+        asked = time.time()
         declared = client.declare(sizes)
         entry = {"study_id": declared["study_id"], "upload": declared["upload"],
-                 "expires_at": time.time() + int(declared["expires_in"]), "files": sizes}
+                 "expires_at": asked + int(declared["expires_in"]), "files": sizes}
         state.put(client.api_base, study.study_instance_uid, entry)
+        kept = KeptForm(client, state, study.study_instance_uid, entry)
         received: set[str] = set()
     else:
-        entry, received = resumed
-        view.note(f"resuming study {entry['study_id']}: {len(received)} of {len(sizes)} "
+        kept, received = resumed
+        view.note(f"resuming study {kept.entry['study_id']}: {len(received)} of {len(sizes)} "
                   f"file(s) already received")
     task = view.add(label, len(sizes), sum(sizes.values()))
     view.advance(task, sent=sum(sizes[n] for n in received if n in sizes),
                  files=len(received & sizes.keys()))
-    unsent = _send_files(study, sorted(sizes.keys() - received), entry["upload"], client,
+    unsent = _send_files(study, sorted(sizes.keys() - received), kept, client,
                          lambda sent, files: view.advance(task, sent, files))
-    outcome = Outcome(study, str(entry["study_id"]))
+    outcome = Outcome(study, str(kept.entry["study_id"]))
     if unsent:
         outcome.problem = (f"{len(unsent)} of {len(sizes)} file(s) not sent; run the same "
                            f"command again to resume")
@@ -330,14 +399,27 @@ def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadS
     return outcome
 
 
-def _send_files(study: StudyFiles, names: list[str], form: dict[str, Any], client: PacsClient,
+def _send_file(study: StudyFiles, name: str, kept: KeptForm, client: PacsClient,
+               progress: Callable[[int], None]) -> None:
+    """Send one file with the kept form (renewed when expiring); once more with a renewed
+    form when S3 refuses it with 403, as it refuses a form that expired."""
+    form = kept.form()
+    try:
+        client.send_file(form, name, study.files[name], progress)
+    except ApiError as error:
+        if error.status != 403:
+            raise
+        client.send_file(kept.refused(form), name, study.files[name], progress)
+
+
+def _send_files(study: StudyFiles, names: list[str], kept: KeptForm, client: PacsClient,
                 advance: Callable[[int, int], None]) -> list[str]:
     """Send ``names`` in parallel; the names that could not be sent. On an interruption
     (Ctrl-C) the queued files are cancelled at once, not sent first."""
     pool = ThreadPoolExecutor(max_workers=client.jobs)
     try:
         futures: dict[Future[None], str] = {
-            pool.submit(client.send_file, form, name, study.files[name],
+            pool.submit(_send_file, study, name, kept, client,
                         lambda sent: advance(sent, 0)): name
             for name in names
         }
