@@ -16,7 +16,14 @@ from conftest import Deployment, aws
 from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import PacsClient, multipart_form, read_files, request, studies_in
+from pacs_validator.client import (
+    ApiError,
+    PacsClient,
+    multipart_form,
+    read_files,
+    request,
+    studies_in,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -186,6 +193,32 @@ def test_the_same_file_uploaded_twice_is_stored_once_and_noted(deployment: Deplo
 def test_status_answers_404_and_400_over_http(deployment: Deployment) -> None:
     assert deployment.api.status("0" * 32).status == 404
     assert deployment.api.status("not-an-id").status == 400
+
+
+def test_a_renewed_form_takes_the_rest_of_the_study_and_a_stored_one_is_409(
+        deployment: Deployment) -> None:
+    """POST /upload/{id} through API Gateway: the renewed form uploads into the same study;
+    once the study is STORED it takes no more files."""
+    files = read_files(max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(),
+                           key=len))
+    declared = deployment.api.declare({name: len(data) for name, data in files.items()})
+    study_id = declared["study_id"]
+    names = sorted(files)
+    deployment.api.send_file(declared["upload"], names[0], files[names[0]])
+
+    renewed = deployment.api.renew(study_id)
+
+    assert renewed["study_id"] == study_id and renewed["files"] == len(files)
+    assert renewed["upload"]["key_prefix"] == declared["upload"]["key_prefix"]
+    for name in names[1:]:
+        deployment.api.send_file(renewed["upload"], name, files[name])
+    assert deployment.api.wait(study_id)["state"] == "STORED"
+    with pytest.raises(ApiError) as refused:
+        deployment.api.renew(study_id)
+    assert refused.value.status == 409 and "STORED" in refused.value.body
+    with pytest.raises(ApiError) as unknown:
+        deployment.api.renew("0" * 32)
+    assert unknown.value.status == 404
 
 
 def function_log_text(group: str) -> str:
