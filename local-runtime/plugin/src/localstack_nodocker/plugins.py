@@ -44,3 +44,11 @@ def relocate_s3_tmp_dir() -> None:
     target = str(Path(tempfile.gettempdir()) / "localstack-s3-storage")
     s3_provider.DEFAULT_S3_TMP_DIR = target
     LOG.debug("S3 temporary storage relocated to %s", target)
+
+
+@hooks.on_infra_start()
+def api_updates() -> None:
+    """CloudFormation can update a REST API and its stage (localstack_nodocker.apigateway)."""
+    from localstack_nodocker.apigateway import patch_api_updates
+
+    patch_api_updates()

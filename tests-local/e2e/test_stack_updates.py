@@ -1,0 +1,92 @@
+"""A stack update that changes a REST API, on LocalStack: the new route is served through
+the same stage (local-runtime/plugin's API Gateway update handlers), as on AWS. Without
+them the update failed with "Stage already exists" and left the stack broken, so a user
+had to delete their local stack to deploy a new version of this one."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import ENDPOINT, aws
+
+from pacs_validator.client import request
+
+pytestmark = pytest.mark.e2e
+STAGE = "v1"
+
+
+def mock_route(message: str) -> dict[str, Any]:
+    """An OpenAPI GET that API Gateway answers itself with ``{"route": message}``."""
+    return {"get": {
+        "responses": {"200": {"description": "ok"}},
+        "x-amazon-apigateway-integration": {
+            "type": "mock", "requestTemplates": {"application/json": '{"statusCode": 200}'},
+            "responses": {"default": {"statusCode": "200", "responseTemplates": {
+                "application/json": json.dumps({"route": message})}}}}}}
+
+
+def template(routes: list[str]) -> str:
+    """A REST API with ``routes``, a deployment whose logical id changes with them (as SAM
+    names it), and a stage pointing at that deployment."""
+    deployment = "Deployment" + "".join(r.strip("/").title() for r in routes)
+    body = {"openapi": "3.0.1", "info": {"title": "updates", "version": "1"},
+            "paths": {route: mock_route(route) for route in routes}}
+    return json.dumps({"Resources": {
+        "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Body": body}},
+        deployment: {"Type": "AWS::ApiGateway::Deployment",
+                     "Properties": {"RestApiId": {"Ref": "Api"}}},
+        "Stage": {"Type": "AWS::ApiGateway::Stage",
+                  "Properties": {"RestApiId": {"Ref": "Api"}, "StageName": STAGE,
+                                 "DeploymentId": {"Ref": deployment}}},
+    }})
+
+
+def physical_id(cloudformation: Any, stack: str, logical_id: str) -> str:
+    resource = cloudformation.describe_stack_resource(StackName=stack,
+                                                      LogicalResourceId=logical_id)
+    return str(resource["StackResourceDetail"]["PhysicalResourceId"])
+
+
+def settled(cloudformation: Any, name: str) -> dict[str, Any]:
+    """The stack once no operation is in progress on it (``DELETE_COMPLETE`` once gone)."""
+    for _ in range(120):
+        try:
+            stack: dict[str, Any] = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        except ClientError as error:
+            if "does not exist" not in str(error):
+                raise
+            return {"StackStatus": "DELETE_COMPLETE"}
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            return stack
+        time.sleep(0.5)
+    raise TimeoutError(f"stack {name} still in progress")
+
+
+def test_an_api_update_adds_its_route_to_the_same_stage() -> None:
+    cloudformation = aws("cloudformation")
+    name = f"api-update-{int(time.time())}"
+    cloudformation.create_stack(StackName=name, TemplateBody=template(["/first"]))
+    try:
+        created = settled(cloudformation, name)
+        assert created["StackStatus"] == "CREATE_COMPLETE"
+        api_id = physical_id(cloudformation, name, "Api")
+        base = f"{ENDPOINT}/_aws/execute-api/{api_id}/{STAGE}"
+        assert request("GET", f"{base}/first").json() == {"route": "/first"}
+        assert request("GET", f"{base}/second").status in (403, 404)
+
+        cloudformation.update_stack(StackName=name,
+                                    TemplateBody=template(["/first", "/second"]))
+        updated = settled(cloudformation, name)
+
+        assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
+        assert physical_id(cloudformation, name, "Api") == api_id
+        assert request("GET", f"{base}/second").json() == {"route": "/second"}
+        assert request("GET", f"{base}/first").json() == {"route": "/first"}
+    finally:
+        cloudformation.delete_stack(StackName=name)
+        settled(cloudformation, name)
+    assert not [a for a in aws("apigateway").get_rest_apis()["items"] if a["id"] == api_id]
