@@ -4,6 +4,7 @@ browser upload page)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,16 +112,15 @@ AUTHENTICATED = [require_bearer_token] if settings.api_auth is AuthMode.TOKEN el
 Gateway (AWS_IAM on those methods in template.yaml); NONE checks nothing."""
 
 
-def study_form(study_id: str, files: int) -> dict[str, Any]:
+def study_form(study_id: str, files: int, expires_in: int) -> dict[str, Any]:
     """The answer carrying a study's study-wide upload form: a presigned POST for any key
-    under ``incoming/<id>/``, valid ``presign_expiry_seconds`` from now."""
+    under ``incoming/<id>/``, valid ``expires_in`` seconds from now."""
     prefix = incoming_prefix(study_id)
-    form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes,
-                                  settings.presign_expiry_seconds)
+    form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes, expires_in)
     return {
         "study_id": study_id,
         "upload": {**form, "key_prefix": prefix},
-        "expires_in": settings.presign_expiry_seconds,
+        "expires_in": expires_in,
         "max_bytes": settings.max_upload_bytes,
         "files": files,
     }
@@ -140,7 +140,7 @@ def create_upload() -> Response[dict[str, Any]]:
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
     table.create(study_id, expected=len(files), deadline_seconds=deadline)
-    answer = study_form(study_id, len(files))
+    answer = study_form(study_id, len(files), settings.presign_expiry_seconds)
     if len(files) <= settings.per_file_forms_max:
         answer["uploads"] = [
             {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
@@ -155,8 +155,9 @@ def create_upload() -> Response[dict[str, Any]]:
 @app.post("/upload/<study_id>", middlewares=AUTHENTICATED)
 @tracer.capture_method
 def renew_upload(study_id: str) -> dict[str, Any]:
-    """A fresh study-wide form for a study still taking files (AWAITING_UPLOAD or RECEIVING),
-    for an upload that outlasts its form: no body, or ``{}``."""
+    """A fresh study-wide form for a study still taking files (AWAITING_UPLOAD or RECEIVING,
+    before its upload deadline), for an upload that outlasts its form: no body, or ``{}``.
+    The form expires at the deadline at the latest: a file it lets in is never late."""
     require_study_id(study_id)
     if request_json() not in (None, {}):
         raise BadRequestError("this route takes no body (or an empty JSON object)")
@@ -166,9 +167,13 @@ def renew_upload(study_id: str) -> dict[str, Any]:
         raise UnknownStudyError()
     if study["state"] not in {state.value for state in OPEN_STATES}:
         raise StudyClosedError(str(study["state"]))
+    until_deadline = int(study["deadline"]) - int(time.time())
+    if until_deadline <= 0:
+        raise StudyClosedError(f"{study['state']} past its upload deadline")
     metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
     logger.info("upload form renewed", extra={"study_id": study_id})
-    return study_form(study_id, int(study["expected"]))
+    return study_form(study_id, int(study["expected"]),
+                      min(settings.presign_expiry_seconds, until_deadline))
 
 
 def _page_size(text: str | None) -> int:

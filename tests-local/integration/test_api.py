@@ -15,6 +15,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from conftest import (
     API_TOKEN,
+    STATUS_TABLE,
     TOKENS_SECRET,
     UPLOADS,
     FakeContext,
@@ -193,6 +194,27 @@ def test_renewal_for_a_study_past_receiving_is_409_naming_its_state(
     assert state in body["message"]
     assert call_api(stack, "GET", f"/status/{study_id}",
                     params={"study_id": study_id})[1]["state"] == state
+
+
+def test_a_renewed_form_expires_at_the_upload_deadline_and_none_is_given_after_it(
+    stack: Stack,
+) -> None:
+    status, declared = call_api(stack, "POST", "/upload", {
+        "files": [{"name": "a.dcm", "size": len(CT)}], "deadline_seconds": 120})
+    assert status == 201
+    study_id = declared["study_id"]
+
+    status, body = renew(stack, study_id)
+    assert status == 200
+    assert 110 <= body["expires_in"] <= 120
+    assert abs(expiration_of(body["upload"]) - (time.time() + body["expires_in"])) < 5
+
+    boto3.resource("dynamodb").Table(STATUS_TABLE).update_item(
+        Key={"study_id": study_id, "item": "study"}, UpdateExpression="SET deadline = :past",
+        ExpressionAttributeValues={":past": int(time.time()) - 1})
+    status, body = renew(stack, study_id)
+    assert status == 409
+    assert "past its upload deadline" in body["message"]
 
 
 def test_renewal_for_an_unknown_study_is_404_and_for_a_malformed_id_400(stack: Stack) -> None:
