@@ -31,6 +31,8 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the browser test needs playwright (the dev extra)")
+axe = pytest.importorskip("axe_playwright_python.sync_playwright",
+                          reason="the browser test needs axe-playwright-python (the dev extra)")
 
 pytestmark = pytest.mark.e2e
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -41,6 +43,9 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-sync"]
 """As root Chromium needs --no-sandbox; the rest keep it from calling Google's hosts, which
 a closed network refuses many at a time."""
+WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+           "resultTypes": ["violations"]}
+"""axe-core's checks of WCAG 2.1 levels A and AA (labels, contrast, names, structure...)."""
 
 
 @pytest.fixture
@@ -71,6 +76,13 @@ def drop_files(page: Any, files: dict[str, bytes]) -> None:
            }""",
         {name: base64.b64encode(data).decode() for name, data in files.items()})
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def accessibility_violations(page: Any) -> list[str]:
+    """What axe-core finds against WCAG 2.1 A/AA on the page as it is: rule and element."""
+    results = axe.Axe().run(page, options=WCAG_AA)
+    return [f"{violation['id']} ({violation['impact']}): {node['target']}"
+            for violation in results.response["violations"] for node in violation["nodes"]]
 
 
 def expect_stored(page: Any, files: int) -> Any:
@@ -105,6 +117,19 @@ def test_a_dropped_study_is_stored_and_shows_its_previews_and_metadata(page: Any
         metadata = json.load(response)
     assert metadata["counts"]["instances"] == len(files)
     assert {s["instance_uid"] for s in metadata["series"]} == series
+    assert accessibility_violations(page) == []
+
+
+def test_the_page_is_usable_from_the_keyboard_and_passes_axe_before_any_upload(
+        page: Any) -> None:
+    assert accessibility_violations(page) == []
+    page.get_by_label("Bearer token").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "drop"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
+    assert page.get_by_role("button", name="Upload and validate").is_disabled()
 
 
 def test_a_picked_folder_is_grouped_into_studies_and_non_dicom_is_skipped(
