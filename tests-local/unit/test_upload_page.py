@@ -3,6 +3,8 @@ run by Node.js on the corpus and compared with pydicom and with the API's naming
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -10,8 +12,10 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from pacs_validator.names import safe_name
 
@@ -19,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "functions" / "api" / "upload.html").read_text("utf-8")
 READER = re.search(r'<script id="dicom-reader">(.*?)</script>', PAGE, re.S)
 NODE = shutil.which("node")
+CORPUS_CT = Path(get_testdata_file("CT_small.dcm"))
 pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js to run the page's script")
 
 HARNESS = """
@@ -126,3 +131,44 @@ def test_page_renews_its_upload_form_once_for_all_workers() -> None:
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+CHECKSUM = re.search(r'<script id="checksum">(.*?)</script>', PAGE, re.S)
+CHECKSUM_HARNESS = """
+const fs = require("fs");
+globalThis.btoa = (text) => Buffer.from(text, "latin1").toString("base64");
+const cases = JSON.parse(fs.readFileSync(0, "utf8"));
+(async () => {
+  const answers = [];
+  for (const [path, slice] of cases) {
+    const bytes = fs.readFileSync(path);
+    const file = { size: bytes.length, slice: (start, end) => ({ arrayBuffer: async () => {
+      const part = bytes.subarray(start, end);
+      return part.buffer.slice(part.byteOffset, part.byteOffset + part.length);
+    } }) };
+    answers.push(await sha256Base64(file, slice));
+  }
+  console.log(JSON.stringify(answers));
+})();
+"""
+
+
+def test_page_checksum_read_in_slices_is_the_sha256_s3_checks(tmp_path: Path) -> None:
+    """Lengths around the 56- and 64-byte padding edges, slices smaller than, equal to and
+    not dividing a block, and a real DICOM file, against hashlib (which the CLI uses)."""
+    assert CHECKSUM is not None
+    random = np.random.default_rng(7)
+    cases: list[tuple[Path, int]] = []
+    for size in (0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1000, 3 * 1024 * 1024 + 5):
+        path = tmp_path / f"{size}.bin"
+        path.write_bytes(random.bytes(size))
+        cases += [(path, 7), (path, 64), (path, 1 << 20)]
+    cases.append((CORPUS_CT, 1 << 23))
+
+    result = subprocess.run([str(NODE), "-e", CHECKSUM.group(1) + CHECKSUM_HARNESS],
+                            input=json.dumps([[str(p), s] for p, s in cases]),
+                            capture_output=True, text=True, check=True, timeout=120)
+
+    expected = [base64.b64encode(hashlib.sha256(p.read_bytes()).digest()).decode()
+                for p, _ in cases]
+    assert json.loads(result.stdout) == expected
