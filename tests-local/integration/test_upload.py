@@ -41,6 +41,7 @@ from test_pipeline import deliver_success_events
 from pacs_validator import upload as upload_module
 from pacs_validator.cli import main
 from pacs_validator.client import HttpResponse, PacsClient, studies_in
+from pacs_validator.upload import STATE_FILE
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -372,24 +373,32 @@ def mr_folder(root: Path) -> Path:
     return two_study_folder(root) / "mr"
 
 
-def test_a_kept_form_that_expired_is_renewed_and_the_same_study_resumed(
-        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """Interrupted after four files; the command is run again 16 minutes later, when the
-    kept form (15 minutes) has expired: the form is renewed and the study resumed."""
-    folder = mr_folder(in_tmp)
-
+def interrupted_after_four_files(api: Api, folder: Path, expiring_forms: ExpiringForms,
+                                 capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """Run the command on ``folder`` until four files are posted, then Ctrl-C: the upload
+    entry it kept (the next run posts freely)."""
     def interrupt_after_four(forms: ExpiringForms) -> None:
         if len(forms.posts) >= 4:
             raise KeyboardInterrupt
 
     expiring_forms.before_post = interrupt_after_four
     assert main(["upload", str(folder), "--api", api.url, "--jobs", "1"]) == 1
-    state_file = in_tmp / ".pacs-validator-upload.json"
-    [entry] = json.loads(state_file.read_text())["uploads"].values()
     expiring_forms.before_post = lambda forms: None
-    expiring_forms.aws.offset = expiring_forms.command.offset = 16 * 60
     capsys.readouterr()
+    [entry] = json.loads((Path.cwd() / STATE_FILE).read_text())["uploads"].values()
+    entry_found: dict[str, Any] = entry
+    return entry_found
+
+
+def test_a_kept_form_that_expired_is_renewed_and_the_same_study_resumed(
+        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Interrupted after four files; the command is run again 16 minutes later, when the
+    kept form (15 minutes) has expired: the form is renewed and the study resumed."""
+    folder = mr_folder(in_tmp)
+    entry = interrupted_after_four_files(api, folder, expiring_forms, capsys)
+    state_file = in_tmp / STATE_FILE
+    expiring_forms.aws.offset = expiring_forms.command.offset = 16 * 60
 
     code = main(["upload", str(folder), "--api", api.url, "--json"])
 
@@ -469,21 +478,11 @@ def test_a_study_that_can_take_no_more_files_is_declared_anew(
     """A kept study past RECEIVING (here INCOMPLETE, as after the upload deadline) is not
     renewed (409) but declared anew, and the new study is stored."""
     folder = mr_folder(in_tmp)
-
-    def interrupt_after_four(forms: ExpiringForms) -> None:
-        if len(forms.posts) >= 4:
-            raise KeyboardInterrupt
-
-    expiring_forms.before_post = interrupt_after_four
-    assert main(["upload", str(folder), "--api", api.url, "--jobs", "1"]) == 1
-    [entry] = json.loads((in_tmp / ".pacs-validator-upload.json").read_text())[
-        "uploads"].values()
+    entry = interrupted_after_four_files(api, folder, expiring_forms, capsys)
     api.gateway.stack.handler("api").table.table.update_item(
         Key={"study_id": entry["study_id"], "item": "study"},
         UpdateExpression="SET #state = :state", ExpressionAttributeNames={"#state": "state"},
         ExpressionAttributeValues={":state": "INCOMPLETE"})
-    expiring_forms.before_post = lambda forms: None
-    capsys.readouterr()
 
     code, [document] = run_json(capsys, "upload", str(folder), "--api", api.url, "--json")
 
