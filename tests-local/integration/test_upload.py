@@ -444,6 +444,42 @@ def test_a_form_expiring_mid_upload_is_renewed_before_the_next_file(
     assert policies[0] != policies[4]
 
 
+def test_a_form_renewed_up_to_the_upload_deadline_is_not_renewed_again_for_each_file(
+        api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """After four files, 14.5 minutes pass (the form has 30 s left) and the study's upload
+    deadline is 30 s away: the API renews the form only up to the deadline, and the command,
+    seeing that a renewal gives no later expiry, sends the other seven files with it instead
+    of asking again before each."""
+    def deadline_near_after_four(forms: ExpiringForms) -> None:
+        if len(forms.posts) == 4:
+            forms.aws.offset = forms.command.offset = 14.5 * 60
+            [study_id] = {policy_prefix(policy) for _, policy, _ in forms.posts}
+            api.gateway.stack.handler("api").table.table.update_item(
+                Key={"study_id": study_id, "item": "study"},
+                UpdateExpression="SET deadline = :soon",
+                ExpressionAttributeValues={":soon": int(time.time()) + 30})
+
+    expiring_forms.after_post = deadline_near_after_four
+    code, [document] = run_json(capsys, "upload", str(mr_folder(in_tmp)), "--api", api.url,
+                                "--json", "--jobs", "1")
+
+    assert code == 0
+    assert document["state"] == "STORED"
+    assert api.gateway.calls.count(("POST", f"/upload/{document['study_id']}")) == 1
+    assert expiring_forms.refused() == []
+    policies = [policy for _, policy in expiring_forms.accepted()]
+    assert len(policies) == 11 and len(set(policies[4:])) == 1
+
+
+def policy_prefix(policy: str) -> str:
+    """The study id of a study-wide form's policy (its ``starts-with $key incoming/<id>/``)."""
+    conditions = json.loads(base64.b64decode(policy))["conditions"]
+    [prefix] = [condition[2] for condition in conditions
+                if isinstance(condition, list) and condition[:2] == ["starts-with", "$key"]]
+    return str(prefix).split("/")[1]
+
+
 def test_files_s3_refuses_for_an_expired_form_are_sent_again_after_one_renewal(
         api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
         capsys: pytest.CaptureFixture[str]) -> None:

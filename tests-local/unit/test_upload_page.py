@@ -93,12 +93,12 @@ const assert = require("assert");
 const api = "https://api.test";
 const authHeaders = () => ({ Authorization: "Bearer t" });
 const fetches = [];
-let answer = 200, issued = 0;
+let answer = 200, issued = 0, lifetime = 900;
 globalThis.fetch = async (url, init) => {
   fetches.push([url, init.method, init.headers.Authorization]);
   await new Promise((resolve) => setTimeout(resolve, 20));
   issued += 1;
-  return { status: answer, json: async () => ({ upload: { id: issued }, expires_in: 900 }) };
+  return { status: answer, json: async () => ({ upload: { id: issued }, expires_in: lifetime }) };
 };
 (async () => {
   const study = new StudyForm("abc", { upload: { id: 0 }, expires_in: 30 });
@@ -115,6 +115,12 @@ globalThis.fetch = async (url, init) => {
   await assert.rejects(study.refused(study.upload), /HTTP 409/);
   await assert.rejects(study.current().then(() => study.refused(study.upload)), /HTTP 409/);
   assert.strictEqual(fetches.length, 3);
+  answer = 200; lifetime = 20;  // the API ends the form at the study's deadline
+  const closing = new StudyForm("late", { upload: { id: 0 }, expires_in: 30 });
+  assert.strictEqual((await closing.current()).id, issued);
+  await closing.current();
+  await closing.current();
+  assert.strictEqual(fetches.length, 4);  // a renewal that gave no later expiry: not again
   console.log("ok");
 })().catch((error) => { console.error(error); process.exit(1); });
 """
@@ -123,8 +129,8 @@ globalThis.fetch = async (url, init) => {
 def test_page_renews_its_upload_form_once_for_all_workers() -> None:
     """StudyForm (the page's second script) with a fake fetch: a form expiring within a
     minute is renewed once for four workers asking together, a fresh one is not, three
-    workers refused with one form share one renewal, and a refused renewal is not asked
-    again."""
+    workers refused with one form share one renewal, a refused renewal is not asked again,
+    nor one that ended at the deadline (no later expiry) before each file."""
     assert STUDY_FORM is not None
     result = subprocess.run(
         [str(NODE), "-e", STUDY_FORM.group(1) + "\n" + STUDY_FORM.group(2) + FORM_HARNESS],

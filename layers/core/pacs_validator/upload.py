@@ -130,7 +130,9 @@ class KeptForm:
     """A study's kept upload (its entry in the state file) and the form its files are sent
     with, renewed through ``POST /upload/{id}`` when it is about to expire or S3 refuses it.
     Shared by the threads sending the study's files: a renewal is made once, under a lock,
-    and one the API refused is not asked for again in this run."""
+    and one the API refused is not asked for again in this run. A renewal that brought the
+    expiry no later (the API ends forms at the study's upload deadline) is not asked for
+    again before a file either: the form is used until S3 refuses it."""
 
     def __init__(self, client: PacsClient, state: UploadState, study_instance_uid: str,
                  entry: dict[str, Any]) -> None:
@@ -140,18 +142,22 @@ class KeptForm:
         self.entry = entry
         self.lock = threading.Lock()
         self.failure: Exception | None = None
+        self.at_deadline = False
 
     def expiring(self) -> bool:
-        """Whether the form expires within ``EXPIRY_MARGIN`` seconds (or has expired)."""
-        return bool(self.entry["expires_at"] < time.time() + EXPIRY_MARGIN)
+        """Whether the form expires within ``EXPIRY_MARGIN`` seconds (or has expired) and a
+        renewal could give a later one."""
+        return not self.at_deadline and self.entry["expires_at"] < time.time() + EXPIRY_MARGIN
 
     def renew(self) -> None:
         """A fresh form from the API, kept in the entry and the state file (its expiry
         counted from before the request, so never later than S3's)."""
         asked = time.time()
         renewed = self.client.renew(str(self.entry["study_id"]))
+        expires_at = asked + int(renewed["expires_in"])
+        self.at_deadline = expires_at < self.entry["expires_at"] + EXPIRY_MARGIN
         self.entry["upload"] = renewed["upload"]
-        self.entry["expires_at"] = asked + int(renewed["expires_in"])
+        self.entry["expires_at"] = expires_at
         self.state.put(self.client.api_base, self.study_instance_uid, self.entry)
 
     def form(self) -> dict[str, Any]:
