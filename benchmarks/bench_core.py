@@ -54,9 +54,9 @@ from typing import Any
 
 import pydicom
 
-from pacs_validator.config import ValidatorConfig, build_config
-from pacs_validator.metadata import DescribedInstance, build_metadata
-from pacs_validator.validation import validate_instance
+from pacs_validator.dicom.config import ValidatorConfig, build_config
+from pacs_validator.dicom.metadata import DescribedInstance, build_metadata
+from pacs_validator.dicom.validation import validate_instance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"

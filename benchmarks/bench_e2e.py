@@ -26,7 +26,7 @@ from typing import Any
 import pydicom
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import PacsClient, read_files, studies_in
+from pacs_validator.cli.client import PacsClient, read_files, studies_in
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "local-runtime" / "stack"

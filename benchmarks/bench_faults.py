@@ -51,7 +51,7 @@ from moto_stack import (
 )
 from pydicom.data import get_testdata_file
 
-from pacs_validator.redrive import REDRIVE
+from pacs_validator.aws.redrive import REDRIVE
 
 RESULTS = ROOT / "benchmarks" / "results"
 ATTEMPTS = 3

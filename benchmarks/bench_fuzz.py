@@ -47,8 +47,8 @@ from pathlib import Path
 
 import pydicom
 
-from pacs_validator.config import build_config
-from pacs_validator.validation import validate_instance
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.validation import validate_instance
 
 RESULTS = Path(__file__).parent / "results"
 HEADER_REGION = 4096

@@ -164,10 +164,10 @@ def child(path: Path) -> dict[str, Any]:
     """Validate and describe ``path``; the RSS and times around it, as a JSON-able dict."""
     from pydicom.data import get_testdata_file
 
-    from pacs_validator.config import build_config
-    from pacs_validator.metadata import DescribedInstance, build_metadata
-    from pacs_validator.parsing import sha256_of
-    from pacs_validator.validation import validate_instance
+    from pacs_validator.dicom.config import build_config
+    from pacs_validator.dicom.metadata import DescribedInstance, build_metadata
+    from pacs_validator.dicom.parsing import sha256_of
+    from pacs_validator.dicom.validation import validate_instance
 
     config = build_config()
 

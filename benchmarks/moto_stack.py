@@ -89,5 +89,6 @@ def moto_stack(instrument: Callable[[], AbstractContextManager[Any]] = contextli
         stack = MotoStack(harness=harness, functions={
             name: load_function(name) for name in ("api", "validator", "descriptor")})
         for name in ("validator", "descriptor"):
-            stack.functions[name].pipeline.dispatcher = RecordingDispatcher(stack.chunk_events)
+            services = stack.functions[name].pipeline.services
+            services.dispatcher = RecordingDispatcher(stack.chunk_events)
         yield stack

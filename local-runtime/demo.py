@@ -17,7 +17,7 @@ from typing import Any
 
 import pydicom
 
-from pacs_validator.client import PacsClient, read_files, request, studies_in
+from pacs_validator.cli.client import PacsClient, read_files, request, studies_in
 
 HERE = Path(__file__).resolve().parent
 STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")

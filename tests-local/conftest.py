@@ -18,10 +18,10 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from pacs_validator.config import ValidatorConfig, build_config
-from pacs_validator.parsing import Source
-from pacs_validator.rules import Finding
-from pacs_validator.validation import InstanceResult, validate_instance
+from pacs_validator.dicom.config import ValidatorConfig, build_config
+from pacs_validator.dicom.parsing import Source
+from pacs_validator.dicom.rules import Finding
+from pacs_validator.dicom.validation import InstanceResult, validate_instance
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
 TEST_FILES = PYDICOM_DATA / "test_files"

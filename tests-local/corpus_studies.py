@@ -19,7 +19,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from pacs_validator.config import build_config
+from pacs_validator.dicom.config import build_config
 
 TEMPLATES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm")
 """Real files the validator passes (status 200), of four modalities and transfer syntaxes."""

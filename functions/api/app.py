@@ -17,31 +17,31 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError
 
-from pacs_validator.api_request import RequestBodyError, json_body
-from pacs_validator.auth import AuthenticationError, AuthMode, authenticate, tokens_from_secret
-from pacs_validator.links import study_links
-from pacs_validator.settings import load_settings
-from pacs_validator.status import (
-    OPEN_STATES,
-    PageTokenError,
-    StatusTable,
-    decode_token,
-    public_view,
+from pacs_validator.aws.links import study_links
+from pacs_validator.aws.settings import load_settings
+from pacs_validator.aws.wiring import DependencyUnavailable, api_resources
+from pacs_validator.contract.api_request import RequestBodyError, json_body
+from pacs_validator.contract.auth import (
+    AuthenticationError,
+    AuthMode,
+    authenticate,
+    tokens_from_secret,
 )
-from pacs_validator.storage import (
-    ObjectStore,
+from pacs_validator.contract.keys import (
     incoming_key,
     incoming_prefix,
     is_study_id,
     manifest_key,
     new_study_id,
 )
-from pacs_validator.uploads import (
+from pacs_validator.contract.status_view import PageTokenError, decode_token, public_view
+from pacs_validator.contract.upload_request import (
+    StudyClosedError,
     UploadRequestError,
     manifest_document,
     parse_upload_request,
+    renewed_form_expiry,
     requested_deadline,
 )
 
@@ -50,9 +50,8 @@ metrics = Metrics()
 tracer = Tracer()
 app = APIGatewayRestResolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
-table = StatusTable(settings.status_table, settings.retention_days)
-uploads = ObjectStore(settings.uploads_bucket)
-store = ObjectStore(settings.store_bucket, uploads.client)
+resources = api_resources(settings)
+table, uploads, store = resources.table, resources.uploads, resources.store
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
@@ -77,13 +76,6 @@ class UnknownStudyError(ServiceError):
 
     def __init__(self) -> None:
         super().__init__(404, "no such study")
-
-
-class StudyClosedError(ServiceError):
-    """409 for a form asked for a study that takes no more files (past RECEIVING)."""
-
-    def __init__(self, state: str) -> None:
-        super().__init__(409, f"the study is {state} and takes no more files")
 
 
 def request_json() -> Any:
@@ -165,15 +157,10 @@ def renew_upload(study_id: str) -> dict[str, Any]:
     study = table.get(study_id)
     if study is None:
         raise UnknownStudyError()
-    if study["state"] not in {state.value for state in OPEN_STATES}:
-        raise StudyClosedError(str(study["state"]))
-    until_deadline = int(study["deadline"]) - int(time.time())
-    if until_deadline <= 0:
-        raise StudyClosedError(f"{study['state']} past its upload deadline")
+    expires_in = renewed_form_expiry(study, int(time.time()), settings.presign_expiry_seconds)
     metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
     logger.info("upload form renewed", extra={"study_id": study_id})
-    return study_form(study_id, int(study["expected"]),
-                      min(settings.presign_expiry_seconds, until_deadline))
+    return study_form(study_id, int(study["expected"]), expires_in)
 
 
 def _page_size(text: str | None) -> int:
@@ -260,7 +247,12 @@ def bad_request(error: ValueError) -> Response[dict[str, Any]]:
     return client_error(400, str(error))
 
 
-@app.exception_handler([ClientError, BotoCoreError, GetParameterError])
+@app.exception_handler(StudyClosedError)
+def study_closed(error: StudyClosedError) -> Response[dict[str, Any]]:
+    return client_error(409, str(error))
+
+
+@app.exception_handler([DependencyUnavailable, GetParameterError])
 def dependency_unavailable(error: Exception) -> Response[dict[str, Any]]:
     logger.exception("AWS dependency failed")
     return Response(status_code=503, content_type=content_types.APPLICATION_JSON,

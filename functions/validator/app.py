@@ -24,10 +24,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pacs_validator.chunks import is_chunk_payload
-from pacs_validator.pipeline import pipeline_from_settings
-from pacs_validator.redrive import REDRIVE
-from pacs_validator.settings import load_settings
+from pacs_validator.aws.settings import load_settings
+from pacs_validator.aws.wiring import pipeline_from_settings
+from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
 
 logger = Logger()
 metrics = Metrics()

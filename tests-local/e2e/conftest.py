@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pacs_validator.client import PacsClient
+from pacs_validator.cli.client import PacsClient
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = ROOT / "local-runtime" / "stack"

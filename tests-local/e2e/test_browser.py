@@ -23,7 +23,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from pacs_validator.client import studies_in
+from pacs_validator.cli.client import studies_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():

@@ -16,7 +16,7 @@ from conftest import Deployment, aws
 from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import (
+from pacs_validator.cli.client import (
     ApiError,
     PacsClient,
     multipart_form,

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, STACK_NAME, Deployment, aws
 from pydicom.data import get_testdata_file
 
-from pacs_validator.client import PacsClient
+from pacs_validator.cli.client import PacsClient
 
 pytestmark = pytest.mark.e2e
 

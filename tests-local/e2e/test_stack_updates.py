@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import ENDPOINT, aws
 
-from pacs_validator.client import request
+from pacs_validator.cli.client import request
 
 pytestmark = pytest.mark.e2e
 STAGE = "v1"

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
-from pacs_validator.chunks import Work, chunk_payload
+from pacs_validator.contract.invocations import Work, chunk_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "pv-test"
@@ -185,7 +185,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         functions = {name: load_function(name) for name in ("api", "validator", "descriptor")}
         stack = Stack(s3=s3, sqs=sqs, events_queue_url=queue_url, functions=functions)
         for name in ("validator", "descriptor"):
-            functions[name].pipeline.dispatcher = RecordingDispatcher(stack.chunk_events)
+            functions[name].pipeline.services.dispatcher = RecordingDispatcher(stack.chunk_events)
         yield stack
 
 

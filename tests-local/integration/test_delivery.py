@@ -22,7 +22,8 @@ from test_pipeline import (
     study_status,
 )
 
-from pacs_validator.events import DetailType, Event, PublishError
+from pacs_validator.contract.events import DetailType, Event
+from pacs_validator.flow.ports import PublishError
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
@@ -139,7 +140,7 @@ def test_a_transient_failure_retried_by_lambda_ends_stored_never_failed(
 ) -> None:
     body = declare(stack, ["ct.dcm"])
     study_id = str(body["study_id"])
-    table = stack.handler("validator").pipeline.table
+    table = stack.handler("validator").pipeline.services.table
     record_file = table.record_file
     calls = []
 
@@ -219,7 +220,7 @@ def test_an_announcement_refused_by_eventbridge_is_made_again_by_the_retry(
 ) -> None:
     body = declare(stack, ["ct.dcm"])
     study_id = str(body["study_id"])
-    publisher = stack.handler("validator").pipeline.publisher
+    publisher = stack.handler("validator").pipeline.services.publisher
     publish = publisher.publish
     refused: list[str] = []
 

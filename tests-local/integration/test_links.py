@@ -11,7 +11,7 @@ from conftest import STORE, Stack
 from pydicom.data import get_testdata_file
 from test_pipeline import MR_STUDY, call_api, declare_study, run_study, study_status
 
-from pacs_validator.links import PREVIEW_LINKS_MAX
+from pacs_validator.aws.links import PREVIEW_LINKS_MAX
 
 
 def key_of(url: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from pacs_validator.redrive import REDRIVE, redrive, replay_of
+from pacs_validator.aws.redrive import REDRIVE, redrive, replay_of
 
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:pv-descriptor:$LATEST"
 S3_EVENT = {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "incoming/x.dcm"}}}]}

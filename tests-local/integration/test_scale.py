@@ -25,7 +25,7 @@ from test_pipeline import (
 
 def small_chunks(stack: Stack, size: int) -> None:
     for name in ("validator", "descriptor"):
-        stack.handler(name).pipeline.chunk_instances = size
+        stack.handler(name).pipeline.services.chunk_instances = size
 
 
 def get_status_page(stack: Stack, study_id: str, query: dict[str, str]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pacs_validator.api_request import RequestBodyError, json_body
-from pacs_validator.auth import (
+from pacs_validator.contract.api_request import RequestBodyError, json_body
+from pacs_validator.contract.auth import (
     AuthenticationError,
     AuthMode,
     TokenSecretError,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pacs_validator.cli import main
+from pacs_validator.cli.main import main
 
 FILE_KEYS = {"path", "valid", "status", "findings"}
 STUDY_KEYS = {"study_instance_uid", "valid", "status", "findings"}
@@ -177,7 +177,7 @@ def test_folder_with_an_input_that_used_to_crash_reports_every_file(corpus, tmp_
 def test_a_check_that_raises_is_a_500_for_that_file_only(corpus, tmp_path, capsys, monkeypatch):
     """The last-resort guard: an exception escaping a check answers 500 internal.error for
     that file, naming the exception type and no value of the file."""
-    from pacs_validator import validation
+    from pacs_validator.dicom import validation
 
     folder = copy_study(corpus, "98892001", tmp_path / "study")
     victim = sorted(p for p in folder.rglob("*") if p.is_file())[0]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from pacs_validator import client as client_module
-from pacs_validator.client import HttpResponse, PacsClient, upload_names
-from pacs_validator.names import safe_name
-from pacs_validator.upload import progress_view
+from pacs_validator.cli import client as client_module
+from pacs_validator.cli.client import HttpResponse, PacsClient, upload_names
+from pacs_validator.cli.upload import progress_view
+from pacs_validator.contract.names import safe_name
 
 
 class Script:

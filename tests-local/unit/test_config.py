@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import pacs_validator
-from pacs_validator.config import ConfigError, build_config, load_config
-from pacs_validator.rules import rule_ids
+from pacs_validator.dicom.config import ConfigError, build_config, load_config
+from pacs_validator.dicom.rules import rule_ids
 
 LIVER = "liver_1frame.dcm"  # a real Segmentation without NumberOfFrames (Type 1 in its IOD)
 

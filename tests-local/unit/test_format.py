@@ -321,7 +321,7 @@ def test_unknown_transfer_syntax_uid_in_file_meta_is_rejected(name, corpus, writ
 
 
 def test_oversized_file_is_413_before_anything_else(corpus, validate):
-    from pacs_validator.config import build_config
+    from pacs_validator.dicom.config import build_config
 
     path = corpus.path("MR_truncated.dcm")  # unreadable too: the size cap wins
     small_cap = build_config({"max_bytes": path.stat().st_size - 1})

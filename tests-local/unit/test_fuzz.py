@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pacs_validator.config import build_config
-from pacs_validator.rules import rule_ids
-from pacs_validator.validation import validate_instance
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.rules import rule_ids
+from pacs_validator.dicom.validation import validate_instance
 
 SEEDS = ("MR_small.dcm", "rtplan.dcm", "SC_rgb_rle_2frame.dcm", "JPEG2000.dcm")
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data"

@@ -1,4 +1,4 @@
-"""Tests for pacs_validator.iod and its generated data file."""
+"""Tests for pacs_validator.dicom.iod and its generated data file."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from pydicom.datadict import keyword_for_tag
 
 try:
-    from pacs_validator.iod import IodAttribute, iod_name, mandatory_attributes
+    from pacs_validator.dicom.iod import IodAttribute, iod_name, mandatory_attributes
 except ImportError:  # pragma: no cover - only when pythonpath is not configured
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "layers" / "core"))
-    from pacs_validator.iod import IodAttribute, iod_name, mandatory_attributes
+    from pacs_validator.dicom.iod import IodAttribute, iod_name, mandatory_attributes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORE = REPO_ROOT / "layers" / "core"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pacs_validator.validation import validate_instance
+from pacs_validator.dicom.validation import validate_instance
 
 FRAMES = 6400  # 64 x 64 x 16 bit = 8 KiB a frame: 50 MiB of pixel data
 MiB = 1024 * 1024

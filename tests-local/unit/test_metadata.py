@@ -11,8 +11,13 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from pacs_validator.metadata import DescribedInstance, build_metadata, dicom_json, metadata_map
-from pacs_validator.validation import validate_instance
+from pacs_validator.dicom.metadata import (
+    DescribedInstance,
+    build_metadata,
+    dicom_json,
+    metadata_map,
+)
+from pacs_validator.dicom.validation import validate_instance
 
 CHARSET_FILES = ["chrArab.dcm", "chrFren.dcm", "chrGerm.dcm", "chrGreek.dcm", "chrH31.dcm",
                  "chrH32.dcm", "chrHbrw.dcm", "chrI2.dcm", "chrJapMulti.dcm",

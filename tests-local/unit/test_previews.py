@@ -15,9 +15,9 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from pacs_validator.config import build_config
-from pacs_validator.previews import PREVIEW_SIZE, render_preview
-from pacs_validator.rules import Severity
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.previews import PREVIEW_SIZE, render_preview
+from pacs_validator.dicom.rules import Severity
 
 RULES = build_config().rules
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pacs_validator.study import check_study
+from pacs_validator.dicom.study import check_study
 
 
 def leaks(corpus, findings, dataset) -> list[tuple[str, str]]:
@@ -66,7 +66,7 @@ def test_study_findings_do_not_quote_patient_values(corpus, mutate, validate, co
 
 def test_the_patient_value_guard_used_by_every_validation_catches_a_leak(corpus):
     """The ``validate`` fixture runs this guard on every file it validates: it must bite."""
-    from pacs_validator.rules import Finding, Severity
+    from pacs_validator.dicom.rules import Finding, Severity
 
     path = corpus.path("MR_small.dcm")
     name = str(corpus.read(path, pixels=False).PatientName)
@@ -87,7 +87,7 @@ def test_pydicom_warnings_while_reading_are_counted_never_quoted(
     value; none of that may reach logs, stdout or stderr: only a count by kind."""
     import logging
 
-    from pacs_validator.validation import validate_instance
+    from pacs_validator.dicom.validation import validate_instance
 
     def odd_values(ds):
         ds.StationName = "STATIONSECRET" + "X" * 51  # SH: "The value length (64) exceeds..."
@@ -107,7 +107,7 @@ def test_pydicom_warnings_while_reading_are_counted_never_quoted(
     for secret in ("STATIONSECRET", "UIDSECRET"):
         assert secret not in logged
         assert secret not in warned
-    counted = [r for r in caplog.records if r.name == "pacs_validator.library_messages"]
+    counted = [r for r in caplog.records if r.name == "pacs_validator.dicom.library_messages"]
     assert len(counted) == 1
     assert counted[0].pydicom_messages["warning.UserWarning"] >= 2
     assert not [r for r in caplog.records if r.name.startswith("pydicom")]

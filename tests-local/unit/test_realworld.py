@@ -94,7 +94,7 @@ def test_megabytes_of_zero_padding_are_read_in_bounded_chunks(tmp_path, validate
 
 
 def test_padding_never_becomes_elements_of_the_data_set(tmp_path, config):
-    from pacs_validator.validation import validate_instance
+    from pacs_validator.dicom.validation import validate_instance
 
     source = TEST_FILES / "test-SR.dcm"  # no pixel data: pydicom would read to the end
     path = realworld.with_zero_padding(source, tmp_path / "sr.dcm", 64)
@@ -105,7 +105,7 @@ def test_padding_never_becomes_elements_of_the_data_set(tmp_path, config):
 
 
 def test_padding_can_be_made_an_error_by_config(tmp_path, validate):
-    from pacs_validator.config import build_config
+    from pacs_validator.dicom.config import build_config
 
     strict = build_config({"rules": {"format.trailing-padding": {"severity": "error"}}})
     path = realworld.with_zero_padding(TEST_FILES / "CT_small.dcm", tmp_path / "ct.dcm", 10)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pacs_validator.study import Manifest, check_study, group_by_study
+from pacs_validator.dicom.study import Manifest, check_study, group_by_study
 
 
 @pytest.fixture

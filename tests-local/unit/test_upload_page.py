@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from pacs_validator.names import safe_name
+from pacs_validator.contract.names import safe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "functions" / "api" / "upload.html").read_text("utf-8")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydicom.datadict import tag_for_keyword
 
-from pacs_validator.config import build_config
-from pacs_validator.rules import format_tag
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.rules import format_tag
 
 REQUIRED = ["PatientID", "StudyDate", "Modality", "StudyInstanceUID", "SeriesInstanceUID",
             "SOPInstanceUID", "SOPClassUID"]

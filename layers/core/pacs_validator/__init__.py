@@ -1,0 +1,15 @@
+"""pacs-validator: a DICOM study gatekeeper.
+
+The subpackages are the architecture, and import-linter (``make lint``) holds them to a
+one-way direction, each importing only what is below it:
+
+- :mod:`~pacs_validator.aws` and :mod:`~pacs_validator.cli` at the top: the adapters to AWS
+  with the wiring the Lambda handlers use, and the command line with its HTTP client.
+  Neither imports the other, and the command line imports neither the flow nor boto3.
+- :mod:`~pacs_validator.flow`: the pipeline, written against ports, free of any SDK.
+- :mod:`~pacs_validator.dicom` and :mod:`~pacs_validator.contract` at the bottom: the DICOM
+  code (pydicom only) and the names, keys, requests, states and views every side shares
+  (standard library only). Neither imports the other.
+
+``data/`` holds the rules, tag mappings and defaults that the code reads as data.
+"""

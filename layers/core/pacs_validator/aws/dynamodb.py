@@ -1,0 +1,272 @@
+"""DynamoDB adapter: the status table, one small item per study plus one item per file,
+under the study's key.
+
+The study item (sort key ``study``) holds the state, the verdict, counters and a timeline of
+state changes; it never grows with the number of files. Each file's verdict is its own item
+(:mod:`pacs_validator.aws.file_records`), so every write costs the same whatever the study
+size.
+
+Arrival of a file writes its item and counts it on the study item if the study is still
+receiving (see :meth:`DynamoDBStatusTable.record_file`); a redelivered event or a re-upload
+of a name finds the file counted and counts nothing, and only the caller whose claim moves
+the study from RECEIVING to VALIDATING runs the study-level checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from pacs_validator.aws.dynamodb_items import (
+    assignments,
+    epoch_seconds,
+    item_key,
+    plain,
+    timestamp,
+)
+from pacs_validator.aws.errors import is_conditional_failure, service_errors
+from pacs_validator.aws.file_records import FileRecords
+from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
+from pacs_validator.contract.status_view import FilePage
+from pacs_validator.flow.ports import Arrival, StudyNotFound
+
+STUDY_ITEM = "study"
+OPEN_INDEX = "open-deadline-index"
+OPEN_SHARD = "open"
+
+
+class DynamoDBStatusTable:
+    """The single writer of study state (the flow's
+    :class:`~pacs_validator.flow.ports.StatusStore`).
+
+    Every unfinished study is on the sparse ``open-deadline-index`` (``open_shard``) with the
+    time by which it must move on (``deadline``): the upload deadline while it receives files,
+    then ``processing_deadline_seconds`` after each later change of state. The sweep finds
+    the studies past theirs; a finished study leaves the index.
+    """
+
+    def __init__(self, table_name: str, retention_days: int = 30, resource: Any = None,
+                 processing_deadline_seconds: int = 7200) -> None:
+        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+        self.retention_seconds = retention_days * 86400
+        self.processing_deadline_seconds = processing_deadline_seconds
+        self.file_records = FileRecords(self.table, self.retention_seconds)
+
+    def _key(self, study_id: str) -> dict[str, str]:
+        return item_key(study_id, STUDY_ITEM)
+
+    @service_errors()
+    def create(self, study_id: str, expected: int, deadline_seconds: int,
+               manifest: bool = True) -> bool:
+        """A new study expecting ``expected`` files; False when the id already exists
+        (a redelivered event). ``manifest`` says whether declared names are stored."""
+        now = epoch_seconds()
+        item: dict[str, Any] = {
+            **self._key(study_id),
+            "state": State.AWAITING_UPLOAD.value,
+            "status": None,
+            "expected": expected,
+            "received": 0,
+            "manifest": manifest,
+            "findings": [],
+            "keys": {},
+            "counts": {},
+            "timeline": [{"state": State.AWAITING_UPLOAD.value, "at": timestamp()}],
+            "created_at": now,
+            "deadline": now + deadline_seconds,
+            "open_shard": OPEN_SHARD,
+            "expires_at": now + self.retention_seconds,
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("study_id").not_exists())
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    @service_errors()
+    def get(self, study_id: str) -> dict[str, Any] | None:
+        """The study item (small whatever the study size), read consistently."""
+        item = self.table.get_item(Key=self._key(study_id), ConsistentRead=True).get("Item")
+        return plain(item) if item else None
+
+    @service_errors()
+    def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
+        """Store one file's verdict and count it once per name; a name seen before replaces
+        its verdict and is not counted again. ``record["key_version"]`` tells a retried
+        event (the same upload) from another upload of the name.
+
+        Three small writes, not a transaction (a transaction would cost twice the capacity,
+        and the local DynamoDB copies the whole table for each one): the file item, then the
+        count on the study item, then ``counted`` on the file item. A retry after a failure
+        between the last two counts the file twice; the judge
+        (:mod:`pacs_validator.flow.judging`) notices that from the file items and waits for
+        the rest. Nothing can count a file never.
+
+        Raises StudyNotFound when the study is unknown or no longer receiving files.
+        """
+        previous = self.file_records.write(study_id, name, record)
+        if previous.get("counted"):
+            study = self.get(study_id)
+            repeated = previous.get("key_version") == record.get("key_version")
+            if study is None or not (repeated or study["state"] in {s.value
+                                                                    for s in OPEN_STATES}):
+                raise StudyNotFound(study_id)  # another upload of the name, too late
+            return Arrival(new=False, received=int(study["received"]),
+                           expected=int(study["expected"]), repeated=repeated)
+        try:
+            study = plain(self.table.update_item(
+                Key=self._key(study_id),
+                UpdateExpression=("SET #state = :receiving, "
+                                  "receiving_at = if_not_exists(receiving_at, :now) "
+                                  "ADD received :one"),
+                ConditionExpression="#state IN (:awaiting, :receiving)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":receiving": State.RECEIVING.value, ":awaiting": State.AWAITING_UPLOAD.value,
+                    ":now": timestamp(), ":one": 1},
+                ReturnValues="ALL_NEW",
+            )["Attributes"])
+        except ClientError as error:
+            if is_conditional_failure(error):
+                raise StudyNotFound(study_id) from error
+            raise
+        self.file_records.flag(study_id, name, "counted")
+        return Arrival(new=True, received=int(study["received"]),
+                       expected=int(study["expected"]))
+
+    @service_errors()
+    def mark_late(self, study_id: str, name: str) -> None:
+        """Note on a file's record that it arrived after the study stopped receiving."""
+        self.file_records.flag(study_id, name, "late")
+
+    @service_errors()
+    def forget_file(self, study_id: str, name: str) -> None:
+        """Remove a file record written under a study that does not exist."""
+        self.file_records.forget(study_id, name)
+
+    def files(self, study_id: str) -> Iterator[dict[str, Any]]:
+        """Every file record of the study in name order, read consistently page by page."""
+        return self.file_records.every(study_id)
+
+    @service_errors()
+    def file_page(self, study_id: str, limit: int, after: str | None = None) -> FilePage:
+        """A page of the study's file records for ``GET /status``."""
+        return self.file_records.page(study_id, limit, after)
+
+    @service_errors()
+    def transition(
+        self,
+        study_id: str,
+        state: State,
+        expected: tuple[State, ...],
+        reason: str | None = None,
+        overdue_at: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any] | None:
+        """Move to ``state`` if the study is in one of ``expected`` (and, with
+        ``overdue_at``, still past its deadline then), setting ``fields`` (status, findings,
+        keys, counts, ...): the item after the change, or None (nothing changed) when it was
+        in another state or has moved on."""
+        entry: dict[str, Any] = {"state": state.value, "at": timestamp()}
+        if reason:
+            entry["reason"] = reason
+        if state not in OPEN_STATES and state not in TERMINAL_STATES:
+            fields.update(open_shard=OPEN_SHARD,
+                          deadline=epoch_seconds() + self.processing_deadline_seconds)
+        return self._update(study_id, expected, {"state": state.value, **fields},
+                            append_entry=entry, leave_open_index=state in TERMINAL_STATES,
+                            overdue_at=overdue_at)
+
+    @service_errors()
+    def note_failure(self, study_id: str, status: int, reason: str) -> None:
+        """Keep the last error of a study whose event will be retried; its state stays."""
+        try:
+            self.table.update_item(
+                Key=self._key(study_id), UpdateExpression="SET last_error = :error",
+                ConditionExpression=Attr("study_id").exists(),
+                ExpressionAttributeValues={":error": {"status": status, "reason": reason,
+                                                      "at": timestamp()}})
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+
+    @service_errors()
+    def settle(self, study_id: str, state: State, **fields: Any) -> dict[str, Any] | None:
+        """Set ``fields`` on a study that is in ``state``, leaving its state as it is."""
+        return self._update(study_id, (state,), fields)
+
+    def _update(
+        self,
+        study_id: str,
+        expected: tuple[State, ...],
+        fields: dict[str, Any],
+        append_entry: dict[str, Any] | None = None,
+        leave_open_index: bool = False,
+        overdue_at: int | None = None,
+    ) -> dict[str, Any] | None:
+        sets, names, values = assignments(fields)
+        names["#state"] = "state"
+        condition = ""
+        if overdue_at is not None:  # a sweep acts only on what is still late when it acts
+            values[":overdue_at"] = overdue_at
+            condition = " AND deadline < :overdue_at"
+        if append_entry is not None:
+            values[":entry"] = [append_entry]
+            sets.append("timeline = list_append(timeline, :entry)")
+        expected_names = []
+        for index, allowed in enumerate(expected):
+            values[f":expected{index}"] = allowed.value
+            expected_names.append(f":expected{index}")
+        update = "SET " + ", ".join(sets)
+        if leave_open_index:
+            update += " REMOVE open_shard"
+        try:
+            response = self.table.update_item(
+                Key=self._key(study_id),
+                UpdateExpression=update,
+                ConditionExpression=f"#state IN ({', '.join(expected_names)}){condition}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return None
+            raise
+        item: dict[str, Any] = plain(response["Attributes"])
+        return item
+
+    @service_errors()
+    def chunk_done(self, study_id: str, index: int) -> int:
+        """Mark chunk ``index`` of the study's storage work done; how many are done now.
+
+        A set, not a counter: a chunk retried after a failure adds nothing twice."""
+        response = self.table.update_item(
+            Key=self._key(study_id),
+            UpdateExpression="ADD chunks_done :chunk",
+            ExpressionAttributeValues={":chunk": {str(index)}},
+            ReturnValues="ALL_NEW",  # UPDATED_NEW says nothing when the chunk was there
+        )
+        return len(response["Attributes"]["chunks_done"])
+
+    @service_errors()
+    def overdue(self, now: int | None = None) -> list[str]:
+        """Ids of unfinished studies past their deadline."""
+        now = now if now is not None else epoch_seconds()
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": OPEN_INDEX,
+            "KeyConditionExpression": Key("open_shard").eq(OPEN_SHARD) & Key("deadline").lt(now),
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            ids.extend(str(item["study_id"]) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return ids
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,100 @@
+"""Function settings: each function's ``config.json`` with environment overrides.
+
+Defaults are ``data/pipeline.json``; a function's ``config.json`` states what it changes.
+The template sets resource names (buckets, table, bus) and deployment parameters through
+environment variables; everything else (prefixes, limits, rule overrides, required
+attributes) has its default in ``config.json`` beside the handler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pacs_validator.contract.auth import AuthMode, auth_mode
+from pacs_validator.dicom.config import ValidatorConfig, build_config
+
+ENVIRONMENT_OVERRIDES = {
+    "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "PRESIGN_EXPIRY_SECONDS": ("presign_expiry_seconds", int),
+    "UPLOAD_DEADLINE_SECONDS": ("upload_deadline_seconds", int),
+    "RETENTION_DAYS": ("retention_days", int),
+    "MAX_FILES_PER_STUDY": ("max_files_per_study", int),
+    "CHUNK_INSTANCES": ("chunk_instances", int),
+    "PROCESSING_DEADLINE_SECONDS": ("processing_deadline_seconds", int),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    uploads_bucket: str
+    store_bucket: str
+    status_table: str
+    idempotency_table: str
+    event_bus: str
+    max_upload_bytes: int
+    presign_expiry_seconds: int
+    upload_deadline_seconds: int
+    retention_days: int
+    max_files_per_study: int
+    max_request_bytes: int
+    """Largest API request body accepted (413 above): room for ``max_files_per_study``
+    declared files with names of about 170 characters."""
+    per_file_forms_max: int
+    """Studies of at most this many files also get one presigned POST per file, capped at
+    its declared size; larger ones get only the study-wide form (the response stays small)."""
+    chunk_instances: int
+    """Most files one invocation copies (and describes) when a study is stored or rejected."""
+    store_function: str
+    """The function that stores chunks of valid studies (the descriptor)."""
+    reject_function: str
+    """The function that copies chunks of rejected studies (the validator)."""
+    processing_deadline_seconds: int
+    """A study still VALIDATING or VALID this long after its last change of state is FAILED."""
+    validator: ValidatorConfig
+    api_auth: AuthMode = AuthMode.TOKEN
+    """How the API authenticates callers (``API_AUTH``)."""
+    api_tokens_secret: str = ""
+    """The Secrets Manager secret (ARN or name) holding the bearer tokens in TOKEN mode."""
+
+
+def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``config_path`` (a function's config.json) and the environment."""
+    env = os.environ if environ is None else environ
+    defaults = resources.files("pacs_validator").joinpath("data/pipeline.json").read_text("utf-8")
+    document: dict[str, Any] = json.loads(defaults)
+    document.update(json.loads(config_path.read_text("utf-8")))
+    for variable, (key, convert) in ENVIRONMENT_OVERRIDES.items():
+        if env.get(variable):
+            document[key] = convert(env[variable])
+    validator_overrides = dict(document.get("validator", {}))
+    if env.get("REQUIRED_ATTRIBUTES"):
+        required = [k.strip() for k in env["REQUIRED_ATTRIBUTES"].split(",") if k.strip()]
+        validator_overrides["required_attributes"] = required
+    validator_overrides["max_bytes"] = document["max_upload_bytes"]
+    return Settings(
+        uploads_bucket=env.get("UPLOADS_BUCKET", ""),
+        store_bucket=env.get("STORE_BUCKET", ""),
+        status_table=env.get("STATUS_TABLE", ""),
+        idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
+        event_bus=env.get("EVENT_BUS_NAME", "default"),
+        max_upload_bytes=int(document["max_upload_bytes"]),
+        presign_expiry_seconds=int(document["presign_expiry_seconds"]),
+        upload_deadline_seconds=int(document["upload_deadline_seconds"]),
+        retention_days=int(document["retention_days"]),
+        max_files_per_study=int(document["max_files_per_study"]),
+        max_request_bytes=int(document["max_request_bytes"]),
+        per_file_forms_max=int(document["per_file_forms_max"]),
+        chunk_instances=int(document["chunk_instances"]),
+        store_function=env.get("STORE_FUNCTION", ""),
+        reject_function=env.get("REJECT_FUNCTION", ""),
+        processing_deadline_seconds=int(document["processing_deadline_seconds"]),
+        validator=build_config(validator_overrides),
+        api_auth=auth_mode(env.get("API_AUTH")),
+        api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
+    )

@@ -1,0 +1,316 @@
+"""A small HTTP client for the deployed API: declare, upload through presigned POSTs, renew
+an upload form, wait.
+
+Standard library and pydicom only, so the demo, the end-to-end tests, the ``upload`` command
+and users' scripts share one way of talking to the service, on AWS or on LocalStack alike.
+API calls carry ``Authorization: Bearer <token>`` when a token is given; uploads to S3 never
+do (the presigned form is their authorisation, and S3 would refuse a second one).
+Transient failures (a 5xx answer, a refused or broken connection) are retried with
+exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from pacs_validator.contract.names import CHECKSUM_ALGORITHM_FIELD, CHECKSUM_FIELD, safe_name
+
+TERMINAL_STATES = frozenset({"STORED", "REJECTED", "FAILED", "INCOMPLETE"})
+UPLOAD_CHUNK = 1024 * 1024
+"""Bytes read and sent at a time when a file is streamed from disk."""
+STATUS_PAGE = 1000
+"""Files per ``GET /status`` page when every file's verdict is wanted (the API's maximum)."""
+TRANSIENT_ERRORS = (OSError, http.client.HTTPException)
+"""Connection refused, reset or timed out (urllib's URLError is an OSError)."""
+
+Progress = Callable[[int], None]
+"""Told how many more bytes of a file were sent (negative when a failed attempt is undone)."""
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(method: str, url: str, body: bytes | Iterable[bytes] | None = None,
+            headers: Mapping[str, str] | None = None, timeout: float = 60) -> HttpResponse:
+    """One HTTP request; any status is returned, not raised. An iterable body is streamed
+    (its Content-Length must be in ``headers``)."""
+    prepared = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(prepared, timeout=timeout) as response:
+            return HttpResponse(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        return HttpResponse(error.code, error.read())
+
+
+def multipart_form(fields: Mapping[str, str], file_name: str) -> tuple[bytes, bytes, str]:
+    """What surrounds a file in a multipart/form-data body for an S3 presigned POST (fields
+    first, the file last): the bytes before the file, the bytes after it, the content type."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                 f'filename="{file_name}"\r\nContent-Type: application/dicom\r\n\r\n'.encode())
+    return b"".join(parts), f"\r\n--{boundary}--\r\n".encode(), \
+        f"multipart/form-data; boundary={boundary}"
+
+
+def sha256_base64(data: bytes | Path) -> str:
+    """The checksum a presigned POST asks for: base64 of the SHA-256 of the file's bytes."""
+    digest = hashlib.sha256()
+    if isinstance(data, bytes):
+        digest.update(data)
+    else:
+        with data.open("rb") as stream:
+            while chunk := stream.read(UPLOAD_CHUNK):
+                digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _streamed(head: bytes, path: Path, tail: bytes, progress: Progress) -> Iterator[bytes]:
+    """A file's multipart body read from disk a chunk at a time, reporting what was sent."""
+    yield head
+    with path.open("rb") as stream:
+        while chunk := stream.read(UPLOAD_CHUNK):
+            yield chunk
+            progress(len(chunk))
+    yield tail
+
+
+class PacsClient:
+    def __init__(self, api_base: str, jobs: int = 8, token: str | None = None,
+                 retries: int = 4, backoff: float = 0.5) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.jobs = jobs
+        self.token = token
+        self.retries = retries
+        self.backoff = backoff
+
+    def _retrying(self, send: Callable[[], HttpResponse]) -> HttpResponse:
+        """``send()``, again after a 5xx answer or a connection failure, up to ``retries``
+        more times, waiting ``backoff`` seconds doubled each time (with jitter, so parallel
+        uploads that failed together do not retry together); the last outcome stands."""
+        attempt = 0
+        while True:
+            try:
+                response = send()
+                if response.status < 500 or attempt >= self.retries:
+                    return response
+            except TRANSIENT_ERRORS:
+                if attempt >= self.retries:
+                    raise
+            time.sleep(self.backoff * 2**attempt * random.uniform(0.5, 1.0))
+            attempt += 1
+
+    def _api(self, method: str, path: str, body: dict[str, Any] | None = None) -> HttpResponse:
+        """A call to the API (retried when transient), with the bearer token if there is one."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        return self._retrying(lambda: request(method, self.api_base + path, data, headers))
+
+    def declare(self, files: Mapping[str, int], deadline_seconds: int | None = None
+                ) -> dict[str, Any]:
+        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form).
+        ``deadline_seconds`` asks for less time than the deployment's upload deadline."""
+        declaration: dict[str, Any] = {
+            "files": [{"name": n, "size": s} for n, s in files.items()]}
+        if deadline_seconds is not None:
+            declaration["deadline_seconds"] = deadline_seconds
+        response = self._api("POST", "/upload", declaration)
+        if response.status != 201:
+            raise ApiError(response.status, response.body.decode(errors="replace"))
+        declared: dict[str, Any] = response.json()
+        return declared
+
+    def renew(self, study_id: str) -> dict[str, Any]:
+        """``POST /upload/{id}``: a fresh study-wide form for a study still taking files,
+        for an upload that outlasts its form; the 200 body (``upload``, ``expires_in``, as
+        :meth:`declare` answers them, without per-file forms). :class:`ApiError` for a study
+        that is unknown (404) or takes no more files (409)."""
+        response = self._api("POST", f"/upload/{study_id}")
+        if response.status != 200:
+            raise ApiError(response.status, response.body.decode(errors="replace"))
+        renewed: dict[str, Any] = response.json()
+        return renewed
+
+    @staticmethod
+    def post_file(form: Mapping[str, Any], name: str, data: bytes | Path,
+                  progress: Progress | None = None) -> HttpResponse:
+        """Send one file (its bytes, or streamed from its path) through a presigned POST
+        form, once; S3 answers 204 (400 over the cap).
+
+        With the study-wide form (``declare(...)["upload"]``) the file's key is the form's
+        ``key_prefix`` followed by its name; a per-file form carries its own key."""
+        fields = dict(form["fields"])
+        if "key_prefix" in form:
+            fields["key"] = str(form["key_prefix"]) + name
+        if CHECKSUM_ALGORITHM_FIELD in fields:
+            fields[CHECKSUM_FIELD] = sha256_base64(data)
+        head, tail, content_type = multipart_form(fields, name)
+        if isinstance(data, bytes):
+            body: bytes | Iterable[bytes] = head + data + tail
+            size = len(data)
+        else:
+            size = data.stat().st_size
+            body = _streamed(head, data, tail, progress or (lambda sent: None))
+        length = len(head) + size + len(tail)
+        headers = {"Content-Type": content_type, "Content-Length": str(length)}
+        response = request("POST", str(form["url"]), body, headers)
+        if isinstance(data, bytes) and progress is not None:
+            progress(size)
+        return response
+
+    def send_file(self, form: Mapping[str, Any], name: str, data: bytes | Path,
+                  progress: Progress | None = None) -> None:
+        """:meth:`post_file`, retried when transient; raises :class:`ApiError` when S3
+        refuses the file (403 when the form expired). Bytes reported by a failed attempt are
+        taken back, the last one's too when the file could not be sent."""
+        sent = 0
+
+        def count(size: int) -> None:
+            nonlocal sent
+            sent += size
+            if progress is not None:
+                progress(size)
+
+        def attempt() -> HttpResponse:
+            nonlocal sent
+            if sent:
+                count(-sent)
+            return self.post_file(form, name, data, count)
+
+        try:
+            response = self._retrying(attempt)
+        except TRANSIENT_ERRORS:
+            count(-sent)
+            raise
+        if response.status not in (200, 201, 204):
+            count(-sent)
+            raise ApiError(response.status, response.body.decode(errors="replace"))
+
+    def upload(self, files: Mapping[str, bytes]) -> str:
+        """Declare and upload a study through its study-wide form, ``jobs`` files at a
+        time; its id."""
+        declared = self.declare({name: len(data) for name, data in files.items()})
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            list(pool.map(lambda name: self.send_file(declared["upload"], name, files[name]),
+                          files))
+        return str(declared["study_id"])
+
+    def status(self, study_id: str, limit: int | None = None, next_token: str | None = None
+               ) -> HttpResponse:
+        """``GET /status/{id}``: the study and one page of its files."""
+        query = urllib.parse.urlencode({k: v for k, v in (("limit", limit),
+                                                          ("next", next_token)) if v})
+        return self._api("GET", f"/status/{study_id}" + (f"?{query}" if query else ""))
+
+    def full_status(self, study_id: str) -> dict[str, Any]:
+        """The status document with every file's verdict, its pages joined (``next`` null)."""
+        document: dict[str, Any] | None = None
+        token: str | None = None
+        while True:
+            response = self.status(study_id, limit=STATUS_PAGE, next_token=token)
+            if response.status != 200:
+                raise ApiError(response.status, response.body.decode(errors="replace"))
+            page: dict[str, Any] = response.json()
+            if document is None:
+                document = page
+            else:
+                document["files"].extend(page["files"])
+            token = page["next"]
+            if not token:
+                document["next"] = None
+                return document
+
+    def wait(self, study_id: str, timeout: float = 120, interval: float = 0.25) -> dict[str, Any]:
+        """Poll ``GET /status`` (one file per page: the study is what is watched) until the
+        study reaches a terminal state; its status with the first page of files."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.status(study_id, limit=1)
+            if response.status != 200:
+                raise ApiError(response.status, response.body.decode(errors="replace"))
+            body: dict[str, Any] = response.json()
+            if body["state"] in TERMINAL_STATES:
+                final: dict[str, Any] = self.status(study_id).json()
+                return final
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"study {study_id} still {body['state']} after {timeout} s")
+            time.sleep(interval)
+
+
+def studies_in(folder: Path) -> dict[str, list[Path]]:
+    """The DICOM files below ``folder`` grouped by StudyInstanceUID (headers only are read;
+    unreadable files are left out), ready to upload one study per ``PacsClient.upload``."""
+    return group_by_study_uid(sorted(p for p in folder.rglob("*") if p.is_file()))[0]
+
+
+def group_by_study_uid(paths: Iterable[Path]) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Files grouped by the StudyInstanceUID of their header, and the files left out (not
+    readable as DICOM, or without a StudyInstanceUID)."""
+    studies: dict[str, list[Path]] = {}
+    left_out: list[Path] = []
+    for path in paths:
+        try:
+            uid = pydicom.dcmread(path, stop_before_pixels=True,
+                                  specific_tags=["StudyInstanceUID"]).get("StudyInstanceUID")
+        except (InvalidDicomError, OSError, ValueError):
+            uid = None
+        if uid:
+            studies.setdefault(str(uid), []).append(path)
+        else:
+            left_out.append(path)
+    return studies, left_out
+
+
+def upload_names(paths: Sequence[Path]) -> dict[str, Path]:
+    """{name: path} for the files of one study: each file named as the API will name it
+    (:func:`safe_name`), names made unique by the folder, then by a number."""
+    names: dict[str, Path] = {}
+    for path in paths:
+        name = safe_name(path.name)
+        if name in names:
+            name = safe_name(f"{path.parent.name}-{path.name}")
+        number = 2
+        while name in names:
+            name, number = safe_name(f"{number}-{path.name}"), number + 1
+        names[name] = path
+    return names
+
+
+def read_files(paths: list[Path]) -> dict[str, bytes]:
+    """{unique name: bytes} for a list of files (names as :func:`upload_names` gives them)."""
+    return {name: path.read_bytes() for name, path in upload_names(paths).items()}

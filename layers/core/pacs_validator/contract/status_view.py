@@ -1,0 +1,77 @@
+"""The ``GET /status`` body: what a caller may see of a study, and how its pages of per-file
+verdicts are addressed (``next`` tokens).
+
+The view is built from the study item and one page of file records as the status table
+keeps them, so the API answers in the same shape whatever stores the records.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from pacs_validator.contract.states import State
+
+STATUS_PAGE_BYTES = 200_000
+"""A page of ``GET /status`` stops adding files at this many bytes (API responses ≤ 256 KB)."""
+MAX_TOKEN_NAME = 256
+
+
+class PageTokenError(ValueError):
+    """A ``next`` token that this table did not hand out."""
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of a study's file records, and where the next one starts (or None)."""
+
+    records: list[dict[str, Any]]
+    next_token: str | None
+
+
+def encode_token(name: str) -> str:
+    """The ``next`` token of the page that starts after the file named ``name``."""
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    """The file name a ``next`` token starts after."""
+    try:
+        name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PageTokenError("next is not a page token of this study") from error
+    if not name or len(name) > MAX_TOKEN_NAME:
+        raise PageTokenError("next is not a page token of this study")
+    return name
+
+
+def timeline(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's state changes in order; the first arrival of a file is RECEIVING."""
+    entries = list(study.get("timeline", []))
+    if study.get("receiving_at") is not None:
+        entries.append({"state": State.RECEIVING.value, "at": study["receiving_at"]})
+    return sorted(entries, key=lambda entry: float(entry["at"]))
+
+
+def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
+    """The ``GET /status`` body: state, verdict, counts, study findings, timeline, keys and
+    one page of per-file verdicts (the whole per-file report is ``validation.json``)."""
+    return {
+        "study_id": study["study_id"],
+        "state": study["state"],
+        "status": study.get("status"),
+        "counts": {"declared": study.get("expected"), "received": study.get("received", 0),
+                   **study.get("counts", {})},
+        "findings": study.get("findings", []),
+        "timeline": timeline(study),
+        "keys": study.get("keys", {}),
+        "files": [
+            {"name": record["name"], "status": record["status"],
+             "findings": record["findings"],
+             "findings_omitted": record.get("findings_omitted", 0),
+             "late": bool(record.get("late"))}
+            for record in page.records
+        ],
+        "next": page.next_token,
+    }

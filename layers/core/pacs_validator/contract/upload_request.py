@@ -1,0 +1,90 @@
+"""The ``POST /upload`` request: which files a client will upload, checked before any URL
+is handed out; and when ``POST /upload/{id}`` may renew a study's form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pacs_validator.contract.names import safe_name
+from pacs_validator.contract.states import OPEN_STATES
+
+
+class UploadRequestError(ValueError):
+    """The request body is not a valid upload declaration (answered with 400)."""
+
+
+class StudyClosedError(Exception):
+    """A form asked for a study that takes no more files (answered with 409)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the study is {state} and takes no more files")
+
+
+@dataclass(frozen=True)
+class DeclaredFile:
+    name: str
+    size: int
+
+
+def _declared(entry: Any) -> DeclaredFile:
+    if not isinstance(entry, dict):
+        raise UploadRequestError("each file must be an object with name and size")
+    name, size = entry.get("name", entry.get("filename")), entry.get("size")
+    if not isinstance(name, str) or not name.strip():
+        raise UploadRequestError("each file needs a non-empty string name")
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise UploadRequestError("each file needs a positive integer size in bytes")
+    return DeclaredFile(name=safe_name(name), size=size)
+
+
+def parse_upload_request(body: Any, max_files: int) -> list[DeclaredFile]:
+    """``{"files":[{"name","size"}, ...]}`` or ``{"filename","size"}`` -> declared files.
+
+    Names are sanitised here, once; two names that sanitise alike are refused, since their
+    uploads would land on one key.
+    """
+    if not isinstance(body, dict):
+        raise UploadRequestError("the body must be a JSON object")
+    entries = body.get("files", [body])
+    if not isinstance(entries, list) or not entries:
+        raise UploadRequestError("files must be a non-empty list")
+    if len(entries) > max_files:
+        raise UploadRequestError(f"at most {max_files} files per study")
+    files = [_declared(entry) for entry in entries]
+    if len({f.name for f in files}) != len(files):
+        raise UploadRequestError("file names must be distinct")
+    return files
+
+
+def manifest_document(files: list[DeclaredFile]) -> dict[str, Any]:
+    """The declared files as kept in ``manifests/<id>.json``, outside the status table."""
+    return {"files": [{"name": f.name, "size": f.size} for f in files]}
+
+
+def declared_files(document: dict[str, Any]) -> list[DeclaredFile]:
+    """The files of a stored manifest document."""
+    return [DeclaredFile(name=str(f["name"]), size=int(f["size"])) for f in document["files"]]
+
+
+def requested_deadline(body: Any, maximum: int) -> int:
+    """Seconds the client asks to have for uploading (``deadline_seconds``, at most
+    ``maximum``, the deployment's deadline, which is also the default): a client that knows
+    its upload is quick learns sooner that a file went missing."""
+    value = body.get("deadline_seconds", maximum) if isinstance(body, dict) else maximum
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise UploadRequestError(f"deadline_seconds must be a whole number from 1 to {maximum}")
+    return value
+
+
+def renewed_form_expiry(study: Mapping[str, Any], now: int, expiry_seconds: int) -> int:
+    """Seconds a renewed study-wide form stays valid: ``expiry_seconds``, but never past the
+    study's upload deadline, so a file the form lets in is never late. Only a study still
+    taking files (AWAITING_UPLOAD or RECEIVING, before its deadline) gets one."""
+    if study["state"] not in {state.value for state in OPEN_STATES}:
+        raise StudyClosedError(str(study["state"]))
+    until_deadline = int(study["deadline"]) - now
+    if until_deadline <= 0:
+        raise StudyClosedError(f"{study['state']} past its upload deadline")
+    return min(expiry_seconds, until_deadline)

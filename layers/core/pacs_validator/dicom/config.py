@@ -1,0 +1,91 @@
+"""Validator configuration: which attributes are required, which rules run and how strictly.
+
+The defaults are the document ``data/config.json``; a user's JSON file (CLI ``--config``, the
+Lambdas' ``config.json``) overrides it key by key, and ``rules`` entry by entry, so a
+deployment states only what it changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+
+from pacs_validator.dicom.rules import RuleBook
+
+_KEYWORD_LISTS = (
+    "required_attributes",
+    "identifying_uids",
+    "checked_dates",
+    "single_valued",
+    "patient_attributes",
+    "study_attributes",
+)
+
+
+class ConfigError(ValueError):
+    """The configuration document is malformed or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class ValidatorConfig:
+    required_attributes: tuple[str, ...]
+    identifying_uids: tuple[str, ...]
+    checked_dates: tuple[str, ...]
+    single_valued: tuple[str, ...]
+    patient_attributes: tuple[str, ...]
+    study_attributes: tuple[str, ...]
+    max_bytes: int | None
+    defer_size: int
+    rules: RuleBook = field(compare=False)
+
+
+@cache
+def _defaults() -> dict[str, Any]:
+    text = resources.files("pacs_validator").joinpath("data/config.json").read_text("utf-8")
+    defaults: dict[str, Any] = json.loads(text)
+    return defaults
+
+
+def build_config(overrides: dict[str, Any] | None = None) -> ValidatorConfig:
+    """The default configuration with ``overrides`` (a parsed config document) applied."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(_defaults()))
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+    merged = {**_defaults(), **overrides}
+    for key in _KEYWORD_LISTS:
+        bad = [k for k in merged[key] if not isinstance(k, str) or tag_for_keyword(k) is None]
+        if bad:
+            raise ConfigError(f"{key}: not DICOM keywords: {', '.join(map(str, bad))}")
+    max_bytes = merged["max_bytes"]
+    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
+        raise ConfigError("max_bytes must be a positive integer or null")
+    try:
+        rules = RuleBook(merged["rules"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"rules: {exc}") from exc
+    return ValidatorConfig(
+        **{key: tuple(merged[key]) for key in _KEYWORD_LISTS},
+        max_bytes=max_bytes,
+        defer_size=int(merged["defer_size"]),
+        rules=rules,
+    )
+
+
+def load_config(path: str | Path | None = None) -> ValidatorConfig:
+    """The configuration from a JSON file, or the defaults when ``path`` is None."""
+    if path is None:
+        return build_config()
+    try:
+        document = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError("the configuration must be a JSON object")
+    return build_config(document)

@@ -1,0 +1,208 @@
+"""Validating one instance: read it, run the instance rules, summarise it for the study.
+
+The summary (:class:`InstanceSummary`) is what study-level checks need from each instance.
+It carries UIDs and counts, and *fingerprints* (salted hashes) instead of patient and study
+attribute values, so it can be stored in a status table or event without carrying PHI while
+still letting the study checks see that two instances disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.valuerep import PersonName
+
+from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.dicom.iod import check_iod
+from pacs_validator.dicom.library_messages import library_messages_counted
+from pacs_validator.dicom.parsing import ParsedInstance, Source, read_instance
+from pacs_validator.dicom.pixels import check_pixel_data
+from pacs_validator.dicom.rules import VALID, Finding, Findings, verdict_status
+from pacs_validator.dicom.values import (
+    check_dates,
+    check_file_meta_agreement,
+    check_modality,
+    check_required,
+    check_single_valued,
+    check_uids,
+    check_value_representations,
+)
+
+DATASET_CHECKS = (
+    check_required,
+    check_single_valued,
+    check_uids,
+    check_dates,
+    check_modality,
+    check_value_representations,
+)
+"""Rules that judge the data set alone, in the order their findings are listed."""
+
+
+@dataclass(frozen=True)
+class InstanceSummary:
+    """What the study-level rules need to know about one instance. No attribute values."""
+
+    sop_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    series_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    modality: str | None = None
+    instance_number: int | None = None
+    study_related_instances: int | None = None
+    transfer_syntax: str | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Keyword -> salted hash of the normalised value, for patient and study attributes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceSummary:
+        numbers = ("instance_number", "study_related_instances")
+        fields: dict[str, Any] = {
+            k: int(v) if k in numbers and v is not None else v for k, v in data.items()
+        }
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """The verdict on one file."""
+
+    name: str
+    size: int
+    sha256: str
+    status: int
+    findings: tuple[Finding, ...]
+    summary: InstanceSummary
+
+    @property
+    def valid(self) -> bool:
+        return self.status == VALID
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``files[]`` entry of the CLI's JSON and of validation logs."""
+        return {
+            "path": self.name,
+            "valid": self.valid,
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything the study rules need later, for the status table (no PHI)."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "sha256": self.sha256,
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+            "summary": self.summary.to_dict(),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> InstanceResult:
+        return cls(
+            name=str(record["name"]),
+            size=int(record["size"]),
+            sha256=str(record["sha256"]),
+            status=int(record["status"]),
+            findings=tuple(Finding.from_dict(f) for f in record["findings"]),
+            summary=InstanceSummary.from_dict(dict(record["summary"])),
+        )
+
+
+def fingerprint(value: object, salt: str) -> str:
+    """A salted hash of an attribute value, so equality can be compared without the value.
+
+    The salt (the StudyInstanceUID) stops a fingerprint from being looked up in a table of
+    hashes of common names or dates.
+    """
+    text = str(value).strip().upper()
+    if isinstance(value, PersonName):
+        # Trailing empty components and groups may be omitted (PS3.5 6.2.1): "DOE^JOHN^^^"
+        # and "DOE^JOHN" are the same name.
+        text = "=".join(group.rstrip("^ ") for group in text.split("=")).rstrip("=")
+    return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()[:32]
+
+
+def _text(dataset: Dataset, keyword: str) -> str | None:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).rstrip("\x00 ") or None
+
+
+def _int(dataset: Dataset, keyword: str) -> int | None:
+    try:
+        value = dataset.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def summarise(parsed: ParsedInstance, config: ValidatorConfig) -> InstanceSummary:
+    """The study-level facts of a read instance (empty for an unreadable file)."""
+    dataset = parsed.dataset
+    if dataset is None:
+        return InstanceSummary()
+    study_uid = _text(dataset, "StudyInstanceUID")
+    salt = study_uid or ""
+    fingerprints = {
+        keyword: fingerprint(dataset.get(keyword), salt)
+        for keyword in (*config.patient_attributes, *config.study_attributes)
+        if _text(dataset, keyword) is not None
+    }
+    return InstanceSummary(
+        sop_instance_uid=_text(dataset, "SOPInstanceUID"),
+        sop_class_uid=_text(dataset, "SOPClassUID"),
+        series_instance_uid=_text(dataset, "SeriesInstanceUID"),
+        study_instance_uid=study_uid,
+        modality=_text(dataset, "Modality"),
+        instance_number=_int(dataset, "InstanceNumber"),
+        study_related_instances=_int(dataset, "NumberOfStudyRelatedInstances"),
+        transfer_syntax=str(parsed.transfer_syntax) if parsed.transfer_syntax else None,
+        fingerprints=fingerprints,
+    )
+
+
+def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Findings) -> None:
+    """Every content rule on a file that read as sound Part 10."""
+    dataset = parsed.dataset
+    if dataset is None or parsed.transfer_syntax is None:
+        return
+    check_file_meta_agreement(parsed, dataset, findings)
+    for check in DATASET_CHECKS:
+        check(dataset, config, findings)
+    check_pixel_data(dataset, parsed.pixel_data, parsed.transfer_syntax, findings)
+    check_iod(dataset, config.required_attributes, findings)
+
+
+def validate_instance(
+    source: Source, config: ValidatorConfig, name: str | None = None
+) -> tuple[InstanceResult, ParsedInstance]:
+    """Validate one file; also returns what was read, for metadata extraction.
+
+    pydicom's own warnings while the file is read and checked are counted, never logged
+    as they are (they may quote values): see :mod:`pacs_validator.dicom.library_messages`."""
+    findings = Findings(config.rules)
+    summary = InstanceSummary()
+    with library_messages_counted():
+        parsed = read_instance(source, config, findings)
+        with findings.last_resort():
+            check_instance(parsed, config, findings)
+            summary = summarise(parsed, config)
+    result = InstanceResult(
+        name=name or parsed.name,
+        size=parsed.size,
+        sha256=parsed.sha256,
+        status=verdict_status(findings.items),
+        findings=tuple(findings.items),
+        summary=summary,
+    )
+    return result, parsed
+

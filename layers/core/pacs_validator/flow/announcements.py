@@ -1,0 +1,41 @@
+"""The events that announce where a study stands, derived from its status item alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pacs_validator.contract.events import DetailType, Event
+from pacs_validator.contract.states import State
+
+
+def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
+    """The events that announce the state a study item is in, from the item alone.
+
+    Publishing follows the change of state, so a retry that finds a study already past a
+    step announces it again (the events' ids are the same, so consumers see one copy): an
+    event refused by EventBridge is never lost with its study moved on.
+    """
+    state, status = State(study["state"]), int(study.get("status") or 0)
+    counts, keys = study.get("counts", {}), study.get("keys", {})
+    files = counts.get("valid", 0) + counts.get("invalid", 0)
+    validated = Event(DetailType.STUDY_VALIDATED, {"valid": state is not State.REJECTED
+                                                   and state is not State.INCOMPLETE,
+                                                   "status": status})
+    if state is State.VALID:
+        return [Event(DetailType.VALIDATION_SUCCESS, {
+            "bucket": uploads_bucket, "files": files, "instances": counts["instances"],
+            "status": status}), validated]
+    if state in (State.REJECTED, State.INCOMPLETE):
+        return [Event(DetailType.VALIDATION_FAILED, {
+            "status": status, "state": state.value, "rules": study.get("rules", []),
+            "prefix": keys["prefix"], "files": files}), validated]
+    processed = Event(DetailType.STUDY_PROCESSED, {"state": state.value, "status": status})
+    if state is State.STORED:
+        return [Event(DetailType.METADATA_EXTRACTED, {
+                    "key": keys["metadata"], "series": study["series"],
+                    "instances": counts["instances"]}),
+                Event(DetailType.STORAGE_COMPLETED, {
+                    "prefix": keys["prefix"], "objects": counts["instances"] + 4,
+                    "bytes": counts["bytes"]}),
+                processed]
+    return [processed] if state is State.FAILED else []

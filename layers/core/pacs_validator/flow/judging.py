@@ -1,0 +1,150 @@
+"""Judging a study once its files are in: the study rules, the verdict, the reports, and the
+plan of what to copy where.
+
+Exactly one caller judges a study: the one whose conditional claim moves it to VALIDATING.
+Judging reads each file's record once (page by page), so it is the one step whose cost
+grows with the study; everything after it is split into chunks of bounded size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from pacs_validator.contract.keys import manifest_key, work_key
+from pacs_validator.contract.states import OPEN_STATES, State
+from pacs_validator.contract.upload_request import declared_files
+from pacs_validator.dicom.metadata import instance_order
+from pacs_validator.dicom.study import Manifest, StudyResult, check_study
+from pacs_validator.dicom.validation import InstanceResult
+from pacs_validator.flow.reports import validation_json, validation_log
+from pacs_validator.flow.services import Services
+from pacs_validator.flow.storing import Storage
+
+Item = TypeVar("Item")
+
+
+def split(items: Sequence[Item], size: int) -> list[list[Item]]:
+    """``items`` in consecutive chunks of at most ``size``; always at least one chunk, so a
+    study with nothing to copy still passes through the one place that finishes it."""
+    return [list(items[start:start + size]) for start in range(0, len(items), size)] or [[]]
+
+
+def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Names of the files to preview each series by: its middle instance in the order of
+    ``metadata.json`` (see :func:`~pacs_validator.dicom.metadata.middle_instance`)."""
+    series: dict[str, list[tuple[tuple[int, str], str]]] = defaultdict(list)
+    for record in records:
+        summary = record["summary"]
+        if summary["series_instance_uid"]:
+            order = instance_order(summary["instance_number"], summary["sop_instance_uid"])
+            series[summary["series_instance_uid"]].append((order, record["name"]))
+    return {sorted(members)[len(members) // 2][1] for members in series.values()}
+
+
+class Judge:
+    """Claims a study, runs the study rules and routes it: VALID (announced, stored by the
+    descriptor), else REJECTED or INCOMPLETE once its files are copied to ``rejected/``."""
+
+    def __init__(self, services: Services, storage: Storage) -> None:
+        self.services = services
+        self.storage = storage
+
+    def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False,
+                    overdue_at: int | None = None) -> StudyResult | None:
+        """Run the study rules once (the caller that wins the claim) and route the study:
+        VALID (announced, stored by the descriptor), else REJECTED or, when ``overdue``,
+        INCOMPLETE, once its files are copied to ``rejected/<id>/``. ``resuming`` judges a
+        study whose judging failed before its verdict was recorded."""
+        table = self.services.table
+        if resuming:
+            claimed = table.transition(study_id, State.VALIDATING, (State.VALIDATING,),
+                                       reason="judging resumed")
+        else:
+            claimed = table.transition(
+                study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
+                reason="upload deadline passed" if overdue else None, overdue_at=overdue_at)
+        if claimed is None:
+            return None
+        # Every file item, those marked late too: a file that arrived while an earlier
+        # judgment was released or resumed belongs to the study as much as the others.
+        records = list(table.files(study_id))
+        missing = len(records) < int(claimed["expected"])
+        if missing and not overdue:
+            # A retried arrival was counted twice: wait for the files still missing.
+            table.transition(study_id, State.RECEIVING, (State.VALIDATING,), reason="recounted")
+            return None
+        instances = [InstanceResult.from_record(r) for r in records]
+        study = check_study(instances, self.services.config, self._manifest(study_id, claimed))
+        outcome = State.INCOMPLETE if missing else (
+            State.VALID if study.valid else State.REJECTED)
+        chunks, reports = self._plan(study_id, study, records, outcome)
+        unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
+        verdict: dict[str, Any] = {
+            "status": study.status,
+            "findings": [f.to_dict() for f in study.findings],
+            "counts": {"instances": len(unique), "valid": sum(i.valid for i in instances),
+                       "invalid": sum(not i.valid for i in instances),
+                       "bytes": sum(unique.values())},
+            "chunks": chunks,
+            "reports": reports,
+            "rules": sorted({f.rule for f in study.findings}
+                            | {f.rule for i in instances if not i.valid for f in i.findings}),
+        }
+        if outcome is State.VALID:
+            valid = table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
+            if valid is not None:
+                self.services.announce(valid)
+        else:
+            settled = table.settle(study_id, State.VALIDATING, outcome=outcome.value, **verdict)
+            if settled is not None:
+                self.storage.run_chunks(study_id, settled)
+        return study
+
+    def resume(self, study_id: str) -> None:
+        """Finish what a failed try of the study's last step left undone: judge it again if
+        the verdict was not recorded, copy its rejected chunks again if it was, or announce
+        the state it reached (the events may be what failed)."""
+        study = self.services.table.get(study_id)
+        if study is None:
+            return
+        if study["state"] != State.VALIDATING.value:
+            self.services.announce(study)
+        elif study.get("outcome"):
+            self.storage.run_chunks(study_id, study)
+        else:
+            self.judge_study(study_id, resuming=True)
+
+    def _manifest(self, study_id: str, study: dict[str, Any]) -> Manifest:
+        if not study.get("manifest"):
+            return Manifest(count=int(study["expected"]))
+        files = declared_files(self.services.uploads.get_json(manifest_key(study_id)))
+        return Manifest(names=tuple(f.name for f in files), sizes=tuple(f.size for f in files))
+
+    def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
+              outcome: State) -> tuple[int, dict[str, int]]:
+        """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
+        chunks, and each report's size. A valid study copies each SOP instance once; a
+        rejected one every file."""
+        uploads = self.services.uploads
+        reports = {
+            leaf: uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
+            for leaf, pieces, content_type in (
+                ("validation.json", validation_json(study, records), "application/json"),
+                ("validation.log", validation_log(study, records), "text/plain"))}
+        previewed: set[str] = set()
+        if outcome is State.VALID:
+            first_copies: dict[str, dict[str, Any]] = {}
+            for record in records:
+                first_copies.setdefault(record["summary"]["sop_instance_uid"], record)
+            records = list(first_copies.values())
+            previewed = _middle_of_each_series(records)
+        files = [{"name": r["name"], "key": r["key"], "size": r["size"],
+                  "sop_instance_uid": r["summary"]["sop_instance_uid"],
+                  "series_instance_uid": r["summary"]["series_instance_uid"],
+                  "preview": r["name"] in previewed} for r in records]
+        chunks = split(files, self.services.chunk_instances)
+        for index, chunk in enumerate(chunks):
+            uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk, indent=None)
+        return len(chunks), reports

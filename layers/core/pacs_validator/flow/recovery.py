@@ -1,0 +1,95 @@
+"""When something fails: errors noted on the study, deadlines swept, failed studies
+reopened for a redriven event.
+
+An exception does not end a study: it is noted (``last_error``: 503 for a dependency, 500
+for ours) and re-raised, so Lambda retries the event and, when retries run out, its
+dead-letter queue keeps it. A study that stays stuck is ended by the sweep: INCOMPLETE when
+its declared files did not all arrive in time, FAILED when it made no progress while
+VALIDATING or VALID. A redrive takes a FAILED study back to the state it failed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pacs_validator.contract.states import OPEN_STATES, State
+from pacs_validator.flow.judging import Judge
+from pacs_validator.flow.ports import DependencyUnavailable
+from pacs_validator.flow.services import Services
+
+logger = logging.getLogger(__name__)
+
+DEPENDENCY_UNAVAILABLE = 503
+PROCESSING_ERROR = 500
+
+
+class Recovery:
+    def __init__(self, services: Services, judge: Judge) -> None:
+        self.services = services
+        self.judge = judge
+
+    def sweep(self, now: int | None = None) -> dict[str, list[str]]:
+        """End every unfinished study past its deadline: one whose declared files did not all
+        arrive is INCOMPLETE; one that made no progress while VALIDATING or VALID (its
+        events failed every retry and wait in a dead-letter queue) is FAILED, with the last
+        error seen and the state it failed in, so a redrive can take it up again."""
+        now = now if now is not None else int(time.time())
+        ended: dict[str, list[str]] = {"incomplete": [], "failed": []}
+        for study_id in self.services.table.overdue(now):
+            study = self.services.table.get(study_id)
+            if study is None or int(study.get("deadline", now)) >= now:
+                continue  # moved on since the index was read
+            if study["state"] in {s.value for s in OPEN_STATES}:
+                if self.judge.judge_study(study_id, overdue=True, overdue_at=now) is not None:
+                    ended["incomplete"].append(study_id)
+            elif self.fail(study_id, study, now):
+                ended["failed"].append(study_id)
+        return ended
+
+    def fail(self, study_id: str, study: dict[str, Any], now: int) -> bool:
+        """FAILED: 503 when the last error was an AWS dependency, else 500. False when the
+        study moved on meanwhile (a new state has a new deadline)."""
+        error = study.get("last_error") or {"status": PROCESSING_ERROR, "reason": "no progress"}
+        state = State(study["state"])
+        failed = self.services.table.transition(
+            study_id, State.FAILED, (state,), overdue_at=now, status=int(error["status"]),
+            failed_from=state.value,
+            reason=f"no progress in {state.value} by its deadline (last error: "
+                   f"{error['reason']})")
+        if failed is None:
+            return False
+        self.services.announce(failed)
+        return True
+
+    def reopen(self, study_id: str) -> bool:
+        """Take a FAILED study back to the state it failed in, for a redriven event to
+        finish; False when it is not FAILED (nothing to do)."""
+        study = self.services.table.get(study_id)
+        if study is None or study["state"] != State.FAILED.value or not study.get("failed_from"):
+            return False
+        return self.services.table.transition(study_id, State(study["failed_from"]),
+                                              (State.FAILED,), reason="redriven") is not None
+
+    @contextmanager
+    def failures_recorded(self, study_id: str) -> Iterator[None]:
+        """Note an exception on the study (503 for AWS, 500 for ours) and re-raise it, so the
+        event is retried and, when retries run out, lands in the dead-letter queue. The state
+        is left as it is: a retry may still succeed; the sweep ends a study that stays stuck."""
+        try:
+            yield
+        except DependencyUnavailable as error:
+            self._note(study_id, DEPENDENCY_UNAVAILABLE, str(error))
+            raise
+        except Exception as error:
+            self._note(study_id, PROCESSING_ERROR, type(error).__name__)
+            raise
+
+    def _note(self, study_id: str, status: int, reason: str) -> None:
+        try:
+            self.services.table.note_failure(study_id, status, reason)
+        except DependencyUnavailable:
+            logger.warning("could not note the failure", extra={"study_id": study_id})

@@ -1,0 +1,210 @@
+"""Storing a valid study under ``studies/<id>/``, or copying a rejected one to
+``rejected/<id>/``, one chunk of files at a time.
+
+The judge wrote the chunks (``work/<id>/chunks/<n>.json``). One chunk is done in place; more
+are handed to the dispatcher, one invocation each. A chunk copies its files server-side and
+keeps its part of ``metadata.json`` and ``dicom.json`` (``work/<id>/parts/<n>.json``); the
+worker that completes the set of chunks assembles them from the parts and the reports, and
+moves the study on. Every step is safe to repeat: copies overwrite, completion is a set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pacs_validator.contract.invocations import Work
+from pacs_validator.contract.keys import (
+    preview_key,
+    previews_prefix,
+    rejected_key,
+    rejected_prefix,
+    stored_instance_key,
+    study_key,
+    study_prefix,
+    work_key,
+)
+from pacs_validator.contract.states import State
+from pacs_validator.dicom.metadata import (
+    InstanceDescription,
+    assemble_metadata,
+    first_of,
+    with_bulk_data_uri,
+)
+from pacs_validator.dicom.previews import render_preview
+from pacs_validator.flow.services import Services
+
+logger = logging.getLogger(__name__)
+
+COPY_THREADS = 8
+"""Server-side copies in flight at once within one chunk."""
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class StoredStudy:
+    """Where a valid study was stored, and how much of it."""
+
+    keys: dict[str, Any]
+    instances: int
+    bytes: int
+
+
+def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+    with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
+        return list(pool.map(work, items))
+
+
+class Storage:
+    """The copy work of a judged study, chunk by chunk, and its completion."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def start(self, study_id: str) -> StoredStudy | None:
+        """Begin storing a VALID study: the stored study when one invocation was enough,
+        None when its chunks were handed out (or the study is not VALID: nothing to do)."""
+        study = self.services.table.get(study_id)
+        if study is None or study["state"] != State.VALID.value:
+            logger.warning("study is not VALID; nothing to store", extra={"study_id": study_id})
+            return None
+        return self.run_chunks(study_id, study)
+
+    def run_chunks(self, study_id: str, study: dict[str, Any]) -> StoredStudy | None:
+        """One chunk is done here and now; more go to the dispatcher, one invocation each."""
+        if int(study["chunks"]) == 1:
+            return self.process_chunk(study_id, 0, study)
+        work = Work.STORE if study["state"] == State.VALID.value else Work.REJECT
+        self.services.dispatcher.dispatch(study_id, int(study["chunks"]), work)
+        return None
+
+    def process_chunk(self, study_id: str, index: int, study: dict[str, Any] | None = None
+                      ) -> StoredStudy | None:
+        """Copy one chunk of a VALID study to ``studies/<id>/`` (with its descriptions), or of
+        a rejected one to ``rejected/<id>/``; the worker completing the last chunk finishes
+        the study. Returns the stored study when this call finished storing it. ``study`` is
+        the study item when the caller has just read it."""
+        services = self.services
+        study = study or services.table.get(study_id)
+        storing = study is not None and study["state"] == State.VALID.value
+        rejecting = (study is not None and study["state"] == State.VALIDATING.value
+                     and bool(study.get("outcome")))
+        if study is None or not (storing or rejecting):
+            logger.warning("chunk for a study with nothing to copy",
+                           extra={"study_id": study_id, "chunk": index})
+            if study is not None:
+                services.announce(study)  # a retry after the study moved on: its events again
+            return None
+        files: list[dict[str, Any]] = services.uploads.get_json(
+            work_key(study_id, "chunks", f"{index}.json"))
+        if storing:
+            part = self._store_chunk(study_id, files, single=study["counts"]["instances"] == 1)
+            if int(study["chunks"]) > 1:  # another worker may be the one to assemble
+                services.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), part,
+                                          indent=None)
+        else:
+            _in_parallel(lambda f: services.store.copy_from(
+                services.uploads.bucket, f["key"], rejected_key(study_id, f["name"]), f["size"]),
+                files)
+        if services.table.chunk_done(study_id, index) < int(study["chunks"]):
+            return None
+        if storing:
+            return self._finish_storage(study_id, study, {index: part})
+        self._finish_rejection(study_id, study)
+        return None
+
+    def _store_chunk(self, study_id: str, files: list[dict[str, Any]], single: bool
+                     ) -> dict[str, Any]:
+        """Copy the chunk's instances; their descriptions and DICOM JSON (the chunk's part
+        of metadata.json and dicom.json)."""
+        services = self.services
+
+        def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
+            target = stored_instance_key(study_id, file["sop_instance_uid"], single)
+            services.store.copy_from(services.uploads.bucket, file["key"], target, file["size"])
+            kept = services.uploads.get_json(
+                work_key(study_id, "described", f"{file['name']}.json"))
+            description = InstanceDescription.from_dict(kept["description"]).stored_at(target)
+            return description, with_bulk_data_uri(kept["dicom_json"], target)
+
+        stored = _in_parallel(store_one, files)
+        previews: dict[str, str] = {}
+        findings: list[dict[str, Any]] = []
+        for file in (f for f in files if f.get("preview")):
+            with services.uploads.downloaded(file["key"]) as download:
+                preview = render_preview(download.path, services.config.rules)
+            findings.extend(f.to_dict() for f in preview.findings)
+            if preview.png is not None:
+                key = preview_key(study_id, file["series_instance_uid"])
+                services.store.put_bytes(key, preview.png, "image/png")
+                previews[file["series_instance_uid"]] = key
+        return {"descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
+                "dicom_json": [document for _, document in stored],
+                "previews": previews, "findings": findings}
+
+    def _finish_storage(self, study_id: str, study: dict[str, Any],
+                        at_hand: dict[int, dict[str, Any]]) -> StoredStudy:
+        """``metadata.json`` and ``dicom.json`` from the chunks' parts (those ``at_hand`` are
+        not read again), the reports, STORED."""
+        services = self.services
+        keys: dict[str, Any] = {
+            "prefix": study_prefix(study_id),
+            "metadata": study_key(study_id, "metadata.json"),
+            "dicom_json": study_key(study_id, "dicom.json"),
+            "validation_json": study_key(study_id, "validation.json"),
+            "validation_log": study_key(study_id, "validation.log"),
+            "previews": previews_prefix(study_id),
+        }
+        descriptions: list[InstanceDescription] = []
+        previews: dict[str, str] = {}
+        findings: list[dict[str, Any]] = list(study.get("findings", []))
+
+        def dicom_json_pieces() -> Iterator[bytes]:
+            separator = b"[\n"
+            for index in range(int(study["chunks"])):
+                part = at_hand.get(index) or services.uploads.get_json(
+                    work_key(study_id, "parts", f"{index}.json"))
+                descriptions.extend(InstanceDescription.from_dict(d)
+                                    for d in part["descriptions"])
+                previews.update(part["previews"])
+                findings.extend(part["findings"])
+                for document in part["dicom_json"]:
+                    yield separator + json.dumps(document).encode()
+                    separator = b",\n"
+            yield b"[]\n" if separator == b"[\n" else b"\n]\n"
+
+        services.store.put_stream(keys["dicom_json"], dicom_json_pieces(), "application/json")
+        metadata = assemble_metadata(study_id, descriptions, previews)
+        services.store.put_json(keys["metadata"], metadata)
+        self._copy_reports(study_id, study, study_key)
+        counts = study["counts"]
+        stored = services.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
+                                           series=metadata["counts"]["series"],
+                                           findings=findings)
+        if stored is not None:
+            services.announce(stored)
+        return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
+
+    def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
+        """The reports beside the copied files, then REJECTED (or INCOMPLETE), announced."""
+        self._copy_reports(study_id, study, rejected_key)
+        outcome = State(study["outcome"])
+        keys = {"prefix": rejected_prefix(study_id),
+                "validation_log": rejected_key(study_id, "validation.log"),
+                "validation_json": rejected_key(study_id, "validation.json")}
+        ended = self.services.table.transition(study_id, outcome, (State.VALIDATING,),
+                                               keys=keys)
+        if ended is not None:
+            self.services.announce(ended)
+
+    def _copy_reports(self, study_id: str, study: dict[str, Any],
+                      key_for: Callable[[str, str], str]) -> None:
+        services = self.services
+        for leaf, size in study["reports"].items():
+            services.store.copy_from(services.uploads.bucket, work_key(study_id, leaf),
+                                     key_for(study_id, leaf), size)
