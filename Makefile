@@ -30,6 +30,7 @@ $(CHECKOV_STAMP): .ci/checkov-requirements.txt
 lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check . $(STACK)
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 	$(BIN)/cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
