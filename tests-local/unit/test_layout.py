@@ -1,0 +1,53 @@
+"""The package's rules that import-linter cannot see: what the handlers import, and the
+contract's form renewal rule the API applies."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from pacs_validator.contract.upload_request import StudyClosedError, renewed_form_expiry
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLERS = sorted((ROOT / "functions").glob("*/app.py"))
+
+
+def _core_imports(path: Path) -> list[str]:
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.append(node.module)
+        elif isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+    return [m for m in modules if m.split(".")[0] == "pacs_validator"]
+
+
+@pytest.mark.parametrize("handler", HANDLERS, ids=lambda p: p.parent.name)
+def test_handlers_import_only_the_aws_wiring_and_the_contract(handler: Path) -> None:
+    imports = _core_imports(handler)
+    assert imports, "every handler uses the core"
+    assert [m for m in imports
+            if not m.startswith(("pacs_validator.aws.", "pacs_validator.contract."))] == []
+
+
+def test_a_renewed_form_lasts_its_expiry_or_until_the_upload_deadline() -> None:
+    receiving = {"state": "RECEIVING", "deadline": 10_000}
+    assert renewed_form_expiry(receiving, now=1_000, expiry_seconds=900) == 900
+    assert renewed_form_expiry(receiving, now=9_700, expiry_seconds=900) == 300
+    assert renewed_form_expiry({**receiving, "state": "AWAITING_UPLOAD"}, 1_000, 900) == 900
+
+
+@pytest.mark.parametrize(("study", "message"), [
+    ({"state": "VALIDATING", "deadline": 10_000},
+     "the study is VALIDATING and takes no more files"),
+    ({"state": "STORED", "deadline": 10_000}, "the study is STORED and takes no more files"),
+    ({"state": "RECEIVING", "deadline": 1_000},
+     "the study is RECEIVING past its upload deadline and takes no more files"),
+])
+def test_no_form_for_a_study_past_receiving_or_past_its_deadline(
+    study: dict[str, object], message: str
+) -> None:
+    with pytest.raises(StudyClosedError, match=f"^{message}$"):
+        renewed_form_expiry(study, now=1_000, expiry_seconds=900)
