@@ -73,9 +73,12 @@ def test_an_interrupted_upload_resumes_the_same_study(deployment: Deployment,
     files = dict(reidentified_study(200, series=3, seed=f"resume-{time.time()}"))
     for name, data in files.items():
         (folder / name).write_bytes(data)
+    # SIGINT as a terminal sends it: a test run started in the background (``make test &``)
+    # hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt.
     first = subprocess.Popen([str(COMMAND), "upload", "large", "--jobs", "2"], cwd=tmp_path,
                              env=environment(deployment), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state_file = tmp_path / ".pacs-validator-upload.json"
     study_id = None
     deadline = time.monotonic() + 120
