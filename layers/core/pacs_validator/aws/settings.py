@@ -12,12 +12,12 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pacs_validator.contract.auth import AuthMode, auth_mode
 from pacs_validator.dicom.config import ValidatorConfig, build_config
+from pacs_validator.dicom.data import data_document
 
 ENVIRONMENT_OVERRIDES = {
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
@@ -66,8 +66,7 @@ class Settings:
 def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``config_path`` (a function's config.json) and the environment."""
     env = os.environ if environ is None else environ
-    defaults = resources.files("pacs_validator").joinpath("data/pipeline.json").read_text("utf-8")
-    document: dict[str, Any] = json.loads(defaults)
+    document: dict[str, Any] = data_document("pipeline.json")
     document.update(json.loads(config_path.read_text("utf-8")))
     for variable, (key, convert) in ENVIRONMENT_OVERRIDES.items():
         if env.get(variable):

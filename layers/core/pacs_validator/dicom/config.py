@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.rules import RuleBook
 
 _KEYWORD_LISTS = (
@@ -47,8 +47,7 @@ class ValidatorConfig:
 
 @cache
 def _defaults() -> dict[str, Any]:
-    text = resources.files("pacs_validator").joinpath("data/config.json").read_text("utf-8")
-    defaults: dict[str, Any] = json.loads(text)
+    defaults: dict[str, Any] = data_document("config.json")
     return defaults
 
 

@@ -11,15 +11,14 @@ Conditional (1C/2C) attributes and "C"/"U" modules are not included.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from typing import Any
 
 from pydicom.dataset import Dataset
 
+from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.rules import Findings
 
 __all__ = ["IodAttribute", "check_iod", "iod_name", "mandatory_attributes"]
@@ -43,8 +42,7 @@ class _Table:
 
 @cache
 def _table() -> _Table:
-    resource = files("pacs_validator") / "data" / "iod_table.json"
-    raw: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
+    raw: dict[str, Any] = data_document("iod_table.json")
     iods = {
         iod_key: tuple(
             IodAttribute(tag=int(tag, 16), keyword=keyword, type=type_, module=module)

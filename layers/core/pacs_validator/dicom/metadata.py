@@ -7,13 +7,11 @@ is one line there. Values are converted to plain JSON types; an absent or empty 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -21,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
+from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.parsing import ParsedInstance, PixelDataElement
 from pacs_validator.dicom.validation import InstanceResult
 
@@ -61,8 +60,7 @@ class DescribedInstance:
 @cache
 def metadata_map() -> dict[str, Any]:
     """The field -> attribute keyword mapping, by section."""
-    text = resources.files("pacs_validator").joinpath("data/metadata_map.json").read_text("utf-8")
-    mapping: dict[str, Any] = json.loads(text)
+    mapping: dict[str, Any] = data_document("metadata_map.json")
     return mapping
 
 

@@ -8,16 +8,16 @@ reports a :class:`Finding`; the verdict of a file or study is derived from its f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import Enum
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag
+
+from pacs_validator.dicom.data import data_document
 
 
 class Severity(str, Enum):
@@ -80,8 +80,7 @@ def format_tag(tag: int) -> str:
 
 @cache
 def _catalogue() -> dict[str, dict[str, Any]]:
-    text = resources.files("pacs_validator").joinpath("data/rules.json").read_text("utf-8")
-    catalogue: dict[str, dict[str, Any]] = json.loads(text)
+    catalogue: dict[str, dict[str, Any]] = data_document("rules.json")
     return catalogue
 
 

@@ -7,11 +7,9 @@ it, and reports findings that name attributes but never quote their values.
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from collections.abc import Iterable
 from functools import cache
-from importlib import resources
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -20,6 +18,7 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
 from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.parsing import (
     MEDIA_STORAGE_SOP_CLASS_UID,
     MEDIA_STORAGE_SOP_INSTANCE_UID,
@@ -149,8 +148,7 @@ def check_dates(dataset: Dataset, config: ValidatorConfig, findings: Findings) -
 
 @cache
 def _modality_terms() -> tuple[frozenset[str], frozenset[str]]:
-    text = resources.files("pacs_validator").joinpath("data/modalities.json").read_text("utf-8")
-    terms = json.loads(text)
+    terms = data_document("modalities.json")
     return frozenset(terms["defined_terms"]), frozenset(terms["retired_terms"])
 
 
