@@ -20,7 +20,8 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
 from pacs_validator.dicom.data import data_document
-from pacs_validator.dicom.parsing import ParsedInstance, PixelDataElement
+from pacs_validator.dicom.parsing import ParsedInstance
+from pacs_validator.dicom.structure import PixelDataElement
 from pacs_validator.dicom.validation import InstanceResult
 
 JsonValue = str | int | float | list[Any] | None

@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, MPEGTransferSyntaxes, RLELossless
 
 from pacs_validator.dicom.iod import mandatory_attributes
-from pacs_validator.dicom.parsing import Fragments, PixelDataElement
 from pacs_validator.dicom.rules import Findings
+from pacs_validator.dicom.structure import Fragments, PixelDataElement
 
 PIXEL_DATA = 0x7FE00010
 NUMBER_OF_FRAMES = 0x00280008
