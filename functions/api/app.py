@@ -18,9 +18,11 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pacs_validator.aws.dynamodb import DynamoDBStatusTable
+from pacs_validator.aws.errors import DependencyUnavailable
 from pacs_validator.aws.links import study_links
+from pacs_validator.aws.s3 import S3Bucket
 from pacs_validator.aws.settings import load_settings
-from pacs_validator.aws.wiring import DependencyUnavailable, api_resources
 from pacs_validator.contract.api_request import RequestBodyError, json_body
 from pacs_validator.contract.auth import (
     AuthenticationError,
@@ -50,8 +52,9 @@ metrics = Metrics()
 tracer = Tracer()
 app = APIGatewayRestResolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
-resources = api_resources(settings)
-table, uploads, store = resources.table, resources.uploads, resources.store
+table = DynamoDBStatusTable(settings.status_table, settings.retention_days)
+uploads = S3Bucket(settings.uploads_bucket)
+store = S3Bucket(settings.store_bucket, uploads.client)
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000

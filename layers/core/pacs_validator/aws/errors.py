@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pacs_validator.flow.ports import DependencyUnavailable
+from pacs_validator.flow.ports import DependencyUnavailable as DependencyUnavailable
 
 
 @contextmanager

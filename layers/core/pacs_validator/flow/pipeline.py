@@ -11,8 +11,7 @@ step is its own module: :mod:`~pacs_validator.flow.receiving`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pacs_validator.contract.invocations import REDRIVE
@@ -58,7 +57,5 @@ class Pipeline:
     def reopen(self, study_id: str) -> bool:
         return self.recovery.reopen(study_id)
 
-    @contextmanager
-    def failures_recorded(self, study_id: str) -> Iterator[None]:
-        with self.recovery.failures_recorded(study_id):
-            yield
+    def failures_recorded(self, study_id: str) -> AbstractContextManager[None]:
+        return self.recovery.failures_recorded(study_id)
