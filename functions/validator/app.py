@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pacs_validator.aws.settings import load_settings
 from pacs_validator.aws.wiring import pipeline_from_settings
 from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
+from pacs_validator.contract.objects import UploadedObject
 
 logger = Logger()
 metrics = Metrics()
@@ -40,10 +41,13 @@ idempotency = IdempotencyConfig(
 persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
 
 
-def uploaded_object(record: S3EventRecord) -> tuple[str, str]:
-    """(key, version) of the object a record announces; S3 notifications URL-encode keys."""
+def uploaded_object(record: S3EventRecord) -> UploadedObject:
+    """The upload a record announces: its key (S3 notifications URL-encode keys), sequencer
+    and version id."""
     s3_object = record.s3.get_object
-    return unquote_plus(s3_object.key), s3_object.sequencer or s3_object.etag or ""
+    return UploadedObject(key=unquote_plus(s3_object.key),
+                          sequencer=s3_object.sequencer or s3_object.etag or "",
+                          version_id=s3_object.version_id, size=s3_object.size)
 
 
 @idempotent_function(
@@ -52,21 +56,26 @@ def uploaded_object(record: S3EventRecord) -> tuple[str, str]:
 def process_object(record: dict[str, Any]) -> dict[str, Any]:
     """One uploaded object, at most once per S3 event (bucket, key, sequencer)."""
     started = time.perf_counter()
-    key, version = uploaded_object(S3EventRecord(record))
-    study_id = pipeline.study_for_object(key, version)
+    upload = uploaded_object(S3EventRecord(record))
+    study_id = pipeline.study_for_object(upload)
     logger.set_correlation_id(study_id)
     with pipeline.failures_recorded(study_id):
-        received = pipeline.receive(study_id, key, version)
+        received = pipeline.receive(study_id, upload)
     metrics.add_metric("ProcessingTime", MetricUnit.Milliseconds,
                        (time.perf_counter() - started) * 1000)
-    accepted = received.status == 200
-    metrics.add_metric("InstancesAccepted" if accepted else "InstancesRejected",
-                       MetricUnit.Count, 1)
-    metrics.add_metric(f"InstancesStatus{received.status}", MetricUnit.Count, 1)
-    logger.info("instance validated", extra={"study_id": received.study_id,
-                                             "status": received.status,
-                                             "study_complete": received.study_complete})
-    return {"study_id": received.study_id, "status": received.status}
+    if received.status is None:
+        metrics.add_metric("UploadsUndeclared", MetricUnit.Count, 1)
+    else:
+        accepted = received.status == 200
+        metrics.add_metric("InstancesAccepted" if accepted else "InstancesRejected",
+                           MetricUnit.Count, 1)
+        metrics.add_metric(f"InstancesStatus{received.status}", MetricUnit.Count, 1)
+    logger.info("upload received", extra={"study_id": received.study_id,
+                                          "status": received.status,
+                                          "outcome": received.outcome.value,
+                                          "study_complete": received.study_complete})
+    return {"study_id": received.study_id, "status": received.status,
+            "outcome": received.outcome.value}
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -85,5 +94,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = list(S3Event(event).records)
     if event.get(REDRIVE):
         for record in records:
-            pipeline.reopen(pipeline.study_for_object(*uploaded_object(record)))
+            pipeline.reopen(pipeline.study_for_object(uploaded_object(record)))
     return {"processed": [process_object(record=record.raw_event) for record in records]}

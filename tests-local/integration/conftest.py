@@ -176,6 +176,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3 = boto3.client("s3")
         for bucket in (UPLOADS, STORE):
             s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket,
+                                     VersioningConfiguration={"Status": "Enabled"})
         create_tables(boto3.client("dynamodb"))
         boto3.client("secretsmanager").create_secret(
             Name=TOKENS_SECRET, SecretString=json.dumps({"initial": API_TOKEN}))
@@ -204,8 +206,10 @@ class FakeContext:
         return 60_000
 
 
-def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1) -> dict[str, Any]:
-    """An S3 ObjectCreated notification as S3 sends it (the key URL-encoded)."""
+def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1,
+                 version_id: str | None = None) -> dict[str, Any]:
+    """An S3 ObjectCreated notification as S3 sends it (the key URL-encoded; ``versionId``
+    when the upload made a version)."""
     from urllib.parse import quote_plus
 
     return {"Records": [{
@@ -223,7 +227,8 @@ def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1) -> dict[s
             "bucket": {"name": bucket, "ownerIdentity": {"principalId": "test"},
                        "arn": f"arn:aws:s3:::{bucket}"},
             "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": "etag",
-                       "sequencer": sequencer},
+                       "sequencer": sequencer,
+                       **({"versionId": version_id} if version_id else {})},
         },
     }]}
 

@@ -30,9 +30,9 @@ def call_api(stack: Stack, method: str, path: str, body: Any = None,
 
 
 def deliver_upload(stack: Stack, key: str, data: bytes, sequencer: str = "0A") -> dict[str, Any]:
-    stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=data)
+    version = stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=data)["VersionId"]
     result: dict[str, Any] = stack.handler("validator").lambda_handler(
-        s3_put_event(UPLOADS, key, sequencer, len(data)), FakeContext()
+        s3_put_event(UPLOADS, key, sequencer, len(data), version), FakeContext()
     )
     return result
 

@@ -30,13 +30,15 @@ from pacs_validator.aws.dynamodb_items import (
 )
 from pacs_validator.aws.errors import is_conditional_failure, service_errors
 from pacs_validator.aws.file_records import FileRecords
+from pacs_validator.contract.objects import is_later
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
 from pacs_validator.contract.status_view import FilePage
-from pacs_validator.flow.ports import Arrival, StudyNotFound
+from pacs_validator.flow.ports import Arrival, Outcome, StudyNotFound
 
 STUDY_ITEM = "study"
 OPEN_INDEX = "open-deadline-index"
 OPEN_SHARD = "open"
+KEPT_ASIDE_SHOWN = 20
 
 
 class DynamoDBStatusTable:
@@ -97,28 +99,45 @@ class DynamoDBStatusTable:
 
     @service_errors()
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
-        """Store one file's verdict and count it once per name; a name seen before replaces
-        its verdict and is not counted again. ``record["key_version"]`` tells a retried
-        event (the same upload) from another upload of the name.
+        """Store one upload's verdict and count it once per name (see
+        :class:`~pacs_validator.flow.ports.Outcome`). ``record["key_version"]`` (the
+        notification's sequencer) tells a redelivered notification from another upload of
+        the name, and orders the uploads of a name.
 
-        Three small writes, not a transaction (a transaction would cost twice the capacity,
-        and the local DynamoDB copies the whole table for each one): the file item, then the
-        count on the study item, then ``counted`` on the file item. A retry after a failure
-        between the last two counts the file twice; the judge
-        (:mod:`pacs_validator.flow.judging`) notices that from the file items and waits for
-        the rest. Nothing can count a file never.
+        A first upload is three small writes, not a transaction (a transaction would cost
+        twice the capacity): the file item, the count on the study item, then ``counted``
+        on the file item. A retry after a failure between the last two counts the file
+        twice; the judge (:mod:`pacs_validator.flow.judging`) notices that from the file
+        items and waits for the rest. Nothing can count a file never.
 
-        Raises StudyNotFound when the study is unknown or no longer receiving files.
+        Another upload of a name replaces its record only in a transaction with the check
+        that the study is still receiving: once the judge has read the records, none
+        changes, so what is judged is what is stored; a later upload is kept aside.
+
+        Raises StudyNotFound when the study is unknown or, for a first upload of the name,
+        no longer receiving files.
         """
-        previous = self.file_records.write(study_id, name, record)
-        if previous.get("counted"):
-            study = self.get(study_id)
-            repeated = previous.get("key_version") == record.get("key_version")
-            if study is None or not (repeated or study["state"] in {s.value
-                                                                    for s in OPEN_STATES}):
-                raise StudyNotFound(study_id)  # another upload of the name, too late
-            return Arrival(new=False, received=int(study["received"]),
-                           expected=int(study["expected"]), repeated=repeated)
+        previous = self.file_records.create(study_id, name, record)
+        for _ in range(3):
+            if previous is None:
+                break
+            if previous.get("key_version") == record.get("key_version"):
+                if not previous.get("counted"):
+                    break  # written before a failure kept it from being counted
+                return self._arrival(Outcome.REPEATED, self._existing(study_id))
+            if not is_later(str(record["key_version"]), str(previous["key_version"])):
+                return self._arrival(Outcome.STALE, self._existing(study_id))
+            replaced = self.file_records.replace(study_id, name, record, previous,
+                                                 self._key(study_id))
+            if replaced is False:
+                return self.record_aside(study_id, name, Outcome.LATE, record)
+            if replaced:
+                if not previous.get("counted"):
+                    break
+                return self._arrival(Outcome.REPLACED, self._existing(study_id))
+            previous = self.file_records.get(study_id, name)
+        else:
+            return self._arrival(Outcome.STALE, self._existing(study_id))
         try:
             study = plain(self.table.update_item(
                 Key=self._key(study_id),
@@ -137,8 +156,40 @@ class DynamoDBStatusTable:
                 raise StudyNotFound(study_id) from error
             raise
         self.file_records.flag(study_id, name, "counted")
-        return Arrival(new=True, received=int(study["received"]),
-                       expected=int(study["expected"]))
+        return self._arrival(Outcome.COUNTED, study)
+
+    @service_errors()
+    def record_aside(self, study_id: str, name: str, outcome: Outcome,
+                     record: dict[str, Any]) -> Arrival:
+        """Count an upload kept aside (``late_uploads``, ``undeclared_uploads``) on the study
+        item, and keep its item (see :meth:`FileRecords.keep_aside`); the file records and
+        the verdict stay as they are. Raises StudyNotFound for an unknown study."""
+        counter = f"{outcome.value}_uploads"
+        try:
+            study = plain(self.table.update_item(
+                Key=self._key(study_id), UpdateExpression="ADD #counter :one",
+                ConditionExpression=Attr("study_id").exists(),
+                ExpressionAttributeNames={"#counter": counter},
+                ExpressionAttributeValues={":one": 1}, ReturnValues="ALL_NEW")["Attributes"])
+        except ClientError as error:
+            if is_conditional_failure(error):
+                raise StudyNotFound(study_id) from error
+            raise
+        self.file_records.keep_aside(study_id, name, outcome.value, record,
+                                     int(study.get("late_uploads", 0))
+                                     + int(study.get("undeclared_uploads", 0)))
+        return self._arrival(outcome, study)
+
+    def _existing(self, study_id: str) -> dict[str, Any]:
+        study = self.get(study_id)
+        if study is None:
+            raise StudyNotFound(study_id)
+        return study
+
+    @staticmethod
+    def _arrival(outcome: Outcome, study: dict[str, Any]) -> Arrival:
+        return Arrival(outcome, received=int(study["received"]),
+                       expected=int(study["expected"]), owner=study.get("owner"))
 
     @service_errors()
     def mark_late(self, study_id: str, name: str) -> None:
@@ -155,9 +206,15 @@ class DynamoDBStatusTable:
         return self.file_records.every(study_id)
 
     @service_errors()
-    def file_page(self, study_id: str, limit: int, after: str | None = None) -> FilePage:
-        """A page of the study's file records for ``GET /status``."""
-        return self.file_records.page(study_id, limit, after)
+    def file_page(self, study_id: str, limit: int, after: str | None = None,
+                  kept_aside: bool = False) -> FilePage:
+        """A page of the study's file records for ``GET /status``; with ``kept_aside``, also
+        the first ``KEPT_ASIDE_SHOWN`` uploads kept aside (late or undeclared)."""
+        page = self.file_records.page(study_id, limit, after)
+        if not kept_aside:
+            return page
+        return FilePage(page.records, page.next_token,
+                        self.file_records.aside(study_id, KEPT_ASIDE_SHOWN))
 
     @service_errors()
     def transition(

@@ -13,12 +13,25 @@ from collections.abc import Iterator
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
-from pacs_validator.aws.dynamodb_items import assignments, epoch_seconds, item_key, plain
-from pacs_validator.aws.errors import service_errors
+from pacs_validator.aws.dynamodb_items import (
+    assignments,
+    epoch_seconds,
+    item_key,
+    plain,
+    timestamp,
+)
+from pacs_validator.aws.errors import is_conditional_failure, service_errors
+from pacs_validator.contract.states import OPEN_STATES
 from pacs_validator.contract.status_view import STATUS_PAGE_BYTES, FilePage, encode_token
 
 FILE_PREFIX = "file#"
+ASIDE_PREFIX = "aside#"
+MAX_ASIDE_ITEMS = 100
+"""Uploads kept aside (late or undeclared) that get an item of their own; more are only
+counted on the study item, so a client posting name after name cannot grow the table."""
+ASIDE_FIELDS = ("status", "key_version", "version_id", "sha256", "size")
 MAX_FILE_FINDINGS = 40
 """Findings kept per file record (errors first); the rest are counted in ``findings_omitted``.
 Keeps every file item far below DynamoDB's 400 KB item limit."""
@@ -42,19 +55,90 @@ class FileRecords:
         self.table = table
         self.retention_seconds = retention_seconds
 
-    def write(self, study_id: str, name: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Set the file's record (its findings capped), keeping any flag already on it; the
-        item as it was before, ``{}`` when there was none."""
+    def create(self, study_id: str, name: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the first record of a name: None when it was, else the record already
+        there (left as it was)."""
         fields = {**capped_record(record), "expires_at": epoch_seconds() + self.retention_seconds}
         clauses, names, values = assignments(fields)
-        previous: dict[str, Any] = self.table.update_item(
-            Key=item_key(study_id, file_item(name)),
-            UpdateExpression="SET " + ", ".join(clauses),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
-        ).get("Attributes", {})
-        return previous
+        try:
+            self.table.update_item(
+                Key=item_key(study_id, file_item(name)),
+                UpdateExpression="SET " + ", ".join(clauses),
+                ConditionExpression="attribute_not_exists(study_id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return plain(error.response.get("Item")) or self.get(study_id, name)
+            raise
+        return None
+
+    def get(self, study_id: str, name: str) -> dict[str, Any]:
+        item = self.table.get_item(Key=item_key(study_id, file_item(name)),
+                                   ConsistentRead=True).get("Item")
+        return plain(item) if item else {}
+
+    def replace(self, study_id: str, name: str, record: dict[str, Any],
+                previous: dict[str, Any], study_key: dict[str, str]) -> bool | None:
+        """Replace the record ``previous`` with another upload's, in one transaction with
+        the check that the study is still receiving: True when replaced, False when the
+        study was judged (nothing changed), None when another upload's record replaced
+        ``previous`` first (nothing changed; read it again)."""
+        fields = {**capped_record(record), "expires_at": epoch_seconds() + self.retention_seconds}
+        clauses, names, values = assignments(fields)
+        values.update({":previous": previous["key_version"], ":one": 1})
+        open_values = {f":open{index}": state.value for index, state in enumerate(OPEN_STATES)}
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=[
+                {"ConditionCheck": {
+                    "TableName": self.table.name, "Key": study_key,
+                    "ConditionExpression": f"#state IN ({', '.join(open_values)})",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": open_values}},
+                {"Update": {
+                    "TableName": self.table.name, "Key": item_key(study_id, file_item(name)),
+                    "UpdateExpression": "SET " + ", ".join(clauses) + " ADD replacements :one",
+                    "ConditionExpression": "key_version = :previous",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values}},
+            ])
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return None
+            raise
+        return True
+
+    def keep_aside(self, study_id: str, name: str, outcome: str, record: dict[str, Any],
+                   ordinal: int) -> None:
+        """The item of an upload kept aside, the ``ordinal``-th of its study: written for the
+        first ``MAX_ASIDE_ITEMS`` (one per name and outcome; a later one updates it)."""
+        if ordinal > MAX_ASIDE_ITEMS:
+            return
+        last = {field: record[field] for field in ASIDE_FIELDS if record.get(field) is not None}
+        self.table.update_item(
+            Key=item_key(study_id, f"{ASIDE_PREFIX}{outcome}#{name}"),
+            UpdateExpression="SET #name = :name, outcome = :outcome, #last = :last, "
+                             "expires_at = :expires ADD uploads :one",
+            ExpressionAttributeNames={"#name": "name", "#last": "last"},
+            ExpressionAttributeValues={
+                ":name": name, ":outcome": outcome, ":one": 1,
+                ":last": {**last, "at": timestamp()},
+                ":expires": epoch_seconds() + self.retention_seconds})
+
+    def aside(self, study_id: str, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` uploads kept aside, for the first page of ``GET /status``."""
+        page = self.table.query(
+            KeyConditionExpression=Key("study_id").eq(study_id)
+            & Key("item").begins_with(ASIDE_PREFIX), Limit=limit)
+        return [{key: value for key, value in plain(item).items()
+                 if key not in ("study_id", "item", "expires_at")} for item in page["Items"]]
 
     def flag(self, study_id: str, name: str, flag: str) -> None:
         """Set ``flag`` (``counted``, ``late``) on the file's record."""

@@ -5,6 +5,7 @@ Keys are formed by :mod:`pacs_validator.contract.keys` and only there.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from pacs_validator.aws.errors import service_errors
 from pacs_validator.contract.names import (
@@ -22,7 +24,7 @@ from pacs_validator.contract.names import (
     CHECKSUM_ALGORITHM_FIELD,
     CHECKSUM_FIELD,
 )
-from pacs_validator.flow.ports import Downloaded
+from pacs_validator.flow.ports import CopyMismatch, Downloaded, SourceObject
 
 _DOWNLOAD_CHUNK = 8 * 1024 * 1024
 _SINGLE_COPY_LIMIT = 5 * 1024**3
@@ -48,31 +50,48 @@ class S3Bucket:
         self.client = client or s3_client()
 
     @contextmanager
-    def downloaded(self, key: str) -> Iterator[Downloaded]:
-        """The object streamed to a temporary file (never whole in memory), removed after,
-        with the SHA-256 checksum S3 checked when it was uploaded (if the uploader sent one)."""
+    def downloaded(self, key: str, version_id: str | None = None) -> Iterator[Downloaded]:
+        """The object (``version_id`` of it, when given) streamed to a temporary file (never
+        whole in memory), removed after; with the version and ETag read and the SHA-256
+        checksum S3 checked when it was uploaded (if the uploader sent one)."""
+        version = {"VersionId": version_id} if version_id else {}
         with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
             with service_errors():
                 response = self.client.get_object(Bucket=self.bucket, Key=key,
-                                                  ChecksumMode="ENABLED")
+                                                  ChecksumMode="ENABLED", **version)
                 for chunk in response["Body"].iter_chunks(_DOWNLOAD_CHUNK):
                     handle.write(chunk)
             handle.flush()
-            yield Downloaded(Path(handle.name), response.get("ChecksumSHA256"))
+            yield Downloaded(Path(handle.name), response.get("ChecksumSHA256"),
+                             version_id=response.get("VersionId"), etag=response.get("ETag"))
 
     @service_errors()
-    def copy_from(
-        self, source_bucket: str, source_key: str, target_key: str, size: int | None = None
-    ) -> None:
-        """Server-side copy into this bucket: the bytes never pass through the function.
+    def copy_from(self, source_bucket: str, source: SourceObject, target_key: str) -> None:
+        """Server-side copy into this bucket (the bytes never pass through the function) of
+        the version ``source`` pins, refused by S3 if its ETag differs, then checked: the
+        SHA-256 S3 computed for the copy, or else its size, must be what was read.
 
         One CopyObject call when the size is known to be within its 5 GB limit, else the
-        managed (multipart) copy, which first asks S3 for the size."""
-        source = {"Bucket": source_bucket, "Key": source_key}
-        if size is not None and size <= _SINGLE_COPY_LIMIT:
-            self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=target_key)
+        managed (multipart) copy, whose checksum is of parts: only its size is checked."""
+        copy_source = {"Bucket": source_bucket, "Key": source.key}
+        if source.version_id:
+            copy_source["VersionId"] = source.version_id
+        pinned = {"CopySourceIfMatch": source.etag} if source.etag else {}
+        if source.size is not None and source.size <= _SINGLE_COPY_LIMIT:
+            result = self.client.copy_object(CopySource=copy_source, Bucket=self.bucket,
+                                             Key=target_key, ChecksumAlgorithm="SHA256",
+                                             **pinned)["CopyObjectResult"]
+            checksum = result.get("ChecksumSHA256")
+            if source.sha256 and checksum:
+                if checksum != base64.b64encode(bytes.fromhex(source.sha256)).decode():
+                    raise CopyMismatch("the copy's SHA-256 is not that of the bytes validated")
+                return
         else:
-            self.client.copy(source, self.bucket, target_key)
+            self.client.copy(copy_source, self.bucket, target_key, ExtraArgs=pinned)
+        if source.size is not None:
+            copied = self.client.head_object(Bucket=self.bucket, Key=target_key)
+            if int(copied["ContentLength"]) != source.size:
+                raise CopyMismatch("the copy's size is not that of the bytes validated")
 
     def put_json(self, key: str, document: Any, indent: int | None = 2) -> None:
         self.put_bytes(key, json.dumps(document, indent=indent, ensure_ascii=False).encode(),
@@ -81,6 +100,17 @@ class S3Bucket:
     @service_errors()
     def get_json(self, key: str) -> Any:
         return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def find_json(self, key: str) -> Any | None:
+        """The JSON document at ``key``, or None when there is no such object."""
+        with service_errors():
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as error:
+                if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                    return None
+                raise
+        return json.loads(body)
 
     @service_errors()
     def put_stream(self, key: str, pieces: Iterable[bytes], content_type: str) -> int:

@@ -42,6 +42,12 @@ def event_id(study_id: str, detail_type: DetailType, subject: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def key_digest(key: str) -> str:
+    """What events and logs carry instead of an object key: keys hold file names, and file
+    names often hold patient names. The uploads bucket's key is found from it by hashing."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
 def event_detail(study_id: str, event: Event, emitted_at: float) -> dict[str, Any]:
     """The detail as published: the event's own fields after its id, study and time."""
     return {"event_id": event_id(study_id, event.detail_type, event.subject),

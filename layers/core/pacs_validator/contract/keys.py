@@ -120,3 +120,9 @@ def manifest_key(study_id: str) -> str:
 def work_key(study_id: str, *parts: str) -> str:
     """``work/<id>/<part>/.../<leaf>``: the pipeline's scratch objects for one study."""
     return "/".join((WORK, _checked(study_id), *(safe_name(p) for p in parts)))
+
+
+def description_key(study_id: str, name: str, sha256: str) -> str:
+    """``work/<id>/described/<name>.<digest>.json``: a valid upload's description, named by
+    its bytes too, so another upload of the name never overwrites the one that was judged."""
+    return work_key(study_id, "described", f"{name}.{sha256[:32]}.json")

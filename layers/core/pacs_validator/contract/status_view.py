@@ -28,6 +28,8 @@ class FilePage:
 
     records: list[dict[str, Any]]
     next_token: str | None
+    kept_aside: list[dict[str, Any]] | None = None
+    """On the first page of a study that has them: uploads kept aside (late, undeclared)."""
 
 
 def encode_token(name: str) -> str:
@@ -62,6 +64,8 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
         "state": study["state"],
         "status": study.get("status"),
         "counts": {"declared": study.get("expected"), "received": study.get("received", 0),
+                   **{kind: study[f"{kind}_uploads"] for kind in ("late", "undeclared")
+                      if study.get(f"{kind}_uploads")},
                    **study.get("counts", {})},
         "findings": study.get("findings", []),
         "timeline": timeline(study),
@@ -70,8 +74,27 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
             {"name": record["name"], "status": record["status"],
              "findings": record["findings"],
              "findings_omitted": record.get("findings_omitted", 0),
-             "late": bool(record.get("late"))}
+             "late": bool(record.get("late")),
+             "replacements": record.get("replacements", 0)}
             for record in page.records
         ],
+        **({"kept_aside": [aside_view(item) for item in page.kept_aside]}
+           if page.kept_aside else {}),
         "next": page.next_token,
+    }
+
+
+def aside_view(item: dict[str, Any]) -> dict[str, Any]:
+    """An upload kept aside, as the status shows it: a finding says why it changed nothing."""
+    late = item["outcome"] == "late"
+    return {
+        "name": item["name"], "outcome": item["outcome"], "uploads": item.get("uploads", 1),
+        "last": item.get("last", {}),
+        "finding": {
+            "rule": "upload.replaced-after-judgment" if late else "upload.undeclared",
+            "severity": "warning",
+            "message": ("uploaded again after the study was judged: neither the verdict nor "
+                        "the stored file changed" if late else
+                        "a name the upload request did not declare: not validated"),
+        },
     }

@@ -13,8 +13,16 @@ def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
 
     Publishing follows the change of state, so a retry that finds a study already past a
     step announces it again (the events' ids are the same, so consumers see one copy): an
-    event refused by EventBridge is never lost with its study moved on.
+    event refused by EventBridge is never lost with its study moved on. Every event carries
+    the study's ``owner`` (the label of the caller that created it; None for a plain drop),
+    so a consumer can route studies by who sent them.
     """
+    events = _events_of_state(study, uploads_bucket)
+    owner = study.get("owner")
+    return [Event(e.detail_type, {**e.detail, "owner": owner}, e.subject) for e in events]
+
+
+def _events_of_state(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
     state, status = State(study["state"]), int(study.get("status") or 0)
     counts, keys = study.get("counts", {}), study.get("keys", {})
     files = counts.get("valid", 0) + counts.get("invalid", 0)

@@ -126,7 +126,8 @@ class Judge:
               outcome: State) -> tuple[int, dict[str, int]]:
         """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
         chunks, and each report's size. A valid study copies each SOP instance once; a
-        rejected one every file."""
+        rejected one every file. Each file is pinned to the version, ETag and SHA-256 its
+        record was judged on."""
         uploads = self.services.uploads
         reports = {
             leaf: uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
@@ -141,6 +142,8 @@ class Judge:
             records = list(first_copies.values())
             previewed = _middle_of_each_series(records)
         files = [{"name": r["name"], "key": r["key"], "size": r["size"],
+                  "version_id": r.get("version_id"), "etag": r.get("etag"),
+                  "sha256": r.get("sha256") or None,
                   "sop_instance_uid": r["summary"]["sop_instance_uid"],
                   "series_instance_uid": r["summary"]["series_instance_uid"],
                   "preview": r["name"] in previewed} for r in records]

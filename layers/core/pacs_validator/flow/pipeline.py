@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from pacs_validator.contract.invocations import REDRIVE
+from pacs_validator.contract.objects import UploadedObject
 from pacs_validator.flow.judging import Judge
 from pacs_validator.flow.receiving import Received, Receiver
 from pacs_validator.flow.recovery import Recovery
@@ -32,11 +33,11 @@ class Pipeline:
         self.receiver = Receiver(services, self.judge)
         self.recovery = Recovery(services, self.judge)
 
-    def study_for_object(self, key: str, version: str) -> str:
-        return self.receiver.study_for_object(key, version)
+    def study_for_object(self, upload: UploadedObject) -> str:
+        return self.receiver.study_for_object(upload)
 
-    def receive(self, study_id: str, key: str, version: str) -> Received:
-        return self.receiver.receive(study_id, key, version)
+    def receive(self, study_id: str, upload: UploadedObject) -> Received:
+        return self.receiver.receive(study_id, upload)
 
     def start_storage(self, study_id: str) -> StoredStudy | None:
         return self.storage.start(study_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,27 +33,68 @@ class PublishError(RuntimeError):
     """The event bus refused an event."""
 
 
+class CopyMismatch(RuntimeError):
+    """A copy does not hold the bytes that were validated (its checksum or size differs):
+    nothing may be stored from it."""
+
+
 @dataclass(frozen=True)
 class Downloaded:
-    """An object in a temporary file, and the checksum S3 verified on upload."""
+    """An object in a temporary file: the version read, its ETag, and the checksum S3
+    verified on upload (when the uploader sent one)."""
 
     path: Path
     checksum_sha256: str | None
+    version_id: str | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """An object to copy, pinned to the bytes that were read: the version, and the ETag and
+    SHA-256 (hexadecimal) the copy must have. Unpinned fields are not checked."""
+
+    key: str
+    size: int | None = None
+    version_id: str | None = None
+    etag: str | None = None
+    sha256: str | None = None
+
+
+class Outcome(str, Enum):
+    """What one upload of a file name did to its study."""
+
+    COUNTED = "counted"
+    """The first upload of the name: its verdict is recorded and it counts toward the study."""
+    REPLACED = "replaced"
+    """Another upload of a name before the study was judged: its verdict replaces the one
+    before, and the study is judged on these bytes."""
+    REPEATED = "repeated"
+    """The same upload announced again (a redelivered notification)."""
+    STALE = "stale"
+    """An earlier upload of the name announced after a later one: it changes nothing."""
+    LATE = "late"
+    """Another upload of a name after the study was judged: kept aside; neither the verdict
+    nor what is stored changes."""
+    UNDECLARED = "undeclared"
+    """A name the study's manifest does not declare: kept aside, never validated."""
 
 
 @dataclass(frozen=True)
 class Arrival:
-    """A file recorded on its study: whether it was counted now or is the same upload seen
-    again (a retried event), and the study's counters after."""
+    """A file upload recorded on its study: what it did (:class:`Outcome`), the study's
+    counters after, and the study's owner."""
 
-    new: bool
+    outcome: Outcome
     received: int
     expected: int
-    repeated: bool = False
+    owner: str | None = None
 
     @property
     def complete(self) -> bool:
-        return self.received >= self.expected
+        """Whether every expected file is in, for an upload that may complete the study."""
+        return self.outcome in {Outcome.COUNTED, Outcome.REPLACED, Outcome.REPEATED} and \
+            self.received >= self.expected
 
 
 class ObjectStore(Protocol):
@@ -60,12 +102,18 @@ class ObjectStore(Protocol):
 
     bucket: str
 
-    def downloaded(self, key: str) -> AbstractContextManager[Downloaded]:
-        """The object in a temporary file for the length of the ``with`` block."""
+    def downloaded(self, key: str, version_id: str | None = None
+                   ) -> AbstractContextManager[Downloaded]:
+        """The object (that version of it, when given) in a temporary file for the length
+        of the ``with`` block."""
 
-    def copy_from(self, source_bucket: str, source_key: str, target_key: str,
-                  size: int | None = None) -> None:
-        """Copy an object of ``source_bucket`` into this bucket without reading it here."""
+    def copy_from(self, source_bucket: str, source: SourceObject, target_key: str) -> None:
+        """Copy an object of ``source_bucket`` into this bucket without reading it here:
+        the pinned version, checked against what ``source`` pins. Raises
+        :class:`CopyMismatch` when the copy holds other bytes."""
+
+    def find_json(self, key: str) -> Any | None:
+        """The JSON document at ``key``, or None when there is no such object."""
 
     def put_json(self, key: str, document: Any, indent: int | None = 2) -> None: ...
 
@@ -90,8 +138,14 @@ class StatusStore(Protocol):
     def get(self, study_id: str) -> dict[str, Any] | None: ...
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
-        """Store one file's verdict and count it once per name; raises
-        :class:`StudyNotFound` when the study is unknown or no longer receiving."""
+        """Store one upload's verdict and count it once per name (see :class:`Outcome`);
+        raises :class:`StudyNotFound` when the study is unknown, or when a first upload of
+        the name comes after the study stopped receiving."""
+
+    def record_aside(self, study_id: str, name: str, outcome: Outcome,
+                     record: dict[str, Any]) -> Arrival:
+        """Keep an upload that must not touch the study's verdict (``LATE`` or
+        ``UNDECLARED``) beside the study's file records, and count it on the study."""
 
     def mark_late(self, study_id: str, name: str) -> None: ...
 

@@ -9,28 +9,43 @@ so storing the study never reads an instance again.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
-from pacs_validator.contract.events import DetailType, Event
-from pacs_validator.contract.keys import parse_incoming_key, study_id_for_drop, work_key
+from pacs_validator.contract.events import DetailType, Event, key_digest
+from pacs_validator.contract.keys import (
+    description_key,
+    manifest_key,
+    parse_incoming_key,
+    study_id_for_drop,
+)
+from pacs_validator.contract.objects import UploadedObject
+from pacs_validator.contract.upload_request import declared_files
 from pacs_validator.dicom.metadata import DescribedInstance, describe, dicom_json
 from pacs_validator.dicom.parsing import ParsedInstance
 from pacs_validator.dicom.validation import InstanceResult, validate_instance
 from pacs_validator.flow.judging import Judge
-from pacs_validator.flow.ports import Arrival, StudyNotFound
+from pacs_validator.flow.ports import Arrival, Outcome, StudyNotFound
 from pacs_validator.flow.services import Services
 
 logger = logging.getLogger(__name__)
 
+MANIFESTS_KEPT = 16
+"""Manifests one receiver keeps in memory: the files of a study mostly reach the same few
+execution environments, so each reads its study's manifest about once."""
+
 
 @dataclass(frozen=True)
 class Received:
-    """What happened to one uploaded object."""
+    """What happened to one uploaded object: its verdict (None when it was not validated)
+    and what it did to its study."""
 
     study_id: str
     name: str
-    status: int
+    status: int | None
     study_complete: bool
+    outcome: Outcome
 
 
 class Receiver:
@@ -39,27 +54,43 @@ class Receiver:
     def __init__(self, services: Services, judge: Judge) -> None:
         self.services = services
         self.judge = judge
+        self._manifests: OrderedDict[str, dict[str, int] | None] = OrderedDict()
 
-    def study_for_object(self, key: str, version: str) -> str:
+    def study_for_object(self, upload: UploadedObject) -> str:
         """The study an ``incoming/`` object belongs to; a plain drop gets a new one."""
-        study_id = parse_incoming_key(key).study_id
-        return study_id or self._create_drop(key, version)
+        study_id = parse_incoming_key(upload.key).study_id
+        return study_id or self._create_drop(upload)
 
-    def _create_drop(self, key: str, version: str) -> str:
-        study_id = study_id_for_drop(self.services.uploads.bucket, key, version)
+    def _create_drop(self, upload: UploadedObject) -> str:
+        study_id = study_id_for_drop(self.services.uploads.bucket, upload.key, upload.sequencer)
         self.services.table.create(study_id, expected=1,
                                    deadline_seconds=self.services.deadline_seconds,
                                    manifest=False)
         return study_id
 
-    def receive(self, study_id: str, key: str, version: str) -> Received:
+    def receive(self, study_id: str, upload: UploadedObject) -> Received:
         """Validate one uploaded object of ``study_id`` (see :meth:`study_for_object`),
-        record its verdict, and judge the study when it was the last file expected."""
+        record its verdict, and judge the study when it was the last file expected.
+
+        A name the study's manifest does not declare is kept aside before anything is
+        downloaded. The version the notification names is the one validated, and its
+        version id, ETag and SHA-256 are recorded, so the study is stored from exactly
+        those bytes."""
         services = self.services
-        name = parse_incoming_key(key).name
-        with services.uploads.downloaded(key) as download:
+        name = parse_incoming_key(upload.key).name
+        declared = self._declared(study_id)
+        if declared is not None and name not in declared:
+            arrival = services.table.record_aside(study_id, name, Outcome.UNDECLARED, {
+                "key_version": upload.sequencer, "version_id": upload.version_id,
+                "size": upload.size})
+            logger.warning("upload of a name the manifest does not declare: not validated",
+                           extra={"study_id": study_id, "key_digest": key_digest(upload.key)})
+            self._announce(study_id, upload, arrival, None)
+            return Received(study_id, name, None, False, arrival.outcome)
+        with services.uploads.downloaded(upload.key, upload.version_id) as download:
             result, parsed = validate_instance(download.path, services.config, name=name)
-            source = {"key": key, "key_version": version,
+            source = {"key": upload.key, "key_version": upload.sequencer,
+                      "version_id": download.version_id, "etag": download.etag,
                       "checksum_sha256": download.checksum_sha256}
             try:
                 arrival = self._record(study_id, source, result, parsed)
@@ -68,27 +99,49 @@ class Receiver:
                     services.table.mark_late(study_id, name)
                     logger.warning("file arrived for a study that is no longer receiving",
                                    extra={"study_id": study_id, "status": result.status})
-                    return Received(study_id, name, result.status, study_complete=False)
+                    return Received(study_id, name, result.status, False, Outcome.LATE)
                 services.table.forget_file(study_id, name)
-                study_id = self._create_drop(key, version)  # an id we never handed out
+                study_id = self._create_drop(upload)  # an id we never handed out
                 arrival = self._record(study_id, source, result, parsed)
-        services.publisher.publish(study_id, Event(
-            DetailType.STUDY_UPLOADED,
-            {"bucket": services.uploads.bucket, "key": key, "name": name},
-            subject=f"{key}#{version}"))
-        if arrival.complete and self.judge.judge_study(study_id) is None and arrival.repeated:
+        if arrival.outcome is Outcome.LATE:
+            logger.warning("file replaced after its study was judged: kept aside",
+                           extra={"study_id": study_id, "status": result.status})
+        self._announce(study_id, upload, arrival, (declared or {}).get(name))
+        if arrival.complete and self.judge.judge_study(study_id) is None and \
+                arrival.outcome is Outcome.REPEATED:
             self.judge.resume(study_id)  # a retry of the last file: finish what the try left
-        return Received(study_id, name, result.status, study_complete=arrival.complete)
+        return Received(study_id, name, result.status, arrival.complete, arrival.outcome)
+
+    def _declared(self, study_id: str) -> dict[str, int] | None:
+        """The study's declared names with their place in the manifest; None for a study
+        without one (a plain drop, or an id no study has)."""
+        if study_id not in self._manifests:
+            document = self.services.uploads.find_json(manifest_key(study_id))
+            self._manifests[study_id] = None if document is None else {
+                file.name: index for index, file in enumerate(declared_files(document))}
+            if len(self._manifests) > MANIFESTS_KEPT:
+                self._manifests.popitem(last=False)
+        return self._manifests[study_id]
+
+    def _announce(self, study_id: str, upload: UploadedObject, arrival: Arrival,
+                  index: int | None) -> None:
+        """``study.uploaded``: which declared file (its place in the manifest) and a digest
+        of its key, never its name."""
+        detail: dict[str, Any] = {"bucket": self.services.uploads.bucket,
+                                  "key_digest": key_digest(upload.key), "file_index": index,
+                                  "outcome": arrival.outcome.value, "owner": arrival.owner}
+        self.services.publisher.publish(study_id, Event(
+            DetailType.STUDY_UPLOADED, detail, subject=f"{upload.key}#{upload.sequencer}"))
 
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
         """Keep a valid file's description, then record its verdict with where it came from
-        (``source``: key, version, the checksum S3 verified): in this order, so the
-        description exists before the study can be judged complete."""
+        (``source``: key, sequencer, version, ETag, the checksum S3 verified): in this
+        order, so the description exists before the study can be judged complete."""
         instance = DescribedInstance.of(result, parsed, key=None) if result.valid else None
         if instance is not None:
             self.services.uploads.put_json(
-                work_key(study_id, "described", f"{result.name}.json"),
+                description_key(study_id, result.name, result.sha256),
                 {"description": describe(instance).to_dict(),
                  "dicom_json": dicom_json(instance, bulk_data_uri="")},
                 indent=None)

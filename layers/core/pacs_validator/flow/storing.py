@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pacs_validator.contract.invocations import Work
 from pacs_validator.contract.keys import (
+    description_key,
     preview_key,
     previews_prefix,
     rejected_key,
@@ -36,6 +37,7 @@ from pacs_validator.dicom.metadata import (
     with_bulk_data_uri,
 )
 from pacs_validator.dicom.previews import render_preview
+from pacs_validator.flow.ports import SourceObject
 from pacs_validator.flow.services import Services
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ class StoredStudy:
     keys: dict[str, Any]
     instances: int
     bytes: int
+
+
+def judged_object(file: dict[str, Any]) -> SourceObject:
+    """A file of a chunk as the judge planned it: pinned to the bytes it judged."""
+    return SourceObject(file["key"], file["size"], version_id=file.get("version_id"),
+                        etag=file.get("etag"), sha256=file.get("sha256"))
 
 
 def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
@@ -109,7 +117,7 @@ class Storage:
                                           indent=None)
         else:
             _in_parallel(lambda f: services.store.copy_from(
-                services.uploads.bucket, f["key"], rejected_key(study_id, f["name"]), f["size"]),
+                services.uploads.bucket, judged_object(f), rejected_key(study_id, f["name"])),
                 files)
         if services.table.chunk_done(study_id, index) < int(study["chunks"]):
             return None
@@ -126,9 +134,9 @@ class Storage:
 
         def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
             target = stored_instance_key(study_id, file["sop_instance_uid"], single)
-            services.store.copy_from(services.uploads.bucket, file["key"], target, file["size"])
+            services.store.copy_from(services.uploads.bucket, judged_object(file), target)
             kept = services.uploads.get_json(
-                work_key(study_id, "described", f"{file['name']}.json"))
+                description_key(study_id, file["name"], file["sha256"]))
             description = InstanceDescription.from_dict(kept["description"]).stored_at(target)
             return description, with_bulk_data_uri(kept["dicom_json"], target)
 
@@ -136,7 +144,7 @@ class Storage:
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = []
         for file in (f for f in files if f.get("preview")):
-            with services.uploads.downloaded(file["key"]) as download:
+            with services.uploads.downloaded(file["key"], file.get("version_id")) as download:
                 preview = render_preview(download.path, services.config.rules)
             findings.extend(f.to_dict() for f in preview.findings)
             if preview.png is not None:
@@ -206,5 +214,6 @@ class Storage:
                       key_for: Callable[[str, str], str]) -> None:
         services = self.services
         for leaf, size in study["reports"].items():
-            services.store.copy_from(services.uploads.bucket, work_key(study_id, leaf),
-                                     key_for(study_id, leaf), size)
+            services.store.copy_from(services.uploads.bucket,
+                                     SourceObject(work_key(study_id, leaf), size),
+                                     key_for(study_id, leaf))
