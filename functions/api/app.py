@@ -37,7 +37,12 @@ from pacs_validator.contract.keys import (
     manifest_key,
     new_study_id,
 )
-from pacs_validator.contract.status_view import PageTokenError, decode_token, public_view
+from pacs_validator.contract.status_view import (
+    PageTokenError,
+    decode_token,
+    has_kept_aside,
+    public_view,
+)
 from pacs_validator.contract.upload_request import (
     StudyClosedError,
     UploadRequestError,
@@ -186,7 +191,8 @@ def get_status(study_id: str) -> dict[str, Any]:
     study = table.get(study_id)
     if study is None:
         raise UnknownStudyError()
-    view = public_view(study, table.file_page(study_id, limit, after))
+    view = public_view(study, table.file_page(study_id, limit, after,
+                                              kept_aside=after is None and has_kept_aside(study)))
     if after is None:
         view["links"] = study_links(study, store, settings.presign_expiry_seconds)
     return view

@@ -24,6 +24,7 @@ from pacs_validator.cli.client import (
     request,
     studies_in,
 )
+from pacs_validator.contract.events import key_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -174,7 +175,7 @@ def test_a_plain_s3_drop_is_processed_as_a_one_file_study(deployment: Deployment
     while study_id is None and time.monotonic() < deadline:
         deployment.events_for("", until="-", timeout=1)
         study_id = next((e["detail"]["study_id"] for e in deployment.seen
-                         if e["detail"].get("key") == key), None)
+                         if e["detail"].get("key_digest") == key_digest(key)), None)
     assert study_id, "the drop was announced with study.uploaded"
     assert deployment.api.wait(study_id)["state"] == "STORED"
 

@@ -161,7 +161,7 @@ def test_status_pages_through_the_files_and_refuses_bad_page_arguments(stack: St
         assert get_status_page(stack, study_id, query)[0] == 400
 
 
-def test_a_file_arriving_after_the_study_was_judged_is_recorded_as_late(stack: Stack) -> None:
+def test_a_file_arriving_after_the_study_was_stored_is_kept_aside(stack: Stack) -> None:
     files = dict(reidentified_study(2, seed="late"))
     study_id = run_study(stack, files)
     extra = dict(reidentified_study(3, seed="late"))
@@ -170,8 +170,9 @@ def test_a_file_arriving_after_the_study_was_judged_is_recorded_as_late(stack: S
 
     status = study_status(stack, study_id)
     assert status["state"] == "STORED"
-    assert {f["name"]: f["late"] for f in status["files"]} == {
-        **{name: False for name in files}, late_name: True}
+    assert {f["name"]: f["late"] for f in status["files"]} == {name: False for name in files}
+    assert [(a["name"], a["outcome"]) for a in status["kept_aside"]] == [
+        (late_name, "undeclared")]
 
 
 def test_events_and_answers_stay_small_for_a_large_study(stack: Stack) -> None:

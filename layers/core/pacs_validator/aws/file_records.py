@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from pacs_validator.aws.dynamodb_items import (
@@ -31,6 +32,7 @@ ASIDE_PREFIX = "aside#"
 MAX_ASIDE_ITEMS = 100
 """Uploads kept aside (late or undeclared) that get an item of their own; more are only
 counted on the study item, so a client posting name after name cannot grow the table."""
+_DESERIALIZER = TypeDeserializer()
 ASIDE_FIELDS = ("status", "key_version", "version_id", "sha256", "size")
 MAX_FILE_FINDINGS = 40
 """Findings kept per file record (errors first); the rest are counted in ``findings_omitted``.
@@ -71,7 +73,9 @@ class FileRecords:
             )
         except ClientError as error:
             if is_conditional_failure(error):
-                return plain(error.response.get("Item")) or self.get(study_id, name)
+                old = error.response.get("Item")  # as the wire has it: not deserialised
+                return ({key: plain(_DESERIALIZER.deserialize(value)) for key, value in old.items()}
+                        if old else self.get(study_id, name))
             raise
         return None
 

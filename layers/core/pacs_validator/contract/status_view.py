@@ -16,6 +16,8 @@ from pacs_validator.contract.states import State
 STATUS_PAGE_BYTES = 200_000
 """A page of ``GET /status`` stops adding files at this many bytes (API responses ≤ 256 KB)."""
 MAX_TOKEN_NAME = 256
+ASIDE_KINDS = ("late", "undeclared")
+"""Uploads kept aside, each counted on the study item as ``<kind>_uploads``."""
 
 
 class PageTokenError(ValueError):
@@ -64,7 +66,7 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
         "state": study["state"],
         "status": study.get("status"),
         "counts": {"declared": study.get("expected"), "received": study.get("received", 0),
-                   **{kind: study[f"{kind}_uploads"] for kind in ("late", "undeclared")
+                   **{kind: study[f"{kind}_uploads"] for kind in ASIDE_KINDS
                       if study.get(f"{kind}_uploads")},
                    **study.get("counts", {})},
         "findings": study.get("findings", []),
@@ -82,6 +84,11 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
            if page.kept_aside else {}),
         "next": page.next_token,
     }
+
+
+def has_kept_aside(study: dict[str, Any]) -> bool:
+    """Whether uploads of the study were kept aside (late or undeclared)."""
+    return any(study.get(f"{kind}_uploads") for kind in ASIDE_KINDS)
 
 
 def aside_view(item: dict[str, Any]) -> dict[str, Any]:
