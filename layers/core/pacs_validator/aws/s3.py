@@ -68,8 +68,9 @@ class S3Bucket:
     @service_errors()
     def copy_from(self, source_bucket: str, source: SourceObject, target_key: str) -> None:
         """Server-side copy into this bucket (the bytes never pass through the function) of
-        the version ``source`` pins, refused by S3 if its ETag differs, then checked: the
-        SHA-256 S3 computed for the copy, or else its size, must be what was read.
+        the version ``source`` pins, refused by S3 if its ETag differs, then checked when
+        ``source`` has a SHA-256: the SHA-256 S3 computed for the copy, or else (no checksum
+        in the answer) its size, must be what was read.
 
         One CopyObject call when the size is known to be within its 5 GB limit, else the
         managed (multipart) copy, whose checksum is of parts: only its size is checked."""
@@ -88,7 +89,7 @@ class S3Bucket:
                 return
         else:
             self.client.copy(copy_source, self.bucket, target_key, ExtraArgs=pinned)
-        if source.size is not None:
+        if source.sha256 and source.size is not None:
             copied = self.client.head_object(Bucket=self.bucket, Key=target_key)
             if int(copied["ContentLength"]) != source.size:
                 raise CopyMismatch("the copy's size is not that of the bytes validated")
