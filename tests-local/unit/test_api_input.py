@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
+from pacs_validator.aws.settings import load_settings
 from pacs_validator.contract.api_request import RequestBodyError, json_body
 from pacs_validator.contract.auth import (
     ANONYMOUS,
@@ -131,3 +133,11 @@ def test_unreadable_bodies_carry_their_status(body: str, is_base64: bool,
     with pytest.raises(RequestBodyError) as raised:
         json_body(body, is_base64, content_type, 100)
     assert raised.value.status == status
+
+
+def test_the_token_cache_and_study_cap_are_settings_with_defaults() -> None:
+    config = Path(__file__).resolve().parents[2] / "functions" / "api" / "config.json"
+    defaults = load_settings(config, {})
+    assert (defaults.token_cache_seconds, defaults.max_study_bytes) == (300, 100 * 1024**3)
+    local = load_settings(config, {"TOKEN_CACHE_SECONDS": "5", "MAX_STUDY_BYTES": "1000"})
+    assert (local.token_cache_seconds, local.max_study_bytes) == (5, 1000)
