@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
-DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100
+DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100 TokenCacheSeconds=5
 CHROMIUM := /usr/bin/chromium
 E2E_TESTS ?= tests-local/e2e
 

@@ -1,12 +1,21 @@
 """API: POST /upload (study-wide presigned POST + manifest), POST /upload/{study_id} (a fresh
 form for a study still taking files), GET /status/{study_id}, GET /health, and GET / (the
-browser upload page)."""
+browser upload page).
+
+Each study belongs to the caller that declared it: another caller's study answers 404 as an
+unknown one does, except to an admin. Every create, renewal, status read and link issue is
+audited in one log line (caller, study id, action, outcome; nothing from the files)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -25,10 +34,13 @@ from pacs_validator.aws.s3 import S3Bucket
 from pacs_validator.aws.settings import load_settings
 from pacs_validator.contract.api_request import RequestBodyError, json_body
 from pacs_validator.contract.auth import (
+    ANONYMOUS,
     AuthenticationError,
     AuthMode,
+    Caller,
     authenticate,
-    tokens_from_secret,
+    iam_caller,
+    token_book,
 )
 from pacs_validator.contract.keys import (
     incoming_key,
@@ -44,6 +56,7 @@ from pacs_validator.contract.status_view import (
     public_view,
 )
 from pacs_validator.contract.upload_request import (
+    DeclaredFile,
     StudyClosedError,
     UploadRequestError,
     manifest_document,
@@ -63,9 +76,9 @@ store = S3Bucket(settings.store_bucket, uploads.client)
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
-TOKEN_CACHE_SECONDS = 300
-"""How long the tokens read from the secret are reused: a token added to (or removed from)
-the secret is accepted (or refused) at most this long after the change."""
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+"""On every answer: no content sniffing, and no presigned URL or study id leaks through a
+Referer when a link is followed."""
 
 
 class PayloadTooLargeError(ServiceError):
@@ -99,17 +112,52 @@ def require_study_id(study_id: str) -> None:
         raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
 
 
-def require_bearer_token(app: APIGatewayRestResolver,
-                         next_middleware: NextMiddleware) -> Response[Any]:
-    """TOKEN mode: the route runs only for a bearer token found in the token secret."""
-    secret = parameters.get_secret(settings.api_tokens_secret, max_age=TOKEN_CACHE_SECONDS)
-    authenticate(app.current_event.headers.get("authorization"), tokens_from_secret(secret))
+def request_caller() -> Caller:
+    """Who makes the current request. TOKEN: the label of the bearer token found in the
+    token secret; IAM: the principal whose signature API Gateway checked (AWS_IAM on those
+    methods in template.yaml); NONE: :data:`ANONYMOUS`."""
+    event = app.current_event
+    if settings.api_auth is AuthMode.TOKEN:
+        secret = parameters.get_secret(settings.api_tokens_secret,
+                                       max_age=settings.token_cache_seconds)
+        return authenticate(event.headers.get("authorization"), token_book(secret))
+    if settings.api_auth is AuthMode.IAM:
+        return iam_caller(event.request_context.identity.user_arn)
+    return ANONYMOUS
+
+
+def identify_caller(app: APIGatewayRestResolver,
+                    next_middleware: NextMiddleware) -> Response[Any]:
+    """The route runs only for a known caller, found in ``app.context["caller"]``."""
+    app.context["caller"] = request_caller()
     return next_middleware(app)
 
 
-AUTHENTICATED = [require_bearer_token] if settings.api_auth is AuthMode.TOKEN else []
-"""The middlewares of the routes that need a known caller. IAM mode leaves the check to API
-Gateway (AWS_IAM on those methods in template.yaml); NONE checks nothing."""
+AUTHENTICATED = [identify_caller]
+"""The middlewares of the routes that need a known caller."""
+
+
+def current_caller() -> Caller:
+    caller: Caller = app.context["caller"]
+    return caller
+
+
+def audit(action: str, outcome: str, study_id: str | None) -> None:
+    """The one audit line of an access: who, which study, what, and how it ended. Only
+    ids and words of ours: never a file name, a token or anything read from a file."""
+    logger.info("audit", extra={"audit": {"caller": current_caller().identity,
+                                          "study_id": study_id, "action": action,
+                                          "outcome": outcome}})
+
+
+def readable_study(study_id: str, action: str) -> dict[str, Any]:
+    """The study, when the caller may read it; else 404 exactly as for an unknown id, so
+    an answer never tells another caller that the study exists."""
+    study = table.get(study_id)
+    if study is None or not current_caller().may_read(study.get("owner")):
+        audit(action, "not-found" if study is None else "refused", study_id)
+        raise UnknownStudyError()
+    return study
 
 
 def study_form(study_id: str, files: int, expires_in: int) -> dict[str, Any]:
@@ -126,20 +174,33 @@ def study_form(study_id: str, files: int, expires_in: int) -> dict[str, Any]:
     }
 
 
+def require_declared_sizes(files: list[DeclaredFile]) -> None:
+    """413 for a declaration over the size caps: of one file, or of the whole study."""
+    too_large = sum(1 for f in files if f.size > settings.max_upload_bytes)
+    if too_large:
+        raise PayloadTooLargeError(f"{too_large} file(s) exceed the cap of "
+                                   f"{settings.max_upload_bytes} bytes")
+    if sum(f.size for f in files) > settings.max_study_bytes:
+        raise PayloadTooLargeError("the declared sizes add up to more than the cap of "
+                                   f"{settings.max_study_bytes} bytes per study")
+
+
 @app.post("/upload", middlewares=AUTHENTICATED)
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def create_upload() -> Response[dict[str, Any]]:
     body = request_json()
     files = parse_upload_request(body, settings.max_files_per_study)
     deadline = requested_deadline(body, settings.upload_deadline_seconds)
-    too_large = [f.name for f in files if f.size > settings.max_upload_bytes]
-    if too_large:
-        raise PayloadTooLargeError(f"{len(too_large)} file(s) exceed the cap of "
-                                   f"{settings.max_upload_bytes} bytes")
+    try:
+        require_declared_sizes(files)
+    except PayloadTooLargeError:
+        audit("create", "too-large", None)
+        raise
     study_id = new_study_id()
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-    table.create(study_id, expected=len(files), deadline_seconds=deadline)
+    table.create(study_id, expected=len(files), deadline_seconds=deadline,
+                 owner=current_caller().identity)
     answer = study_form(study_id, len(files), settings.presign_expiry_seconds)
     if len(files) <= settings.per_file_forms_max:
         answer["uploads"] = [
@@ -149,11 +210,12 @@ def create_upload() -> Response[dict[str, Any]]:
         ]
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
     logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
+    audit("create", "ok", study_id)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
 @app.post("/upload/<study_id>", middlewares=AUTHENTICATED)
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def renew_upload(study_id: str) -> dict[str, Any]:
     """A fresh study-wide form for a study still taking files (AWAITING_UPLOAD or RECEIVING,
     before its upload deadline), for an upload that outlasts its form: no body, or ``{}``.
@@ -162,12 +224,16 @@ def renew_upload(study_id: str) -> dict[str, Any]:
     if request_json() not in (None, {}):
         raise BadRequestError("this route takes no body (or an empty JSON object)")
     logger.set_correlation_id(study_id)
-    study = table.get(study_id)
-    if study is None:
-        raise UnknownStudyError()
-    expires_in = renewed_form_expiry(study, int(time.time()), settings.presign_expiry_seconds)
+    study = readable_study(study_id, "renew")
+    try:
+        expires_in = renewed_form_expiry(study, int(time.time()),
+                                         settings.presign_expiry_seconds)
+    except StudyClosedError:
+        audit("renew", "closed", study_id)
+        raise
     metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
     logger.info("upload form renewed", extra={"study_id": study_id})
+    audit("renew", "ok", study_id)
     return study_form(study_id, int(study["expected"]), expires_in)
 
 
@@ -180,7 +246,7 @@ def _page_size(text: str | None) -> int:
 
 
 @app.get("/status/<study_id>", middlewares=AUTHENTICATED)
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_status(study_id: str) -> dict[str, Any]:
     """The study's state and verdict with one page of per-file verdicts (``?limit=&next=``);
     the first page also carries download ``links`` once the study has reports or metadata."""
@@ -188,20 +254,59 @@ def get_status(study_id: str) -> dict[str, Any]:
     limit = _page_size(app.current_event.get_query_string_value("limit"))
     token = app.current_event.get_query_string_value("next")
     after = decode_token(token) if token is not None else None
-    study = table.get(study_id)
-    if study is None:
-        raise UnknownStudyError()
+    study = readable_study(study_id, "status")
     view = public_view(study, table.file_page(study_id, limit, after,
                                               kept_aside=after is None and has_kept_aside(study)))
+    audit("status", "ok", study_id)
     if after is None:
         view["links"] = study_links(study, store, settings.presign_expiry_seconds)
+        if view["links"]:
+            audit("links", "ok", study_id)
     return view
+
+
+def inline_hashes(tag: str, page: str) -> list[str]:
+    """CSP sources allowing exactly the page's inline ``<tag>`` blocks, by their SHA-256."""
+    blocks = re.findall(rf"<{tag}\b[^>]*>(.*?)</{tag}>", page, flags=re.DOTALL)
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
+            for b in blocks]
+
+
+UPLOAD_PAGE_SCRIPTS = " ".join(inline_hashes("script", UPLOAD_PAGE))
+UPLOAD_PAGE_STYLES = " ".join(inline_hashes("style", UPLOAD_PAGE))
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@cache
+def upload_page_policy() -> str:
+    """The page's Content-Security-Policy: its own inline blocks (by hash), calls to this
+    API ('self') and to the S3 origins its forms post to and its links point at, preview
+    images from the store bucket, and nothing else. The S3 origins are taken from URLs the
+    clients presign (endpoint and addressing style as the browser will see them), once."""
+    post_origin = origin(uploads.presigned_post(incoming_prefix("0" * 32), 1, 60)["url"])
+    link_origin = origin(store.presigned_get("studies/", 60))
+    s3_origins = " ".join(sorted({post_origin, link_origin}))
+    return "; ".join([
+        "default-src 'none'",
+        f"script-src {UPLOAD_PAGE_SCRIPTS}",
+        f"style-src {UPLOAD_PAGE_STYLES}",
+        f"connect-src 'self' {s3_origins}",
+        f"img-src {link_origin}",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ])
 
 
 @app.get("/")
 def upload_page() -> Response[str]:
     """One static page that uploads a folder straight to S3 through this API (vanilla JS)."""
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=UPLOAD_PAGE)
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=UPLOAD_PAGE,
+                    headers={"Content-Security-Policy": upload_page_policy()})
 
 
 @app.get("/health")
@@ -275,8 +380,16 @@ def unexpected(error: Exception) -> Response[dict[str, Any]]:
                     body={"message": "internal error"})
 
 
+def with_security_headers(answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` (API Gateway's proxy response) with :data:`SECURITY_HEADERS` added."""
+    headers = answer.setdefault("multiValueHeaders", {})
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, [value])
+    return answer
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return with_security_headers(app.resolve(event, context))

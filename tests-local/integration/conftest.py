@@ -35,6 +35,8 @@ IDEMPOTENCY_TABLE = f"{STACK}-idempotency"
 TOKENS_SECRET = f"{STACK}-api-tokens"
 API_TOKEN = "integration-test-token-0123456789"
 """The bearer token in the stack's token secret, sent by :func:`api_event` by default."""
+TOKEN_SECRET = {"admins": ["initial"], "initial": API_TOKEN}
+"""The token secret as the template generates it: one admin label, ``initial``."""
 
 
 @dataclass
@@ -180,7 +182,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
                                      VersioningConfiguration={"Status": "Enabled"})
         create_tables(boto3.client("dynamodb"))
         boto3.client("secretsmanager").create_secret(
-            Name=TOKENS_SECRET, SecretString=json.dumps({"initial": API_TOKEN}))
+            Name=TOKENS_SECRET, SecretString=json.dumps(TOKEN_SECRET))
         parameters.clear_caches()  # tokens cached by an earlier test's function
         sqs = boto3.client("sqs")
         queue_url = _observe_bus(boto3.client("events"), sqs)

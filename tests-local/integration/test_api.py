@@ -396,10 +396,17 @@ def test_none_and_iam_modes_do_not_check_tokens_in_the_function(
 ) -> None:
     monkeypatch.setenv("API_AUTH", mode)
     stack.functions["api"] = load_function("api")
-    status, declared, _ = answer(stack, api_event("POST", "/upload", UPLOAD, token=None))
+
+    def unsigned(method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A request as API Gateway passes it on: in IAM mode, with the signer's ARN."""
+        event = api_event(method, path, body, token=None)
+        event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/u"
+        return event
+
+    status, declared, _ = answer(stack, unsigned("POST", "/upload", UPLOAD))
     assert status == 201
     path = f"/upload/{declared['study_id']}"
-    assert answer(stack, api_event("POST", path, token=None))[0] == 200
+    assert answer(stack, unsigned("POST", path))[0] == 200
 
 
 def test_every_upload_form_requires_the_files_sha256_checksum(stack: Stack) -> None:

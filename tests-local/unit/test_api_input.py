@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
+from pacs_validator.aws.settings import load_settings
 from pacs_validator.contract.api_request import RequestBodyError, json_body
 from pacs_validator.contract.auth import (
+    ANONYMOUS,
     AuthenticationError,
     AuthMode,
+    Caller,
     TokenSecretError,
     auth_mode,
     authenticate,
     bearer_token,
-    tokens_from_secret,
+    iam_caller,
+    token_book,
 )
 
-TOKENS = ["a" * 16, "b" * 32]
+BOOK = token_book(json.dumps({"admins": ["ops"], "ops": "a" * 16, "site-b": "b" * 32}))
 
 
 @pytest.mark.parametrize("header", ["Bearer " + "a" * 16, "bearer  " + "b" * 32 + " "])
 def test_a_bearer_token_of_the_secret_is_accepted_whatever_the_scheme_case(header: str) -> None:
-    authenticate(header, TOKENS)
+    assert authenticate(header, BOOK).identity in {"ops", "site-b"}
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic " + "a" * 16,
@@ -31,23 +36,59 @@ def test_a_bearer_token_of_the_secret_is_accepted_whatever_the_scheme_case(heade
                                     "Bearer \ud800"])
 def test_anything_else_is_refused(header: str | None) -> None:
     with pytest.raises(AuthenticationError):
-        authenticate(header, TOKENS)
+        authenticate(header, BOOK)
 
 
 def test_the_token_is_what_follows_the_scheme() -> None:
     assert bearer_token("Bearer  tok en ") == "tok en"
 
 
-@pytest.mark.parametrize("secret", ["", "not json", "[]", "{}", '{"a": 1}',
-                                    json.dumps({"a": "short"}), json.dumps({"a": ["x" * 20]})])
-def test_a_secret_that_is_not_an_object_of_long_tokens_is_refused(secret: str) -> None:
-    with pytest.raises(TokenSecretError):
-        tokens_from_secret(secret)
+def test_the_caller_is_the_label_of_its_token_and_admins_are_named_in_the_secret() -> None:
+    assert authenticate("Bearer " + "a" * 16, BOOK) == Caller("ops", admin=True)
+    assert authenticate("Bearer " + "b" * 32, BOOK) == Caller("site-b", admin=False)
 
 
-def test_every_value_of_the_secret_is_a_token() -> None:
-    assert tokens_from_secret(json.dumps({"initial": "x" * 48, "scanner": "y" * 20})) == [
-        "x" * 48, "y" * 20]
+def test_both_tokens_of_a_rotating_label_identify_it() -> None:
+    book = token_book(json.dumps({"site-a": ["o" * 20, "n" * 20], "site-b": "b" * 20}))
+    for token in ("o" * 20, "n" * 20):
+        assert authenticate(f"Bearer {token}", book) == Caller("site-a")
+
+
+def test_the_first_format_still_works_without_admins() -> None:
+    book = token_book(json.dumps({"initial": "x" * 48, "scanner": "y" * 20}))
+    assert authenticate("Bearer " + "x" * 48, book) == Caller("initial", admin=False)
+    assert authenticate("Bearer " + "y" * 20, book) == Caller("scanner", admin=False)
+
+
+@pytest.mark.parametrize("secret", [
+    "", "not json", "[]", "{}", '{"a": 1}', json.dumps({"a": "short"}),
+    json.dumps({"a": ["x" * 20, "y" * 20, "z" * 20]}), json.dumps({"a": []}),
+    json.dumps({"a": ["x" * 20, 5]}), json.dumps({"admins": ["a"]}),
+    json.dumps({"admins": "a", "a": "x" * 20}), json.dumps({"admins": ["b"], "a": "x" * 20}),
+    json.dumps({"anonymous": "x" * 20}), json.dumps({"site a": "x" * 20}),
+    json.dumps({"arn:aws:iam::1:user/a": "x" * 20}), json.dumps({"a": "x" * 20, "b": "x" * 20}),
+])
+def test_a_secret_that_is_not_an_object_of_labelled_long_tokens_is_refused(secret: str) -> None:
+    with pytest.raises(TokenSecretError) as refused:
+        token_book(secret)
+    assert "x" * 20 not in str(refused.value)
+
+
+def test_a_caller_reads_its_own_studies_and_an_admin_every_one() -> None:
+    site = Caller("site-a")
+    assert site.may_read("site-a")
+    assert not site.may_read("site-b")
+    assert not site.may_read(None)  # a plain drop
+    assert Caller("ops", admin=True).may_read("site-a")
+    assert Caller("ops", admin=True).may_read(None)
+
+
+def test_an_iam_caller_is_its_principal_and_none_mode_everyone_anonymous() -> None:
+    arn = "arn:aws:iam::123456789012:user/site-a"
+    assert iam_caller(arn) == Caller(arn)
+    with pytest.raises(AuthenticationError):
+        iam_caller(None)
+    assert ANONYMOUS.identity == "anonymous" and ANONYMOUS.admin
 
 
 def test_the_mode_defaults_to_token_and_refuses_unknown_names() -> None:
@@ -92,3 +133,11 @@ def test_unreadable_bodies_carry_their_status(body: str, is_base64: bool,
     with pytest.raises(RequestBodyError) as raised:
         json_body(body, is_base64, content_type, 100)
     assert raised.value.status == status
+
+
+def test_the_token_cache_and_study_cap_are_settings_with_defaults() -> None:
+    config = Path(__file__).resolve().parents[2] / "functions" / "api" / "config.json"
+    defaults = load_settings(config, {})
+    assert (defaults.token_cache_seconds, defaults.max_study_bytes) == (300, 100 * 1024**3)
+    local = load_settings(config, {"TOKEN_CACHE_SECONDS": "5", "MAX_STUDY_BYTES": "1000"})
+    assert (local.token_cache_seconds, local.max_study_bytes) == (5, 1000)

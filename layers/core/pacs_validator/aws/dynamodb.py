@@ -63,9 +63,11 @@ class DynamoDBStatusTable:
 
     @service_errors()
     def create(self, study_id: str, expected: int, deadline_seconds: int,
-               manifest: bool = True) -> bool:
+               manifest: bool = True, *, owner: str | None = None) -> bool:
         """A new study expecting ``expected`` files; False when the id already exists
-        (a redelivered event). ``manifest`` says whether declared names are stored."""
+        (a redelivered event). ``manifest`` says whether declared names are stored;
+        ``owner``, the API caller that declared it, alone (with the admins) may read it.
+        A plain drop has none."""
         now = epoch_seconds()
         item: dict[str, Any] = {
             **self._key(study_id),
@@ -83,6 +85,8 @@ class DynamoDBStatusTable:
             "open_shard": OPEN_SHARD,
             "expires_at": now + self.retention_seconds,
         }
+        if owner is not None:
+            item["owner"] = owner
         try:
             self.table.put_item(Item=item, ConditionExpression=Attr("study_id").not_exists())
         except ClientError as error:

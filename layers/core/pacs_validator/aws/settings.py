@@ -27,6 +27,8 @@ ENVIRONMENT_OVERRIDES = {
     "MAX_FILES_PER_STUDY": ("max_files_per_study", int),
     "CHUNK_INSTANCES": ("chunk_instances", int),
     "PROCESSING_DEADLINE_SECONDS": ("processing_deadline_seconds", int),
+    "MAX_STUDY_BYTES": ("max_study_bytes", int),
+    "TOKEN_CACHE_SECONDS": ("token_cache_seconds", int),
 }
 
 
@@ -38,6 +40,9 @@ class Settings:
     idempotency_table: str
     event_bus: str
     max_upload_bytes: int
+    max_study_bytes: int
+    """Largest total a POST /upload may declare (413 above): what one caller can make the
+    stack receive, validate and store per study."""
     presign_expiry_seconds: int
     upload_deadline_seconds: int
     retention_days: int
@@ -56,6 +61,9 @@ class Settings:
     """The function that copies chunks of rejected studies (the validator)."""
     processing_deadline_seconds: int
     """A study still VALIDATING or VALID this long after its last change of state is FAILED."""
+    token_cache_seconds: int
+    """How long the API reuses the token secret it read: a token added to (or removed from)
+    the secret is accepted (or refused) at most this long after the change."""
     validator: ValidatorConfig
     api_auth: AuthMode = AuthMode.TOKEN
     """How the API authenticates callers (``API_AUTH``)."""
@@ -83,6 +91,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
         event_bus=env.get("EVENT_BUS_NAME", "default"),
         max_upload_bytes=int(document["max_upload_bytes"]),
+        max_study_bytes=int(document["max_study_bytes"]),
         presign_expiry_seconds=int(document["presign_expiry_seconds"]),
         upload_deadline_seconds=int(document["upload_deadline_seconds"]),
         retention_days=int(document["retention_days"]),
@@ -93,6 +102,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         store_function=env.get("STORE_FUNCTION", ""),
         reject_function=env.get("REJECT_FUNCTION", ""),
         processing_deadline_seconds=int(document["processing_deadline_seconds"]),
+        token_cache_seconds=int(document["token_cache_seconds"]),
         validator=build_config(validator_overrides),
         api_auth=auth_mode(env.get("API_AUTH")),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),

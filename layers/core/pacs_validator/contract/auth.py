@@ -1,25 +1,40 @@
-"""Who may call ``/upload`` and ``/status``: the API's authentication modes and bearer tokens.
+"""Who may call ``/upload`` and ``/status``: the API's authentication modes, bearer tokens and
+the caller each request is made by.
 
 In ``TOKEN`` mode (the default) a caller sends ``Authorization: Bearer <token>`` and the
-token must equal one of the tokens in the stack's Secrets Manager secret. The secret's
-value is a JSON object mapping a label (who holds the token) to a token::
+token must be one of the tokens in the stack's Secrets Manager secret. The secret's value is
+a JSON object mapping a label (who holds the token: the caller's identity, the owner of the
+studies it creates) to its token, or to a list of one or two tokens while that caller
+rotates; the reserved key ``admins`` lists the labels that read every study::
 
-    {"initial": "Yx0…", "scanner-3": "k2P…"}
+    {"admins": ["initial"], "initial": "Yx0…", "site-a": ["k2P…", "q9Z…"]}
 
-Several tokens are valid at once, so an operator rotates by adding a new one beside the old,
-handing it out, and removing the old one later. ``IAM`` mode leaves authentication to API
-Gateway (SigV4, ``AWS_IAM`` on the methods); ``NONE`` checks nothing (not for patient data).
+A secret without ``admins`` (the first format, ``{"initial": "Yx0…"}``) still works: its
+callers see their own studies only. ``IAM`` mode leaves authentication to API Gateway
+(SigV4, ``AWS_IAM`` on the methods) and the caller is the signing principal's ARN; ``NONE``
+checks nothing and every caller is :data:`ANONYMOUS`, which reads everything (not for
+patient data).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 BEARER = "bearer"
 MIN_TOKEN_LENGTH = 16
+MAX_TOKENS_PER_LABEL = 2
+"""The token in use and, while rotating, its successor."""
+ADMINS_KEY = "admins"
+ANONYMOUS_LABEL = "anonymous"
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""Labels are short names, never ARNs (which hold ``:``), so a token caller and an IAM
+principal cannot share an identity."""
 
 
 class AuthMode(str, Enum):
@@ -33,7 +48,32 @@ class AuthenticationError(Exception):
 
 
 class TokenSecretError(ValueError):
-    """The token secret is not a JSON object of tokens (an operator's mistake)."""
+    """The token secret is not a JSON object of labelled tokens (an operator's mistake)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request: the owner recorded on the studies it creates."""
+
+    identity: str
+    admin: bool = False
+
+    def may_read(self, owner: str | None) -> bool:
+        """An admin reads every study; anyone else only the studies it created (a study
+        without an owner, a plain S3 drop, is the admins' alone)."""
+        return self.admin or (owner is not None and owner == self.identity)
+
+
+ANONYMOUS = Caller(ANONYMOUS_LABEL, admin=True)
+"""Every caller in NONE mode: nobody is checked, so nothing is hidden either."""
+
+
+@dataclass(frozen=True)
+class TokenBook:
+    """The parsed token secret: each token with the label it identifies."""
+
+    tokens: tuple[tuple[str, bytes], ...]
+    admins: frozenset[str]
 
 
 def auth_mode(text: str | None) -> AuthMode:
@@ -44,22 +84,51 @@ def auth_mode(text: str | None) -> AuthMode:
         raise ValueError("API_AUTH must be TOKEN, IAM or NONE") from error
 
 
-def tokens_from_secret(secret: str) -> list[str]:
-    """The valid tokens in a secret value ``{"<label>": "<token>", ...}``.
+def _label_tokens(value: Any) -> list[str]:
+    """A label's tokens: one string, or a list of one or two (old and new while rotating).
 
-    Values shorter than ``MIN_TOKEN_LENGTH`` are refused, so a typo cannot open the API
-    to a guessable token."""
-    try:
-        document = json.loads(secret)
-    except ValueError as error:
-        raise TokenSecretError("the token secret is not JSON") from error
-    if not isinstance(document, Mapping) or not document:
-        raise TokenSecretError("the token secret must be a non-empty JSON object")
-    tokens = list(document.values())
+    Tokens shorter than ``MIN_TOKEN_LENGTH`` are refused, so a typo cannot open the API to
+    a guessable token."""
+    tokens = [value] if isinstance(value, str) else value
+    if not (isinstance(tokens, list) and 1 <= len(tokens) <= MAX_TOKENS_PER_LABEL):
+        raise TokenSecretError(f"each label maps to a token or a list of 1 to "
+                               f"{MAX_TOKENS_PER_LABEL} tokens")
     if not all(isinstance(t, str) and len(t) >= MIN_TOKEN_LENGTH for t in tokens):
         raise TokenSecretError(f"every token must be a string of at least {MIN_TOKEN_LENGTH} "
                                "characters")
     return tokens
+
+
+def _admin_labels(document: Mapping[str, Any], labels: set[str]) -> frozenset[str]:
+    """The labels named by ``admins``: a list of labels of this secret (absent: none)."""
+    admins = document.get(ADMINS_KEY, [])
+    if not (isinstance(admins, list) and all(isinstance(a, str) for a in admins)):
+        raise TokenSecretError(f"{ADMINS_KEY} must be a list of labels")
+    if not set(admins) <= labels:
+        raise TokenSecretError(f"{ADMINS_KEY} names a label that has no token")
+    return frozenset(admins)
+
+
+def token_book(secret: str) -> TokenBook:
+    """The labelled tokens and the admins of a secret value (see the module's docstring)."""
+    try:
+        document = json.loads(secret)
+    except ValueError as error:
+        raise TokenSecretError("the token secret is not JSON") from error
+    if not isinstance(document, Mapping):
+        raise TokenSecretError("the token secret must be a JSON object")
+    if ANONYMOUS_LABEL in document:  # NONE mode's caller, never a token's
+        raise TokenSecretError(f"{ANONYMOUS_LABEL} is reserved and cannot be a label")
+    labelled = {label: value for label, value in document.items() if label != ADMINS_KEY}
+    if not labelled:
+        raise TokenSecretError("the token secret must hold at least one labelled token")
+    if not all(LABEL_PATTERN.fullmatch(label) for label in labelled):
+        raise TokenSecretError(f"every label must match {LABEL_PATTERN.pattern}")
+    tokens = tuple((label, token.encode("utf-8", "surrogatepass"))
+                   for label, value in labelled.items() for token in _label_tokens(value))
+    if len({token for _, token in tokens}) != len(tokens):
+        raise TokenSecretError("a token appears twice: each identifies one label")
+    return TokenBook(tokens, _admin_labels(document, set(labelled)))
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -70,14 +139,23 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def authenticate(authorization: str | None, tokens: list[str]) -> None:
-    """Accept the header when its bearer token equals one of ``tokens``.
+def authenticate(authorization: str | None, book: TokenBook) -> Caller:
+    """The caller whose token the header's bearer token equals.
 
     Every token is compared, in constant time, whatever matched, so timing tells nothing
     about which token (or how much of one) was right."""
     presented = bearer_token(authorization).encode("utf-8", "surrogatepass")
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(presented, token.encode("utf-8", "surrogatepass"))
-    if not matched:
+    label: str | None = None
+    for candidate, token in book.tokens:
+        if hmac.compare_digest(presented, token):
+            label = candidate
+    if label is None:
         raise AuthenticationError("the bearer token is not valid")
+    return Caller(label, admin=label in book.admins)
+
+
+def iam_caller(principal_arn: str | None) -> Caller:
+    """IAM mode's caller: the principal API Gateway verified the signature of."""
+    if not principal_arn:
+        raise AuthenticationError("the request carries no IAM principal (sign it with SigV4)")
+    return Caller(principal_arn)

@@ -132,8 +132,9 @@ class StatusStore(Protocol):
     callers racing for one step exactly one wins (the others get None)."""
 
     def create(self, study_id: str, expected: int, deadline_seconds: int,
-               manifest: bool = True) -> bool:
-        """A new study expecting ``expected`` files; False when the id already exists."""
+               manifest: bool = True, *, owner: str | None = None) -> bool:
+        """A new study expecting ``expected`` files; False when the id already exists.
+        ``owner`` is the caller that declared it (None for a plain drop)."""
 
     def get(self, study_id: str) -> dict[str, Any] | None: ...
 

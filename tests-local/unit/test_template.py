@@ -1,0 +1,55 @@
+"""template.yaml against what the code expects of it: the secret it generates, the log
+groups it declares, the table actions it grants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode_str
+
+from pacs_validator.contract.auth import authenticate, token_book
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE, _ = decode_str((ROOT / "template.yaml").read_text("utf-8"))
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = ("ApiFunction", "ValidatorFunction", "DescriptorFunction")
+
+
+def test_the_generated_secret_makes_its_initial_label_an_admin() -> None:
+    generated = RESOURCES["ApiTokensSecret"]["Properties"]["GenerateSecretString"]
+    document = json.loads(generated["SecretStringTemplate"])
+    document[generated["GenerateStringKey"]] = "t" * generated["PasswordLength"]
+    caller = authenticate("Bearer " + "t" * generated["PasswordLength"],
+                          token_book(json.dumps(document)))
+    assert (caller.identity, caller.admin) == ("initial", True)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_logs_to_a_declared_group_with_retention(function: str) -> None:
+    resource = RESOURCES[function]
+    group = RESOURCES[resource["DependsOn"]]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    name = resource["Properties"]["FunctionName"]["Fn::Sub"]
+    assert group["Properties"]["LogGroupName"]["Fn::Sub"] == f"/aws/lambda/{name}"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def statements(function: str) -> list[dict[str, Any]]:
+    """The function's inline policy statements (conditional ones aside)."""
+    return [statement for policy in RESOURCES[function]["Properties"]["Policies"]
+            for statement in policy.get("Statement", [])]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_function_may_scan_and_only_the_validator_deletes_study_records(
+        function: str) -> None:
+    policies = RESOURCES[function]["Properties"]["Policies"]
+    assert not any("DynamoDBCrudPolicy" in policy for policy in policies)  # it grants Scan
+    actions = {action for s in statements(function) for action in
+               ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "dynamodb:Scan" not in actions
+    study_records = next(s for s in statements(function) if s.get("Sid") == "StudyRecords")
+    assert ("dynamodb:DeleteItem" in study_records["Action"]) == (function == "ValidatorFunction")
