@@ -7,15 +7,23 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from conftest import Deployment
+from conftest import Deployment, aws
 from corpus_studies import reidentified_study
+from pydicom.data import get_testdata_file
+
+from pacs_validator.cli.client import ApiError, PacsClient
 
 pytestmark = pytest.mark.e2e
 
 OPEN = ("AWAITING_UPLOAD", "RECEIVING")
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+TOKEN_CACHE_SECONDS = 5
+"""``TokenCacheSeconds`` of the local deployment (Makefile, DEPLOY_PARAMETERS)."""
 
 
 def test_a_file_swapped_after_judgment_leaves_a_300_file_study_stored_as_validated(
@@ -53,3 +61,48 @@ def test_a_file_swapped_after_judgment_leaves_a_300_file_study_stored_as_validat
         assert hashlib.sha256(deployment.read(deployment.store_bucket, key)).hexdigest() \
             == sha256
     assert set(recorded.values()) == uploaded
+
+
+@pytest.fixture
+def two_sites(deployment: Deployment) -> Iterator[dict[str, PacsClient]]:
+    """Two more labels in the token secret, each with its own token, beside the admin
+    ``initial``; the secret as it was afterwards. The API reuses tokens for
+    ``TokenCacheSeconds`` (5 s in the local deployment)."""
+    secrets = aws("secretsmanager")
+    arn = deployment.outputs["ApiTokensSecretArn"]
+    before = secrets.get_secret_value(SecretId=arn)["SecretString"]
+    tokens = {label: secrets_token() for label in ("site-a", "site-b")}
+    secrets.put_secret_value(SecretId=arn,
+                             SecretString=json.dumps({**json.loads(before), **tokens}))
+    time.sleep(TOKEN_CACHE_SECONDS + 1)
+    base = deployment.api.api_base
+    yield {"admin": deployment.api,
+           **{label: PacsClient(base, token=token) for label, token in tokens.items()}}
+    secrets.put_secret_value(SecretId=arn, SecretString=before)
+
+
+def secrets_token() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
+def test_each_label_sees_only_its_own_studies_and_the_admin_sees_all(
+        deployment: Deployment, two_sites: dict[str, PacsClient]) -> None:
+    data = CT_SMALL.read_bytes()
+    site_a, site_b, admin = two_sites["site-a"], two_sites["site-b"], two_sites["admin"]
+    study_a = site_a.declare({"a.dcm": len(data)})["study_id"]
+    study_b = site_b.declare({"b.dcm": len(data)})["study_id"]
+
+    assert site_b.status(study_a).status == 404
+    assert site_a.status(study_b).status == 404
+    for caller, study in ((site_b, study_a), (site_a, study_b)):
+        with pytest.raises(ApiError) as refused:
+            caller.renew(study)
+        assert refused.value.status == 404
+    assert site_a.status(study_a).json()["state"] == "AWAITING_UPLOAD"
+    assert admin.status(study_a).status == admin.status(study_b).status == 200
+    assert admin.renew(study_b)["study_id"] == study_b
+
+    site_a.send_file(site_a.renew(study_a)["upload"], "a.dcm", data)
+    assert site_a.wait(study_a)["state"] == "STORED"
+    events = deployment.events_for(study_a, until="study.processed")
+    assert {e["detail"]["owner"] for e in events} == {"site-a"}
