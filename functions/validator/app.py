@@ -35,7 +35,7 @@ tracer = Tracer()
 settings = load_settings(Path(__file__).with_name("config.json"))
 pipeline = pipeline_from_settings(settings)
 idempotency = IdempotencyConfig(
-    event_key_jmespath="[s3.bucket.name, s3.object.key, s3.object.sequencer]",
+    event_key_jmespath="[s3.bucket.name, s3.object.key, s3.object.sequencer, s3.object.versionId]",
     expires_after_seconds=24 * 3600,
 )
 persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
@@ -54,7 +54,7 @@ def uploaded_object(record: S3EventRecord) -> UploadedObject:
     data_keyword_argument="record", config=idempotency, persistence_store=persistence
 )
 def process_object(record: dict[str, Any]) -> dict[str, Any]:
-    """One uploaded object, at most once per S3 event (bucket, key, sequencer)."""
+    """One uploaded object, at most once per S3 event (bucket, key, sequencer, version)."""
     started = time.perf_counter()
     upload = uploaded_object(S3EventRecord(record))
     study_id = pipeline.study_for_object(upload)

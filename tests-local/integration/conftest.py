@@ -52,6 +52,10 @@ class Stack:
     def handler(self, name: str) -> ModuleType:
         return self.functions[name]
 
+    def version_of(self, bucket: str, key: str) -> str:
+        """The id of the object's current version (what a notification of it names)."""
+        return str(self.s3.head_object(Bucket=bucket, Key=key)["VersionId"])
+
     def published(self) -> list[dict[str, Any]]:
         """Every event put on the bus so far, in order."""
         events = self.seen

@@ -201,3 +201,20 @@ def test_a_copy_that_does_not_hold_the_validated_bytes_is_refused(stack: Stack) 
     with pytest.raises(CopyMismatch):
         store.copy_from(UPLOADS, SourceObject("incoming/x.dcm", 9, swapped["VersionId"],
                                               sha256=digest), "studies/t/original.dcm")
+
+
+def test_uploads_with_one_sequencer_are_told_apart_by_their_version(stack: Stack) -> None:
+    """LocalStack sends every notification with the same sequencer."""
+    files = mr_files(2)
+    body = declare_study(stack, files)
+    study_id, prefix = body["study_id"], body["upload"]["key_prefix"]
+    deliver_upload(stack, prefix + "mr0.dcm", NOT_DICOM, "0A")
+    again = deliver_upload(stack, prefix + "mr0.dcm", files["mr0.dcm"], "0A")
+    assert again["processed"][0]["outcome"] == "replaced"
+    deliver_upload(stack, prefix + "mr1.dcm", files["mr1.dcm"], "0A")
+    deliver_success_events(stack)
+    late = deliver_upload(stack, prefix + "mr1.dcm", NOT_DICOM, "0A")
+
+    assert late["processed"][0]["outcome"] == "late"
+    assert study_status(stack, study_id)["state"] == "STORED"
+    assert_stored_from(stack, study_id, files)

@@ -83,7 +83,8 @@ def test_a_redelivered_last_file_judges_the_study_once(stack: Stack) -> None:
     names = list(files)
     for name in names:
         deliver_upload(stack, body["upload"]["key_prefix"] + name, files[name], sequencer="01")
-    last = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + names[-1], "01")
+    last_key = body["upload"]["key_prefix"] + names[-1]
+    last = s3_put_event(UPLOADS, last_key, "01", version_id=stack.version_of(UPLOADS, last_key))
     stack.handler("validator").lambda_handler(last, FakeContext())
     again = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + names[-1], "02")  # re-upload
     stack.handler("validator").lambda_handler(again, FakeContext())

@@ -36,6 +36,12 @@ from pacs_validator.contract.status_view import FilePage
 from pacs_validator.flow.ports import Arrival, Outcome, StudyNotFound
 
 STUDY_ITEM = "study"
+
+
+def same_upload(record: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two file records come from one upload (one notification seen twice)."""
+    return all(record.get(field) == other.get(field) for field in ("key_version", "version_id"))
+
 OPEN_INDEX = "open-deadline-index"
 OPEN_SHARD = "open"
 KEPT_ASIDE_SHOWN = 20
@@ -108,6 +114,10 @@ class DynamoDBStatusTable:
         notification's sequencer) tells a redelivered notification from another upload of
         the name, and orders the uploads of a name.
 
+        Two uploads are the same when their sequencer and version id are; of two others, the
+        one with the later sequencer wins, and with equal sequencers (LocalStack sends one
+        for every notification) the one recorded last.
+
         A first upload is three small writes, not a transaction (a transaction would cost
         twice the capacity): the file item, the count on the study item, then ``counted``
         on the file item. A retry after a failure between the last two counts the file
@@ -125,11 +135,11 @@ class DynamoDBStatusTable:
         for _ in range(3):
             if previous is None:
                 break
-            if previous.get("key_version") == record.get("key_version"):
+            if same_upload(previous, record):
                 if not previous.get("counted"):
                     break  # written before a failure kept it from being counted
                 return self._arrival(Outcome.REPEATED, self._existing(study_id))
-            if not is_later(str(record["key_version"]), str(previous["key_version"])):
+            if is_later(str(previous["key_version"]), str(record["key_version"])):
                 return self._arrival(Outcome.STALE, self._existing(study_id))
             replaced = self.file_records.replace(study_id, name, record, previous,
                                                  self._key(study_id))

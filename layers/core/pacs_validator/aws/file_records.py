@@ -93,6 +93,10 @@ class FileRecords:
         fields = {**capped_record(record), "expires_at": epoch_seconds() + self.retention_seconds}
         clauses, names, values = assignments(fields)
         values.update({":previous": previous["key_version"], ":one": 1})
+        unchanged = "key_version = :previous"
+        if previous.get("version_id"):
+            values[":previous_version"] = previous["version_id"]
+            unchanged += " AND version_id = :previous_version"
         open_values = {f":open{index}": state.value for index, state in enumerate(OPEN_STATES)}
         try:
             self.table.meta.client.transact_write_items(TransactItems=[
@@ -104,7 +108,7 @@ class FileRecords:
                 {"Update": {
                     "TableName": self.table.name, "Key": item_key(study_id, file_item(name)),
                     "UpdateExpression": "SET " + ", ".join(clauses) + " ADD replacements :one",
-                    "ConditionExpression": "key_version = :previous",
+                    "ConditionExpression": unchanged,
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values}},
             ])

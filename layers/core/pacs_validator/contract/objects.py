@@ -24,6 +24,12 @@ class UploadedObject:
     """The S3 version that landed; None on a bucket without versioning."""
     size: int | None = None
 
+    @property
+    def identity(self) -> str:
+        """What tells this upload from any other of the key: its sequencer and version
+        (LocalStack gives every notification the same sequencer; versions still differ)."""
+        return f"{self.sequencer}#{self.version_id or ''}"
+
 
 def is_later(sequencer: str, than: str) -> bool:
     """Whether ``sequencer`` announces a later upload of the key than ``than``.

@@ -62,7 +62,7 @@ class Receiver:
         return study_id or self._create_drop(upload)
 
     def _create_drop(self, upload: UploadedObject) -> str:
-        study_id = study_id_for_drop(self.services.uploads.bucket, upload.key, upload.sequencer)
+        study_id = study_id_for_drop(self.services.uploads.bucket, upload.key, upload.identity)
         self.services.table.create(study_id, expected=1,
                                    deadline_seconds=self.services.deadline_seconds,
                                    manifest=False)
@@ -131,7 +131,7 @@ class Receiver:
                                   "key_digest": key_digest(upload.key), "file_index": index,
                                   "outcome": arrival.outcome.value, "owner": arrival.owner}
         self.services.publisher.publish(study_id, Event(
-            DetailType.STUDY_UPLOADED, detail, subject=f"{upload.key}#{upload.sequencer}"))
+            DetailType.STUDY_UPLOADED, detail, subject=f"{upload.key}#{upload.identity}"))
 
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
