@@ -5,6 +5,11 @@ seeks over its value instead of reading it. It descends into sequences and into 
 pixel data (recording the offset table and counting fragments), and so detects truncation and
 garbage that pydicom tolerates. :mod:`pacs_validator.dicom.parsing` runs it before pydicom
 reads a single attribute.
+
+It also counts what pydicom would later pay for (elements, sequence items, nesting) and what
+counting itself costs (pixel data fragments), and stops at the first count over its
+:class:`~pacs_validator.dicom.limits.Limits`: a few kilobytes of hostile input can declare
+more than any memory holds, and the scan's count is the only cheap place to refuse them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import IO
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID
 
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import format_tag
 
 FILE_META_GROUP = 0x0002
@@ -34,7 +40,6 @@ _SHORT_LENGTH_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
      b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
-_MAX_NESTING = 64
 _MAX_OFFSET_TABLE_BYTES = 16 * 1024 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 JPEG_START_OF_IMAGE = b"\xff\xd8"
@@ -89,11 +94,25 @@ class Garbled(Exception):
         self.tag = tag
 
 
+class LimitExceeded(Exception):
+    """The input exceeds one of the configured :class:`Limits`; ``rule`` is the rule id."""
+
+    def __init__(self, rule: str, what: str) -> None:
+        super().__init__(what)
+        self.rule = rule
+        self.what = what
+
+
 class StructureScanner:
     """Walks element headers of a data set stream without reading values."""
 
-    def __init__(self, stream: IO[bytes], end: int, implicit: bool, little_endian: bool) -> None:
+    def __init__(
+        self, stream: IO[bytes], end: int, implicit: bool, little_endian: bool, limits: Limits
+    ) -> None:
         self.stream = stream
+        self.limits = limits
+        self.element_count = 0
+        self.item_count = 0
         self.end = end
         self.implicit = implicit
         self.order = "<" if little_endian else ">"
@@ -162,8 +181,9 @@ class StructureScanner:
 
     def _scan_elements(self, container_end: int | None, implicit: bool, depth: int) -> None:
         """Elements up to ``container_end``, or up to an item delimiter when it is None."""
-        if depth > _MAX_NESTING:
-            raise Garbled("sequences are nested deeper than any real data set")
+        if depth > self.limits.max_nesting_depth:
+            raise LimitExceeded("format.nesting-depth", "sequences are nested deeper than "
+                                f"{self.limits.max_nesting_depth} levels")
         previous_tag = -1
         while True:
             if container_end is not None and self.position >= container_end:
@@ -182,11 +202,24 @@ class StructureScanner:
                 return
             if tag >> 16 == 0xFFFE:
                 raise Garbled(f"unexpected delimiter {format_tag(tag)} among elements", tag)
+            self._count_element()
             if tag < previous_tag and self.out_of_order_tag is None:
                 self.out_of_order_tag = tag
             previous_tag = tag
             vr, length = self._read_vr_and_length(tag, implicit)
             self._scan_value(tag, vr, length, container_end, implicit, depth)
+
+    def _count_element(self) -> None:
+        self.element_count += 1
+        if self.element_count > self.limits.max_elements:
+            raise LimitExceeded("format.element-count", "the data set holds more than "
+                                f"{self.limits.max_elements} data elements")
+
+    def _count_item(self) -> None:
+        self.item_count += 1
+        if self.item_count > self.limits.max_items:
+            raise LimitExceeded("format.item-count", "the data set holds more than "
+                                f"{self.limits.max_items} sequence items")
 
     def _zeros_to_end(self, start: int) -> bool:
         """Whether every byte from ``start`` to the end is zero (trailing padding).
@@ -266,6 +299,7 @@ class StructureScanner:
                 return
             if tag != _ITEM:
                 raise Garbled(f"expected a sequence item, found {format_tag(tag)}", tag)
+            self._count_item()
             if length == _UNDEFINED_LENGTH:
                 self._scan_elements(None, implicit, depth + 1)
                 continue
@@ -310,6 +344,9 @@ class StructureScanner:
                 next_entry += 1
             head = self.stream.read(min(item_length, 12))
             count += 1
+            if count > self.limits.max_fragments:
+                raise LimitExceeded("format.fragment-count", "encapsulated pixel data holds "
+                                    f"more than {self.limits.max_fragments} items")
             jpeg_starts += head.startswith(JPEG_START_OF_IMAGE)
             j2k_starts += head.startswith((J2K_START_OF_CODESTREAM, JP2_SIGNATURE))
             self.stream.seek(item_end)
@@ -352,9 +389,9 @@ def _is_dictionary_sequence(tag: int) -> bool:
     return _dictionary_vr(tag) == "SQ"
 
 
-def read_file_meta(stream: IO[bytes], size: int) -> dict[int, bytes]:
+def read_file_meta(stream: IO[bytes], size: int, limits: Limits) -> dict[int, bytes]:
     """The raw values of the group 0002 elements (always explicit VR little endian)."""
-    scanner = StructureScanner(stream, size, implicit=False, little_endian=True)
+    scanner = StructureScanner(stream, size, implicit=False, little_endian=True, limits=limits)
     values: dict[int, bytes] = {}
     while stream.tell() + 4 <= size:
         start = stream.tell()
@@ -362,6 +399,7 @@ def read_file_meta(stream: IO[bytes], size: int) -> dict[int, bytes]:
         if tag >> 16 != FILE_META_GROUP:
             stream.seek(start)
             break
+        scanner._count_element()
         vr, length = scanner._read_vr_and_length(tag, implicit=False)
         if length == _UNDEFINED_LENGTH or vr == b"SQ":
             raise Garbled(f"file meta element {format_tag(tag)} has an impossible length", tag)
@@ -369,11 +407,11 @@ def read_file_meta(stream: IO[bytes], size: int) -> dict[int, bytes]:
     return values
 
 
-def scan_data_set(stream: IO[bytes], size: int, syntax: UID) -> StructureScanner:
+def scan_data_set(stream: IO[bytes], size: int, syntax: UID, limits: Limits) -> StructureScanner:
     start = stream.tell()
     implicit = _encoded_implicit(stream.read(6), syntax)
     stream.seek(start)
-    scanner = StructureScanner(stream, size, implicit, little_endian=syntax.is_little_endian)
+    scanner = StructureScanner(stream, size, implicit, syntax.is_little_endian, limits)
     scanner.scan()
     return scanner
 
