@@ -4,6 +4,10 @@ Pixel values are never decoded or loaded: native pixel data is checked by its le
 encapsulated pixel data by its offset tables and by the first bytes of each fragment, where
 every JPEG-family and JPEG 2000 frame starts with a codestream marker. This keeps a 1 GB
 multi-frame file as cheap to validate as a small one.
+
+The declared matrix is checked against the configured limits before anything else: a 1 MB
+RLE file may declare a frame of gigabytes, and whoever decodes it later (a preview, a
+viewer) would need them all.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, MPEGTransferSyntaxes, RLELossless
 
 from pacs_validator.dicom.iod import mandatory_attributes
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Findings
 from pacs_validator.dicom.structure import Fragments, PixelDataElement
 
@@ -59,12 +64,34 @@ class ImagePixel:
     frames: int
     photometric: str | None
 
+    def frame_bytes(self) -> int:
+        """Bytes of one decoded frame."""
+        return frame_bytes(self.rows, self.columns, self.samples_per_pixel, self.bits_allocated)
+
     def expected_native_length(self) -> int:
         """Bytes of native pixel data, before the pad byte that makes lengths even."""
         bits = self.rows * self.columns * self.samples_per_pixel * self.bits_allocated * self.frames
         if self.photometric in ("YBR_FULL_422", "YBR_PARTIAL_422"):
             bits = bits * 2 // 3  # two chroma samples are shared by each pair of pixels
         return (bits + 7) // 8
+
+
+def frame_bytes(rows: int, columns: int, samples_per_pixel: int, bits_allocated: int) -> int:
+    """Bytes of one decoded frame: Rows x Columns x SamplesPerPixel x bytes per sample."""
+    return (rows * columns * samples_per_pixel * bits_allocated + 7) // 8
+
+
+def decoded_frame_bytes(dataset: Dataset) -> int | None:
+    """Bytes one frame of ``dataset`` decodes to; None when the Image Pixel attributes that
+    say so are missing or not positive (no decoder can decode it then)."""
+    rows, columns, samples, bits = (
+        _positive_int(dataset, keyword, default)
+        for keyword, default in (("Rows", None), ("Columns", None), ("SamplesPerPixel", 1),
+                                 ("BitsAllocated", None))
+    )
+    if rows is None or columns is None or samples is None or bits is None:
+        return None
+    return frame_bytes(rows, columns, samples, bits)
 
 
 def _integer(value: object) -> int | None:
@@ -111,6 +138,7 @@ def check_pixel_data(
     dataset: Dataset,
     pixel: PixelDataElement | None,
     transfer_syntax: UID,
+    limits: Limits,
     findings: Findings,
 ) -> None:
     """All pixel rules for one instance."""
@@ -118,7 +146,7 @@ def check_pixel_data(
         _check_pixel_expected(dataset, findings)
         return
     image = _image_pixel(dataset, pixel, findings)
-    if image is None:
+    if image is None or not _within_matrix_limits(image, limits, findings):
         return
     _check_bits(dataset, image, findings)
     _check_photometric(image, findings)
@@ -134,6 +162,21 @@ def check_pixel_data(
                      "is native", pixel.tag)
         return
     _check_encapsulated(image, pixel, transfer_syntax, findings)
+
+
+def _within_matrix_limits(image: ImagePixel, limits: Limits, findings: Findings) -> bool:
+    """Whether the declared frame size and frame count are within ``limits``; a
+    ``pixel.matrix-size`` finding for each that is not."""
+    within = True
+    if image.frame_bytes() > limits.max_frame_bytes:
+        findings.add("pixel.matrix-size", "Rows x Columns x SamplesPerPixel x BitsAllocated "
+                     f"decodes to more than {limits.max_frame_bytes} bytes a frame", ROWS)
+        within = False
+    if image.frames > limits.max_frames:
+        findings.add("pixel.matrix-size", f"NumberOfFrames is over {limits.max_frames}",
+                     NUMBER_OF_FRAMES)
+        within = False
+    return within
 
 
 def _check_pixel_expected(dataset: Dataset, findings: Findings) -> None:
