@@ -58,7 +58,7 @@ from pacs_validator.dicom.structure import (
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-Source = str | Path | BinaryIO
+Source = str | os.PathLike[str] | BinaryIO
 """A path, or a binary file object such as an S3 body."""
 
 PREAMBLE_LENGTH = 128
@@ -113,7 +113,7 @@ def _seekable(source: Source) -> Iterator[tuple[IO[bytes], str]]:
     Non-seekable streams (a raw HTTP body) are spooled to a temporary file, in memory only
     while small, so that memory stays bounded whatever the size.
     """
-    if isinstance(source, (str, Path)):
+    if isinstance(source, (str, os.PathLike)):
         with Path(source).open("rb") as stream:
             yield stream, os.fspath(source)
         return

@@ -9,6 +9,13 @@ Decoding uses pydicom's pixel handlers, which find the decoders installed with t
 ``previews`` extra (pylibjpeg and its plugins for JPEG, JPEG 2000 and RLE, pyjpegls for
 JPEG-LS). Pixels that cannot be decoded give no preview and a ``preview.undecodable``
 warning: a preview is a convenience and never fails a study.
+
+The work is bounded whatever the file (see :mod:`pacs_validator.dicom.limits`): its
+structure is scanned within the limits before pydicom reads its header, a frame is decoded
+only when its declared size is within ``max_preview_frame_bytes`` (else a
+``preview.too-large`` warning), and the decoded frame is reduced block by block in its own
+integer type before anything is computed in floating point, so no float copy of a whole
+frame is ever made.
 """
 
 from __future__ import annotations
@@ -27,7 +34,12 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
-from pacs_validator.dicom.rules import Finding, Findings, RuleBook
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.limits import Limits
+from pacs_validator.dicom.parsing import scan_instance
+from pacs_validator.dicom.pixels import decoded_frame_bytes
+from pacs_validator.dicom.rules import Finding, Findings, RuleBook, Severity
+from pacs_validator.dicom.structure import LIMIT_RULES
 
 PREVIEW_SIZE = 256
 """Longest side of a preview, in pixels."""
@@ -50,19 +62,34 @@ class Preview:
     findings: tuple[Finding, ...] = ()
 
 
-def render_preview(source: Source, rules: RuleBook, size: int = PREVIEW_SIZE) -> Preview:
+def render_preview(
+    source: Source, rules: RuleBook, size: int = PREVIEW_SIZE, limits: Limits | None = None
+) -> Preview:
     """A PNG preview of the instance at ``source`` (a path, or a seekable binary stream
     positioned at its start), its longest side ``size`` pixels.
 
     Only the middle frame is decoded, and from a path only that frame's bytes are read, so
-    a large multi-frame instance costs one frame.
+    a large multi-frame instance costs one frame. ``limits`` are the configuration's (by
+    default those of ``data/config.json``).
     """
+    limits = limits or build_config().limits
     findings = Findings(rules)
     try:
+        start = _tell(source)
+        refusal = _structure_refusal(source, limits)
+        _seek(source, start)
+        if refusal is not None:
+            findings.add(*refusal, tag=0x7FE00010)
+            return Preview(None, tuple(findings.items))
         dataset = _header(source)
         if not any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS):
             return Preview(None)
-        frame = _decode_middle_frame(source, dataset)
+        frame_bytes = decoded_frame_bytes(dataset)
+        if frame_bytes is not None and frame_bytes > limits.max_preview_frame_bytes:
+            findings.add("preview.too-large", "a frame decodes to more than "
+                         f"{limits.max_preview_frame_bytes} bytes", tag=0x7FE00010)
+            return Preview(None, tuple(findings.items))
+        frame = _reduced(_decode_middle_frame(source, dataset), size, dataset)
         png = _png(_to_8bit(frame, dataset), size)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "no preview", never a failed study
         findings.add("preview.undecodable",
@@ -70,6 +97,27 @@ def render_preview(source: Source, rules: RuleBook, size: int = PREVIEW_SIZE) ->
                      tag=0x7FE00010)
         return Preview(None, tuple(findings.items))
     return Preview(png)
+
+
+def _structure_refusal(source: Source, limits: Limits) -> tuple[str, str] | None:
+    """Why pydicom must not read the file: a rule and message, or None.
+
+    The structural scan runs with every rule on (the deployment's switches are for verdicts,
+    not for what is safe to read): a file over a limit is too large to preview, an unsound
+    one cannot be decoded, and a deflated one neither (pydicom decodes no frame of it, and
+    its header read would inflate the data set in memory).
+    """
+    scan = Findings(RuleBook())
+    parsed = scan_instance(source, limits, scan)
+    errors = [finding.rule for finding in scan.items if finding.severity is Severity.ERROR]
+    over = [rule for rule in errors if rule in LIMIT_RULES]
+    if over:
+        return "preview.too-large", f"the file is over a structural limit ({over[0]})"
+    if errors:
+        return "preview.undecodable", f"the file's structure is unsound ({errors[0]})"
+    if parsed.transfer_syntax is not None and parsed.transfer_syntax.is_deflated:
+        return "preview.undecodable", "frames of a deflated data set are not decoded"
+    return None
 
 
 def _header(source: Source) -> Dataset:
@@ -96,12 +144,39 @@ def _decode_middle_frame(source: Source, dataset: Dataset) -> NDArray[Any]:
     return frame
 
 
+def _reduced(frame: NDArray[Any], size: int, dataset: Dataset) -> NDArray[Any]:
+    """``frame`` shrunk by a whole factor to no fewer than ``size`` pixels on its longest
+    side: block means, summed a band of rows at a time in integers (floats for float pixel
+    data) and returned in the frame's dtype, so that no copy of the whole frame is made.
+    Palette indices are labels, not quantities to average: each band is looked up in the
+    palette first, and the palette's RGB is averaged."""
+    palette = str(dataset.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR"
+
+    def samples(rows: NDArray[Any]) -> NDArray[Any]:
+        looked_up: NDArray[Any] = apply_color_lut(rows, dataset) if palette else rows
+        return looked_up
+
+    factor = max(frame.shape[:2]) // size
+    if factor <= 1:
+        return samples(frame)
+    rows, columns = frame.shape[0] // factor, frame.shape[1] // factor
+    total = np.float64 if frame.dtype.kind == "f" else np.int64
+
+    def band_means(row: int) -> NDArray[Any]:
+        band = samples(frame[row * factor:(row + 1) * factor, :columns * factor])
+        blocks = band.reshape(factor, columns, factor, *band.shape[2:])
+        sums = blocks.sum(axis=(0, 2), dtype=total)
+        means: NDArray[Any] = (sums / factor**2 if total is np.float64 else sums // factor**2)
+        return means.astype(band.dtype)
+
+    return np.stack([band_means(row) for row in range(rows)])
+
+
 def _to_8bit(frame: NDArray[Any], dataset: Dataset) -> NDArray[np.uint8]:
-    """Display values 0-255: palette looked up, colour scaled, grey levels windowed."""
+    """Display values 0-255 of a reduced frame: colour scaled, grey levels windowed."""
     photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
-    if photometric == "PALETTE COLOR":
-        rgb: NDArray[Any] = apply_color_lut(frame, dataset)
-        return _scaled(rgb, float(np.iinfo(rgb.dtype).max))
+    if photometric == "PALETTE COLOR":  # looked up already, by _reduced
+        return _scaled(frame, float(np.iinfo(frame.dtype).max))
     if frame.ndim == 3:
         bits = int(dataset.get("BitsStored") or dataset.get("BitsAllocated") or 8)
         return _scaled(frame, float(2**bits - 1))

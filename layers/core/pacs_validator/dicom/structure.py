@@ -94,6 +94,11 @@ class Garbled(Exception):
         self.tag = tag
 
 
+LIMIT_RULES = frozenset({"format.inflated-size", "format.element-count", "format.item-count",
+                         "format.nesting-depth", "format.fragment-count"})
+"""The rules of a :class:`LimitExceeded` raised while a file's structure is read."""
+
+
 class LimitExceeded(Exception):
     """The input exceeds one of the configured :class:`Limits`; ``rule`` is the rule id."""
 
