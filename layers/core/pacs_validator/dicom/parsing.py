@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
@@ -86,6 +86,9 @@ class ParsedInstance:
     transfer_syntax: UID | None = None
     dataset: Dataset | None = None
     pixel_data: PixelDataElement | None = None
+    frame_size_values: dict[str, int] = field(default_factory=dict)
+    """Rows, Columns, SamplesPerPixel, BitsAllocated and NumberOfFrames as the structural
+    scan read them, when present and positive."""
     meta: dict[int, str] = field(default_factory=dict)
     """String values of the file meta elements that the rules need, by tag."""
     padding_start: int | None = None
@@ -198,6 +201,19 @@ def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedI
         with findings.last_resort(), ExitStack() as cleanup:
             _scanned_data_set(stream, size, parsed, limits, findings, cleanup)
         return parsed
+
+
+def read_transfer_syntax(source: Source, limits: Limits, findings: Findings) -> UID | None:
+    """The transfer syntax the file meta information names; None, its findings added, when
+    there is none to read. What a reader checks before it commits to the data set."""
+    with _seekable(source) as (stream, name):
+        parsed = ParsedInstance(name=name, size=_stream_size(stream))
+        with findings.last_resort():
+            if not _has_preamble(stream):
+                findings.add("format.preamble", "no 'DICM' prefix after a 128-byte preamble")
+            else:
+                _read_meta(stream, parsed.size, parsed, limits, findings)
+        return parsed.transfer_syntax
 
 
 def _read_stream(
@@ -318,6 +334,7 @@ def _scan_structure(
         findings.add("format.vr-encoding", "the data set's VR encoding differs from the one "
                      "TransferSyntaxUID names", TRANSFER_SYNTAX_UID)
     parsed.pixel_data = scanner.pixel_data
+    parsed.frame_size_values = scanner.frame_size_values
     return data_set
 
 
@@ -361,12 +378,17 @@ def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
 
 def _pydicom_read(data_set: IO[bytes], deflated: bool, defer_size: int) -> Dataset:
     """pydicom's reading of a whole file, or of an inflated data set alone (a deflated file:
-    Deflated Explicit VR Little Endian is explicit VR, little endian once inflated)."""
+    Deflated Explicit VR Little Endian is explicit VR, little endian once inflated). The
+    latter is wrapped as a file data set over the inflated stream, so that deferred values
+    are read back from it, as they are from a file; its file meta is ``ParsedInstance.meta``.
+    """
     data_set.seek(0)
     if deflated:
-        return read_dataset(cast(BinaryIO, data_set), is_implicit_VR=False,
-                            is_little_endian=True, stop_when=_at_pixel_data,
-                            defer_size=defer_size)
+        inflated = cast(BinaryIO, data_set)
+        dataset = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True,
+                               stop_when=_at_pixel_data, defer_size=defer_size)
+        return FileDataset(inflated, dataset, preamble=None, file_meta=FileMetaDataset(),
+                           is_implicit_VR=False, is_little_endian=True)
     return pydicom.dcmread(data_set, defer_size=defer_size, stop_before_pixels=True)
 
 
@@ -388,6 +410,16 @@ def _read_dataset(
     return dataset
 
 
+def _elements_as_read(dataset: Dataset) -> Iterator[RawDataElement | DataElement]:
+    """The data set's top-level elements in tag order, deferred values left unread.
+
+    pydicom's own ``Dataset.elements()`` reads every deferred value back: a private blob of
+    a gigabyte would be loaded whole.
+    """
+    for tag in sorted(dataset.keys()):
+        yield dataset.get_item(tag, keep_deferred=True)
+
+
 def _is_deferred(raw: RawDataElement | DataElement) -> bool:
     return isinstance(raw, RawDataElement) and raw.value is None and raw.length > 0
 
@@ -398,7 +430,7 @@ def loaded_elements(dataset: Dataset) -> Iterator[DataElement]:
     Deferred values (larger than ``defer_size``) are binary blobs that no rule reads; touching
     them would read them back from a file that may be closed or far too large.
     """
-    for raw in dataset.elements():
+    for raw in _elements_as_read(dataset):
         if not _is_deferred(raw):
             yield dataset[raw.tag]
 
@@ -414,7 +446,7 @@ def walk_elements(dataset: Dataset) -> Iterator[DataElement]:
 
 def _first_undecodable(dataset: Dataset) -> int | None:
     """Decode every element once (sequences included); the tag of the first that fails."""
-    for raw in dataset.elements():
+    for raw in _elements_as_read(dataset):
         if _is_deferred(raw):
             continue
         try:

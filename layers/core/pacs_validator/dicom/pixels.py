@@ -12,7 +12,7 @@ viewer) would need them all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydicom.datadict import tag_for_keyword
@@ -31,6 +31,8 @@ BITS_STORED = 0x00280101
 HIGH_BIT = 0x00280102
 PHOTOMETRIC_INTERPRETATION = 0x00280004
 ROWS = 0x00280010
+FLOAT_BITS_ALLOCATED = {0x7FE00008: 32, 0x7FE00009: 64}
+"""BitsAllocated of Float and Double Float Pixel Data, where the attribute may be absent."""
 
 SAMPLES_FOR_PHOTOMETRIC = {
     "MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1,
@@ -81,17 +83,14 @@ def frame_bytes(rows: int, columns: int, samples_per_pixel: int, bits_allocated:
     return (rows * columns * samples_per_pixel * bits_allocated + 7) // 8
 
 
-def decoded_frame_bytes(dataset: Dataset) -> int | None:
-    """Bytes one frame of ``dataset`` decodes to; None when the Image Pixel attributes that
-    say so are missing or not positive (no decoder can decode it then)."""
-    rows, columns, samples, bits = (
-        _positive_int(dataset, keyword, default)
-        for keyword, default in (("Rows", None), ("Columns", None), ("SamplesPerPixel", 1),
-                                 ("BitsAllocated", None))
-    )
-    if rows is None or columns is None or samples is None or bits is None:
+def declared_frame_bytes(values: Mapping[str, int], pixel_tag: int) -> int | None:
+    """Bytes one frame decodes to, from Image Pixel values by keyword (as the structural
+    scan reads them); None when Rows, Columns or BitsAllocated is missing."""
+    rows, columns = values.get("Rows"), values.get("Columns")
+    bits = values.get("BitsAllocated", FLOAT_BITS_ALLOCATED.get(pixel_tag))
+    if rows is None or columns is None or bits is None:
         return None
-    return frame_bytes(rows, columns, samples, bits)
+    return frame_bytes(rows, columns, values.get("SamplesPerPixel", 1), bits)
 
 
 def _integer(value: object) -> int | None:
@@ -114,8 +113,8 @@ def _image_pixel(
 ) -> ImagePixel | None:
     names = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "NumberOfFrames")
     defaults: dict[str, int | None] = {"SamplesPerPixel": 1, "NumberOfFrames": 1}
-    if pixel.tag != PIXEL_DATA:
-        defaults["BitsAllocated"] = 32 if pixel.tag == 0x7FE00008 else 64
+    if pixel.tag in FLOAT_BITS_ALLOCATED:
+        defaults["BitsAllocated"] = FLOAT_BITS_ALLOCATED[pixel.tag]
     numbers = {name: _positive_int(dataset, name, defaults.get(name)) for name in names}
     missing = [name for name, number in numbers.items() if number is None]
     for name in missing:

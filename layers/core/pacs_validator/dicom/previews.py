@@ -28,7 +28,6 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
@@ -36,8 +35,8 @@ from pydicom.pixels.utils import pixel_array
 
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.limits import Limits
-from pacs_validator.dicom.parsing import scan_instance
-from pacs_validator.dicom.pixels import decoded_frame_bytes
+from pacs_validator.dicom.parsing import ParsedInstance, read_transfer_syntax, scan_instance
+from pacs_validator.dicom.pixels import PIXEL_DATA, declared_frame_bytes
 from pacs_validator.dicom.rules import Finding, Findings, RuleBook, Severity
 from pacs_validator.dicom.structure import LIMIT_RULES
 
@@ -45,7 +44,6 @@ PREVIEW_SIZE = 256
 """Longest side of a preview, in pixels."""
 PERCENTILE_WINDOW = (0.5, 99.5)
 """The window used when an instance has none of its own: these percentiles of its values."""
-PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 Source = str | PathLike[str] | BinaryIO
 
@@ -69,63 +67,79 @@ def render_preview(
     positioned at its start), its longest side ``size`` pixels.
 
     Only the middle frame is decoded, and from a path only that frame's bytes are read, so
-    a large multi-frame instance costs one frame. ``limits`` are the configuration's (by
-    default those of ``data/config.json``).
+    a large multi-frame instance costs one frame. pydicom parses the file once, for that
+    frame and the group 0028 attributes that display it. ``limits`` are the
+    configuration's (by default those of ``data/config.json``).
     """
     limits = limits or build_config().limits
     findings = Findings(rules)
     try:
-        start = _tell(source)
-        refusal = _structure_refusal(source, limits)
-        _seek(source, start)
-        if refusal is not None:
-            findings.add(*refusal, tag=0x7FE00010)
-            return Preview(None, tuple(findings.items))
-        dataset = _header(source)
-        if not any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS):
+        scanned = _scanned(source, limits)
+        if scanned.pixel_data is None:
             return Preview(None)
-        frame_bytes = decoded_frame_bytes(dataset)
-        if frame_bytes is not None and frame_bytes > limits.max_preview_frame_bytes:
-            findings.add("preview.too-large", "a frame decodes to more than "
-                         f"{limits.max_preview_frame_bytes} bytes", tag=0x7FE00010)
-            return Preview(None, tuple(findings.items))
-        frame = _reduced(_decode_middle_frame(source, dataset), size, dataset)
-        png = _png(_to_8bit(frame, dataset), size)
+        frame_index = _middle_frame_within_limits(scanned, limits)
+        display = Dataset()
+        frame = pixel_array(source, index=frame_index, ds_out=display)
+        png = _png(_to_8bit(_reduced(frame, size, display), display), size)
+    except _NoPreview as refusal:
+        findings.add(refusal.rule, refusal.message, tag=PIXEL_DATA)
+        return Preview(None, tuple(findings.items))
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "no preview", never a failed study
         findings.add("preview.undecodable",
                      f"the pixel data could not be decoded for a preview ({type(exc).__name__})",
-                     tag=0x7FE00010)
+                     tag=PIXEL_DATA)
         return Preview(None, tuple(findings.items))
     return Preview(png)
 
 
-def _structure_refusal(source: Source, limits: Limits) -> tuple[str, str] | None:
-    """Why pydicom must not read the file: a rule and message, or None.
+class _NoPreview(Exception):
+    """Why an instance gets no preview, found before its pixels are decoded."""
 
-    The structural scan runs with every rule on (the deployment's switches are for verdicts,
-    not for what is safe to read): a file over a limit is too large to preview, an unsound
-    one cannot be decoded, and a deflated one neither (pydicom decodes no frame of it, and
-    its header read would inflate the data set in memory).
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def _scanned(source: Source, limits: Limits) -> ParsedInstance:
+    """The structural scan of ``source`` (left where it was), before pydicom reads it.
+
+    The scan runs with every rule on (the deployment's switches are for verdicts, not for
+    what is safe to read): a file over a limit is too large to preview, an unsound one
+    cannot be decoded, and a deflated one neither (pydicom decodes no frame of it, and
+    would inflate its data set in memory), so it is refused before it is inflated.
     """
+    start = _tell(source)
     scan = Findings(RuleBook())
-    parsed = scan_instance(source, limits, scan)
+    syntax = read_transfer_syntax(source, limits, scan)
+    _seek(source, start)
+    if syntax is not None and syntax.is_deflated:
+        raise _NoPreview("preview.undecodable", "frames of a deflated data set are not decoded")
+    scanned = scan_instance(source, limits, scan) if syntax is not None else None
+    _seek(source, start)
     errors = [finding.rule for finding in scan.items if finding.severity is Severity.ERROR]
     over = [rule for rule in errors if rule in LIMIT_RULES]
     if over:
-        return "preview.too-large", f"the file is over a structural limit ({over[0]})"
-    if errors:
-        return "preview.undecodable", f"the file's structure is unsound ({errors[0]})"
-    if parsed.transfer_syntax is not None and parsed.transfer_syntax.is_deflated:
-        return "preview.undecodable", "frames of a deflated data set are not decoded"
-    return None
+        raise _NoPreview("preview.too-large", f"the file is over a structural limit ({over[0]})")
+    if errors or scanned is None:
+        raise _NoPreview("preview.undecodable", "the file's structure is unsound "
+                         f"({errors[0] if errors else 'no transfer syntax'})")
+    return scanned
 
 
-def _header(source: Source) -> Dataset:
-    """Every element but the pixel values, which stay unread (deferred)."""
-    start = _tell(source)
-    dataset = dcmread(source, defer_size=1024, force=True)
-    _seek(source, start)
-    return dataset
+def _middle_frame_within_limits(scanned: ParsedInstance, limits: Limits) -> int:
+    """The index of the middle frame (of one, the only one), once the declared frame size
+    and count are known to be within ``limits``."""
+    values = scanned.frame_size_values
+    assert scanned.pixel_data is not None
+    frame_bytes = declared_frame_bytes(values, scanned.pixel_data.tag)
+    if frame_bytes is not None and frame_bytes > limits.max_preview_frame_bytes:
+        raise _NoPreview("preview.too-large", "a frame decodes to more than "
+                         f"{limits.max_preview_frame_bytes} bytes")
+    frames = values.get("NumberOfFrames", 1)
+    if frames > limits.max_frames:
+        raise _NoPreview("preview.too-large", f"NumberOfFrames is over {limits.max_frames}")
+    return frames // 2
 
 
 def _tell(source: Source) -> int | None:
@@ -135,13 +149,6 @@ def _tell(source: Source) -> int | None:
 def _seek(source: Source, position: int | None) -> None:
     if position is not None and hasattr(source, "seek"):
         source.seek(position)
-
-
-def _decode_middle_frame(source: Source, dataset: Dataset) -> NDArray[Any]:
-    """The middle frame (of one, the only one), colour as RGB (pydicom converts YCbCr)."""
-    frames = int(dataset.get("NumberOfFrames") or 1)
-    frame: NDArray[Any] = pixel_array(source, index=frames // 2)
-    return frame
 
 
 def _reduced(frame: NDArray[Any], size: int, dataset: Dataset) -> NDArray[Any]:

@@ -29,6 +29,14 @@ from pacs_validator.dicom.rules import format_tag
 FILE_META_GROUP = 0x0002
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 EXTENDED_OFFSET_TABLE = 0x7FE00001
+FRAME_SIZE_TAGS = {
+    0x00280002: "SamplesPerPixel", 0x00280008: "NumberOfFrames", 0x00280010: "Rows",
+    0x00280011: "Columns", 0x00280100: "BitsAllocated",
+}
+"""The only values the scan reads, at the top level: how large a frame is and how many
+there are, known before pydicom parses anything (a preview checks them before decoding)."""
+_NUMBER_OF_FRAMES = 0x00280008
+_LONGEST_FRAME_SIZE_VALUE = 12  # an IS value
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
@@ -130,6 +138,8 @@ class StructureScanner:
         self.odd_length_tags: list[int] = []
         self.out_of_order_tag: int | None = None
         self.padding_start: int | None = None
+        self.frame_size_values: dict[str, int] = {}
+        """Positive values of the :data:`FRAME_SIZE_TAGS` found, by keyword."""
         self._nonzero_at = -1
         """Where zero bytes that run to the end of the data set begin, if they do."""
 
@@ -290,7 +300,22 @@ class StructureScanner:
                 raise Truncated(f"the value of element {format_tag(tag)}")
             self._scan_sequence(end, implicit, depth)
             return
+        if top_level and tag in FRAME_SIZE_TAGS and length <= _LONGEST_FRAME_SIZE_VALUE:
+            self._read_frame_size_value(tag, length)
+            return
         self._skip(length, container_end, tag)
+
+    def _read_frame_size_value(self, tag: int, length: int) -> None:
+        """Keep a :data:`FRAME_SIZE_TAGS` value that is a positive number (a US, or the IS
+        of NumberOfFrames); pydicom judges the others later."""
+        raw = self._read(length, f"the value of element {format_tag(tag)}")
+        if tag == _NUMBER_OF_FRAMES:
+            text = raw.strip(b"\0 ")
+            number = int(text) if text.isdigit() else 0
+        else:
+            number = self._u16_format.unpack(raw)[0] if length == 2 else 0
+        if number > 0:
+            self.frame_size_values[FRAME_SIZE_TAGS[tag]] = number
 
     def _scan_sequence(self, sequence_end: int | None, implicit: bool, depth: int) -> None:
         while True:
