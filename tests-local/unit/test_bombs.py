@@ -9,6 +9,7 @@ as before, one over it the file is refused with the limit's rule.
 from __future__ import annotations
 
 import io
+import struct
 import tracemalloc
 
 import numpy as np
@@ -20,6 +21,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from pacs_validator.dicom.config import ConfigError, ValidatorConfig, build_config
+from pacs_validator.dicom.pixels import codestream_frame_bytes
 from pacs_validator.dicom.previews import PREVIEW_SIZE, render_preview
 from pacs_validator.dicom.rules import Severity
 from pacs_validator.dicom.validation import validate_instance
@@ -222,6 +224,52 @@ def test_frame_too_large_to_preview_is_a_warning_not_a_verdict(corpus, validate)
     assert [(f.rule, f.severity) for f in preview.findings] == [
         ("preview.too-large", Severity.WARNING)]
     assert validate(path, under).status == 200
+
+
+def codestream_claiming(width: int, height: int):
+    """An edit that makes the frame's own codestream header (JPEG or JPEG-LS SOF, JPEG 2000
+    SIZ) declare ``width`` x ``height``, leaving Rows and Columns as they are."""
+    def edit(dataset: Dataset) -> None:
+        [frame] = generate_frames(dataset.PixelData, number_of_frames=1)
+        frame = bytearray(frame)
+        siz = frame.find(b"\xff\x4f\xff\x51")
+        if siz >= 0:
+            struct.pack_into(">LL", frame, siz + 8, width, height)
+        else:
+            sof = next(at for at in range(2, len(frame))
+                       if frame[at] == 0xFF and frame[at + 1] in (0xC0, 0xC1, 0xF7))
+            struct.pack_into(">HH", frame, sof + 5, height, width)
+        dataset.PixelData = encapsulate([bytes(frame)])
+    return edit
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "JPEG2000.dcm"])
+def test_codestream_declaring_a_frame_too_large_is_not_decoded(name, mutate):
+    """Decoders allocate what the codestream declares: 30000 x 30000 is checked, not
+    decoded (libjpeg filled 2.9 GB for the JPEG one)."""
+    rules = build_config().rules
+
+    preview = render_preview(mutate(name, codestream_claiming(30000, 30000)), rules)
+
+    assert preview.png is None
+    assert [f.rule for f in preview.findings] == ["preview.too-large"]
+    assert render_preview(mutate(name, lambda dataset: None), rules).png is not None
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg_gdcm.dcm",
+                                  "JPGExtended.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "JPEG2000.dcm", "MR_small_jp2klossless.dcm",
+                                  "examples_ybr_color.dcm"])
+def test_codestream_size_of_real_frames_is_their_decoded_size(name, corpus):
+    dataset = corpus.read(corpus.path(name))
+    frames = int(dataset.get("NumberOfFrames") or 1)
+    first = next(generate_frames(dataset.PixelData, number_of_frames=frames))
+    bits = 8 * ((dataset.BitsStored + 7) // 8)  # what the codestream holds, maybe < allocated
+
+    declared = codestream_frame_bytes(first[:4096])
+
+    assert declared == dataset.Rows * dataset.Columns * dataset.SamplesPerPixel * bits // 8
 
 
 def test_file_over_a_structural_limit_gets_no_preview_and_a_warning(corpus, mutate):

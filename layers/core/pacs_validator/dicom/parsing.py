@@ -51,6 +51,7 @@ from pacs_validator.dicom.structure import (
     LimitExceeded,
     PixelDataElement,
     Truncated,
+    frame_head,
     read_file_meta,
     scan_data_set,
 )
@@ -201,6 +202,14 @@ def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedI
         with findings.last_resort(), ExitStack() as cleanup:
             _scanned_data_set(stream, size, parsed, limits, findings, cleanup)
         return parsed
+
+
+def read_frame_head(source: Source, pixel: PixelDataElement, index: int, max_bytes: int
+                    ) -> bytes | None:
+    """The first ``max_bytes`` of frame ``index`` of the scanned, encapsulated ``pixel``
+    data of the (not deflated) file at ``source``; see :func:`structure.frame_head`."""
+    with _seekable(source) as (stream, _):
+        return frame_head(stream, pixel, index, max_bytes)
 
 
 def read_transfer_syntax(source: Source, limits: Limits, findings: Findings) -> UID | None:

@@ -12,6 +12,7 @@ viewer) would need them all.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,12 @@ from pydicom.uid import UID, MPEGTransferSyntaxes, RLELossless
 from pacs_validator.dicom.iod import mandatory_attributes
 from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Findings
-from pacs_validator.dicom.structure import Fragments, PixelDataElement
+from pacs_validator.dicom.structure import (
+    J2K_START_OF_CODESTREAM,
+    JPEG_START_OF_IMAGE,
+    Fragments,
+    PixelDataElement,
+)
 
 PIXEL_DATA = 0x7FE00010
 NUMBER_OF_FRAMES = 0x00280008
@@ -50,6 +56,11 @@ _JPEG_FAMILY = frozenset(
 )
 
 
+_JPEG_START_OF_FRAME = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+)
+"""SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC); and JPEG-LS SOF55 (F7)."""
+_JPEG_START_OF_SCAN = 0xDA
 _VIDEO = frozenset(MPEGTransferSyntaxes)
 """MPEG-2, MPEG-4 AVC and HEVC: one video stream split into fragments of any size, so
 fragments do not map to frames (PS3.5 8.2.5-8.2.8)."""
@@ -213,6 +224,58 @@ def _check_native_length(image: ImagePixel, length: int, tag: int, findings: Fin
         relation = "shorter" if length < expected else "longer"
         findings.add("pixel.native-length", f"the pixel data is {relation} than Rows x Columns x "
                      "SamplesPerPixel x BitsAllocated x NumberOfFrames requires", tag)
+
+
+def declares_frame_size(transfer_syntax: str) -> bool:
+    """Whether each frame is a JPEG-family or JPEG 2000 codestream, whose header declares
+    the frame's size (RLE has no such header: its decoders use Rows and Columns)."""
+    return transfer_syntax in _JPEG_FAMILY or transfer_syntax in _J2K_FAMILY
+
+
+def codestream_frame_bytes(head: bytes) -> int | None:
+    """Bytes the codestream starting ``head`` decodes to, from its own header (JPEG and
+    JPEG-LS SOF, JPEG 2000 SIZ); None when ``head`` holds no such header.
+
+    Decoders allocate what the codestream declares, whatever Rows and Columns say: a 3 KB
+    JPEG claiming 30000 x 30000 pixels made libjpeg fill gigabytes.
+    """
+    if head.startswith(JPEG_START_OF_IMAGE):
+        return _jpeg_frame_bytes(head)
+    siz = head.find(J2K_START_OF_CODESTREAM)  # at the start, or in a JP2 file's jp2c box
+    return _j2k_frame_bytes(head, siz + 2) if siz >= 0 else None
+
+
+def _j2k_frame_bytes(head: bytes, siz: int) -> int | None:
+    """From the SIZ segment at ``siz``: image extent minus offsets, components, and the
+    first component's precision (ISO 15444-1 A.5.1)."""
+    if len(head) < siz + 41:
+        return None
+    width, height, x_offset, y_offset = struct.unpack_from(">4L", head, siz + 6)
+    components, first_precision = struct.unpack_from(">HB", head, siz + 38)
+    bits = (first_precision & 0x7F) + 1
+    return frame_bytes(height - y_offset, width - x_offset, components, _whole_bytes(bits) * 8)
+
+
+def _jpeg_frame_bytes(head: bytes) -> int | None:
+    """From the first SOF segment (ISO 10918-1 B.2.2, ISO 14495-1 SOF55), walking the
+    segments before it; None when the scan (SOS) comes first or ``head`` ends."""
+    position = 2
+    while position + 9 <= len(head) and head[position] == 0xFF:
+        marker = head[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+            continue
+        if marker in _JPEG_START_OF_FRAME:
+            bits, height, width, components = struct.unpack_from(">BHHB", head, position + 4)
+            return frame_bytes(height, width, components, _whole_bytes(bits) * 8)
+        if marker == _JPEG_START_OF_SCAN:
+            return None
+        position += 2 + struct.unpack_from(">H", head, position + 2)[0]
+    return None
+
+
+def _whole_bytes(bits: int) -> int:
+    return (bits + 7) // 8
 
 
 def frame_starts(fragments: Fragments, transfer_syntax: str) -> int | None:

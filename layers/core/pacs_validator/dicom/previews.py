@@ -35,8 +35,18 @@ from pydicom.pixels.utils import pixel_array
 
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.limits import Limits
-from pacs_validator.dicom.parsing import ParsedInstance, read_transfer_syntax, scan_instance
-from pacs_validator.dicom.pixels import PIXEL_DATA, declared_frame_bytes
+from pacs_validator.dicom.parsing import (
+    ParsedInstance,
+    read_frame_head,
+    read_transfer_syntax,
+    scan_instance,
+)
+from pacs_validator.dicom.pixels import (
+    PIXEL_DATA,
+    codestream_frame_bytes,
+    declared_frame_bytes,
+    declares_frame_size,
+)
 from pacs_validator.dicom.rules import Finding, Findings, RuleBook, Severity
 from pacs_validator.dicom.structure import LIMIT_RULES
 
@@ -44,6 +54,10 @@ PREVIEW_SIZE = 256
 """Longest side of a preview, in pixels."""
 PERCENTILE_WINDOW = (0.5, 99.5)
 """The window used when an instance has none of its own: these percentiles of its values."""
+CODESTREAM_HEADER_BYTES = 256 * 1024
+"""How much of a frame's first fragment is read for the codestream's size header: JPEG
+segments before it (APPn, tables) are at most 64 KiB each, and there are seldom more
+than a few."""
 
 Source = str | PathLike[str] | BinaryIO
 
@@ -78,6 +92,7 @@ def render_preview(
         if scanned.pixel_data is None:
             return Preview(None)
         frame_index = _middle_frame_within_limits(scanned, limits)
+        _check_codestream_size(source, scanned, frame_index, limits)
         display = Dataset()
         frame = pixel_array(source, index=frame_index, ds_out=display)
         png = _png(_to_8bit(_reduced(frame, size, display), display), size)
@@ -140,6 +155,29 @@ def _middle_frame_within_limits(scanned: ParsedInstance, limits: Limits) -> int:
     if frames > limits.max_frames:
         raise _NoPreview("preview.too-large", f"NumberOfFrames is over {limits.max_frames}")
     return frames // 2
+
+
+def _check_codestream_size(
+    source: Source, scanned: ParsedInstance, index: int, limits: Limits
+) -> None:
+    """Raise _NoPreview unless the JPEG or JPEG 2000 codestream of frame ``index`` declares
+    a size within ``limits``: its decoder allocates what the codestream says, whatever
+    Rows and Columns say. Other syntaxes have no such header (RLE decodes to Rows x
+    Columns) or no decoder (video)."""
+    pixel, syntax = scanned.pixel_data, scanned.transfer_syntax
+    if pixel is None or pixel.length is not None or syntax is None:
+        return
+    if not declares_frame_size(str(syntax)):
+        return
+    start = _tell(source)
+    head = read_frame_head(source, pixel, index, CODESTREAM_HEADER_BYTES)
+    _seek(source, start)
+    declared = codestream_frame_bytes(head or b"")
+    if declared is None:
+        raise _NoPreview("preview.undecodable", "the frame's codestream declares no size")
+    if declared > limits.max_preview_frame_bytes:
+        raise _NoPreview("preview.too-large", "the frame's codestream declares more than "
+                         f"{limits.max_preview_frame_bytes} bytes")
 
 
 def _tell(source: Source) -> int | None:

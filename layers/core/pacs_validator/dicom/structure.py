@@ -14,6 +14,7 @@ more than any memory holds, and the scan's count is the only cheap place to refu
 
 from __future__ import annotations
 
+import io
 import struct
 from array import array
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ _ZERO_CHUNK = bytes(1024 * 1024)
 JPEG_START_OF_IMAGE = b"\xff\xd8"
 J2K_START_OF_CODESTREAM = b"\xff\x4f\xff\x51"
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
+_FRAME_START_MARKERS = (JPEG_START_OF_IMAGE, J2K_START_OF_CODESTREAM, JP2_SIGNATURE)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class PixelDataElement:
     vr: str
     length: int | None
     """Value length of native pixel data; None for encapsulated (undefined length)."""
+    value_offset: int
+    """Where the value starts in the scanned stream (the file, unless deflated)."""
     offset_table: Sequence[int] = ()
     fragments: Fragments | None = None
     extended_offset_table_length: int | None = None
@@ -272,17 +276,20 @@ class StructureScanner:
             # Encapsulated pixel data is legal in a sequence item too (an Icon Image
             # Sequence item of a compressed file): its structure is checked alike, but only
             # the top-level element is the image the frame rules judge.
+            value_offset = self.position
             offset_table, fragments = self._scan_fragments(tag, container_end)
             if top_level:
                 self.pixel_data = PixelDataElement(
-                    tag=tag, vr=self._pixel_vr(tag, vr), length=None,
+                    tag=tag, vr=self._pixel_vr(tag, vr), length=None, value_offset=value_offset,
                     offset_table=offset_table, fragments=fragments,
                     extended_offset_table_length=self.extended_offset_table_length,
                 )
             return
         if top_level and tag in PIXEL_DATA_TAGS:
+            value_offset = self.position
             self._skip(length, self.end, tag)
-            self.pixel_data = PixelDataElement(tag=tag, vr=self._pixel_vr(tag, vr), length=length)
+            self.pixel_data = PixelDataElement(tag=tag, vr=self._pixel_vr(tag, vr), length=length,
+                                               value_offset=value_offset)
             return
         if top_level and tag == EXTENDED_OFFSET_TABLE:
             self.extended_offset_table_length = length
@@ -406,6 +413,32 @@ class StructureScanner:
         if self.order == ">" and table:
             table.byteswap()
         return table
+
+
+def frame_head(stream: IO[bytes], pixel: PixelDataElement, index: int, max_bytes: int
+               ) -> bytes | None:
+    """The first ``max_bytes`` of the fragment that begins frame ``index`` of encapsulated
+    pixel data, found as the scan counts frames (the index-th fragment that starts with a
+    JPEG or JPEG 2000 marker); None when there is no such fragment.
+
+    For the codestream's own header, read before a decoder allocates what it declares.
+    The pixel data must have been scanned: its items are known to be sound.
+    """
+    item = struct.Struct("<HHL")
+    stream.seek(pixel.value_offset)
+    stream.seek(item.unpack(stream.read(8))[2], io.SEEK_CUR)  # the basic offset table
+    starts = 0
+    while True:
+        group, element, length = item.unpack(stream.read(8))
+        if (group << 16) | element == _SEQUENCE_DELIMITER:
+            return None
+        start = stream.tell()
+        if stream.read(min(length, 12)).startswith(_FRAME_START_MARKERS):
+            if starts == index:
+                stream.seek(start)
+                return stream.read(min(length, max_bytes))
+            starts += 1
+        stream.seek(start + length)
 
 
 def _dictionary_vr(tag: int) -> str | None:
