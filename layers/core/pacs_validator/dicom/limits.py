@@ -21,33 +21,42 @@ from typing import Any
 @dataclass(frozen=True)
 class Limits:
     max_inflated_bytes: int
-    """Bytes a Deflated Explicit VR Little Endian data set may inflate to (1 GiB): as much
-    as the largest native file the 1 GiB upload cap admits, so a deflated file may hold
-    whatever a native one may. Inflating 1 GiB costs about 2.5 s of CPU; it is spooled to
-    disk, never held in memory."""
+    """Bytes a Deflated Explicit VR Little Endian data set may inflate to (512 MiB). Deflate
+    is used for non-image objects (reports, RT plans, presentation states: kilobytes to a
+    few megabytes); 512 MiB is five 50-megapixel 16-bit mammograms, or a 2,000-frame
+    512 x 512 8-bit cine. Inflating it costs about 2.5 s of CPU (1 GiB cost 5.4 s); it
+    is spooled to disk past 8 MiB, never held in memory."""
     max_elements: int
-    """Data elements at every depth (150 000). pydicom costs about 20 us and 350 bytes per
-    element; a 3,000-frame enhanced multi-frame with per-frame functional groups has about
-    50 000, a large RT structure set about 100 000."""
+    """Data elements at every depth (100 000). pydicom and the value rules cost about
+    30 us each (3.4 s at the cap; 150 000 cost 6 s in ``describe``). A 3,000-frame
+    enhanced multi-frame with per-frame functional groups has about 50 000; an RT
+    structure set of more than about 25 000 contours would be refused."""
     max_items: int
     """Sequence items at every depth (50 000). pydicom builds a Dataset per item, about
-    27 us and 650 bytes each; a 3,000-frame enhanced multi-frame has about 25 000."""
+    35 us and 650 bytes each (2 s at the cap); a 3,000-frame enhanced multi-frame has
+    about 25 000."""
     max_nesting_depth: int
-    """Sequences within sequences (64). Real data sets nest a handful of levels; a
-    structured report's content tree perhaps 20."""
+    """Sequences within sequences (64, the scan's former fixed bound). Real data sets nest
+    a handful of levels; a structured report's content tree perhaps 20."""
     max_fragments: int
-    """Items of encapsulated pixel data (1 000 000): one or a few per frame, so a
-    whole-slide image of a million tiles. Counting them costs about 1 us each."""
+    """Items of encapsulated pixel data (250 000): counting costs about 5 us each, twice in
+    ``describe --previews`` (a million cost 10 s there). A 1 GiB upload holds 250 000
+    fragments of 4 KiB: a whole-slide level of a quarter of a million tiles. Sparse
+    background tiles can be smaller; a slide with more is refused unless this is raised."""
     max_frames: int
-    """NumberOfFrames (1 000 000), as many as fragments: each frame needs one."""
+    """NumberOfFrames (250 000), as many as fragments: an encapsulated frame needs at least
+    one; a native file at the upload cap with more would have frames under 4 KiB."""
     max_frame_bytes: int
     """Rows x Columns x SamplesPerPixel x bytes per sample of one decoded frame (1 GiB): ten
     times a 50-megapixel 16-bit mammogram, and more than a native frame can be at the 1 GiB
-    upload cap. Whole-slide images are tiled into small frames."""
+    upload cap. Whole-slide images are tiled into small frames. Validation decodes nothing;
+    a frame beyond this is a declaration no reader could act on."""
     max_preview_frame_bytes: int
-    """The decoded frame a preview may decode (128 MiB): a 50-megapixel 16-bit mammogram is
-    100 MB. Decoders hold about a frame and a half at once, which keeps a preview within
-    about 256 MB; a larger frame gets no preview and a ``preview.too-large`` warning."""
+    """The decoded frame a preview may decode (100 MiB): a 50-megapixel 16-bit mammogram is
+    100 MB. Decoders hold about two frames at once (a 98 MiB RLE frame peaked at 196 MB),
+    which keeps a preview within 256 MB; a larger frame, as Rows and Columns or as the
+    codestream's own header declare it, gets no preview and a ``preview.too-large``
+    warning."""
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Limits:
