@@ -21,6 +21,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from pacs_validator.dicom.config import ConfigError, ValidatorConfig, build_config
+from pacs_validator.dicom.metadata import DescribedInstance, dicom_json
 from pacs_validator.dicom.pixels import codestream_frame_bytes
 from pacs_validator.dicom.previews import PREVIEW_SIZE, render_preview
 from pacs_validator.dicom.rules import Severity
@@ -123,6 +124,19 @@ def test_large_values_are_never_loaded(syntax, held_mib, mutate, config):
 
     assert result.status == 200
     assert peak < held_mib * MIB
+
+
+def test_deferred_values_of_a_deflated_file_stay_readable_after_validation(mutate, config):
+    """The metadata's DICOM JSON reads deferred values after validation has returned: from
+    the inflated copy, which lives as long as the data set."""
+    path = mutate("CT_small.dcm", deflated(with_private_value(4 * config.defer_size)))
+    result, parsed = validate_instance(path, config)
+    instance = DescribedInstance.of(result, parsed, key=None)
+    assert instance is not None
+
+    document = dicom_json(instance, bulk_data_uri="stored")
+
+    assert document["60011010"] == {"vr": "OB", "BulkDataURI": "stored#60011010"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import io
 import os
 import shutil
 import tempfile
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -231,9 +232,14 @@ def _read_stream(
 ) -> None:
     with ExitStack() as cleanup:
         data_set = _scanned_data_set(stream, size, parsed, config.limits, findings, cleanup)
-        if data_set is not None:
-            deflated = bool(parsed.transfer_syntax and parsed.transfer_syntax.is_deflated)
-            parsed.dataset = _read_dataset(data_set, deflated, config, findings)
+        if data_set is None:
+            return
+        deflated = bool(parsed.transfer_syntax and parsed.transfer_syntax.is_deflated)
+        parsed.dataset = _read_dataset(data_set, deflated, config, findings)
+        if parsed.dataset is not None and deflated:
+            # Its deferred values are read back from the inflated copy (the metadata's DICOM
+            # JSON does so after validation): the copy lives, and is deleted, with it.
+            weakref.finalize(parsed.dataset, cleanup.pop_all().close)
 
 
 def _scanned_data_set(
