@@ -25,6 +25,7 @@ from pacs_validator.dicom.metadata import DescribedInstance, dicom_json
 from pacs_validator.dicom.pixels import codestream_frame_bytes
 from pacs_validator.dicom.previews import PREVIEW_SIZE, render_preview
 from pacs_validator.dicom.rules import Severity
+from pacs_validator.dicom.structure import LIMIT_RULES
 from pacs_validator.dicom.validation import validate_instance
 
 MIB = 1024 * 1024
@@ -358,3 +359,13 @@ def test_malformed_limit_is_a_config_error(limits):
 def test_limits_must_be_an_object():
     with pytest.raises(ConfigError):
         build_config({"limits": [1, 2]})
+
+
+def test_default_limits_never_bind_on_the_real_corpus(corpus, config):
+    """No bundled corpus file meets a limit: a limit's finding is the only way it changes
+    a verdict (reading stops there), so the defaults refuse only what no real file is."""
+    limit_rules = LIMIT_RULES | {"pixel.matrix-size"}
+
+    for path in corpus.all_files():
+        result, _ = validate_instance(path, config)
+        assert not limit_rules & {f.rule for f in result.findings}, path.name
