@@ -194,6 +194,28 @@ def element_bomb(path: Path, elements: int) -> None:
     write(path, corpus("CT_small.dcm"), tail())
 
 
+def value_bomb(path: Path, count: int, value: bytes, vr: bytes = b"OB") -> None:
+    """CT_small with ``count`` private ``vr`` elements holding ``value`` (a 64 KiB value is
+    at pydicom's defer_size: loaded, not deferred)."""
+    write(path, corpus("CT_small.dcm"), [
+        creator(), *(element((PRIVATE_GROUP << 16) | (0x1000 + index), vr, value)
+                     for index in range(count))])
+
+
+DS_ZEROS = b"0\\" * 32766 + b"0 "
+"""The longest explicit VR DS value (65 534 bytes) of the most values: 32 767 zeros."""
+
+
+def nested_value_bomb(path: Path, length: int) -> None:
+    """CT_small with one private sequence item holding an OB of ``length`` zero bytes:
+    pydicom defers no value inside a sequence."""
+    value = element((PRIVATE_GROUP << 16) | 0x1000, b"OB", length=length)
+    sequence = element((PRIVATE_GROUP << 16) | 0x1010, b"SQ", length=0xFFFFFFFF)
+    write(path, corpus("CT_small.dcm"), [
+        creator(), sequence, item(undefined=True), value, *zeros(length), ITEM_DELIMITER,
+        SEQUENCE_DELIMITER])
+
+
 def nesting_bomb(path: Path, levels: int) -> None:
     """CT_small with ``levels`` private sequences, each in an item of the one before."""
     opening = element((PRIVATE_GROUP << 16) | 0x1010, b"SQ", length=0xFFFFFFFF) + item(
@@ -283,6 +305,12 @@ FAMILIES = (
     Family("items at cap: 49,990", lambda p: item_bomb(p, 49_990)),
     Family("element bomb: 2,000,000", lambda p: element_bomb(p, 2_000_000)),
     Family("elements at cap: 99,000", lambda p: element_bomb(p, 99_000)),
+    Family("value bomb: 1,500 x 64 KiB OB", lambda p: value_bomb(p, 1500, bytes(65536))),
+    Family("values at cap: 1,000 x 64 KiB OB", lambda p: value_bomb(p, 1000, bytes(65536))),
+    Family("DS value bomb: 1,000 x 32,767 values", lambda p: value_bomb(p, 1000, DS_ZEROS, b"DS")),
+    Family("DS values at cap: 30 x 32,767 values", lambda p: value_bomb(p, 30, DS_ZEROS, b"DS")),
+    Family("nested value bomb: 512 MiB OB in an item",
+           lambda p: nested_value_bomb(p, 512 * MIB)),
     Family("nesting: 100,000 levels", lambda p: nesting_bomb(p, 100_000)),
     Family("nesting at cap: 64 levels", lambda p: nesting_bomb(p, 64)),
     Family("matrix: RLE 65535 x 65535", declared_matrix("MR_small_RLE.dcm", MAX_US, MAX_US)),

@@ -158,6 +158,50 @@ def test_sequence_items_over_the_limit_are_refused_before_pydicom(syntax, corpus
     assert error_rules(result) == ["format.item-count"]
 
 
+def with_private_values(count: int, length: int, nested: bool = False):
+    """``count`` private OB values of ``length`` bytes, top-level or in a sequence item."""
+    def edit(dataset: Dataset) -> None:
+        holder = Dataset() if nested else dataset
+        for index in range(count):
+            holder.add_new(0x60011100 + index, "OB", bytes(length))
+        dataset.add_new(0x60010010, "LO", "BOUNDS")
+        if nested:
+            dataset.add_new(PRIVATE_SEQUENCE, "SQ", Sequence([holder]))
+    return edit
+
+
+@pytest.mark.parametrize(("count", "length", "nested", "refused"), [
+    (15, 64 * 1024, False, False),  # top-level values of defer_size bytes are loaded...
+    (17, 64 * 1024, False, True),
+    (1, 2 * MIB, False, False),     # ...larger ones are deferred, never loaded...
+    (1, 2 * MIB, True, True),       # ...unless in a sequence item: pydicom defers none there
+])
+def test_values_pydicom_would_hold_over_the_limit_are_refused(count, length, nested, refused,
+                                                              mutate, validate, config):
+    assert config.defer_size == 64 * 1024
+    path = mutate("CT_small.dcm", with_private_values(count, length, nested))
+
+    result = validate(path, limited(max_loaded_bytes=MIB))
+
+    assert error_rules(result) == (["format.loaded-size"] if refused else [])
+    assert result.status == (413 if refused else 200)
+
+
+@pytest.mark.parametrize(("vr", "value", "refused"), [
+    ("DS", "\\".join(["1"] * 2000), True),   # pydicom makes 2,000 numbers of it
+    ("US", [1] * 2000, True),
+    ("LT", "\\".join(["1"] * 2000), False),  # one string: LT is never split
+])
+def test_values_over_the_limit_are_refused(vr, value, refused, mutate, validate):
+    def edit(dataset: Dataset) -> None:
+        dataset.add_new(0x60010010, "LO", "BOUNDS")
+        dataset.add_new(0x60011000, vr, value)
+
+    result = validate(mutate("CT_small.dcm", edit), limited(max_values=1000))
+
+    assert error_rules(result) == (["format.value-count"] if refused else [])
+
+
 def test_data_elements_over_the_limit_are_refused(corpus, validate):
     path = corpus.path("CT_small.dcm")
     elements = sum(1 for _ in corpus.read(path).iterall())

@@ -35,6 +35,18 @@ class Limits:
     """Sequence items at every depth (50 000). pydicom builds a Dataset per item, about
     35 us and 650 bytes each (2 s at the cap); a 3,000-frame enhanced multi-frame has
     about 25 000."""
+    max_loaded_bytes: int
+    """Bytes of values pydicom holds in memory (64 MiB): the top-level values of at most
+    ``defer_size`` bytes, and every value in a sequence item, which pydicom never defers.
+    A data set's attributes are kilobytes; a large RT structure set's contours tens of
+    megabytes. Large binary values (pixel data, documents, waveforms) are top-level and
+    deferred."""
+    max_values: int
+    """Values of the loaded elements (1 000 000): pydicom makes a Python object of each
+    number and of each backslash-separated string, about 180 bytes and 1.5 us apiece
+    (32.8 million of them, in 64 MiB of "0\\0\\..." DS values, took 5.9 GB and 49 s).
+    Typical RT structure sets hold a few hundred thousand contour coordinates; one with
+    millions would be refused."""
     max_nesting_depth: int
     """Sequences within sequences (64, the scan's former fixed bound). Real data sets nest
     a handful of levels; a structured report's content tree perhaps 20."""

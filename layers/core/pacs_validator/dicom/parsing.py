@@ -201,7 +201,7 @@ def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedI
         size = _stream_size(stream)
         parsed = ParsedInstance(name=name, size=size)
         with findings.last_resort(), ExitStack() as cleanup:
-            _scanned_data_set(stream, size, parsed, limits, findings, cleanup)
+            _scanned_data_set(stream, size, parsed, limits, 0, findings, cleanup)
         return parsed
 
 
@@ -231,7 +231,8 @@ def _read_stream(
     findings: Findings,
 ) -> None:
     with ExitStack() as cleanup:
-        data_set = _scanned_data_set(stream, size, parsed, config.limits, findings, cleanup)
+        data_set = _scanned_data_set(stream, size, parsed, config.limits, config.defer_size,
+                                     findings, cleanup)
         if data_set is None:
             return
         deflated = bool(parsed.transfer_syntax and parsed.transfer_syntax.is_deflated)
@@ -243,18 +244,19 @@ def _read_stream(
 
 
 def _scanned_data_set(
-    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, findings: Findings,
-    cleanup: ExitStack,
+    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, defer_size: int,
+    findings: Findings, cleanup: ExitStack,
 ) -> IO[bytes] | None:
     """What pydicom is to read once the first pass finds the file sound (the file, or the
     inflated data set of a deflated one, which ``cleanup`` deletes), ending where the data
-    set does; None when it is not sound, its findings added."""
+    set does; None when it is not sound, its findings added. ``defer_size`` is that of the
+    pydicom read to follow (0: it reads no top-level value but group 0028)."""
     if not _has_preamble(stream):
         findings.add("format.preamble", "no 'DICM' prefix after a 128-byte preamble")
         return None
     if not _read_meta(stream, size, parsed, limits, findings):
         return None
-    return _scan_structure(stream, size, parsed, limits, findings, cleanup)
+    return _scan_structure(stream, size, parsed, limits, defer_size, findings, cleanup)
 
 
 def _digest(stream: IO[bytes]) -> str:
@@ -307,8 +309,8 @@ def _read_meta(
 
 
 def _scan_structure(
-    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, findings: Findings,
-    cleanup: ExitStack,
+    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, defer_size: int,
+    findings: Findings, cleanup: ExitStack,
 ) -> IO[bytes] | None:
     syntax = parsed.transfer_syntax
     assert syntax is not None
@@ -321,7 +323,7 @@ def _scan_structure(
         if syntax.is_deflated:
             data_set = cleanup.enter_context(_inflated(stream, start, limits.max_inflated_bytes))
             end = _stream_size(data_set)
-        scanner = scan_data_set(data_set, end, syntax, limits)
+        scanner = scan_data_set(data_set, end, syntax, limits, defer_size)
     except LimitExceeded as exc:
         findings.add(exc.rule, exc.what)
         return None

@@ -49,6 +49,14 @@ _SHORT_LENGTH_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
      b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
+_NUMBER_SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8,
+                 b"SV": 8, b"UV": 8}
+"""Binary VRs pydicom reads as one Python number per value."""
+_SPLIT_TEXT_VRS = frozenset(
+    {b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"PN", b"SH", b"TM", b"UC", b"UI"}
+)
+"""Text VRs pydicom splits at each backslash, one Python object per value."""
+_COUNT_CHUNK = 1024 * 1024
 _MAX_OFFSET_TABLE_BYTES = 16 * 1024 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 JPEG_START_OF_IMAGE = b"\xff\xd8"
@@ -107,7 +115,8 @@ class Garbled(Exception):
 
 
 LIMIT_RULES = frozenset({"format.inflated-size", "format.element-count", "format.item-count",
-                         "format.nesting-depth", "format.fragment-count"})
+                         "format.nesting-depth", "format.fragment-count", "format.loaded-size",
+                         "format.value-count"})
 """The rules of a :class:`LimitExceeded` raised while a file's structure is read."""
 
 
@@ -124,12 +133,19 @@ class StructureScanner:
     """Walks element headers of a data set stream without reading values."""
 
     def __init__(
-        self, stream: IO[bytes], end: int, implicit: bool, little_endian: bool, limits: Limits
+        self, stream: IO[bytes], end: int, implicit: bool, little_endian: bool, limits: Limits,
+        defer_size: int,
     ) -> None:
         self.stream = stream
         self.limits = limits
+        self.defer_size = defer_size
+        """Top-level values up to this size are loaded by the pydicom read that follows (its
+        ``defer_size``; 0 when it reads no top-level value but group 0028). Values in
+        sequence items are always loaded: pydicom defers none of them."""
         self.element_count = 0
         self.item_count = 0
+        self.loaded_bytes = 0
+        self.value_count = 0
         self.end = end
         self.implicit = implicit
         self.order = "<" if little_endian else ">"
@@ -240,6 +256,33 @@ class StructureScanner:
             raise LimitExceeded("format.item-count", "the data set holds more than "
                                 f"{self.limits.max_items} sequence items")
 
+    def _count_loaded(self, length: int) -> None:
+        self.loaded_bytes += length
+        if self.loaded_bytes > self.limits.max_loaded_bytes:
+            raise LimitExceeded("format.loaded-size", "the values pydicom would hold in "
+                                f"memory are larger than {self.limits.max_loaded_bytes} bytes")
+
+    def _count_values(self, tag: int, vr: bytes | None, length: int) -> None:
+        """Count the values pydicom will make of a loaded element, a Python object each: a
+        64 KiB DS of "0\\0\\..." is 32 767 of them, about 6 MB once read. Text is read
+        (a megabyte at a time, its bytes already counted) for its backslashes, and the
+        stream is left where it was."""
+        vr = vr or (_dictionary_vr(tag) or "").encode()
+        if vr in _NUMBER_SIZES:
+            self.value_count += length // _NUMBER_SIZES[vr]
+        elif vr in _SPLIT_TEXT_VRS:
+            start, remaining = self.position, length
+            self.value_count += 1
+            while remaining > 0 and (chunk := self.stream.read(min(remaining, _COUNT_CHUNK))):
+                self.value_count += chunk.count(b"\\")
+                remaining -= len(chunk)
+            self.stream.seek(start)
+        else:
+            self.value_count += 1
+        if self.value_count > self.limits.max_values:
+            raise LimitExceeded("format.value-count", "the data set's elements hold more "
+                                f"than {self.limits.max_values} values")
+
     def _zeros_to_end(self, start: int) -> bool:
         """Whether every byte from ``start`` to the end is zero (trailing padding).
 
@@ -310,6 +353,9 @@ class StructureScanner:
         if top_level and tag in FRAME_SIZE_TAGS and length <= _LONGEST_FRAME_SIZE_VALUE:
             self._read_frame_size_value(tag, length)
             return
+        if not top_level or length <= self.defer_size:
+            self._count_loaded(length)
+            self._count_values(tag, vr, length)
         self._skip(length, container_end, tag)
 
     def _read_frame_size_value(self, tag: int, length: int) -> None:
@@ -454,7 +500,8 @@ def _is_dictionary_sequence(tag: int) -> bool:
 
 def read_file_meta(stream: IO[bytes], size: int, limits: Limits) -> dict[int, bytes]:
     """The raw values of the group 0002 elements (always explicit VR little endian)."""
-    scanner = StructureScanner(stream, size, implicit=False, little_endian=True, limits=limits)
+    scanner = StructureScanner(stream, size, implicit=False, little_endian=True, limits=limits,
+                               defer_size=0)
     values: dict[int, bytes] = {}
     while stream.tell() + 4 <= size:
         start = stream.tell()
@@ -466,15 +513,19 @@ def read_file_meta(stream: IO[bytes], size: int, limits: Limits) -> dict[int, by
         vr, length = scanner._read_vr_and_length(tag, implicit=False)
         if length == _UNDEFINED_LENGTH or vr == b"SQ":
             raise Garbled(f"file meta element {format_tag(tag)} has an impossible length", tag)
+        scanner._count_loaded(length)
         values[tag] = scanner._read(length, f"the value of file meta element {format_tag(tag)}")
     return values
 
 
-def scan_data_set(stream: IO[bytes], size: int, syntax: UID, limits: Limits) -> StructureScanner:
+def scan_data_set(
+    stream: IO[bytes], size: int, syntax: UID, limits: Limits, defer_size: int
+) -> StructureScanner:
     start = stream.tell()
     implicit = _encoded_implicit(stream.read(6), syntax)
     stream.seek(start)
-    scanner = StructureScanner(stream, size, implicit, syntax.is_little_endian, limits)
+    scanner = StructureScanner(stream, size, implicit, syntax.is_little_endian, limits,
+                               defer_size)
     scanner.scan()
     return scanner
 
