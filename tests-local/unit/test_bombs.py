@@ -187,6 +187,24 @@ def test_values_pydicom_would_hold_over_the_limit_are_refused(count, length, nes
     assert result.status == (413 if refused else 200)
 
 
+def test_encapsulated_pixels_in_a_sequence_item_count_as_loaded(mutate, validate):
+    """An icon image's encapsulated pixel data is loaded by pydicom, as every value in an
+    item is."""
+    def with_icon(fragment_bytes: int):
+        def edit(dataset: Dataset) -> None:
+            icon = Dataset()
+            icon.PixelData = encapsulate([b"\xff\xd8" + bytes(fragment_bytes - 2)])
+            icon["PixelData"].VR = "OB"
+            icon["PixelData"].is_undefined_length = True
+            dataset.IconImageSequence = Sequence([icon])
+        return edit
+
+    cap = limited(max_loaded_bytes=MIB)
+    assert error_rules(validate(mutate("SC_rgb_jpeg_dcmtk.dcm", with_icon(1024)), cap)) == []
+    result = validate(mutate("SC_rgb_jpeg_dcmtk.dcm", with_icon(2 * MIB)), cap)
+    assert error_rules(result) == ["format.loaded-size"]
+
+
 @pytest.mark.parametrize(("vr", "value", "refused"), [
     ("DS", "\\".join(["1"] * 2000), True),   # pydicom makes 2,000 numbers of it
     ("US", [1] * 2000, True),

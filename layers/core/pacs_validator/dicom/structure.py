@@ -321,6 +321,8 @@ class StructureScanner:
             # the top-level element is the image the frame rules judge.
             value_offset = self.position
             offset_table, fragments = self._scan_fragments(tag, container_end)
+            if not top_level:  # pydicom loads an icon's pixels, as every value in an item
+                self._count_loaded(self.position - value_offset)
             if top_level:
                 self.pixel_data = PixelDataElement(
                     tag=tag, vr=self._pixel_vr(tag, vr), length=None, value_offset=value_offset,
