@@ -308,7 +308,7 @@ FAMILIES = (
     Family("value bomb: 1,500 x 64 KiB OB", lambda p: value_bomb(p, 1500, bytes(65536))),
     Family("values at cap: 1,000 x 64 KiB OB", lambda p: value_bomb(p, 1000, bytes(65536))),
     Family("DS value bomb: 1,000 x 32,767 values", lambda p: value_bomb(p, 1000, DS_ZEROS, b"DS")),
-    Family("DS values at cap: 30 x 32,767 values", lambda p: value_bomb(p, 30, DS_ZEROS, b"DS")),
+    Family("DS values at cap: 15 x 32,767 values", lambda p: value_bomb(p, 15, DS_ZEROS, b"DS")),
     Family("nested value bomb: 512 MiB OB in an item",
            lambda p: nested_value_bomb(p, 512 * MIB)),
     Family("nesting: 100,000 levels", lambda p: nesting_bomb(p, 100_000)),
