@@ -15,7 +15,7 @@ Reading happens in two passes over the same bytes, and neither holds pixel data 
 Only when the first pass finds the file sound does the second run: a file that fails the
 first is answered with a 400 and no content rules. The first pass also enforces the
 configured :class:`~pacs_validator.dicom.limits.Limits` (a 413), so that pydicom never parses
-more elements or items than they allow.
+more elements, items, value bytes or values than they allow.
 
 A deflated data set is inflated once, capped, into a spooled temporary file; both passes
 read that file, and pydicom is handed the inflated data set rather than the file: its own
@@ -195,7 +195,8 @@ def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedI
     """The first pass alone (no pydicom, no digest), adding its findings to ``findings``.
 
     For a reader that must know a file is sound and within ``limits`` before handing it to
-    pydicom, as a preview must. The instance has no ``dataset``.
+    pydicom, as a preview must: its values loaded are counted as for a read of group 0028
+    alone (the values in sequence items). The instance has no ``dataset``.
     """
     with _seekable(source) as (stream, name):
         size = _stream_size(stream)
