@@ -94,7 +94,8 @@ def _write_previews(document: dict[str, Any], folder: Path, config: ValidatorCon
     for series in document["series"]:
         if not series["instance_uid"]:
             continue
-        preview = render_preview(middle_instance(series)["key"], config.rules)
+        preview = render_preview(middle_instance(series)["key"], config.rules,
+                                 limits=config.limits)
         for finding in preview.findings:
             print(f"    series {series['number']}: {finding_line(finding)}", file=sys.stderr)
         if preview.png is not None:

@@ -2,7 +2,7 @@
 
 The defaults are the document ``data/config.json``; a user's JSON file (CLI ``--config``, the
 Lambdas' ``config.json``) overrides it key by key, and ``rules`` entry by entry, so a
-deployment states only what it changes.
+deployment states only what it changes. ``limits`` too is overridden entry by entry.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 
 from pacs_validator.dicom.data import data_document
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import RuleBook
 
 _KEYWORD_LISTS = (
@@ -42,6 +43,7 @@ class ValidatorConfig:
     study_attributes: tuple[str, ...]
     max_bytes: int | None
     defer_size: int
+    limits: Limits
     rules: RuleBook = field(compare=False)
 
 
@@ -65,6 +67,12 @@ def build_config(overrides: dict[str, Any] | None = None) -> ValidatorConfig:
     max_bytes = merged["max_bytes"]
     if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
         raise ConfigError("max_bytes must be a positive integer or null")
+    if not isinstance(merged["limits"], dict):
+        raise ConfigError("limits must be an object")
+    try:
+        limits = Limits.from_document({**_defaults()["limits"], **merged["limits"]})
+    except ValueError as exc:
+        raise ConfigError(f"limits: {exc}") from exc
     try:
         rules = RuleBook(merged["rules"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -73,6 +81,7 @@ def build_config(overrides: dict[str, Any] | None = None) -> ValidatorConfig:
         **{key: tuple(merged[key]) for key in _KEYWORD_LISTS},
         max_bytes=max_bytes,
         defer_size=int(merged["defer_size"]),
+        limits=limits,
         rules=rules,
     )
 

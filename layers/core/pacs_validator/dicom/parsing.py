@@ -13,7 +13,13 @@ Reading happens in two passes over the same bytes, and neither holds pixel data 
    rather than later by whoever reads ``metadata.json``.
 
 Only when the first pass finds the file sound does the second run: a file that fails the
-first is answered with a 400 and no content rules.
+first is answered with a 400 and no content rules. The first pass also enforces the
+configured :class:`~pacs_validator.dicom.limits.Limits` (a 413), so that pydicom never parses
+more elements, items, value bytes or values than they allow.
+
+A deflated data set is inflated once, capped, into a spooled temporary file; both passes
+read that file, and pydicom is handed the inflated data set rather than the file: its own
+reader would inflate the whole stream in memory, uncapped.
 """
 
 from __future__ import annotations
@@ -23,24 +29,30 @@ import io
 import os
 import shutil
 import tempfile
+import weakref
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
 from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Findings
 from pacs_validator.dicom.structure import (
+    PIXEL_DATA_TAGS,
     Garbled,
+    LimitExceeded,
     PixelDataElement,
     Truncated,
+    frame_head,
     read_file_meta,
     scan_data_set,
 )
@@ -48,7 +60,7 @@ from pacs_validator.dicom.structure import (
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-Source = str | Path | BinaryIO
+Source = str | os.PathLike[str] | BinaryIO
 """A path, or a binary file object such as an S3 body."""
 
 PREAMBLE_LENGTH = 128
@@ -58,6 +70,9 @@ MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
+_INFLATE_PIECE = 1024 * 1024
+"""Most bytes one inflate call may produce: a megabyte of deflated zeros inflates to a
+gigabyte, so output is bounded per call, not per input chunk."""
 
 
 
@@ -73,6 +88,9 @@ class ParsedInstance:
     transfer_syntax: UID | None = None
     dataset: Dataset | None = None
     pixel_data: PixelDataElement | None = None
+    frame_size_values: dict[str, int] = field(default_factory=dict)
+    """Rows, Columns, SamplesPerPixel, BitsAllocated and NumberOfFrames as the structural
+    scan read them, when present and positive."""
     meta: dict[int, str] = field(default_factory=dict)
     """String values of the file meta elements that the rules need, by tag."""
     padding_start: int | None = None
@@ -100,7 +118,7 @@ def _seekable(source: Source) -> Iterator[tuple[IO[bytes], str]]:
     Non-seekable streams (a raw HTTP body) are spooled to a temporary file, in memory only
     while small, so that memory stays bounded whatever the size.
     """
-    if isinstance(source, (str, Path)):
+    if isinstance(source, (str, os.PathLike)):
         with Path(source).open("rb") as stream:
             yield stream, os.fspath(source)
         return
@@ -131,16 +149,26 @@ def _uid_text(raw: bytes | None) -> str | None:
 
 
 @contextmanager
-def _inflated(stream: IO[bytes], start: int) -> Iterator[IO[bytes]]:
-    """The deflated data set after ``start`` inflated into a spooled temporary file."""
+def _inflated(stream: IO[bytes], start: int, max_bytes: int) -> Iterator[IO[bytes]]:
+    """The deflated data set after ``start`` inflated into a spooled temporary file.
+
+    Raises LimitExceeded as soon as it would inflate to more than ``max_bytes``, having
+    written at most that many: memory holds one piece, the disk at most the cap.
+    """
     stream.seek(start)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    written = 0
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-        while chunk := stream.read(_HASH_CHUNK):
-            spool.write(inflater.decompress(chunk))
-        spool.write(inflater.flush())
-        if not inflater.eof:  # the deflate stream stops before its final block
-            raise Truncated("the deflated data set")
+        while not inflater.eof:
+            chunk = inflater.unconsumed_tail or stream.read(_HASH_CHUNK)
+            piece = inflater.decompress(chunk, _INFLATE_PIECE)
+            if not chunk and not piece:
+                raise Truncated("the deflated data set")  # it stops before its final block
+            written += len(piece)
+            if written > max_bytes:
+                raise LimitExceeded("format.inflated-size", "the deflated data set inflates "
+                                    f"to more than {max_bytes} bytes")
+            spool.write(piece)
         spool.seek(0)
         yield spool
 
@@ -163,20 +191,73 @@ def read_instance(source: Source, config: ValidatorConfig, findings: Findings) -
         return parsed
 
 
+def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedInstance:
+    """The first pass alone (no pydicom, no digest), adding its findings to ``findings``.
+
+    For a reader that must know a file is sound and within ``limits`` before handing it to
+    pydicom, as a preview must: its values loaded are counted as for a read of group 0028
+    alone (the values in sequence items). The instance has no ``dataset``.
+    """
+    with _seekable(source) as (stream, name):
+        size = _stream_size(stream)
+        parsed = ParsedInstance(name=name, size=size)
+        with findings.last_resort(), ExitStack() as cleanup:
+            _scanned_data_set(stream, size, parsed, limits, 0, findings, cleanup)
+        return parsed
+
+
+def read_frame_head(source: Source, pixel: PixelDataElement, index: int, max_bytes: int
+                    ) -> bytes | None:
+    """The first ``max_bytes`` of frame ``index`` of the scanned, encapsulated ``pixel``
+    data of the (not deflated) file at ``source``; see :func:`structure.frame_head`."""
+    with _seekable(source) as (stream, _):
+        return frame_head(stream, pixel, index, max_bytes)
+
+
+def read_transfer_syntax(source: Source, limits: Limits, findings: Findings) -> UID | None:
+    """The transfer syntax the file meta information names; None, its findings added, when
+    there is none to read. What a reader checks before it commits to the data set."""
+    with _seekable(source) as (stream, name):
+        parsed = ParsedInstance(name=name, size=_stream_size(stream))
+        with findings.last_resort():
+            if not _has_preamble(stream):
+                findings.add("format.preamble", "no 'DICM' prefix after a 128-byte preamble")
+            else:
+                _read_meta(stream, parsed.size, parsed, limits, findings)
+        return parsed.transfer_syntax
+
+
 def _read_stream(
     stream: IO[bytes], size: int, parsed: ParsedInstance, config: ValidatorConfig,
     findings: Findings,
 ) -> None:
+    with ExitStack() as cleanup:
+        data_set = _scanned_data_set(stream, size, parsed, config.limits, config.defer_size,
+                                     findings, cleanup)
+        if data_set is None:
+            return
+        deflated = bool(parsed.transfer_syntax and parsed.transfer_syntax.is_deflated)
+        parsed.dataset = _read_dataset(data_set, deflated, config, findings)
+        if parsed.dataset is not None and deflated:
+            # Its deferred values are read back from the inflated copy (the metadata's DICOM
+            # JSON does so after validation): the copy lives, and is deleted, with it.
+            weakref.finalize(parsed.dataset, cleanup.pop_all().close)
+
+
+def _scanned_data_set(
+    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, defer_size: int,
+    findings: Findings, cleanup: ExitStack,
+) -> IO[bytes] | None:
+    """What pydicom is to read once the first pass finds the file sound (the file, or the
+    inflated data set of a deflated one, which ``cleanup`` deletes), ending where the data
+    set does; None when it is not sound, its findings added. ``defer_size`` is that of the
+    pydicom read to follow (0: it reads no top-level value but group 0028)."""
     if not _has_preamble(stream):
         findings.add("format.preamble", "no 'DICM' prefix after a 128-byte preamble")
-        return
-    if not _read_meta(stream, size, parsed, findings):
-        return
-    if not _scan_structure(stream, size, parsed, findings):
-        return
-    if parsed.padding_start is not None:
-        stream = cast(IO[bytes], _Window(stream, parsed.padding_start))
-    parsed.dataset = _read_dataset(stream, config, findings)
+        return None
+    if not _read_meta(stream, size, parsed, limits, findings):
+        return None
+    return _scan_structure(stream, size, parsed, limits, defer_size, findings, cleanup)
 
 
 def _digest(stream: IO[bytes]) -> str:
@@ -192,9 +273,14 @@ def _has_preamble(stream: IO[bytes]) -> bool:
     return len(head) == PREAMBLE_LENGTH + 4 and head[PREAMBLE_LENGTH:] == b"DICM"
 
 
-def _read_meta(stream: IO[bytes], size: int, parsed: ParsedInstance, findings: Findings) -> bool:
+def _read_meta(
+    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, findings: Findings
+) -> bool:
     try:
-        raw_meta = read_file_meta(stream, size)
+        raw_meta = read_file_meta(stream, size, limits)
+    except LimitExceeded as exc:
+        findings.add(exc.rule, f"the file meta information is too large: {exc.what}")
+        return False
     except (Truncated, Garbled) as exc:
         findings.add("format.file-meta", f"the file meta information is unreadable: {exc}")
         return False
@@ -224,29 +310,33 @@ def _read_meta(stream: IO[bytes], size: int, parsed: ParsedInstance, findings: F
 
 
 def _scan_structure(
-    stream: IO[bytes], size: int, parsed: ParsedInstance, findings: Findings
-) -> bool:
+    stream: IO[bytes], size: int, parsed: ParsedInstance, limits: Limits, defer_size: int,
+    findings: Findings, cleanup: ExitStack,
+) -> IO[bytes] | None:
     syntax = parsed.transfer_syntax
     assert syntax is not None
     start = stream.tell()
     if start >= size:
         findings.add("format.empty-dataset", "nothing follows the file meta information")
-        return False
+        return None
+    data_set, end = stream, size
     try:
         if syntax.is_deflated:
-            with _inflated(stream, start) as inflated:
-                scanner = scan_data_set(inflated, _stream_size(inflated), syntax)
-        else:
-            scanner = scan_data_set(stream, size, syntax)
+            data_set = cleanup.enter_context(_inflated(stream, start, limits.max_inflated_bytes))
+            end = _stream_size(data_set)
+        scanner = scan_data_set(data_set, end, syntax, limits, defer_size)
+    except LimitExceeded as exc:
+        findings.add(exc.rule, exc.what)
+        return None
     except Truncated as exc:
         findings.add("format.truncated", f"the file ends inside {exc.what}")
-        return False
+        return None
     except Garbled as exc:
         findings.add("format.structure", f"the data set is garbled: {exc.what}", exc.tag)
-        return False
+        return None
     except zlib.error:
         findings.add("format.structure", "the deflated data set cannot be inflated")
-        return False
+        return None
     for tag in scanner.odd_length_tags:
         findings.add("format.odd-length", "the element's value length is odd", tag)
     if scanner.out_of_order_tag is not None:
@@ -257,11 +347,13 @@ def _scan_structure(
                      "byte(s) follow the last element")
         if not syntax.is_deflated:
             parsed.padding_start = scanner.padding_start
+        data_set = cast(IO[bytes], _Window(data_set, scanner.padding_start))
     if scanner.implicit != syntax.is_implicit_VR:
         findings.add("format.vr-encoding", "the data set's VR encoding differs from the one "
                      "TransferSyntaxUID names", TRANSFER_SYNTAX_UID)
     parsed.pixel_data = scanner.pixel_data
-    return True
+    parsed.frame_size_values = scanner.frame_size_values
+    return data_set
 
 
 
@@ -298,10 +390,31 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
-def _read_dataset(stream: IO[bytes], config: ValidatorConfig, findings: Findings) -> Dataset | None:
-    stream.seek(0)
+def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
+    return tag in PIXEL_DATA_TAGS
+
+
+def _pydicom_read(data_set: IO[bytes], deflated: bool, defer_size: int) -> Dataset:
+    """pydicom's reading of a whole file, or of an inflated data set alone (a deflated file:
+    Deflated Explicit VR Little Endian is explicit VR, little endian once inflated). The
+    latter is wrapped as a file data set over the inflated stream, so that deferred values
+    are read back from it, as they are from a file; its file meta is ``ParsedInstance.meta``.
+    """
+    data_set.seek(0)
+    if deflated:
+        inflated = cast(BinaryIO, data_set)
+        dataset = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True,
+                               stop_when=_at_pixel_data, defer_size=defer_size)
+        return FileDataset(inflated, dataset, preamble=None, file_meta=FileMetaDataset(),
+                           is_implicit_VR=False, is_little_endian=True)
+    return pydicom.dcmread(data_set, defer_size=defer_size, stop_before_pixels=True)
+
+
+def _read_dataset(
+    data_set: IO[bytes], deflated: bool, config: ValidatorConfig, findings: Findings
+) -> Dataset | None:
     try:
-        dataset = pydicom.dcmread(stream, defer_size=config.defer_size, stop_before_pixels=True)
+        dataset = _pydicom_read(data_set, deflated, config.defer_size)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbled input
         findings.add("format.dataset", f"the data set cannot be read ({type(exc).__name__})")
         return None
@@ -315,6 +428,16 @@ def _read_dataset(stream: IO[bytes], config: ValidatorConfig, findings: Findings
     return dataset
 
 
+def _elements_as_read(dataset: Dataset) -> Iterator[RawDataElement | DataElement]:
+    """The data set's top-level elements in tag order, deferred values left unread.
+
+    pydicom's own ``Dataset.elements()`` reads every deferred value back: a private blob of
+    a gigabyte would be loaded whole.
+    """
+    for tag in sorted(dataset.keys()):
+        yield dataset.get_item(tag, keep_deferred=True)
+
+
 def _is_deferred(raw: RawDataElement | DataElement) -> bool:
     return isinstance(raw, RawDataElement) and raw.value is None and raw.length > 0
 
@@ -325,7 +448,7 @@ def loaded_elements(dataset: Dataset) -> Iterator[DataElement]:
     Deferred values (larger than ``defer_size``) are binary blobs that no rule reads; touching
     them would read them back from a file that may be closed or far too large.
     """
-    for raw in dataset.elements():
+    for raw in _elements_as_read(dataset):
         if not _is_deferred(raw):
             yield dataset[raw.tag]
 
@@ -341,7 +464,7 @@ def walk_elements(dataset: Dataset) -> Iterator[DataElement]:
 
 def _first_undecodable(dataset: Dataset) -> int | None:
     """Decode every element once (sequences included); the tag of the first that fails."""
-    for raw in dataset.elements():
+    for raw in _elements_as_read(dataset):
         if _is_deferred(raw):
             continue
         try:

@@ -4,11 +4,16 @@ Pixel values are never decoded or loaded: native pixel data is checked by its le
 encapsulated pixel data by its offset tables and by the first bytes of each fragment, where
 every JPEG-family and JPEG 2000 frame starts with a codestream marker. This keeps a 1 GB
 multi-frame file as cheap to validate as a small one.
+
+The declared matrix is checked against the configured limits before anything else: a 1 MB
+RLE file may declare a frame of gigabytes, and whoever decodes it later (a preview, a
+viewer) would need them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydicom.datadict import tag_for_keyword
@@ -16,8 +21,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, MPEGTransferSyntaxes, RLELossless
 
 from pacs_validator.dicom.iod import mandatory_attributes
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Findings
-from pacs_validator.dicom.structure import Fragments, PixelDataElement
+from pacs_validator.dicom.structure import (
+    J2K_START_OF_CODESTREAM,
+    JPEG_START_OF_IMAGE,
+    Fragments,
+    PixelDataElement,
+)
 
 PIXEL_DATA = 0x7FE00010
 NUMBER_OF_FRAMES = 0x00280008
@@ -26,6 +37,8 @@ BITS_STORED = 0x00280101
 HIGH_BIT = 0x00280102
 PHOTOMETRIC_INTERPRETATION = 0x00280004
 ROWS = 0x00280010
+FLOAT_BITS_ALLOCATED = {0x7FE00008: 32, 0x7FE00009: 64}
+"""BitsAllocated of Float and Double Float Pixel Data, where the attribute may be absent."""
 
 SAMPLES_FOR_PHOTOMETRIC = {
     "MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1,
@@ -43,6 +56,11 @@ _JPEG_FAMILY = frozenset(
 )
 
 
+_JPEG_START_OF_FRAME = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+)
+"""SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC); and JPEG-LS SOF55 (F7)."""
+_JPEG_START_OF_SCAN = 0xDA
 _VIDEO = frozenset(MPEGTransferSyntaxes)
 """MPEG-2, MPEG-4 AVC and HEVC: one video stream split into fragments of any size, so
 fragments do not map to frames (PS3.5 8.2.5-8.2.8)."""
@@ -59,12 +77,31 @@ class ImagePixel:
     frames: int
     photometric: str | None
 
+    def frame_bytes(self) -> int:
+        """Bytes of one decoded frame."""
+        return frame_bytes(self.rows, self.columns, self.samples_per_pixel, self.bits_allocated)
+
     def expected_native_length(self) -> int:
         """Bytes of native pixel data, before the pad byte that makes lengths even."""
         bits = self.rows * self.columns * self.samples_per_pixel * self.bits_allocated * self.frames
         if self.photometric in ("YBR_FULL_422", "YBR_PARTIAL_422"):
             bits = bits * 2 // 3  # two chroma samples are shared by each pair of pixels
         return (bits + 7) // 8
+
+
+def frame_bytes(rows: int, columns: int, samples_per_pixel: int, bits_allocated: int) -> int:
+    """Bytes of one decoded frame: Rows x Columns x SamplesPerPixel x bytes per sample."""
+    return (rows * columns * samples_per_pixel * bits_allocated + 7) // 8
+
+
+def declared_frame_bytes(values: Mapping[str, int], pixel_tag: int) -> int | None:
+    """Bytes one frame decodes to, from Image Pixel values by keyword (as the structural
+    scan reads them); None when Rows, Columns or BitsAllocated is missing."""
+    rows, columns = values.get("Rows"), values.get("Columns")
+    bits = values.get("BitsAllocated", FLOAT_BITS_ALLOCATED.get(pixel_tag))
+    if rows is None or columns is None or bits is None:
+        return None
+    return frame_bytes(rows, columns, values.get("SamplesPerPixel", 1), bits)
 
 
 def _integer(value: object) -> int | None:
@@ -87,8 +124,8 @@ def _image_pixel(
 ) -> ImagePixel | None:
     names = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "NumberOfFrames")
     defaults: dict[str, int | None] = {"SamplesPerPixel": 1, "NumberOfFrames": 1}
-    if pixel.tag != PIXEL_DATA:
-        defaults["BitsAllocated"] = 32 if pixel.tag == 0x7FE00008 else 64
+    if pixel.tag in FLOAT_BITS_ALLOCATED:
+        defaults["BitsAllocated"] = FLOAT_BITS_ALLOCATED[pixel.tag]
     numbers = {name: _positive_int(dataset, name, defaults.get(name)) for name in names}
     missing = [name for name, number in numbers.items() if number is None]
     for name in missing:
@@ -111,6 +148,7 @@ def check_pixel_data(
     dataset: Dataset,
     pixel: PixelDataElement | None,
     transfer_syntax: UID,
+    limits: Limits,
     findings: Findings,
 ) -> None:
     """All pixel rules for one instance."""
@@ -118,7 +156,7 @@ def check_pixel_data(
         _check_pixel_expected(dataset, findings)
         return
     image = _image_pixel(dataset, pixel, findings)
-    if image is None:
+    if image is None or not _within_matrix_limits(image, limits, findings):
         return
     _check_bits(dataset, image, findings)
     _check_photometric(image, findings)
@@ -134,6 +172,21 @@ def check_pixel_data(
                      "is native", pixel.tag)
         return
     _check_encapsulated(image, pixel, transfer_syntax, findings)
+
+
+def _within_matrix_limits(image: ImagePixel, limits: Limits, findings: Findings) -> bool:
+    """Whether the declared frame size and frame count are within ``limits``; a
+    ``pixel.matrix-size`` finding for each that is not."""
+    within = True
+    if image.frame_bytes() > limits.max_frame_bytes:
+        findings.add("pixel.matrix-size", "Rows x Columns x SamplesPerPixel x BitsAllocated "
+                     f"decodes to more than {limits.max_frame_bytes} bytes a frame", ROWS)
+        within = False
+    if image.frames > limits.max_frames:
+        findings.add("pixel.matrix-size", f"NumberOfFrames is over {limits.max_frames}",
+                     NUMBER_OF_FRAMES)
+        within = False
+    return within
 
 
 def _check_pixel_expected(dataset: Dataset, findings: Findings) -> None:
@@ -171,6 +224,58 @@ def _check_native_length(image: ImagePixel, length: int, tag: int, findings: Fin
         relation = "shorter" if length < expected else "longer"
         findings.add("pixel.native-length", f"the pixel data is {relation} than Rows x Columns x "
                      "SamplesPerPixel x BitsAllocated x NumberOfFrames requires", tag)
+
+
+def declares_frame_size(transfer_syntax: str) -> bool:
+    """Whether each frame is a JPEG-family or JPEG 2000 codestream, whose header declares
+    the frame's size (RLE has no such header: its decoders use Rows and Columns)."""
+    return transfer_syntax in _JPEG_FAMILY or transfer_syntax in _J2K_FAMILY
+
+
+def codestream_frame_bytes(head: bytes) -> int | None:
+    """Bytes the codestream starting ``head`` decodes to, from its own header (JPEG and
+    JPEG-LS SOF, JPEG 2000 SIZ); None when ``head`` holds no such header.
+
+    Decoders allocate what the codestream declares, whatever Rows and Columns say: a 3 KB
+    JPEG claiming 30000 x 30000 pixels made libjpeg fill gigabytes.
+    """
+    if head.startswith(JPEG_START_OF_IMAGE):
+        return _jpeg_frame_bytes(head)
+    siz = head.find(J2K_START_OF_CODESTREAM)  # at the start, or in a JP2 file's jp2c box
+    return _j2k_frame_bytes(head, siz + 2) if siz >= 0 else None
+
+
+def _j2k_frame_bytes(head: bytes, siz: int) -> int | None:
+    """From the SIZ segment at ``siz``: image extent minus offsets, components, and the
+    first component's precision (ISO 15444-1 A.5.1)."""
+    if len(head) < siz + 41:
+        return None
+    width, height, x_offset, y_offset = struct.unpack_from(">4L", head, siz + 6)
+    components, first_precision = struct.unpack_from(">HB", head, siz + 38)
+    bits = (first_precision & 0x7F) + 1
+    return frame_bytes(height - y_offset, width - x_offset, components, _whole_bytes(bits) * 8)
+
+
+def _jpeg_frame_bytes(head: bytes) -> int | None:
+    """From the first SOF segment (ISO 10918-1 B.2.2, ISO 14495-1 SOF55), walking the
+    segments before it; None when the scan (SOS) comes first or ``head`` ends."""
+    position = 2
+    while position + 9 <= len(head) and head[position] == 0xFF:
+        marker = head[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+            continue
+        if marker in _JPEG_START_OF_FRAME:
+            bits, height, width, components = struct.unpack_from(">BHHB", head, position + 4)
+            return frame_bytes(height, width, components, _whole_bytes(bits) * 8)
+        if marker == _JPEG_START_OF_SCAN:
+            return None
+        position += 2 + struct.unpack_from(">H", head, position + 2)[0]
+    return None
+
+
+def _whole_bytes(bits: int) -> int:
+    return (bits + 7) // 8
 
 
 def frame_starts(fragments: Fragments, transfer_syntax: str) -> int | None:

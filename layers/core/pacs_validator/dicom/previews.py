@@ -9,6 +9,13 @@ Decoding uses pydicom's pixel handlers, which find the decoders installed with t
 ``previews`` extra (pylibjpeg and its plugins for JPEG, JPEG 2000 and RLE, pyjpegls for
 JPEG-LS). Pixels that cannot be decoded give no preview and a ``preview.undecodable``
 warning: a preview is a convenience and never fails a study.
+
+The work is bounded whatever the file (see :mod:`pacs_validator.dicom.limits`): its
+structure is scanned within the limits before pydicom reads its header, a frame is decoded
+only when its declared size is within ``max_preview_frame_bytes`` (else a
+``preview.too-large`` warning), and the decoded frame is reduced block by block in its own
+integer type before anything is computed in floating point, so no float copy of a whole
+frame is ever made.
 """
 
 from __future__ import annotations
@@ -21,19 +28,36 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
-from pacs_validator.dicom.rules import Finding, Findings, RuleBook
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.limits import Limits
+from pacs_validator.dicom.parsing import (
+    ParsedInstance,
+    read_frame_head,
+    read_transfer_syntax,
+    scan_instance,
+)
+from pacs_validator.dicom.pixels import (
+    PIXEL_DATA,
+    codestream_frame_bytes,
+    declared_frame_bytes,
+    declares_frame_size,
+)
+from pacs_validator.dicom.rules import Finding, Findings, RuleBook, Severity
+from pacs_validator.dicom.structure import LIMIT_RULES
 
 PREVIEW_SIZE = 256
 """Longest side of a preview, in pixels."""
 PERCENTILE_WINDOW = (0.5, 99.5)
 """The window used when an instance has none of its own: these percentiles of its values."""
-PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+CODESTREAM_HEADER_BYTES = 256 * 1024
+"""How much of a frame's first fragment is read for the codestream's size header: JPEG
+segments before it (APPn, tables) are at most 64 KiB each, and there are seldom more
+than a few."""
 
 Source = str | PathLike[str] | BinaryIO
 
@@ -50,34 +74,110 @@ class Preview:
     findings: tuple[Finding, ...] = ()
 
 
-def render_preview(source: Source, rules: RuleBook, size: int = PREVIEW_SIZE) -> Preview:
+def render_preview(
+    source: Source, rules: RuleBook, size: int = PREVIEW_SIZE, limits: Limits | None = None
+) -> Preview:
     """A PNG preview of the instance at ``source`` (a path, or a seekable binary stream
     positioned at its start), its longest side ``size`` pixels.
 
     Only the middle frame is decoded, and from a path only that frame's bytes are read, so
-    a large multi-frame instance costs one frame.
+    a large multi-frame instance costs one frame. pydicom parses the file once, for that
+    frame and the group 0028 attributes that display it. ``limits`` are the
+    configuration's (by default those of ``data/config.json``).
     """
+    limits = limits or build_config().limits
     findings = Findings(rules)
     try:
-        dataset = _header(source)
-        if not any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS):
+        scanned = _scanned(source, limits)
+        if scanned.pixel_data is None:
             return Preview(None)
-        frame = _decode_middle_frame(source, dataset)
-        png = _png(_to_8bit(frame, dataset), size)
+        frame_index = _middle_frame_within_limits(scanned, limits)
+        _check_codestream_size(source, scanned, frame_index, limits)
+        display = Dataset()
+        frame = pixel_array(source, index=frame_index, ds_out=display)
+        png = _png(_to_8bit(_reduced(frame, size, display), display), size)
+    except _NoPreview as refusal:
+        findings.add(refusal.rule, refusal.message, tag=PIXEL_DATA)
+        return Preview(None, tuple(findings.items))
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "no preview", never a failed study
         findings.add("preview.undecodable",
                      f"the pixel data could not be decoded for a preview ({type(exc).__name__})",
-                     tag=0x7FE00010)
+                     tag=PIXEL_DATA)
         return Preview(None, tuple(findings.items))
     return Preview(png)
 
 
-def _header(source: Source) -> Dataset:
-    """Every element but the pixel values, which stay unread (deferred)."""
+class _NoPreview(Exception):
+    """Why an instance gets no preview, found before its pixels are decoded."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def _scanned(source: Source, limits: Limits) -> ParsedInstance:
+    """The structural scan of ``source`` (left where it was), before pydicom reads it.
+
+    The scan runs with every rule on (the deployment's switches are for verdicts, not for
+    what is safe to read): a file over a limit is too large to preview, an unsound one
+    cannot be decoded, and a deflated one neither (pydicom decodes no frame of it, and
+    would inflate its data set in memory), so it is refused before it is inflated.
+    """
     start = _tell(source)
-    dataset = dcmread(source, defer_size=1024, force=True)
+    scan = Findings(RuleBook())
+    syntax = read_transfer_syntax(source, limits, scan)
     _seek(source, start)
-    return dataset
+    if syntax is not None and syntax.is_deflated:
+        raise _NoPreview("preview.undecodable", "frames of a deflated data set are not decoded")
+    scanned = scan_instance(source, limits, scan) if syntax is not None else None
+    _seek(source, start)
+    errors = [finding.rule for finding in scan.items if finding.severity is Severity.ERROR]
+    over = [rule for rule in errors if rule in LIMIT_RULES]
+    if over:
+        raise _NoPreview("preview.too-large", f"the file is over a structural limit ({over[0]})")
+    if errors or scanned is None:
+        raise _NoPreview("preview.undecodable", "the file's structure is unsound "
+                         f"({errors[0] if errors else 'no transfer syntax'})")
+    return scanned
+
+
+def _middle_frame_within_limits(scanned: ParsedInstance, limits: Limits) -> int:
+    """The index of the middle frame (of one, the only one), once the declared frame size
+    and count are known to be within ``limits``."""
+    values = scanned.frame_size_values
+    assert scanned.pixel_data is not None
+    frame_bytes = declared_frame_bytes(values, scanned.pixel_data.tag)
+    if frame_bytes is not None and frame_bytes > limits.max_preview_frame_bytes:
+        raise _NoPreview("preview.too-large", "a frame decodes to more than "
+                         f"{limits.max_preview_frame_bytes} bytes")
+    frames = values.get("NumberOfFrames", 1)
+    if frames > limits.max_frames:
+        raise _NoPreview("preview.too-large", f"NumberOfFrames is over {limits.max_frames}")
+    return frames // 2
+
+
+def _check_codestream_size(
+    source: Source, scanned: ParsedInstance, index: int, limits: Limits
+) -> None:
+    """Raise _NoPreview unless the JPEG or JPEG 2000 codestream of frame ``index`` declares
+    a size within ``limits``: its decoder allocates what the codestream says, whatever
+    Rows and Columns say. Other syntaxes have no such header (RLE decodes to Rows x
+    Columns) or no decoder (video)."""
+    pixel, syntax = scanned.pixel_data, scanned.transfer_syntax
+    if pixel is None or pixel.length is not None or syntax is None:
+        return
+    if not declares_frame_size(str(syntax)):
+        return
+    start = _tell(source)
+    head = read_frame_head(source, pixel, index, CODESTREAM_HEADER_BYTES)
+    _seek(source, start)
+    declared = codestream_frame_bytes(head or b"")
+    if declared is None:
+        raise _NoPreview("preview.undecodable", "the frame's codestream declares no size")
+    if declared > limits.max_preview_frame_bytes:
+        raise _NoPreview("preview.too-large", "the frame's codestream declares more than "
+                         f"{limits.max_preview_frame_bytes} bytes")
 
 
 def _tell(source: Source) -> int | None:
@@ -89,19 +189,39 @@ def _seek(source: Source, position: int | None) -> None:
         source.seek(position)
 
 
-def _decode_middle_frame(source: Source, dataset: Dataset) -> NDArray[Any]:
-    """The middle frame (of one, the only one), colour as RGB (pydicom converts YCbCr)."""
-    frames = int(dataset.get("NumberOfFrames") or 1)
-    frame: NDArray[Any] = pixel_array(source, index=frames // 2)
-    return frame
+def _reduced(frame: NDArray[Any], size: int, dataset: Dataset) -> NDArray[Any]:
+    """``frame`` shrunk by a whole factor to no fewer than ``size`` pixels on its longest
+    side: block means, summed a band of rows at a time in integers (floats for float pixel
+    data) and returned in the frame's dtype, so that no copy of the whole frame is made.
+    Palette indices are labels, not quantities to average: each band is looked up in the
+    palette first, and the palette's RGB is averaged."""
+    palette = str(dataset.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR"
+
+    def samples(rows: NDArray[Any]) -> NDArray[Any]:
+        looked_up: NDArray[Any] = apply_color_lut(rows, dataset) if palette else rows
+        return looked_up
+
+    factor = max(frame.shape[:2]) // size
+    if factor <= 1:
+        return samples(frame)
+    rows, columns = frame.shape[0] // factor, frame.shape[1] // factor
+    total = np.float64 if frame.dtype.kind == "f" else np.int64
+
+    def band_means(row: int) -> NDArray[Any]:
+        band = samples(frame[row * factor:(row + 1) * factor, :columns * factor])
+        blocks = band.reshape(factor, columns, factor, *band.shape[2:])
+        sums = blocks.sum(axis=(0, 2), dtype=total)
+        means: NDArray[Any] = (sums / factor**2 if total is np.float64 else sums // factor**2)
+        return means.astype(band.dtype)
+
+    return np.stack([band_means(row) for row in range(rows)])
 
 
 def _to_8bit(frame: NDArray[Any], dataset: Dataset) -> NDArray[np.uint8]:
-    """Display values 0-255: palette looked up, colour scaled, grey levels windowed."""
+    """Display values 0-255 of a reduced frame: colour scaled, grey levels windowed."""
     photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
-    if photometric == "PALETTE COLOR":
-        rgb: NDArray[Any] = apply_color_lut(frame, dataset)
-        return _scaled(rgb, float(np.iinfo(rgb.dtype).max))
+    if photometric == "PALETTE COLOR":  # looked up already, by _reduced
+        return _scaled(frame, float(np.iinfo(frame.dtype).max))
     if frame.ndim == 3:
         bits = int(dataset.get("BitsStored") or dataset.get("BitsAllocated") or 8)
         return _scaled(frame, float(2**bits - 1))

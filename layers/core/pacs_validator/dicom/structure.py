@@ -5,10 +5,16 @@ seeks over its value instead of reading it. It descends into sequences and into 
 pixel data (recording the offset table and counting fragments), and so detects truncation and
 garbage that pydicom tolerates. :mod:`pacs_validator.dicom.parsing` runs it before pydicom
 reads a single attribute.
+
+It also counts what pydicom would later pay for (elements, sequence items, nesting) and what
+counting itself costs (pixel data fragments), and stops at the first count over its
+:class:`~pacs_validator.dicom.limits.Limits`: a few kilobytes of hostile input can declare
+more than any memory holds, and the scan's count is the only cheap place to refuse them.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from array import array
 from collections.abc import Sequence
@@ -18,11 +24,20 @@ from typing import IO
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID
 
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import format_tag
 
 FILE_META_GROUP = 0x0002
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 EXTENDED_OFFSET_TABLE = 0x7FE00001
+FRAME_SIZE_TAGS = {
+    0x00280002: "SamplesPerPixel", 0x00280008: "NumberOfFrames", 0x00280010: "Rows",
+    0x00280011: "Columns", 0x00280100: "BitsAllocated",
+}
+"""The only values the scan reads, at the top level: how large a frame is and how many
+there are, known before pydicom parses anything (a preview checks them before decoding)."""
+_NUMBER_OF_FRAMES = 0x00280008
+_LONGEST_FRAME_SIZE_VALUE = 12  # an IS value
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
@@ -34,12 +49,20 @@ _SHORT_LENGTH_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
      b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
-_MAX_NESTING = 64
+_NUMBER_SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8,
+                 b"SV": 8, b"UV": 8}
+"""Binary VRs pydicom reads as one Python number per value."""
+_SPLIT_TEXT_VRS = frozenset(
+    {b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"PN", b"SH", b"TM", b"UC", b"UI"}
+)
+"""Text VRs pydicom splits at each backslash, one Python object per value."""
+_COUNT_CHUNK = 1024 * 1024
 _MAX_OFFSET_TABLE_BYTES = 16 * 1024 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 JPEG_START_OF_IMAGE = b"\xff\xd8"
 J2K_START_OF_CODESTREAM = b"\xff\x4f\xff\x51"
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
+_FRAME_START_MARKERS = (JPEG_START_OF_IMAGE, J2K_START_OF_CODESTREAM, JP2_SIGNATURE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,8 @@ class PixelDataElement:
     vr: str
     length: int | None
     """Value length of native pixel data; None for encapsulated (undefined length)."""
+    value_offset: int
+    """Where the value starts in the scanned stream (the file, unless deflated)."""
     offset_table: Sequence[int] = ()
     fragments: Fragments | None = None
     extended_offset_table_length: int | None = None
@@ -89,11 +114,38 @@ class Garbled(Exception):
         self.tag = tag
 
 
+LIMIT_RULES = frozenset({"format.inflated-size", "format.element-count", "format.item-count",
+                         "format.nesting-depth", "format.fragment-count", "format.loaded-size",
+                         "format.value-count"})
+"""The rules of a :class:`LimitExceeded` raised while a file's structure is read."""
+
+
+class LimitExceeded(Exception):
+    """The input exceeds one of the configured :class:`Limits`; ``rule`` is the rule id."""
+
+    def __init__(self, rule: str, what: str) -> None:
+        super().__init__(what)
+        self.rule = rule
+        self.what = what
+
+
 class StructureScanner:
     """Walks element headers of a data set stream without reading values."""
 
-    def __init__(self, stream: IO[bytes], end: int, implicit: bool, little_endian: bool) -> None:
+    def __init__(
+        self, stream: IO[bytes], end: int, implicit: bool, little_endian: bool, limits: Limits,
+        defer_size: int,
+    ) -> None:
         self.stream = stream
+        self.limits = limits
+        self.defer_size = defer_size
+        """Top-level values up to this size are loaded by the pydicom read that follows (its
+        ``defer_size``; 0 when it reads no top-level value but group 0028). Values in
+        sequence items are always loaded: pydicom defers none of them."""
+        self.element_count = 0
+        self.item_count = 0
+        self.loaded_bytes = 0
+        self.value_count = 0
         self.end = end
         self.implicit = implicit
         self.order = "<" if little_endian else ">"
@@ -106,6 +158,8 @@ class StructureScanner:
         self.odd_length_tags: list[int] = []
         self.out_of_order_tag: int | None = None
         self.padding_start: int | None = None
+        self.frame_size_values: dict[str, int] = {}
+        """Positive values of the :data:`FRAME_SIZE_TAGS` found, by keyword."""
         self._nonzero_at = -1
         """Where zero bytes that run to the end of the data set begin, if they do."""
 
@@ -162,8 +216,9 @@ class StructureScanner:
 
     def _scan_elements(self, container_end: int | None, implicit: bool, depth: int) -> None:
         """Elements up to ``container_end``, or up to an item delimiter when it is None."""
-        if depth > _MAX_NESTING:
-            raise Garbled("sequences are nested deeper than any real data set")
+        if depth > self.limits.max_nesting_depth:
+            raise LimitExceeded("format.nesting-depth", "sequences are nested deeper than "
+                                f"{self.limits.max_nesting_depth} levels")
         previous_tag = -1
         while True:
             if container_end is not None and self.position >= container_end:
@@ -182,11 +237,51 @@ class StructureScanner:
                 return
             if tag >> 16 == 0xFFFE:
                 raise Garbled(f"unexpected delimiter {format_tag(tag)} among elements", tag)
+            self._count_element()
             if tag < previous_tag and self.out_of_order_tag is None:
                 self.out_of_order_tag = tag
             previous_tag = tag
             vr, length = self._read_vr_and_length(tag, implicit)
             self._scan_value(tag, vr, length, container_end, implicit, depth)
+
+    def _count_element(self) -> None:
+        self.element_count += 1
+        if self.element_count > self.limits.max_elements:
+            raise LimitExceeded("format.element-count", "the data set holds more than "
+                                f"{self.limits.max_elements} data elements")
+
+    def _count_item(self) -> None:
+        self.item_count += 1
+        if self.item_count > self.limits.max_items:
+            raise LimitExceeded("format.item-count", "the data set holds more than "
+                                f"{self.limits.max_items} sequence items")
+
+    def _count_loaded(self, length: int) -> None:
+        self.loaded_bytes += length
+        if self.loaded_bytes > self.limits.max_loaded_bytes:
+            raise LimitExceeded("format.loaded-size", "the values pydicom would hold in "
+                                f"memory are larger than {self.limits.max_loaded_bytes} bytes")
+
+    def _count_values(self, tag: int, vr: bytes | None, length: int) -> None:
+        """Count the values pydicom will make of a loaded element, a Python object each: a
+        64 KiB DS of "0\\0\\..." is 32 767 of them, about 6 MB once read. Text is read
+        (a megabyte at a time, its bytes already counted) for its backslashes, and the
+        stream is left where it was."""
+        vr = vr or (_dictionary_vr(tag) or "").encode()
+        if vr in _NUMBER_SIZES:
+            self.value_count += length // _NUMBER_SIZES[vr]
+        elif vr in _SPLIT_TEXT_VRS:
+            start, remaining = self.position, length
+            self.value_count += 1
+            while remaining > 0 and (chunk := self.stream.read(min(remaining, _COUNT_CHUNK))):
+                self.value_count += chunk.count(b"\\")
+                remaining -= len(chunk)
+            self.stream.seek(start)
+        else:
+            self.value_count += 1
+        if self.value_count > self.limits.max_values:
+            raise LimitExceeded("format.value-count", "the data set's elements hold more "
+                                f"than {self.limits.max_values} values")
 
     def _zeros_to_end(self, start: int) -> bool:
         """Whether every byte from ``start`` to the end is zero (trailing padding).
@@ -224,17 +319,22 @@ class StructureScanner:
             # Encapsulated pixel data is legal in a sequence item too (an Icon Image
             # Sequence item of a compressed file): its structure is checked alike, but only
             # the top-level element is the image the frame rules judge.
+            value_offset = self.position
             offset_table, fragments = self._scan_fragments(tag, container_end)
+            if not top_level:  # pydicom loads an icon's pixels, as every value in an item
+                self._count_loaded(self.position - value_offset)
             if top_level:
                 self.pixel_data = PixelDataElement(
-                    tag=tag, vr=self._pixel_vr(tag, vr), length=None,
+                    tag=tag, vr=self._pixel_vr(tag, vr), length=None, value_offset=value_offset,
                     offset_table=offset_table, fragments=fragments,
                     extended_offset_table_length=self.extended_offset_table_length,
                 )
             return
         if top_level and tag in PIXEL_DATA_TAGS:
+            value_offset = self.position
             self._skip(length, self.end, tag)
-            self.pixel_data = PixelDataElement(tag=tag, vr=self._pixel_vr(tag, vr), length=length)
+            self.pixel_data = PixelDataElement(tag=tag, vr=self._pixel_vr(tag, vr), length=length,
+                                               value_offset=value_offset)
             return
         if top_level and tag == EXTENDED_OFFSET_TABLE:
             self.extended_offset_table_length = length
@@ -252,7 +352,25 @@ class StructureScanner:
                 raise Truncated(f"the value of element {format_tag(tag)}")
             self._scan_sequence(end, implicit, depth)
             return
+        if top_level and tag in FRAME_SIZE_TAGS and length <= _LONGEST_FRAME_SIZE_VALUE:
+            self._read_frame_size_value(tag, length)
+            return
+        if not top_level or length <= self.defer_size:
+            self._count_loaded(length)
+            self._count_values(tag, vr, length)
         self._skip(length, container_end, tag)
+
+    def _read_frame_size_value(self, tag: int, length: int) -> None:
+        """Keep a :data:`FRAME_SIZE_TAGS` value that is a positive number (a US, or the IS
+        of NumberOfFrames); pydicom judges the others later."""
+        raw = self._read(length, f"the value of element {format_tag(tag)}")
+        if tag == _NUMBER_OF_FRAMES:
+            text = raw.strip(b"\0 ")
+            number = int(text) if text.isdigit() else 0
+        else:
+            number = self._u16_format.unpack(raw)[0] if length == 2 else 0
+        if number > 0:
+            self.frame_size_values[FRAME_SIZE_TAGS[tag]] = number
 
     def _scan_sequence(self, sequence_end: int | None, implicit: bool, depth: int) -> None:
         while True:
@@ -266,6 +384,7 @@ class StructureScanner:
                 return
             if tag != _ITEM:
                 raise Garbled(f"expected a sequence item, found {format_tag(tag)}", tag)
+            self._count_item()
             if length == _UNDEFINED_LENGTH:
                 self._scan_elements(None, implicit, depth + 1)
                 continue
@@ -310,6 +429,9 @@ class StructureScanner:
                 next_entry += 1
             head = self.stream.read(min(item_length, 12))
             count += 1
+            if count > self.limits.max_fragments:
+                raise LimitExceeded("format.fragment-count", "encapsulated pixel data holds "
+                                    f"more than {self.limits.max_fragments} items")
             jpeg_starts += head.startswith(JPEG_START_OF_IMAGE)
             j2k_starts += head.startswith((J2K_START_OF_CODESTREAM, JP2_SIGNATURE))
             self.stream.seek(item_end)
@@ -341,6 +463,32 @@ class StructureScanner:
         return table
 
 
+def frame_head(stream: IO[bytes], pixel: PixelDataElement, index: int, max_bytes: int
+               ) -> bytes | None:
+    """The first ``max_bytes`` of the fragment that begins frame ``index`` of encapsulated
+    pixel data, found as the scan counts frames (the index-th fragment that starts with a
+    JPEG or JPEG 2000 marker); None when there is no such fragment.
+
+    For the codestream's own header, read before a decoder allocates what it declares.
+    The pixel data must have been scanned: its items are known to be sound.
+    """
+    item = struct.Struct("<HHL")
+    stream.seek(pixel.value_offset)
+    stream.seek(item.unpack(stream.read(8))[2], io.SEEK_CUR)  # the basic offset table
+    starts = 0
+    while True:
+        group, element, length = item.unpack(stream.read(8))
+        if (group << 16) | element == _SEQUENCE_DELIMITER:
+            return None
+        start = stream.tell()
+        if stream.read(min(length, 12)).startswith(_FRAME_START_MARKERS):
+            if starts == index:
+                stream.seek(start)
+                return stream.read(min(length, max_bytes))
+            starts += 1
+        stream.seek(start + length)
+
+
 def _dictionary_vr(tag: int) -> str | None:
     try:
         return str(dictionary_VR(tag))
@@ -352,9 +500,10 @@ def _is_dictionary_sequence(tag: int) -> bool:
     return _dictionary_vr(tag) == "SQ"
 
 
-def read_file_meta(stream: IO[bytes], size: int) -> dict[int, bytes]:
+def read_file_meta(stream: IO[bytes], size: int, limits: Limits) -> dict[int, bytes]:
     """The raw values of the group 0002 elements (always explicit VR little endian)."""
-    scanner = StructureScanner(stream, size, implicit=False, little_endian=True)
+    scanner = StructureScanner(stream, size, implicit=False, little_endian=True, limits=limits,
+                               defer_size=0)
     values: dict[int, bytes] = {}
     while stream.tell() + 4 <= size:
         start = stream.tell()
@@ -362,18 +511,23 @@ def read_file_meta(stream: IO[bytes], size: int) -> dict[int, bytes]:
         if tag >> 16 != FILE_META_GROUP:
             stream.seek(start)
             break
+        scanner._count_element()
         vr, length = scanner._read_vr_and_length(tag, implicit=False)
         if length == _UNDEFINED_LENGTH or vr == b"SQ":
             raise Garbled(f"file meta element {format_tag(tag)} has an impossible length", tag)
+        scanner._count_loaded(length)
         values[tag] = scanner._read(length, f"the value of file meta element {format_tag(tag)}")
     return values
 
 
-def scan_data_set(stream: IO[bytes], size: int, syntax: UID) -> StructureScanner:
+def scan_data_set(
+    stream: IO[bytes], size: int, syntax: UID, limits: Limits, defer_size: int
+) -> StructureScanner:
     start = stream.tell()
     implicit = _encoded_implicit(stream.read(6), syntax)
     stream.seek(start)
-    scanner = StructureScanner(stream, size, implicit, little_endian=syntax.is_little_endian)
+    scanner = StructureScanner(stream, size, implicit, syntax.is_little_endian, limits,
+                               defer_size)
     scanner.scan()
     return scanner
 

@@ -178,7 +178,7 @@ def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Fi
     check_file_meta_agreement(parsed, dataset, findings)
     for check in DATASET_CHECKS:
         check(dataset, config, findings)
-    check_pixel_data(dataset, parsed.pixel_data, parsed.transfer_syntax, findings)
+    check_pixel_data(dataset, parsed.pixel_data, parsed.transfer_syntax, config.limits, findings)
     check_iod(dataset, config.required_attributes, findings)
 
 
