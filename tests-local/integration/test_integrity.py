@@ -18,6 +18,8 @@ from test_pipeline import (
     study_status,
 )
 
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.data import data_document
 from pacs_validator.flow.ports import CopyMismatch, SourceObject
 
 NOT_DICOM = b"NOT A DICOM FILE" * 64
@@ -218,3 +220,19 @@ def test_uploads_with_one_sequencer_are_told_apart_by_their_version(stack: Stack
     assert late["processed"][0]["outcome"] == "late"
     assert study_status(stack, study_id)["state"] == "STORED"
     assert_stored_from(stack, study_id, files)
+
+
+def test_previews_keep_to_the_deployment_s_limits(stack: Stack) -> None:
+    """A frame over the configured preview size (these MR frames are 512 bytes) gets no
+    preview but a warning; the study itself is stored."""
+    limits = {**data_document("config.json")["limits"], "max_preview_frame_bytes": 256}
+    descriptor = stack.handler("descriptor").pipeline.services
+    descriptor.config = build_config({"limits": limits})
+    files = mr_files(2)
+    study_id = upload_all(stack, files)
+    deliver_success_events(stack)
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert "preview.too-large" in {f["rule"] for f in status["findings"]}
+    assert stack.keys(STORE, f"studies/{study_id}/previews/") == []

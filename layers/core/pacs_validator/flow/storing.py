@@ -145,7 +145,8 @@ class Storage:
         findings: list[dict[str, Any]] = []
         for file in (f for f in files if f.get("preview")):
             with services.uploads.downloaded(file["key"], file.get("version_id")) as download:
-                preview = render_preview(download.path, services.config.rules)
+                preview = render_preview(download.path, services.config.rules,
+                                         limits=services.config.limits)
             findings.extend(f.to_dict() for f in preview.findings)
             if preview.png is not None:
                 key = preview_key(study_id, file["series_instance_uid"])
