@@ -29,7 +29,8 @@ $(CHECKOV_STAMP): .ci/checkov-requirements.txt
 	touch $@
 
 lint: $(STAMP) $(CHECKOV_STAMP)
-	$(BIN)/ruff check . $(STACK) local-runtime/check-installs
+	$(BIN)/ruff check . $(STACK) local-runtime/check-installs local-runtime/parameter_reference.py
+	$(BIN)/mypy local-runtime/parameter_reference.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
