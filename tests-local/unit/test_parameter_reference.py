@@ -3,25 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from local_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "parameter_reference", ROOT / "local-runtime" / "parameter_reference.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference = _generator()
+reference = load("parameter_reference.py")
 TEMPLATE = (ROOT / "template.yaml").read_text("utf-8")
 README = (ROOT / "README.md").read_text("utf-8")
 
