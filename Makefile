@@ -12,10 +12,13 @@ STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
 DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100 TokenCacheSeconds=5
 CHROMIUM := /usr/bin/chromium
+TOOLS := .local/venvs/tools/bin
+PREFLIGHT := .local/preflight
+ARCH ?= x86_64 arm64
 E2E_TESTS ?= tests-local/e2e
 
-.PHONY: test lint unit e2e e2e-browser browser demo up deploy down bench-scale-e2e \
-	install-check
+.PHONY: test lint preflight unit e2e e2e-browser browser demo up deploy down \
+	bench-scale-e2e install-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +31,32 @@ $(CHECKOV_STAMP): .ci/checkov-requirements.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-lint: $(STAMP) $(CHECKOV_STAMP)
-	$(BIN)/ruff check . $(STACK) local-runtime/check-installs
+lint: $(STAMP) preflight
+	$(BIN)/ruff check . $(STACK) local-runtime/check-installs local-runtime/parameter_reference.py \
+		local-runtime/preflight.py
 	$(BIN)/mypy
+	$(BIN)/mypy local-runtime/parameter_reference.py local-runtime/preflight.py
 	$(BIN)/lint-imports --no-cache
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
+
+# Offline, what AWS refuses and LocalStack forgives (README, Deploy on AWS): the template's
+# checks, then a `sam build` as for AWS (both layers: wheels of each architecture) checked by
+# local-runtime/preflight.py for ARCH (default both). The build stays in .local/preflight:
+# sam rebuilds a layer only when layers/core changed (--cached).
+preflight: $(STAMP) $(CHECKOV_STAMP)
+	$(STACK) install tools
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/sam validate --lint \
+		--template-file template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		-f template.yaml
+	mkdir -p $(PREFLIGHT)
+	cd $(PREFLIGHT) && PATH="$(CURDIR)/$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 \
+		PIP="$(CURDIR)/$(BIN)/python -m pip" sam build --template-file $(CURDIR)/template.yaml \
+		--build-dir build --cache-dir cache --cached >build.log 2>&1 \
+		|| { cat build.log; echo "sam build failed (log: $(PREFLIGHT)/build.log)"; exit 1; }
+	$(BIN)/python local-runtime/preflight.py --build-dir $(PREFLIGHT)/build \
+		$(foreach arch,$(ARCH),--arch $(arch))
 
 unit: $(STAMP)
 	$(BIN)/pytest tests-local/unit tests-local/integration

@@ -1,0 +1,130 @@
+"""local-runtime/preflight.py on small fake `sam build` outputs: what it lets through and what
+it refuses, and that it names the culprit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy
+import pytest
+from local_scripts import load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+preflight = load("preflight.py")
+TEMPLATE = """\
+Globals:
+  Function:
+    Architectures: [!Ref Architecture]
+    Layers:
+      - !If [OnArm64, !Ref LayerArm, !Ref LayerX86]
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: Fn, Handler: app.handler}
+  LayerX86:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: LayerX86, CompatibleArchitectures: [x86_64]}
+  LayerArm:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: LayerArm, CompatibleArchitectures: [arm64]}
+"""
+NATIVE = next(Path(numpy.__file__).parent.glob("_core/_multiarray_umath*.so"))
+
+
+def add_wheel(site: Path, name: str, tags: list[str], files: dict[str, Path] | None = None
+              ) -> None:
+    """A pip-installed distribution: its files, and a dist-info whose RECORD lists them."""
+    dist_info = site / f"{name}-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: test\n"
+                                     + "".join(f"Tag: {tag}\n" for tag in tags))
+    record = []
+    for relative, source in (files or {}).items():
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, site / relative)
+        record.append(f"{relative},,")
+    (dist_info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Path:
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    (tmp_path / "Fn").mkdir()
+    (tmp_path / "Fn" / "app.py").write_text("def handler(event, context): return event\n")
+    add_wheel(tmp_path / "LayerX86" / "python", "pure", ["py3-none-any"])
+    add_wheel(tmp_path / "LayerX86" / "python", "native",
+              ["cp312-cp312-manylinux_2_17_x86_64", "cp312-cp312-manylinux2014_x86_64"],
+              {"native/core.so": NATIVE})
+    add_wheel(tmp_path / "LayerArm" / "python", "pure", ["py3-none-any"])
+    return tmp_path
+
+
+def failures(build: Path, arch: str) -> list[str]:
+    return list(preflight.check(build, [arch], through_s3=True).failures)
+
+
+def test_a_clean_build_passes_and_each_arch_gets_its_layer(build: Path) -> None:
+    report = preflight.check(build, ["x86_64", "arm64"], through_s3=True)
+    assert not report.failures
+    assert [row.split()[:3] for row in report.rows[1:]] == [
+        ["Fn", "x86_64", "LayerX86"], ["Fn", "arm64", "LayerArm"]]
+    assert "GLIBC_2." in report.rows[1]
+
+
+def test_a_native_library_of_the_other_machine_is_named(build: Path) -> None:
+    add_wheel(build / "LayerArm" / "python", "native",
+              ["cp312-cp312-manylinux_2_17_x86_64"], {"native/core.so": NATIVE})
+    found = failures(build, "arm64")
+    assert any("LayerArm: native-1.0.dist-info has no tag for CPython 3.12 on manylinux arm64"
+               in f for f in found)
+    assert any("python/native/core.so is built for EM_X86_64" in f for f in found)
+
+
+def test_a_wheel_built_here_and_a_stray_library_are_refused(build: Path) -> None:
+    add_wheel(build / "LayerX86" / "python", "local", ["cp312-cp312-linux_x86_64"])
+    shutil.copy(NATIVE, build / "LayerX86" / "python" / "stray.so")
+    found = failures(build, "x86_64")
+    assert any("local-1.0.dist-info was built on this machine" in f for f in found)
+    assert any("python/stray.so is native code from no wheel" in f for f in found)
+
+
+def test_a_glibc_newer_than_lambdas_is_refused(build: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preflight, "MAX_GLIBC", (2, 2))
+    assert any("python/native/core.so needs GLIBC_2." in f for f in failures(build, "x86_64"))
+
+
+def test_sizes_over_lambdas_limits_are_refused(build: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preflight, "UNZIPPED_LIMIT", 1000)
+    monkeypatch.setattr(preflight, "DIRECT_UPLOAD_LIMIT", 1000)
+    found = list(preflight.check(build, ["x86_64"], through_s3=False).failures)
+    assert any(f.startswith("Fn on x86_64: code plus layers") for f in found)
+    assert any(f.startswith("LayerX86:") and "direct upload" in f for f in found)
+    assert not any("direct upload" in f for f in
+                   preflight.check(build, ["x86_64"], through_s3=True).failures)
+
+
+@pytest.mark.parametrize(("tag", "arch", "fits"), [
+    ("py3-none-any", "arm64", True),
+    ("cp312-cp312-manylinux_2_34_aarch64", "arm64", True),
+    ("cp312-cp312-manylinux_2_35_aarch64", "arm64", False),
+    ("cp312-cp312-manylinux2014_x86_64", "arm64", False),
+    ("cp312-cp312-musllinux_1_2_x86_64", "x86_64", False),
+    ("cp311-cp311-manylinux2014_x86_64", "x86_64", False),
+    ("cp38-abi3-manylinux1_x86_64", "x86_64", True),
+])
+def test_wheel_tags(tag: str, arch: str, fits: bool) -> None:
+    assert preflight.tag_fits(tag, arch) is fits
+
+
+def test_samconfig_profiles_that_upload_through_s3(tmp_path: Path) -> None:
+    config = tmp_path / "samconfig.toml"
+    config.write_text('[default.deploy.parameters]\nresolve_s3 = true\n'
+                      '[other.deploy.parameters]\nstack_name = "x"\n')
+    assert preflight.uploads_through_s3(config, "default")
+    assert not preflight.uploads_through_s3(config, "other")
+    assert preflight.uploads_through_s3(ROOT / "samconfig.toml", "default")
