@@ -42,6 +42,9 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests-local"))
+from crafted import claim_codestream_size
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLI = Path(sys.executable).with_name("pacs-validator")
 GOAL_MB = 256
@@ -238,16 +241,7 @@ def codestream_claiming(name: str, side: int) -> Callable[[Path], None]:
     SOF55, JPEG 2000 SIZ) declares ``side`` x ``side``; Rows and Columns are unchanged."""
     def build(path: Path) -> None:
         dataset = corpus(name)
-        [frame] = generate_frames(dataset.PixelData, number_of_frames=1)
-        patched = bytearray(frame)
-        siz = patched.find(b"\xff\x4f\xff\x51")
-        if siz >= 0:
-            struct.pack_into(">LL", patched, siz + 8, side, side)
-        else:
-            sof = next(at for at in range(2, len(patched))
-                       if patched[at] == 0xFF and patched[at + 1] in (0xC0, 0xC1, 0xF7))
-            struct.pack_into(">HH", patched, sof + 5, side, side)
-        dataset.PixelData = encapsulate([bytes(patched)])
+        claim_codestream_size(dataset, side, side)
         write(path, dataset)
     return build
 

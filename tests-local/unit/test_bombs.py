@@ -9,11 +9,12 @@ as before, one over it the file is refused with the limit's rule.
 from __future__ import annotations
 
 import io
-import struct
 import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 import pytest
+from crafted import claim_codestream_size
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -303,21 +304,9 @@ def test_frame_too_large_to_preview_is_a_warning_not_a_verdict(corpus, validate)
     assert validate(path, under).status == 200
 
 
-def codestream_claiming(width: int, height: int):
-    """An edit that makes the frame's own codestream header (JPEG or JPEG-LS SOF, JPEG 2000
-    SIZ) declare ``width`` x ``height``, leaving Rows and Columns as they are."""
-    def edit(dataset: Dataset) -> None:
-        [frame] = generate_frames(dataset.PixelData, number_of_frames=1)
-        frame = bytearray(frame)
-        siz = frame.find(b"\xff\x4f\xff\x51")
-        if siz >= 0:
-            struct.pack_into(">LL", frame, siz + 8, width, height)
-        else:
-            sof = next(at for at in range(2, len(frame))
-                       if frame[at] == 0xFF and frame[at + 1] in (0xC0, 0xC1, 0xF7))
-            struct.pack_into(">HH", frame, sof + 5, height, width)
-        dataset.PixelData = encapsulate([bytes(frame)])
-    return edit
+def codestream_claiming(width: int, height: int) -> Callable[[Dataset], None]:
+    """An edit that makes the frame's own codestream header declare ``width`` x ``height``."""
+    return lambda dataset: claim_codestream_size(dataset, width, height)
 
 
 @pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm",

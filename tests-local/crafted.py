@@ -1,0 +1,27 @@
+"""Edits that make real files hostile, shared by the tests and ``benchmarks/bench_bombs.py``."""
+
+from __future__ import annotations
+
+import struct
+
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
+
+JPEG_2000_SIZ = b"\xff\x4f\xff\x51"
+JPEG_SOF_MARKERS = (0xC0, 0xC1, 0xF7)  # baseline, extended sequential, JPEG-LS
+
+
+def claim_codestream_size(dataset: Dataset, width: int, height: int) -> None:
+    """Make the one frame's own codestream header (JPEG or JPEG-LS SOF, JPEG 2000 SIZ)
+    declare ``width`` x ``height``, leaving Rows and Columns as they are: a decoder
+    allocates what the codestream says."""
+    [frame] = generate_frames(dataset.PixelData, number_of_frames=1)
+    patched = bytearray(frame)
+    siz = patched.find(JPEG_2000_SIZ)
+    if siz >= 0:
+        struct.pack_into(">LL", patched, siz + 8, width, height)
+    else:
+        sof = next(at for at in range(2, len(patched))
+                   if patched[at] == 0xFF and patched[at + 1] in JPEG_SOF_MARKERS)
+        struct.pack_into(">HH", patched, sof + 5, height, width)
+    dataset.PixelData = encapsulate([bytes(patched)])
