@@ -59,7 +59,7 @@ preflight: $(STAMP) $(CHECKOV_STAMP)
 		$(foreach arch,$(ARCH),--arch $(arch))
 
 unit: $(STAMP)
-	$(BIN)/pytest tests-local/unit tests-local/integration
+	$(BIN)/pytest -n auto tests-local/unit tests-local/integration
 
 up:
 	$(STACK) up

@@ -13,7 +13,6 @@ from pathlib import Path
 import pydicom
 import pytest
 from conftest import Deployment, aws
-from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 
 from pacs_validator.cli.client import (
@@ -139,31 +138,6 @@ def test_a_file_larger_than_declared_through_the_study_wide_form_is_rejected_413
 
     assert (status["state"], status["status"]) == ("REJECTED", 413)
     assert "size.declared" in {f["rule"] for f in status["findings"]}
-
-
-def test_a_300_instance_study_in_chunks_is_stored_whole(deployment: Deployment) -> None:
-    files = dict(reidentified_study(300, seed=f"e2e-{uuid.uuid4().hex}"))
-    study_id = deployment.api.upload(files)
-    status = deployment.api.wait(study_id, timeout=600)
-
-    assert (status["state"], status["status"]) == ("STORED", 200), status["findings"]
-    assert status["counts"]["received"] == 300
-    metadata = json.loads(deployment.read(deployment.store_bucket,
-                                          f"studies/{study_id}/metadata.json"))
-    assert metadata["counts"] == {"series": 4, "instances": 300}
-    assert len(deployment.keys(deployment.store_bucket, f"studies/{study_id}/instances/")) == 300
-    names: list[str] = []
-    token = None
-    while True:
-        page = deployment.api.status(study_id, limit=120, next_token=token).json()
-        names.extend(f["name"] for f in page["files"])
-        token = page["next"]
-        if token is None:
-            break
-    assert names == sorted(files)
-    events = deployment.events_for(study_id, until="study.processed")
-    assert max(len(json.dumps(e)) for e in events) < 32 * 1024
-    assert [e["detail-type"] for e in events].count("validation.success") == 1
 
 
 def test_a_plain_s3_drop_is_processed_as_a_one_file_study(deployment: Deployment) -> None:

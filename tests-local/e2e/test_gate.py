@@ -57,14 +57,28 @@ def test_a_file_swapped_after_judgment_leaves_a_300_file_study_stored_as_validat
 
     metadata = json.loads(deployment.read(deployment.store_bucket,
                                           f"studies/{study_id}/metadata.json"))
+    assert metadata["counts"] == {"series": 4, "instances": 300}
     recorded = {instance["key"]: instance["sha256"]
                 for series in metadata["series"] for instance in series["instances"]}
     assert len(recorded) == 300
+    assert len(deployment.keys(deployment.store_bucket, f"studies/{study_id}/instances/")) == 300
     uploaded = {hashlib.sha256(data).hexdigest() for data in files.values()}
     for key, sha256 in recorded.items():
         assert hashlib.sha256(deployment.read(deployment.store_bucket, key)).hexdigest() \
             == sha256
     assert set(recorded.values()) == uploaded
+    names: list[str] = []
+    token = None
+    while True:  # every file's verdict, page by page
+        page = api.status(study_id, limit=120, next_token=token).json()
+        names.extend(f["name"] for f in page["files"])
+        token = page["next"]
+        if token is None:
+            break
+    assert names == sorted(files)
+    events = deployment.events_for(study_id, until="study.processed")
+    assert max(len(json.dumps(e)) for e in events) < 32 * 1024
+    assert [e["detail-type"] for e in events].count("validation.success") == 1
 
 
 @pytest.fixture
@@ -110,3 +124,4 @@ def test_each_label_sees_only_its_own_studies_and_the_admin_sees_all(
     assert site_a.wait(study_a)["state"] == "STORED"
     events = deployment.events_for(study_a, until="study.processed")
     assert {e["detail"]["owner"] for e in events} == {"site-a"}
+
