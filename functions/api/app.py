@@ -12,7 +12,7 @@ import base64
 import hashlib
 import re
 import time
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ from pacs_validator.contract.auth import (
     AuthenticationError,
     AuthMode,
     Caller,
+    TokenBook,
     authenticate,
     iam_caller,
     token_book,
@@ -112,6 +113,13 @@ def require_study_id(study_id: str) -> None:
         raise BadRequestError("study_id is not of the form of 32 lower-case hex digits")
 
 
+@lru_cache(maxsize=2)
+def parsed_tokens(secret: str) -> TokenBook:
+    """The token secret parsed once per value (the value itself is cached by Powertools
+    for ``token_cache_seconds``), not on every request."""
+    return token_book(secret)
+
+
 def request_caller() -> Caller:
     """Who makes the current request. TOKEN: the label of the bearer token found in the
     token secret; IAM: the principal whose signature API Gateway checked (AWS_IAM on those
@@ -120,7 +128,7 @@ def request_caller() -> Caller:
     if settings.api_auth is AuthMode.TOKEN:
         secret = parameters.get_secret(settings.api_tokens_secret,
                                        max_age=settings.token_cache_seconds)
-        return authenticate(event.headers.get("authorization"), token_book(secret))
+        return authenticate(event.headers.get("authorization"), parsed_tokens(secret))
     if settings.api_auth is AuthMode.IAM:
         return iam_caller(event.request_context.identity.user_arn)
     return ANONYMOUS

@@ -45,6 +45,9 @@ def same_upload(record: dict[str, Any], other: dict[str, Any]) -> bool:
 OPEN_INDEX = "open-deadline-index"
 OPEN_SHARD = "open"
 KEPT_ASIDE_SHOWN = 20
+REPLACE_ATTEMPTS = 3
+"""Uploads of one name racing to replace its record: past this many lost races, the upload
+is taken as stale (others, later, won)."""
 
 
 class DynamoDBStatusTable:
@@ -132,26 +135,10 @@ class DynamoDBStatusTable:
         no longer receiving files.
         """
         previous = self.file_records.create(study_id, name, record)
-        for _ in range(3):
-            if previous is None:
-                break
-            if same_upload(previous, record):
-                if not previous.get("counted"):
-                    break  # written before a failure kept it from being counted
-                return self._arrival(Outcome.REPEATED, self._existing(study_id))
-            if is_later(str(previous["key_version"]), str(record["key_version"])):
-                return self._arrival(Outcome.STALE, self._existing(study_id))
-            replaced = self.file_records.replace(study_id, name, record, previous,
-                                                 self._key(study_id))
-            if replaced is False:
-                return self.record_aside(study_id, name, Outcome.LATE, record)
-            if replaced:
-                if not previous.get("counted"):
-                    break
-                return self._arrival(Outcome.REPLACED, self._existing(study_id))
-            previous = self.file_records.get(study_id, name)
-        else:
-            return self._arrival(Outcome.STALE, self._existing(study_id))
+        if previous is not None:
+            settled = self._another_upload(study_id, name, record, previous)
+            if settled is not None:
+                return settled
         try:
             study = plain(self.table.update_item(
                 Key=self._key(study_id),
@@ -171,6 +158,28 @@ class DynamoDBStatusTable:
             raise
         self.file_records.flag(study_id, name, "counted")
         return self._arrival(Outcome.COUNTED, study)
+
+    def _another_upload(self, study_id: str, name: str, record: dict[str, Any],
+                        previous: dict[str, Any]) -> Arrival | None:
+        """What an upload of a name that has a record (``previous``) does; None when it is
+        still to be counted (the record before it never was: a failure cut its writes)."""
+        for _ in range(REPLACE_ATTEMPTS):
+            if same_upload(previous, record):
+                if not previous.get("counted"):
+                    return None
+                return self._arrival(Outcome.REPEATED, self._existing(study_id))
+            if is_later(str(previous["key_version"]), str(record["key_version"])):
+                return self._arrival(Outcome.STALE, self._existing(study_id))
+            replaced = self.file_records.replace(study_id, name, record, previous,
+                                                 self._key(study_id))
+            if replaced is False:
+                return self.record_aside(study_id, name, Outcome.LATE, record)
+            if replaced:
+                if not previous.get("counted"):
+                    return None
+                return self._arrival(Outcome.REPLACED, self._existing(study_id))
+            previous = self.file_records.get(study_id, name)  # another upload came between
+        return self._arrival(Outcome.STALE, self._existing(study_id))
 
     @service_errors()
     def record_aside(self, study_id: str, name: str, outcome: Outcome,
