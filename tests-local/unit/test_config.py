@@ -11,6 +11,19 @@ import pacs_validator
 from pacs_validator.dicom.config import ConfigError, build_config, load_config
 from pacs_validator.dicom.rules import rule_ids
 
+STRICT = Path(pacs_validator.__file__).parent / "data" / "strict.json"
+WITHOUT_ENGINE = {"conformance": {"enabled": False}}
+"""These tests judge the validator's own rules (the IOD table's among them): without dciodvfy,
+whose findings ``test_conformance.py`` judges."""
+
+
+def own_rules(document: dict) -> object:
+    return build_config({**WITHOUT_ENGINE, **document})
+
+
+def strict_own_rules() -> object:
+    return own_rules(json.loads(STRICT.read_text()))
+
 LIVER = "liver_1frame.dcm"  # a real Segmentation without NumberOfFrames (Type 1 in its IOD)
 
 
@@ -28,7 +41,7 @@ def test_real_segmentation_missing_type1_number_of_frames_is_a_warning_by_defaul
 
 
 def test_iod_type1_configured_as_error_turns_the_warning_into_422(corpus, validate):
-    strict = build_config({"rules": {"iod.type1": {"severity": "error"}}})
+    strict = own_rules({"rules": {"iod.type1": {"severity": "error"}}})
     result = validate(corpus.path(LIVER), strict)
     assert result.status == 422
     type1 = [f for f in result.findings if f.rule == "iod.type1"]
@@ -38,14 +51,14 @@ def test_iod_type1_configured_as_error_turns_the_warning_into_422(corpus, valida
 
 
 def test_strict_iod_type1_does_not_affect_a_complete_file(corpus, validate):
-    strict = build_config({"rules": {"iod.type1": {"severity": "error"}}})
+    strict = own_rules({"rules": {"iod.type1": {"severity": "error"}}})
     assert validate(corpus.path("CT_small.dcm"), strict).status == 200
 
 
 def test_disabled_rule_reports_nothing(corpus, mutate, validate):
-    quiet = build_config({"rules": {"iod.type1": {"enabled": False}}})
+    quiet = own_rules({"rules": {"iod.type1": {"enabled": False}}})
     assert "iod.type1" not in rules(validate(corpus.path(LIVER), quiet))
-    no_dates = build_config({"rules": {"value.date": {"enabled": False}}})
+    no_dates = own_rules({"rules": {"value.date": {"enabled": False}}})
     bad_date = mutate("MR_small.dcm", lambda ds: setattr(ds, "StudyDate", "20231340"))
     assert validate(bad_date).status == 422
     result = validate(bad_date, no_dates)
@@ -54,13 +67,13 @@ def test_disabled_rule_reports_nothing(corpus, mutate, validate):
 
 
 def test_rule_status_can_be_overridden(mutate, validate):
-    cfg = build_config({"rules": {"value.date": {"status": 400}}})
+    cfg = own_rules({"rules": {"value.date": {"status": 400}}})
     bad_date = mutate("MR_small.dcm", lambda ds: setattr(ds, "StudyDate", "20231340"))
     assert validate(bad_date, cfg).status == 400
 
 
 def test_error_downgraded_to_warning_keeps_the_file_valid(mutate, validate):
-    lenient = build_config({"rules": {"meta.sop-instance-mismatch": {"severity": "warning"}}})
+    lenient = own_rules({"rules": {"meta.sop-instance-mismatch": {"severity": "warning"}}})
 
     def edit(ds):
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID + ".9"
@@ -71,7 +84,7 @@ def test_error_downgraded_to_warning_keeps_the_file_valid(mutate, validate):
 
 
 def test_required_attributes_override_adds_an_attribute(corpus, validate):
-    cfg = build_config({"required_attributes": ["PatientID", "SOPInstanceUID", "BodyPartExamined"]})
+    cfg = own_rules({"required_attributes": ["PatientID", "SOPInstanceUID", "BodyPartExamined"]})
     assert "BodyPartExamined" not in corpus.read(corpus.path("MR_small.dcm"), pixels=False)
     result = validate(corpus.path("MR_small.dcm"), cfg)
     assert result.status == 422
@@ -80,7 +93,7 @@ def test_required_attributes_override_adds_an_attribute(corpus, validate):
 
 
 def test_required_attributes_override_drops_an_attribute(mutate, validate):
-    cfg = build_config({"required_attributes": ["PatientID", "StudyInstanceUID",
+    cfg = own_rules({"required_attributes": ["PatientID", "StudyInstanceUID",
                                                 "SeriesInstanceUID", "SOPInstanceUID",
                                                 "SOPClassUID", "Modality"]})
     path = mutate("MR_small.dcm", lambda ds: delattr(ds, "StudyDate"))
@@ -129,7 +142,7 @@ def test_missing_configuration_file_is_a_config_error(tmp_path):
 def test_every_rule_has_a_stable_dotted_id_and_a_contract_status():
     ids = rule_ids()
     assert len(ids) == len(set(ids))
-    cfg = build_config()
+    cfg = own_rules({})
     for rule_id in ids:
         family, _, name = rule_id.partition(".")
         assert family and name, rule_id
@@ -138,7 +151,6 @@ def test_every_rule_has_a_stable_dotted_id_and_a_contract_status():
         assert rule.severity.value in ("error", "warning")
 
 
-STRICT = Path(pacs_validator.__file__).parent / "data" / "strict.json"
 
 
 @pytest.mark.parametrize(("keyword", "value", "rule"), [
@@ -153,7 +165,7 @@ def test_strict_profile_makes_value_problems_of_any_attribute_errors(keyword, va
     default = validate(path)
     assert default.status == 200
     assert rule in rules(default)
-    strict = validate(path, load_config(STRICT))
+    strict = validate(path, strict_own_rules())
     assert strict.status == 422
     assert [f.severity.value for f in strict.findings if f.rule == rule] == ["error"]
 
@@ -162,10 +174,10 @@ def test_strict_profile_rejects_trailing_padding(corpus, tmp_path, validate):
     padded = tmp_path / "padded.dcm"
     padded.write_bytes(corpus.path("CT_small.dcm").read_bytes() + bytes(32))
     assert validate(padded).status == 200
-    assert validate(padded, load_config(STRICT)).status == 422
+    assert validate(padded, strict_own_rules()).status == 422
 
 
 def test_strict_profile_keeps_sound_real_files_valid(corpus, validate):
-    strict = load_config(STRICT)
+    strict = strict_own_rules()
     for name in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small_bigendian.dcm"):
         assert validate(corpus.path(name), strict).status == 200, name

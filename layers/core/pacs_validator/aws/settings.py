@@ -71,6 +71,23 @@ class Settings:
     """The Secrets Manager secret (ARN or name) holding the bearer tokens in TOKEN mode."""
 
 
+PROFILES = {"default": None, "strict": "strict.json"}
+"""Validation profiles (``VALIDATION_PROFILE``): the rule overrides each starts from."""
+
+
+def with_profile(profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A function's validator overrides on top of ``profile``'s, rule by rule: a function's
+    ``config.json`` can still downgrade a rule the profile makes an error."""
+    if profile not in PROFILES:
+        raise ValueError(f"VALIDATION_PROFILE must be one of {', '.join(PROFILES)}")
+    document = PROFILES[profile]
+    if document is None:
+        return overrides
+    base: dict[str, Any] = data_document(document)
+    rules = {**base.get("rules", {}), **overrides.get("rules", {})}
+    return {**base, **overrides, "rules": rules}
+
+
 def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``config_path`` (a function's config.json) and the environment."""
     env = os.environ if environ is None else environ
@@ -79,7 +96,8 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
     for variable, (key, convert) in ENVIRONMENT_OVERRIDES.items():
         if env.get(variable):
             document[key] = convert(env[variable])
-    validator_overrides = dict(document.get("validator", {}))
+    validator_overrides = with_profile(env.get("VALIDATION_PROFILE") or "default",
+                                       dict(document.get("validator", {})))
     if env.get("REQUIRED_ATTRIBUTES"):
         required = [k.strip() for k in env["REQUIRED_ATTRIBUTES"].split(",") if k.strip()]
         validator_overrides["required_attributes"] = required

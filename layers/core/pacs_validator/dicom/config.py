@@ -2,7 +2,8 @@
 
 The defaults are the document ``data/config.json``; a user's JSON file (CLI ``--config``, the
 Lambdas' ``config.json``) overrides it key by key, and ``rules`` entry by entry, so a
-deployment states only what it changes. ``limits`` too is overridden entry by entry.
+deployment states only what it changes. ``limits`` and ``conformance`` too are overridden
+entry by entry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 
 from pacs_validator.dicom.data import data_document
-from pacs_validator.dicom.limits import Limits
+from pacs_validator.dicom.limits import ConformanceSettings, Limits
 from pacs_validator.dicom.rules import RuleBook
 
 _KEYWORD_LISTS = (
@@ -44,6 +45,7 @@ class ValidatorConfig:
     max_bytes: int | None
     defer_size: int
     limits: Limits
+    conformance: ConformanceSettings
     rules: RuleBook = field(compare=False)
 
 
@@ -73,6 +75,13 @@ def build_config(overrides: dict[str, Any] | None = None) -> ValidatorConfig:
         limits = Limits.from_document({**_defaults()["limits"], **merged["limits"]})
     except ValueError as exc:
         raise ConfigError(f"limits: {exc}") from exc
+    if not isinstance(merged["conformance"], dict):
+        raise ConfigError("conformance must be an object")
+    try:
+        conformance = ConformanceSettings.from_document(
+            {**_defaults()["conformance"], **merged["conformance"]})
+    except ValueError as exc:
+        raise ConfigError(f"conformance: {exc}") from exc
     try:
         rules = RuleBook(merged["rules"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -82,6 +91,7 @@ def build_config(overrides: dict[str, Any] | None = None) -> ValidatorConfig:
         max_bytes=max_bytes,
         defer_size=int(merged["defer_size"]),
         limits=limits,
+        conformance=conformance,
         rules=rules,
     )
 

@@ -85,3 +85,32 @@ class Limits:
         if bad:
             raise ValueError(f"not a positive integer: {', '.join(bad)}")
         return cls(**document)
+
+
+@dataclass(frozen=True)
+class ConformanceSettings:
+    """The ``conformance`` section of the configuration."""
+
+    enabled: bool
+    timeout_seconds: int
+    max_memory_bytes: int
+    """Address space the engine may map (RLIMIT_AS): past it, it stops and says nothing more."""
+    max_file_bytes: int
+    max_output_bytes: int
+    max_findings: int
+    """Findings kept per file; a crafted file cannot make a record grow without bound."""
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> ConformanceSettings:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(document) - names)
+        if unknown:
+            raise ValueError(f"unknown key(s): {', '.join(unknown)}")
+        if not isinstance(document.get("enabled"), bool):
+            raise ValueError("enabled must be true or false")
+        numbers = names - {"enabled"}
+        bad = sorted(name for name in numbers if isinstance(document.get(name), bool)
+                     or not isinstance(document.get(name), int) or document[name] <= 0)
+        if bad:
+            raise ValueError(f"not a positive integer: {', '.join(bad)}")
+        return cls(**document)

@@ -60,10 +60,19 @@ class Finding:
     message: str
     tag: str | None = None
     keyword: str | None = None
+    path: str | None = None
+    """Where in the data set, through sequence items: ``ProcedureCodeSequence[1]/CodeMeaning``."""
+    module: str | None = None
+    iod: str | None = None
+    detail: str | None = None
+    """The conformance engine's own message, verbatim. It may quote a value, so it goes to the
+    study's reports and its owner's status answer, never to logs or events."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form used by the CLI, the status API and validation logs."""
-        data = asdict(self)
+        """The JSON form used by the CLI, the status API and validation logs; the location
+        fields only when set, so the findings of the other rules stay as small as before."""
+        data = {key: value for key, value in asdict(self).items()
+                if value is not None or key not in LOCATION_FIELDS}
         data["severity"] = self.severity.value
         return data
 
@@ -71,6 +80,9 @@ class Finding:
     def from_dict(cls, data: dict[str, Any]) -> Finding:
         severity, status = Severity(data["severity"]), int(data["status"])
         return cls(**{**data, "severity": severity, "status": status})
+
+
+LOCATION_FIELDS = ("path", "module", "iod", "detail")
 
 
 def format_tag(tag: int) -> str:
@@ -87,6 +99,18 @@ def _catalogue() -> dict[str, dict[str, Any]]:
 def rule_ids() -> tuple[str, ...]:
     """Every rule id the validator knows, in catalogue order."""
     return tuple(_catalogue())
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a conformance finding is and what its engine said (see :class:`Finding`)."""
+
+    path: str | None = None
+    module: str | None = None
+    iod: str | None = None
+    detail: str | None = None
+    at_most: Severity | None = None
+    """The engine's own severity: a warning of the engine never rejects, whatever the profile."""
 
 
 class RuleBook:
@@ -114,16 +138,26 @@ class RuleBook:
     def enabled(self, rule_id: str) -> bool:
         return self._rules[rule_id].enabled
 
-    def finding(self, rule_id: str, message: str, tag: int | None = None) -> Finding:
-        """The finding ``rule_id`` reports, with the configured severity and status."""
+    def finding(self, rule_id: str, message: str, tag: int | None = None,
+                location: Location | None = None) -> Finding:
+        """The finding ``rule_id`` reports, with the configured severity and status; a
+        ``location`` caps the severity at what its engine said."""
         rule = self._rules[rule_id]
+        location = location or Location()
+        severity = rule.severity
+        if location.at_most is Severity.WARNING:
+            severity = Severity.WARNING
         return Finding(
             rule=rule_id,
-            severity=rule.severity,
+            severity=severity,
             status=rule.status,
             message=message,
             tag=format_tag(tag) if tag is not None else None,
             keyword=(keyword_for_tag(tag) or None) if tag is not None else None,
+            path=location.path,
+            module=location.module,
+            iod=location.iod,
+            detail=location.detail,
         )
 
 
@@ -134,9 +168,10 @@ class Findings:
         self.rules = rules
         self.items: list[Finding] = []
 
-    def add(self, rule_id: str, message: str, tag: int | None = None) -> None:
+    def add(self, rule_id: str, message: str, tag: int | None = None,
+            location: Location | None = None) -> None:
         if self.rules.enabled(rule_id):
-            self.items.append(self.rules.finding(rule_id, message, tag))
+            self.items.append(self.rules.finding(rule_id, message, tag, location))
 
     def has_errors(self) -> bool:
         return any(f.severity is Severity.ERROR for f in self.items)

@@ -8,15 +8,15 @@ after the last file of a manifest arrives, without reading any file again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
 from pacs_validator.dicom.config import ValidatorConfig
-from pacs_validator.dicom.rules import VALID, Finding, Findings, verdict_status
-from pacs_validator.dicom.validation import InstanceResult, InstanceSummary
+from pacs_validator.dicom.rules import VALID, Finding, Findings, Location, verdict_status
+from pacs_validator.dicom.validation import InstanceResult, InstanceSummary, entity_attributes
 
 STUDY_INSTANCE_UID = 0x0020000D
 SOP_INSTANCE_UID = 0x00080018
@@ -77,6 +77,7 @@ def check_study(
     _check_consistent(readable, config.patient_attributes, "study.patient-mismatch", findings)
     _check_consistent(readable, config.study_attributes, "study.attribute-mismatch", findings)
     _check_series_modality(readable, findings)
+    _check_entities(readable, {*config.patient_attributes, *config.study_attributes}, findings)
     _check_duplicates(instances, findings)
     if manifest is not None:
         _check_manifest(instances, manifest, findings)
@@ -98,6 +99,55 @@ def _check_consistent(
         if len(seen) > 1:
             findings.add(rule, f"{keyword} differs between instances ({len(seen)} distinct "
                          "values)", tag_for_keyword(keyword))
+
+
+ENTITY_RULES = {
+    "Patient": "study.entity-patient",
+    "Study": "study.entity-study",
+    "Series": "study.entity-series",
+    "Equipment": "study.entity-equipment",
+    "Frame of Reference": "study.entity-frame-of-reference",
+}
+
+
+def _entity_group(summary: InstanceSummary, entity: str) -> str | None:
+    """Which instances must agree on an entity's attributes: all of the study for patient
+    and study, those of one series for series and equipment, those sharing a frame of
+    reference for it."""
+    if entity in ("Series", "Equipment"):
+        return summary.series_instance_uid
+    if entity == "Frame of Reference":
+        return summary.frame_of_reference
+    return ""
+
+
+def _check_entities(summaries: Iterable[InstanceSummary], skip: Collection[str],
+                    findings: Findings) -> None:
+    """dcentvfy's check, on the instances' hashes: within each patient, study, series,
+    equipment and frame of reference, every instance that has an attribute has the same value.
+    Memory grows with series times attributes, never with instances. ``skip``: attributes the
+    patient and study rules judge already."""
+    entity_of = entity_attributes()
+    first: dict[tuple[str, str], str] = {}
+    differing: dict[str, set[str]] = defaultdict(set)
+    for summary in summaries:
+        for keyword, value in summary.entities.items():
+            entity = entity_of.get(keyword)
+            if entity is None or keyword in skip:
+                continue
+            group = _entity_group(summary, entity)
+            if group is None:
+                continue
+            if first.setdefault((keyword, group), value) != value:
+                differing[keyword].add(group)
+    for keyword in sorted(differing):
+        entity = entity_of[keyword]
+        groups = len(differing[keyword])
+        scope = {"Series": f"{groups} series", "Equipment": f"{groups} series",
+                 "Frame of Reference": f"{groups} frame(s) of reference"}.get(entity, "the study")
+        findings.add(ENTITY_RULES[entity], f"{keyword} ({entity}) differs between instances "
+                     f"within {scope}", tag_for_keyword(keyword),
+                     Location(path=keyword, module=entity))
 
 
 def _check_series_modality(summaries: Iterable[InstanceSummary], findings: Findings) -> None:

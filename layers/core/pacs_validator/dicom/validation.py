@@ -9,13 +9,17 @@ still letting the study checks see that two instances disagree.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
 from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.dicom.conformance import check_conformance
+from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.iod import check_iod
 from pacs_validator.dicom.library_messages import library_messages_counted
 from pacs_validator.dicom.parsing import ParsedInstance, Source, read_instance
@@ -56,6 +60,11 @@ class InstanceSummary:
     transfer_syntax: str | None = None
     fingerprints: dict[str, str] = field(default_factory=dict)
     """Keyword -> salted hash of the normalised value, for patient and study attributes."""
+    entities: dict[str, str] = field(default_factory=dict)
+    """Keyword -> a short salted hash, for every attribute of the patient, study, series,
+    equipment and frame of reference entities the instance has (``entity_attributes``)."""
+    frame_of_reference: str | None = None
+    """A salted hash of the FrameOfReferenceUID: which instances share one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +125,19 @@ class InstanceResult:
         )
 
 
+ENTITY_FINGERPRINT_LENGTH = 12
+"""Hex digits kept of an entity attribute's hash: 48 bits tell a study's few distinct values
+apart, and keep a file record small (dozens of them per instance)."""
+
+
+@cache
+def entity_attributes() -> dict[str, str]:
+    """Keyword -> its entity (Patient, Study, Series, Equipment, Frame of Reference), from
+    ``data/attribute_places.json``: the attributes instances sharing an entity must agree on."""
+    entities: dict[str, list[str]] = data_document("attribute_places.json")["entities"]
+    return {keyword: entity for entity, keywords in entities.items() for keyword in keywords}
+
+
 def fingerprint(value: object, salt: str) -> str:
     """A salted hash of an attribute value, so equality can be compared without the value.
 
@@ -157,7 +179,16 @@ def summarise(parsed: ParsedInstance, config: ValidatorConfig) -> InstanceSummar
         for keyword in (*config.patient_attributes, *config.study_attributes)
         if _text(dataset, keyword) is not None
     }
+    entities = {
+        keyword: fingerprint(dataset.get(keyword), salt)[:ENTITY_FINGERPRINT_LENGTH]
+        for keyword in entity_attributes()
+        if keyword in dataset and _text(dataset, keyword) is not None
+    }
+    frame_of_reference = _text(dataset, "FrameOfReferenceUID")
     return InstanceSummary(
+        entities=entities,
+        frame_of_reference=fingerprint(frame_of_reference, salt)[:ENTITY_FINGERPRINT_LENGTH]
+        if frame_of_reference else None,
         sop_instance_uid=_text(dataset, "SOPInstanceUID"),
         sop_class_uid=_text(dataset, "SOPClassUID"),
         series_instance_uid=_text(dataset, "SeriesInstanceUID"),
@@ -170,8 +201,10 @@ def summarise(parsed: ParsedInstance, config: ValidatorConfig) -> InstanceSummar
     )
 
 
-def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Findings) -> None:
-    """Every content rule on a file that read as sound Part 10."""
+def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Findings,
+                   source: Source | None = None) -> None:
+    """Every content rule on a file that read as sound Part 10 (``source``: where it was
+    read from, for the conformance engine, which reads files on disk only)."""
     dataset = parsed.dataset
     if dataset is None or parsed.transfer_syntax is None:
         return
@@ -179,6 +212,22 @@ def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Fi
     for check in DATASET_CHECKS:
         check(dataset, config, findings)
     check_pixel_data(dataset, parsed.pixel_data, parsed.transfer_syntax, config.limits, findings)
+    check_standard(source, dataset, config, findings)
+
+
+def check_standard(source: Source | None, dataset: Dataset, config: ValidatorConfig,
+                   findings: Findings) -> None:
+    """Conformance to the IOD: dciodvfy's findings at every depth when it can run on the
+    file; otherwise the highdicom-derived table of top-level Type 1 and 2 attributes of
+    mandatory modules, the fallback of an install without the engine."""
+    settings = config.conformance
+    if settings.enabled:
+        if not isinstance(source, (str, os.PathLike)):
+            findings.add("conformance.not-run", "conformance not checked: the file was read "
+                         "from a stream, and the engine reads files on disk")
+        elif check_conformance(os.fspath(source), dataset, settings,
+                               config.required_attributes, findings):
+            return
     check_iod(dataset, config.required_attributes, findings)
 
 
@@ -194,7 +243,7 @@ def validate_instance(
     with library_messages_counted():
         parsed = read_instance(source, config, findings)
         with findings.last_resort():
-            check_instance(parsed, config, findings)
+            check_instance(parsed, config, findings, source)
             summary = summarise(parsed, config)
     result = InstanceResult(
         name=name or parsed.name,

@@ -90,6 +90,14 @@ def layer_paths(function_version: FunctionVersion) -> list[str]:
     return site_packages + plain
 
 
+def layer_bin_paths(function_version: FunctionVersion) -> list[str]:
+    """PATH entries for the function's layers' ``bin/``, as AWS puts /opt/bin on PATH (later
+    layers first, as for :func:`layer_paths`)."""
+    return [str(Path(layer.code.get_unzipped_code_location()) / "bin")
+            for layer in reversed(function_version.config.layers or [])
+            if layer.code is not None]
+
+
 @dataclass
 class _Invocation:
     request_id: str
@@ -221,6 +229,8 @@ class LocalRuntimeExecutor(RuntimeExecutor):
                 "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
                 "LAMBDA_TASK_ROOT": code_dir,
                 "PYTHONPATH": os.pathsep.join([code_dir, *layer_paths(self.function_version)]),
+                "PATH": os.pathsep.join([*layer_bin_paths(self.function_version),
+                                         env.get("PATH", os.defpath)]),
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
