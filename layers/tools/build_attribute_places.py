@@ -30,15 +30,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from build_iod_table import load_standard, write_table
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -49,12 +47,6 @@ ENTITIES: Final = ("Patient", "Study", "Series", "Equipment", "Frame of Referenc
 """The entities whose attributes must agree across the instances that share them."""
 
 
-def _load_standard(name: str) -> Any:
-    ref = resources.files("highdicom") / "_standard" / name
-    with ref.open("r", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def _entity_attribute(keyword: str) -> bool:
     """Attributes compared across instances: plain values, not the UIDs that name entities."""
     tag = tag_for_keyword(keyword)
@@ -63,9 +55,9 @@ def _entity_attribute(keyword: str) -> bool:
 
 def build_places() -> dict[str, Any]:
     """Return the table as a JSON-ready dict."""
-    iod_modules: Mapping[str, Sequence[Mapping[str, str]]] = _load_standard(
+    iod_modules: Mapping[str, Sequence[Mapping[str, str]]] = load_standard(
         "iod_module_map.json")
-    module_attributes: Mapping[str, Sequence[Mapping[str, Any]]] = _load_standard(
+    module_attributes: Mapping[str, Sequence[Mapping[str, Any]]] = load_standard(
         "module_attribute_map.json")
     parents: dict[str, set[str]] = defaultdict(set)
     top_level: set[str] = set()
@@ -98,20 +90,8 @@ def build_places() -> dict[str, Any]:
     }
 
 
-def render(places: dict[str, Any]) -> str:
-    """Serialize deterministically: sorted keys, compact, one trailing newline."""
-    return json.dumps(places, sort_keys=True, separators=(",", ":")) + "\n"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    args = parser.parse_args(argv)
-    output: Path = args.output
-    text = render(build_places())
-    output.write_text(text, encoding="utf-8")
-    print(f"wrote {output} ({len(text.encode('utf-8'))} bytes)", file=sys.stderr)
-    return 0
+    return write_table(build_places, DEFAULT_OUTPUT, __doc__, argv)
 
 
 if __name__ == "__main__":

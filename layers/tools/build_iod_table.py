@@ -100,7 +100,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Final
@@ -134,7 +134,7 @@ Row = list[str]
 Table = dict[str, Any]
 
 
-def _load_standard(name: str) -> Any:
+def load_standard(name: str) -> Any:
     """Read one of highdicom's bundled ``_standard/*.json`` files."""
     ref = resources.files("highdicom") / "_standard" / name
     with ref.open("r", encoding="utf-8") as fh:
@@ -179,11 +179,11 @@ def _iod_rows(
 
 def build_table() -> Table:
     """Return the compact conformance table as a JSON-ready dict."""
-    sop_class_iod: Mapping[str, str] = _load_standard("sop_class_iod_map.json")
-    iod_modules: Mapping[str, Sequence[Mapping[str, str]]] = _load_standard(
+    sop_class_iod: Mapping[str, str] = load_standard("sop_class_iod_map.json")
+    iod_modules: Mapping[str, Sequence[Mapping[str, str]]] = load_standard(
         "iod_module_map.json"
     )
-    module_attributes: Mapping[str, Sequence[Mapping[str, Any]]] = _load_standard(
+    module_attributes: Mapping[str, Sequence[Mapping[str, Any]]] = load_standard(
         "module_attribute_map.json"
     )
     sop_classes = {
@@ -206,11 +206,17 @@ def render(table: Table) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    return write_table(build_table, DEFAULT_OUTPUT, __doc__, argv)
+
+
+def write_table(build: Callable[[], Table], default_output: Path, doc: str | None,
+                argv: Sequence[str] | None) -> int:
+    """The command line of a table builder: ``build()`` rendered to ``--output``."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--output", type=Path, default=default_output)
     args = parser.parse_args(argv)
     output: Path = args.output
-    text = render(build_table())
+    text = render(build())
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     print(f"wrote {output} ({len(text.encode('utf-8'))} bytes)", file=sys.stderr)

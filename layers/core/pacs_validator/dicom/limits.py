@@ -73,17 +73,7 @@ class Limits:
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Limits:
         """The limits of a config document's ``limits`` object; ValueError names a bad key."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(document) - names)
-        if unknown:
-            raise ValueError(f"unknown limit(s): {', '.join(unknown)}")
-        missing = sorted(names - set(document))
-        if missing:
-            raise ValueError(f"missing limit(s): {', '.join(missing)}")
-        bad = sorted(name for name, value in document.items()
-                     if isinstance(value, bool) or not isinstance(value, int) or value <= 0)
-        if bad:
-            raise ValueError(f"not a positive integer: {', '.join(bad)}")
+        _check_positive_integers(document, {f.name for f in fields(cls)})
         return cls(**document)
 
 
@@ -102,15 +92,24 @@ class ConformanceSettings:
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> ConformanceSettings:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(document) - names)
-        if unknown:
-            raise ValueError(f"unknown key(s): {', '.join(unknown)}")
+        """The settings of a config document's ``conformance`` object; ValueError names a bad
+        key."""
         if not isinstance(document.get("enabled"), bool):
             raise ValueError("enabled must be true or false")
-        numbers = names - {"enabled"}
-        bad = sorted(name for name in numbers if isinstance(document.get(name), bool)
-                     or not isinstance(document.get(name), int) or document[name] <= 0)
-        if bad:
-            raise ValueError(f"not a positive integer: {', '.join(bad)}")
+        numbers = {key: value for key, value in document.items() if key != "enabled"}
+        _check_positive_integers(numbers, {f.name for f in fields(cls)} - {"enabled"})
         return cls(**document)
+
+
+def _check_positive_integers(document: dict[str, Any], names: set[str]) -> None:
+    """``document`` has exactly the keys ``names``, each a positive integer."""
+    unknown = sorted(set(document) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s): {', '.join(unknown)}")
+    missing = sorted(names - set(document))
+    if missing:
+        raise ValueError(f"missing key(s): {', '.join(missing)}")
+    bad = sorted(name for name, value in document.items()
+                 if isinstance(value, bool) or not isinstance(value, int) or value <= 0)
+    if bad:
+        raise ValueError(f"not a positive integer: {', '.join(bad)}")
