@@ -75,7 +75,12 @@ class Receiver:
         A name the study's manifest does not declare is kept aside before anything is
         downloaded. The version the notification names is the one validated, and its
         version id, ETag and SHA-256 are recorded, so the study is stored from exactly
-        those bytes."""
+        those bytes. Its events are published together, at the end (see
+        :meth:`~pacs_validator.flow.services.Services.events_held`)."""
+        with self.services.events_held():
+            return self._receive(study_id, upload)
+
+    def _receive(self, study_id: str, upload: UploadedObject) -> Received:
         services = self.services
         name = parse_incoming_key(upload.key).name
         declared = self._declared(study_id)
@@ -130,7 +135,7 @@ class Receiver:
         detail: dict[str, Any] = {"bucket": self.services.uploads.bucket,
                                   "key_digest": key_digest(upload.key), "file_index": index,
                                   "outcome": arrival.outcome.value, "owner": arrival.owner}
-        self.services.publisher.publish(study_id, Event(
+        self.services.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, detail, subject=f"{upload.key}#{upload.identity}"))
 
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
