@@ -30,6 +30,7 @@ from pacs_validator.contract.keys import (
     work_key,
 )
 from pacs_validator.contract.states import State
+from pacs_validator.contract.status_view import linked_previews
 from pacs_validator.dicom.metadata import (
     InstanceDescription,
     assemble_metadata,
@@ -193,9 +194,11 @@ class Storage:
         services.store.put_json(keys["metadata"], metadata)
         self._copy_reports(study_id, study, study_key)
         counts = study["counts"]
+        linked = {"series": linked_previews(keys["previews"], previews.values()),
+                  "count": len(previews)}  # what the status links, without listing the store
         stored = services.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
                                            series=metadata["counts"]["series"],
-                                           findings=findings)
+                                           findings=findings, previews=linked)
         if stored is not None:
             services.announce(stored)
         return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
