@@ -4,6 +4,7 @@ and the one way a study's events are published."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,15 +30,18 @@ class Services:
     """How long a plain drop (a one-file study nobody declared) may take to arrive."""
     chunk_instances: int = 500
     """Most files one invocation copies when a study is stored or rejected."""
-    _held: dict[str, list[Event]] | None = field(default=None, init=False, repr=False)
+    _holding: threading.local = field(default_factory=threading.local, init=False, repr=False)
+    """The events held by the running thread's block (one per invocation on Lambda; tests run
+    arrivals in threads)."""
 
     def publish(self, study_id: str, *events: Event) -> None:
         """Publish ``events`` of the study now, or with the others when events are held
         (see :meth:`events_held`)."""
-        if self._held is None:
+        held: dict[str, list[Event]] | None = getattr(self._holding, "events", None)
+        if held is None:
             self.publisher.publish(study_id, *events)
         else:
-            self._held.setdefault(study_id, []).extend(events)
+            held.setdefault(study_id, []).extend(events)
 
     def announce(self, study: dict[str, Any]) -> None:
         """Publish the events of the state ``study`` is in (see :func:`announcements`)."""
@@ -55,15 +59,15 @@ class Services:
         held is published all the same, as far as the bus takes it, and the block's own
         error is the one raised: the retry announces again whatever was not taken."""
         held: dict[str, list[Event]] = {}
-        self._held = held
+        self._holding.events = held
         try:
             yield
         except BaseException:
-            self._held = None
+            self._holding.events = None
             with contextlib.suppress(Exception):
                 self._publish_all(held)
             raise
-        self._held = None
+        self._holding.events = None
         self._publish_all(held)
 
     def _publish_all(self, held: dict[str, list[Event]]) -> None:
