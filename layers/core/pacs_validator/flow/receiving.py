@@ -29,6 +29,7 @@ from pacs_validator.flow.services import Services
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Received:
     """What happened to one uploaded object: its verdict (None when it was not validated)
