@@ -2,23 +2,33 @@
 
 For each study size N, a fresh in-process AWS (moto) gets the deployed resources, the API
 declares N files, each file is put where the study-wide form sends it and handed to the
-validator as its S3 event, and the descriptor receives every validation.success and chunk
-event, as EventBridge and Lambda would deliver them. The study is made of real corpus
-files re-identified per instance in 4 series (``tests-local/corpus_studies.py``).
+validator as its S3 event, the descriptor receives every validation.success and chunk
+event, as EventBridge and Lambda would deliver them, and the status is asked for once. The
+study is made of real corpus files re-identified per instance in 4 series
+(``tests-local/corpus_studies.py``).
 
-Printed per size, from botocore's event hooks on the handlers' own clients (the harness's
-uploads, which stand for the client's presigned POSTs, are not counted):
-- AWS requests per instance, and of them DynamoDB's;
-- DynamoDB bytes written (request bodies of writes) and read (response bodies of reads) per
-  instance;
+Printed per size, from botocore's event hooks on the handlers' own clients
+(``benchmarks/aws_meter.py``; the harness's uploads, which stand for the client's presigned
+POSTs, are not counted as requests):
+- AWS requests per instance, and of them DynamoDB's; every request by operation and
+  function (the chunk events the harness records in place of Lambda's asynchronous
+  invocations count as ``lambda.Invoke``);
+- DynamoDB bytes written (request bodies of writes) and read (response bodies of reads),
+  and write and read request units (estimated from item sizes), per instance;
 - the largest status-table item (its DynamoDB JSON), event detail and handler answer;
 - the longest single invocation, and handler wall time per instance.
 
-Goals: every per-instance figure at 10,000 within 1.2x of its value at 100; the study
-STORED at every size; the largest item at most 16 KB.
+Then a cost estimate per 10,000 instances, from the largest size run (scaled linearly when
+it is not 10,000): requests by kind, DynamoDB units, events, Lambda requests and GB-seconds
+at each function's MemorySize in template.yaml (the handlers' wall time on moto standing
+for their duration on AWS), priced as ``benchmarks/aws_prices.py`` says.
 
-    .venv/bin/python benchmarks/bench_scale.py                   # 1,10,100,1000,10000: ~15 min
-    .venv/bin/python benchmarks/bench_scale.py --sizes 10,100    # quick look
+Goals: every per-instance figure at 10,000 within 1.2x of its value at 100; the study
+STORED at every size; the largest item at most 16 KB; at most 8 requests per instance and
+20 for a one-file study (issue 17).
+
+    .venv/bin/python benchmarks/bench_scale.py                   # 1,10,100,1000,10000: ~40 min
+    .venv/bin/python benchmarks/bench_scale.py --sizes 1,2000    # the issue's two figures
 
 Not part of the test suite. Results go to benchmarks/results/scale-<time>.json.
 """
@@ -33,14 +43,13 @@ import statistics
 import sys
 import time
 import warnings
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import boto3
-import botocore.handlers
+from aws_meter import Meter, watching
+from aws_prices import PRICES_AS_OF, Usage, gb_seconds, memory_mb, priced
 from moto_stack import (
     ROOT,
     STATUS_TABLE,
@@ -56,70 +65,36 @@ from moto_stack import (
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
-DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
-                   "TransactWriteItems"}
-DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
-@dataclass
-class Meter:
-    """What the handlers' AWS clients did, from botocore's event hooks."""
-
-    requests: Counter[str] = field(default_factory=Counter)
-    dynamodb_written: int = 0
-    dynamodb_read: int = 0
-    largest_event: int = 0
-    success_events: list[dict[str, Any]] = field(default_factory=list)
-
-    def before_call(self, model: Any, **_: Any) -> None:
-        self.requests[f"{model.service_model.service_name}.{model.name}"] += 1
-
-    def before_parameter_build(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        if model.service_model.service_name == "events" and model.name == "PutEvents":
-            for entry in params["Entries"]:
-                self.largest_event = max(self.largest_event, len(entry["Detail"]))
-                if entry["DetailType"] == "validation.success":
-                    self.success_events.append(json.loads(entry["Detail"]))
-
-    def before_send(self, request: Any, **_: Any) -> None:
-        target = request.headers.get("X-Amz-Target", b"")
-        operation = (target.decode() if isinstance(target, bytes) else target).rpartition(".")[2]
-        if operation in DYNAMODB_WRITES and request.body:
-            self.dynamodb_written += len(request.body)
-
-    def after_call(self, http_response: Any, model: Any, **_: Any) -> None:
-        if model.service_model.service_name == "dynamodb" and model.name in DYNAMODB_READS:
-            self.dynamodb_read += len(http_response.content)
+FUNCTIONS = ("api", "validator", "descriptor")
 
 
 @dataclass
 class Invocations:
-    """Wall time of every handler call by function, and the largest answer."""
+    """Wall time of every handler call by function (less the meter's own reads), and the
+    largest answer. Each call is metered as its function's; the chunk events a call hands
+    out count as the Lambda ``Invoke`` requests that deliver them on AWS (the harness
+    records them instead)."""
 
+    meter: Meter
+    chunk_events: list[dict[str, Any]]
     seconds: dict[str, list[float]] = field(default_factory=dict)
     largest_answer: int = 0
 
     def call(self, function: ModuleType, event: dict[str, Any]) -> Any:
+        name = function.__name__.removeprefix("pv_function_")
+        self.meter.function = name
+        dispatched = len(self.chunk_events)
+        probed = self.meter.probe_seconds
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' metric lines
             answer = function.lambda_handler(event, FakeContext())
-        name = function.__name__.removeprefix("pv_function_")
-        self.seconds.setdefault(name, []).append(time.perf_counter() - started)
+        self.seconds.setdefault(name, []).append(
+            time.perf_counter() - started - (self.meter.probe_seconds - probed))
+        if len(self.chunk_events) > dispatched:
+            self.meter.count("lambda.Invoke", len(self.chunk_events) - dispatched)
+        self.meter.function = "harness"
         self.largest_answer = max(self.largest_answer, len(json.dumps(answer, default=str)))
         return answer
-
-
-@contextlib.contextmanager
-def watching(meter: Meter) -> Iterator[None]:
-    """Hook ``meter`` into every botocore session made meanwhile: the handlers' (the default
-    session, and the one Powertools' idempotency layer makes), not the harness's."""
-    hooks = [("before-call", meter.before_call),
-             ("before-parameter-build", meter.before_parameter_build),
-             ("before-send.dynamodb", meter.before_send), ("after-call", meter.after_call)]
-    botocore.handlers.BUILTIN_HANDLERS.extend(hooks)
-    try:
-        yield
-    finally:
-        for hook in hooks:
-            botocore.handlers.BUILTIN_HANDLERS.remove(hook)
 
 
 def largest_item(session: boto3.session.Session) -> int:
@@ -133,8 +108,8 @@ def largest_item(session: boto3.session.Session) -> int:
 def run(size: int, meter: Meter) -> dict[str, Any]:
     files = dict(reidentified_study(size, seed=f"bench-{size}"))
     with moto_stack(instrument=lambda: watching(meter)) as stack:
-        meter.__init__()  # type: ignore[misc]  # count from here on
-        calls = Invocations()
+        meter.reset(probe=stack.client("dynamodb"))  # count from here on
+        calls = Invocations(meter, stack.chunk_events)
         body = upload(stack, calls, files)
         for detail in meter.success_events:
             calls.call(stack.functions["descriptor"], bridge_event(detail))
@@ -164,10 +139,11 @@ def measured(stack: MotoStack, calls: Invocations, meter: Meter, body: dict[str,
     study_id = body["study_id"]
     status_event = api_event("GET", f"/status/{study_id}", path_parameters={"study_id": study_id})
     status = json.loads(calls.call(stack.functions["api"], status_event)["body"])
-    requests = sum(meter.requests.values())
+    by_operation = meter.by_operation()
+    requests = sum(by_operation.values())
     arrivals = calls.seconds["validator"][:size]  # one call per arrival, in order
     tenth = max(size // 10, 1)
-    dynamodb = sum(n for op, n in meter.requests.items() if op.startswith("dynamodb."))
+    dynamodb = sum(n for op, n in by_operation.items() if op.startswith("dynamodb."))
     metadata = json.loads(stack.client("s3").get_object(
         Bucket=STORE, Key=status["keys"]["metadata"])["Body"].read()) \
         if status["state"] == "STORED" else {}
@@ -175,10 +151,13 @@ def measured(stack: MotoStack, calls: Invocations, meter: Meter, body: dict[str,
         "instances": size,
         "state": status["state"],
         "metadata_instances": metadata.get("counts", {}).get("instances"),
+        "requests_total": requests,
         "requests_per_instance": requests / size,
         "dynamodb_requests_per_instance": dynamodb / size,
         "dynamodb_bytes_written_per_instance": meter.dynamodb_written / size,
         "dynamodb_bytes_read_per_instance": meter.dynamodb_read / size,
+        "write_units_per_instance": sum(meter.write_units.values()) / size,
+        "read_units_per_instance": sum(meter.read_units.values()) / size,
         "largest_item_bytes": largest_item(stack.harness),
         "largest_event_bytes": meter.largest_event,
         "largest_answer_bytes": calls.largest_answer,
@@ -189,14 +168,72 @@ def measured(stack: MotoStack, calls: Invocations, meter: Meter, body: dict[str,
         "seconds_by_function": {name: {"calls": len(times), "total": sum(times),
                                        "longest": max(times)}
                                 for name, times in calls.seconds.items()},
-        "requests": dict(meter.requests.most_common()),
+        "requests": dict(by_operation.most_common()),
+        "requests_by_function": {f"{function} {op}": n for (function, op), n
+                                 in sorted(meter.requests.items())},
+        "write_units": dict(meter.write_units),
+        "read_units": dict(meter.read_units),
+        "events_published": meter.events_published,
     }
+
+
+def usage_of(row: dict[str, Any]) -> Usage:
+    """What the run of ``row`` used, with the client's presigned POST of each file."""
+    return Usage(requests={**row["requests"], "s3.PostObject": row["instances"]},
+                 write_units=sum(row["write_units"].values()),
+                 read_units=sum(row["read_units"].values()),
+                 events=row["events_published"],
+                 calls={f: t["calls"] for f, t in row["seconds_by_function"].items()},
+                 seconds={f: t["total"] for f, t in row["seconds_by_function"].items()})
+
+
+def print_operations(row: dict[str, Any]) -> None:
+    """Every request of the run by operation and function, and per instance."""
+    size = row["instances"]
+    by_function: dict[str, dict[str, int]] = {}
+    for label, count in row["requests_by_function"].items():
+        function, operation = label.split(" ", 1)
+        by_function.setdefault(operation, {})[function] = count
+    print(f"\nrequests at {size} instance(s), by operation and function:")
+    print("| operation | " + " | ".join(FUNCTIONS) + " | total | per instance |")
+    print("|---|" + "---:|" * (len(FUNCTIONS) + 2))
+    for operation, total in row["requests"].items():
+        counts = by_function[operation]
+        print(f"| {operation} | " + " | ".join(str(counts.get(f, "")) for f in FUNCTIONS)
+              + f" | {total} | {total / size:.3f} |")
+    print("| **all** | " + " | ".join(
+        str(sum(c.get(f, 0) for c in by_function.values())) for f in FUNCTIONS)
+        + f" | {row['requests_total']} | {row['requests_per_instance']:.3f} |")
+    units = ", ".join(f"{op} {n:g}" for op, n in sorted(row["write_units"].items()) if n)
+    print(f"DynamoDB WRU: {units}; RRU: " + ", ".join(
+        f"{op} {n:g}" for op, n in sorted(row["read_units"].items())))
+
+
+def print_cost(row: dict[str, Any]) -> None:
+    """The estimate per 10,000 instances, from ``row`` scaled linearly."""
+    memory = memory_mb(ROOT / "template.yaml")
+    factor = 10_000 / row["instances"]
+    usage = usage_of(row).scaled(factor)
+    print(f"\nestimated cost per 10,000 instances (from the {row['instances']}-instance run"
+          f"{'' if factor == 1 else f', x{factor:g}'}; {PRICES_AS_OF}; Lambda at "
+          + ", ".join(f"{f} {mb} MB" for f, mb in sorted(memory.items()))
+          + ", the handlers' wall time on moto standing for their duration):")
+    print("| service | what | per 10,000 instances | price | cost |")
+    print("|---|---|---:|---|---:|")
+    rows = priced(usage, memory)
+    for line in rows:
+        print(f"| {line['service']} | {line['kind']} | {line['quantity']:,.1f} | "
+              f"{line['price']} | ${line['cost']:.4f} |")
+    print(f"| **total** | | | | **${sum(line['cost'] for line in rows):.4f}** |")
+    print(f"(GB-seconds {gb_seconds(usage, memory):,.1f}; S3 POSTs are the client's uploads)")
 
 
 COLUMNS = (
     ("instances", "instances", "{:d}"), ("state", "state", "{}"),
     ("requests_per_instance", "req/inst", "{:.2f}"),
     ("dynamodb_requests_per_instance", "ddb req/inst", "{:.2f}"),
+    ("write_units_per_instance", "WRU/inst", "{:.2f}"),
+    ("read_units_per_instance", "RRU/inst", "{:.2f}"),
     ("dynamodb_bytes_written_per_instance", "ddb B written/inst", "{:.0f}"),
     ("dynamodb_bytes_read_per_instance", "ddb B read/inst", "{:.0f}"),
     ("largest_item_bytes", "largest item B", "{:d}"),
@@ -208,6 +245,7 @@ COLUMNS = (
     ("arrival_ms_last_tenth", "arrival ms, last 10%", "{:.1f}"),
 )
 PER_INSTANCE = ("requests_per_instance", "dynamodb_requests_per_instance",
+                "write_units_per_instance", "read_units_per_instance",
                 "dynamodb_bytes_written_per_instance", "dynamodb_bytes_read_per_instance",
                 "handler_ms_per_instance")
 
@@ -238,8 +276,9 @@ def main() -> int:
           f"{all(r['metadata_instances'] == r['instances'] for r in rows)}; "
           f"largest item {max(r['largest_item_bytes'] for r in rows)} B (goal <= 16384)")
     for row in rows:
-        print(f"requests at {row['instances']}: {row['requests']}")
+        print_operations(row)
         print(f"seconds by function at {row['instances']}: {row['seconds_by_function']}")
+    print_cost(max(rows, key=lambda r: r["instances"]))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(rows, indent=2))

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from pacs_validator.aws.dynamodb import DynamoDBStatusTable
-from pacs_validator.aws.eventbridge import EventBridgePublisher
+from pacs_validator.aws.eventbridge import MAX_REQUEST_BYTES, EventBridgePublisher, batches
 from pacs_validator.aws.s3 import S3Bucket
 from pacs_validator.contract.events import DetailType, Event
 from pacs_validator.flow.ports import DependencyUnavailable
@@ -61,3 +61,11 @@ def test_an_event_bus_that_does_not_exist_is_a_dependency_unavailable() -> None:
     event = Event(DetailType.STUDY_UPLOADED, {"key": "incoming/x.dcm"})
     with pytest.raises(DependencyUnavailable):
         publisher.publish(STUDY_ID, event)
+
+
+def test_events_beyond_one_call_s_limits_are_put_in_several_calls_in_order() -> None:
+    small = [{"Source": "s", "DetailType": "t", "Detail": str(n)} for n in range(23)]
+    assert [[e["Detail"] for e in batch] for batch in batches(small)] == \
+        [[str(n) for n in range(10)], [str(n) for n in range(10, 20)], ["20", "21", "22"]]
+    large = [{"Source": "s", "DetailType": "t", "Detail": "x" * (MAX_REQUEST_BYTES // 3)}] * 5
+    assert [len(batch) for batch in batches(large)] == [2, 2, 1]

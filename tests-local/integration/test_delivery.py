@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -264,3 +265,36 @@ def test_a_redriven_upload_event_counts_its_file_and_finishes_the_study(stack: S
     deliver_success_events(stack)
     assert study_status(stack, study_id)["state"] == "STORED"
 
+
+
+def test_an_arrival_that_completes_its_study_announces_upload_and_verdict_in_one_call(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = declare(stack, ["ct.dcm"])
+    client = stack.handler("validator").pipeline.services.publisher.client  # type: ignore[attr-defined]
+    put_events = client.put_events
+    calls: list[list[str]] = []
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append([entry["DetailType"] for entry in kwargs["Entries"]])
+        return put_events(**kwargs)
+
+    monkeypatch.setattr(client, "put_events", counted)
+    deliver_upload(stack, f"incoming/{body['study_id']}/ct.dcm", CT_SMALL.read_bytes())
+    assert calls == [["study.uploaded", "validation.success", "study.validated"]]
+
+
+def test_an_arrival_that_fails_publishes_what_it_announced_and_raises_its_own_error(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = declare(stack, ["ct.dcm"])
+    study_id = str(body["study_id"])
+    judge = stack.handler("validator").pipeline.judge
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("judging failed")
+
+    monkeypatch.setattr(judge, "judge_study", broken)
+    with pytest.raises(RuntimeError, match="judging failed"):
+        deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes())
+    assert detail_types(stack, study_id) == ["study.uploaded"]

@@ -7,11 +7,13 @@ import urllib.parse
 from pathlib import Path
 
 import pydicom
+import pytest
 from conftest import STORE, Stack
+from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 from test_pipeline import MR_STUDY, call_api, declare_study, run_study, study_status
 
-from pacs_validator.aws.links import PREVIEW_LINKS_MAX
+from pacs_validator.contract.status_view import PREVIEW_LINKS_MAX
 
 
 def key_of(url: str) -> str:
@@ -80,13 +82,32 @@ def test_a_study_still_taking_files_has_no_links(stack: Stack) -> None:
     assert study_status(stack, study_id)["links"] == {}
 
 
-def test_preview_links_stop_at_the_cap_and_say_so(stack: Stack) -> None:
-    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
-    study_id = run_study(stack, {"ct.dcm": data})
-    for number in range(PREVIEW_LINKS_MAX + 5):
-        stack.s3.put_object(Bucket=STORE, Key=f"studies/{study_id}/previews/1.2.{number}.png",
-                            Body=b"\x89PNG")
+def test_preview_links_stop_at_the_cap_and_say_so_without_listing_the_store(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = dict(reidentified_study(PREVIEW_LINKS_MAX + 5, series=PREVIEW_LINKS_MAX + 5,
+                                    seed="previews"))
+    study_id = run_study(stack, files)
+    stored = stack.keys(STORE, f"studies/{study_id}/previews/")
+    assert len(stored) == PREVIEW_LINKS_MAX + 5
 
+    def no_listing(**_: object) -> None:
+        raise AssertionError("the status of a stored study lists the store")
+
+    monkeypatch.setattr(stack.handler("api").store.client, "list_objects_v2", no_listing)
     links = study_status(stack, study_id)["links"]
-    assert len(links["previews"]) == PREVIEW_LINKS_MAX
+    assert [key_of(p["url"]) for p in links["previews"]] == stored[:PREVIEW_LINKS_MAX]
     assert links["previews_truncated"] is True
+
+
+def test_a_study_stored_before_it_named_its_previews_has_them_listed(stack: Stack) -> None:
+    files = {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
+    study_id = run_study(stack, files)
+    named = study_status(stack, study_id)["links"]
+    table = stack.handler("api").table.table
+    table.update_item(Key={"study_id": study_id, "item": "study"},
+                      UpdateExpression="REMOVE previews")
+
+    listed = study_status(stack, study_id)["links"]
+    assert [(p["series_instance_uid"], key_of(p["url"])) for p in listed["previews"]] == \
+        [(p["series_instance_uid"], key_of(p["url"])) for p in named["previews"]]
+    assert listed["previews_truncated"] is named["previews_truncated"] is False

@@ -193,3 +193,23 @@ def test_stored_study_has_a_dicom_json_sidecar_pointing_at_stored_instances(
         dataset = pydicom.Dataset.from_json(
             {k: v for k, v in instance.items() if "BulkDataURI" not in v})
         assert key.endswith(f"/{dataset.SOPInstanceUID}.dcm")
+
+
+def test_the_validator_reads_a_study_s_manifest_once_for_its_arrivals_and_judgment(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {path.name: path.read_bytes() for path in MR_STUDY[:3]}
+    body = declare_study(stack, files)
+    client = stack.handler("validator").pipeline.services.uploads.client  # type: ignore[attr-defined]
+    get_object = client.get_object
+    keys: list[str] = []
+
+    def counted(**kwargs: Any) -> Any:
+        keys.append(kwargs["Key"])
+        return get_object(**kwargs)
+
+    monkeypatch.setattr(client, "get_object", counted)
+    for name, data in files.items():
+        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+    assert study_status(stack, str(body["study_id"]))["state"] == "VALID"
+    assert keys.count(f"manifests/{body['study_id']}.json") == 1

@@ -12,17 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from pacs_validator.aws.s3 import S3Bucket
-
-PREVIEW_LINKS_MAX = 20
-"""Series previews linked per status answer (one S3 listing): with the session token a
-presigned URL is about 1.5 KB, so the links stay small next to a page of file verdicts.
-``previews_truncated`` says when a study has more; ``metadata.json`` lists every preview key."""
+from pacs_validator.contract.status_view import PREVIEW_LINKS_MAX, linked_previews
 
 
 def study_links(study: dict[str, Any], store: S3Bucket, expires_in: int) -> dict[str, Any]:
     """Presigned URLs for the objects named in the study's ``keys`` (prefixes aside), and
     for its first :data:`PREVIEW_LINKS_MAX` previews by SeriesInstanceUID; ``{}`` while the
-    study has written nothing to the store."""
+    study has written nothing to the store.
+
+    A stored study names its linked previews and how many it has (``previews``); one stored
+    before it did has them listed (one S3 request)."""
     keys: dict[str, str] = study.get("keys", {})
     objects = {name: store.presigned_get(key, expires_in)
                for name, key in keys.items() if not key.endswith("/")}
@@ -31,11 +30,16 @@ def study_links(study: dict[str, Any], store: S3Bucket, expires_in: int) -> dict
     links: dict[str, Any] = {"expires_in": expires_in, **objects}
     previews_prefix = keys.get("previews")
     if previews_prefix:
-        preview_keys, truncated = store.keys_under(previews_prefix, PREVIEW_LINKS_MAX)
+        if "previews" in study:
+            series = list(study["previews"]["series"])
+            truncated = int(study["previews"]["count"]) > len(series)
+        else:
+            preview_keys, truncated = store.keys_under(previews_prefix, PREVIEW_LINKS_MAX)
+            series = linked_previews(previews_prefix, preview_keys)
         links["previews"] = [
-            {"series_instance_uid": key[len(previews_prefix):].removesuffix(".png"),
-             "url": store.presigned_get(key, expires_in)}
-            for key in preview_keys
+            {"series_instance_uid": uid,
+             "url": store.presigned_get(f"{previews_prefix}{uid}.png", expires_in)}
+            for uid in series
         ]
         links["previews_truncated"] = truncated
     return links

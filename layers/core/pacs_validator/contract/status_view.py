@@ -8,6 +8,7 @@ keeps them, so the API answers in the same shape whatever stores the records.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ STATUS_PAGE_BYTES = 200_000
 MAX_TOKEN_NAME = 256
 ASIDE_KINDS = ("late", "undeclared")
 """Uploads kept aside, each counted on the study item as ``<kind>_uploads``."""
+PREVIEW_LINKS_MAX = 20
+"""Series previews linked per status answer: with the session token a presigned URL is
+about 1.5 KB, so the links stay small next to a page of file verdicts. ``previews_truncated``
+says when a study has more; ``metadata.json`` lists every preview key."""
 
 
 class PageTokenError(ValueError):
@@ -105,3 +110,10 @@ def aside_view(item: dict[str, Any]) -> dict[str, Any]:
                         "a name the upload request did not declare: not validated"),
         },
     }
+
+
+def linked_previews(prefix: str, keys: Iterable[str]) -> list[str]:
+    """The series whose previews a status links: of the preview keys under ``prefix``, the
+    first :data:`PREVIEW_LINKS_MAX` in key order, each as its key less ``prefix`` and
+    ``.png``."""
+    return [key[len(prefix):].removesuffix(".png") for key in sorted(keys)[:PREVIEW_LINKS_MAX]]

@@ -12,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from pacs_validator.contract.keys import manifest_key, work_key
+from pacs_validator.contract.keys import work_key
 from pacs_validator.contract.states import OPEN_STATES, State
-from pacs_validator.contract.upload_request import declared_files
 from pacs_validator.dicom.metadata import instance_order
 from pacs_validator.dicom.study import Manifest, StudyResult, check_study
 from pacs_validator.dicom.validation import InstanceResult
+from pacs_validator.flow.manifests import Manifests
 from pacs_validator.flow.reports import validation_json, validation_log
 from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing import Storage
@@ -47,9 +47,10 @@ class Judge:
     """Claims a study, runs the study rules and routes it: VALID (announced, stored by the
     descriptor), else REJECTED or INCOMPLETE once its files are copied to ``rejected/``."""
 
-    def __init__(self, services: Services, storage: Storage) -> None:
+    def __init__(self, services: Services, storage: Storage, manifests: Manifests) -> None:
         self.services = services
         self.storage = storage
+        self.manifests = manifests
 
     def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False,
                     overdue_at: int | None = None) -> StudyResult | None:
@@ -119,8 +120,11 @@ class Judge:
     def _manifest(self, study_id: str, study: dict[str, Any]) -> Manifest:
         if not study.get("manifest"):
             return Manifest(count=int(study["expected"]))
-        files = declared_files(self.services.uploads.get_json(manifest_key(study_id)))
-        return Manifest(names=tuple(f.name for f in files), sizes=tuple(f.size for f in files))
+        declared = self.manifests.of(study_id)
+        if declared is None:
+            raise LookupError(f"the manifest of study {study_id} is missing")
+        return Manifest(names=tuple(f.name for f in declared.files),
+                        sizes=tuple(f.size for f in declared.files))
 
     def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
               outcome: State) -> tuple[int, dict[str, int]]:

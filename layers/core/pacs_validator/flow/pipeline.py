@@ -17,6 +17,7 @@ from typing import Any
 from pacs_validator.contract.invocations import REDRIVE
 from pacs_validator.contract.objects import UploadedObject
 from pacs_validator.flow.judging import Judge
+from pacs_validator.flow.manifests import Manifests
 from pacs_validator.flow.receiving import Received, Receiver
 from pacs_validator.flow.recovery import Recovery
 from pacs_validator.flow.services import Services
@@ -29,8 +30,9 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.storage = Storage(services)
-        self.judge = Judge(services, self.storage)
-        self.receiver = Receiver(services, self.judge)
+        manifests = Manifests(services.uploads)
+        self.judge = Judge(services, self.storage, manifests)
+        self.receiver = Receiver(services, self.judge, manifests)
         self.recovery = Recovery(services, self.judge)
 
     def study_for_object(self, upload: UploadedObject) -> str:

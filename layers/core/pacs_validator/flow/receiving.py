@@ -9,31 +9,25 @@ so storing the study never reads an instance again.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from pacs_validator.contract.events import DetailType, Event, key_digest
 from pacs_validator.contract.keys import (
     description_key,
-    manifest_key,
     parse_incoming_key,
     study_id_for_drop,
 )
 from pacs_validator.contract.objects import UploadedObject
-from pacs_validator.contract.upload_request import declared_files
 from pacs_validator.dicom.metadata import DescribedInstance, describe, dicom_json
 from pacs_validator.dicom.parsing import ParsedInstance
 from pacs_validator.dicom.validation import InstanceResult, validate_instance
 from pacs_validator.flow.judging import Judge
+from pacs_validator.flow.manifests import Manifests
 from pacs_validator.flow.ports import Arrival, Outcome, StudyNotFound
 from pacs_validator.flow.services import Services
 
 logger = logging.getLogger(__name__)
-
-MANIFESTS_KEPT = 16
-"""Manifests one receiver keeps in memory: the files of a study mostly reach the same few
-execution environments, so each reads its study's manifest about once."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +45,10 @@ class Received:
 class Receiver:
     """Turns an object that landed under ``incoming/`` into a verdict on its study."""
 
-    def __init__(self, services: Services, judge: Judge) -> None:
+    def __init__(self, services: Services, judge: Judge, manifests: Manifests) -> None:
         self.services = services
         self.judge = judge
-        self._manifests: OrderedDict[str, dict[str, int] | None] = OrderedDict()
+        self.manifests = manifests
 
     def study_for_object(self, upload: UploadedObject) -> str:
         """The study an ``incoming/`` object belongs to; a plain drop gets a new one."""
@@ -75,10 +69,16 @@ class Receiver:
         A name the study's manifest does not declare is kept aside before anything is
         downloaded. The version the notification names is the one validated, and its
         version id, ETag and SHA-256 are recorded, so the study is stored from exactly
-        those bytes."""
+        those bytes. Its events are published together, at the end (see
+        :meth:`~pacs_validator.flow.services.Services.events_held`)."""
+        with self.services.events_held():
+            return self._receive(study_id, upload)
+
+    def _receive(self, study_id: str, upload: UploadedObject) -> Received:
         services = self.services
         name = parse_incoming_key(upload.key).name
-        declared = self._declared(study_id)
+        manifest = self.manifests.of(study_id)
+        declared = None if manifest is None else manifest.places
         if declared is not None and name not in declared:
             arrival = services.table.record_aside(study_id, name, Outcome.UNDECLARED, {
                 "key_version": upload.sequencer, "version_id": upload.version_id,
@@ -112,17 +112,6 @@ class Receiver:
             self.judge.resume(study_id)  # a retry of the last file: finish what the try left
         return Received(study_id, name, result.status, arrival.complete, arrival.outcome)
 
-    def _declared(self, study_id: str) -> dict[str, int] | None:
-        """The study's declared names with their place in the manifest; None for a study
-        without one (a plain drop, or an id no study has)."""
-        if study_id not in self._manifests:
-            document = self.services.uploads.find_json(manifest_key(study_id))
-            self._manifests[study_id] = None if document is None else {
-                file.name: index for index, file in enumerate(declared_files(document))}
-            if len(self._manifests) > MANIFESTS_KEPT:
-                self._manifests.popitem(last=False)
-        return self._manifests[study_id]
-
     def _announce(self, study_id: str, upload: UploadedObject, arrival: Arrival,
                   index: int | None) -> None:
         """``study.uploaded``: which declared file (its place in the manifest) and a digest
@@ -130,7 +119,7 @@ class Receiver:
         detail: dict[str, Any] = {"bucket": self.services.uploads.bucket,
                                   "key_digest": key_digest(upload.key), "file_index": index,
                                   "outcome": arrival.outcome.value, "owner": arrival.owner}
-        self.services.publisher.publish(study_id, Event(
+        self.services.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, detail, subject=f"{upload.key}#{upload.identity}"))
 
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,

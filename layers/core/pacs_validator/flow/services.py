@@ -1,11 +1,15 @@
 """What every step of the flow works with: the rules, the ports, the deployment's limits,
-and the one way a study's state is announced."""
+and the one way a study's events are published."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from pacs_validator.contract.events import Event
 from pacs_validator.dicom.config import ValidatorConfig
 from pacs_validator.flow.announcements import announcements
 from pacs_validator.flow.ports import ChunkDispatcher, EventPublisher, ObjectStore, StatusStore
@@ -26,9 +30,46 @@ class Services:
     """How long a plain drop (a one-file study nobody declared) may take to arrive."""
     chunk_instances: int = 500
     """Most files one invocation copies when a study is stored or rejected."""
+    _holding: threading.local = field(default_factory=threading.local, init=False, repr=False)
+    """The events held by the running thread's block (one per invocation on Lambda; tests run
+    arrivals in threads)."""
+
+    def publish(self, study_id: str, *events: Event) -> None:
+        """Publish ``events`` of the study now, or with the others when events are held
+        (see :meth:`events_held`)."""
+        held: dict[str, list[Event]] | None = getattr(self._holding, "events", None)
+        if held is None:
+            self.publisher.publish(study_id, *events)
+        else:
+            held.setdefault(study_id, []).extend(events)
 
     def announce(self, study: dict[str, Any]) -> None:
         """Publish the events of the state ``study`` is in (see :func:`announcements`)."""
         events = announcements(study, self.uploads.bucket)
         if events:
-            self.publisher.publish(str(study["study_id"]), *events)
+            self.publish(str(study["study_id"]), *events)
+
+    @contextlib.contextmanager
+    def events_held(self) -> Iterator[None]:
+        """Hold the events published within the block and publish them together at its
+        end, one call per study (the publisher splits what exceeds one call): an arrival
+        that completes its study announces its upload and the verdict in one request.
+
+        Every event still follows the change it announces. When the block raises, what was
+        held is published all the same, as far as the bus takes it, and the block's own
+        error is the one raised: the retry announces again whatever was not taken."""
+        held: dict[str, list[Event]] = {}
+        self._holding.events = held
+        try:
+            yield
+        except BaseException:
+            self._holding.events = None
+            with contextlib.suppress(Exception):
+                self._publish_all(held)
+            raise
+        self._holding.events = None
+        self._publish_all(held)
+
+    def _publish_all(self, held: dict[str, list[Event]]) -> None:
+        for study_id, events in held.items():
+            self.publisher.publish(study_id, *events)

@@ -30,6 +30,7 @@ from pacs_validator.contract.keys import (
     work_key,
 )
 from pacs_validator.contract.states import State
+from pacs_validator.contract.status_view import linked_previews
 from pacs_validator.dicom.metadata import (
     InstanceDescription,
     assemble_metadata,
@@ -108,19 +109,20 @@ class Storage:
             if study is not None:
                 services.announce(study)  # a retry after the study moved on: its events again
             return None
+        chunks = int(study["chunks"])
         files: list[dict[str, Any]] = services.uploads.get_json(
             work_key(study_id, "chunks", f"{index}.json"))
         if storing:
             part = self._store_chunk(study_id, files, single=study["counts"]["instances"] == 1)
-            if int(study["chunks"]) > 1:  # another worker may be the one to assemble
+            if chunks > 1:  # another worker may be the one to assemble
                 services.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), part,
                                           indent=None)
         else:
             _in_parallel(lambda f: services.store.copy_from(
                 services.uploads.bucket, judged_object(f), rejected_key(study_id, f["name"])),
                 files)
-        if services.table.chunk_done(study_id, index) < int(study["chunks"]):
-            return None
+        if chunks > 1 and services.table.chunk_done(study_id, index) < chunks:
+            return None  # the worker completing the set of chunks finishes the study
         if storing:
             return self._finish_storage(study_id, study, {index: part})
         self._finish_rejection(study_id, study)
@@ -192,9 +194,11 @@ class Storage:
         services.store.put_json(keys["metadata"], metadata)
         self._copy_reports(study_id, study, study_key)
         counts = study["counts"]
+        linked = {"series": linked_previews(keys["previews"], previews.values()),
+                  "count": len(previews)}  # what the status links, without listing the store
         stored = services.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
                                            series=metadata["counts"]["series"],
-                                           findings=findings)
+                                           findings=findings, previews=linked)
         if stored is not None:
             services.announce(stored)
         return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
