@@ -40,9 +40,9 @@ lint: $(STAMP) preflight
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 
 # Offline, what AWS refuses and LocalStack forgives (README, Deploy on AWS): the template's
-# checks, then a `sam build` as for AWS (both layers: wheels of each architecture) checked by
+# checks, then a `sam build` as for AWS (every layer: wheels of each architecture) checked by
 # local-runtime/preflight.py for ARCH (default both). The build stays in .local/preflight:
-# sam rebuilds a layer only when layers/core changed (--cached).
+# sam rebuilds a layer only when its folder (layers/core, layers/imaging) changed (--cached).
 preflight: $(STAMP) $(CHECKOV_STAMP)
 	$(STACK) install tools
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/sam validate --lint \

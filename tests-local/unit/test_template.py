@@ -4,10 +4,12 @@ groups it declares, the table actions it grants."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from cfnlint.decode import decode_str
 
 from pacs_validator.contract.auth import authenticate, token_book
@@ -53,3 +55,35 @@ def test_no_function_may_scan_and_only_the_validator_deletes_study_records(
     assert "dynamodb:Scan" not in actions
     study_records = next(s for s in statements(function) if s.get("Sid") == "StudyRecords")
     assert ("dynamodb:DeleteItem" in study_records["Action"]) == (function == "ValidatorFunction")
+
+
+def layers_of(function: str) -> set[str]:
+    """The layers a function gets on either architecture: those of Globals, then its own."""
+    entries = [*TEMPLATE["Globals"]["Function"]["Layers"],
+               *RESOURCES[function]["Properties"].get("Layers", [])]
+    return {branch["Ref"] for entry in entries for branch in entry["Fn::If"][1:]}
+
+
+def requirement_names(path: Path) -> set[str]:
+    return {re.split(r"[\[=<>;]", line)[0].strip().lower()
+            for line in path.read_text("utf-8").splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_gets_the_core_layer_and_only_the_descriptor_the_imaging_one(
+        function: str) -> None:
+    assert {"CoreLayer", "CoreLayerArm64"} <= layers_of(function)
+    imaging = {"ImagingLayer", "ImagingLayerArm64"} & layers_of(function)
+    assert bool(imaging) == (function == "DescriptorFunction")  # it renders the previews
+
+
+def test_the_imaging_layer_is_the_previews_extra_and_the_core_layer_has_none_of_it() -> None:
+    # pydicom loads numpy and its pixel handlers whenever it can import numpy: a function
+    # whose layers have numpy pays for them on every cold start.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    previews = {re.split(r"[\[=<>;]", requirement)[0].lower()
+                for requirement in project["optional-dependencies"]["previews"]}
+    assert requirement_names(ROOT / "layers" / "imaging" / "requirements.txt") == previews
+    assert requirement_names(ROOT / "layers" / "core" / "requirements.txt") == {
+        "pydicom", "aws-lambda-powertools"}
