@@ -87,3 +87,51 @@ def test_the_imaging_layer_is_the_previews_extra_and_the_core_layer_has_none_of_
     assert requirement_names(ROOT / "layers" / "imaging" / "requirements.txt") == previews
     assert requirement_names(ROOT / "layers" / "core" / "requirements.txt") == {
         "pydicom", "aws-lambda-powertools"}
+
+
+def test_snapstart_is_the_apis_alone_with_the_tmp_it_allows() -> None:
+    for function in FUNCTIONS:
+        properties = RESOURCES[function]["Properties"]
+        if function != "ApiFunction":  # they download files of up to MaxUploadBytes to /tmp
+            assert "SnapStart" not in properties and "AutoPublishAlias" not in properties
+            continue
+        assert properties["SnapStart"] == {
+            "ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}}
+        assert properties["EphemeralStorage"]["Size"] <= 512  # SnapStart's most
+        assert properties["AutoPublishAlias"] == "live"
+        assert properties["AutoPublishAliasAllProperties"] is True
+    assert TEMPLATE["Conditions"]["UseSnapStart"] == {
+        "Fn::Equals": [{"Ref": "SnapStart"}, "Enabled"]}
+
+
+def test_a_new_core_layer_or_snapstart_setting_publishes_a_new_api_version() -> None:
+    # A version whose description changes is replaced: published again, with a snapshot.
+    template, values = RESOURCES["ApiFunction"]["Properties"]["VersionDescription"]["Fn::Sub"]
+    assert "${Layer}" in template and "${SnapStart}" in template
+    assert values["Layer"] == {"Fn::If": ["OnArm64", {"Ref": "CoreLayerArm64"},
+                                          {"Ref": "CoreLayer"}]}
+
+
+def test_every_route_of_the_api_calls_the_alias_under_snapstart_else_the_function() -> None:
+    target = {"Fn::If": ["UseSnapStart", {"Ref": "ApiFunction.Alias"},
+                         {"Fn::GetAtt": ["ApiFunction", "Arn"]}]}
+    routes = re.findall(r'^@app\.(get|post)\("([^"]*)"',
+                        (ROOT / "functions" / "api" / "app.py").read_text("utf-8"), re.M)
+    paths = RESOURCES["Api"]["Properties"]["DefinitionBody"]["paths"]
+    assert sorted((path, method) for path, methods in paths.items() for method in methods) == \
+        sorted((re.sub(r"<(\w+)>", r"{\1}", path), method) for method, path in routes)
+    for methods in paths.values():
+        for method in methods.values():
+            integration = method["x-amazon-apigateway-integration"]
+            assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
+            assert integration["uri"]["Fn::Sub"][1] == {"Function": target}
+    assert RESOURCES["ApiInvokesFunction"]["Properties"]["FunctionName"] == target
+
+
+def test_local_deploys_turn_snapstart_off() -> None:
+    # LocalStack emulates no snapshot and never moves an alias: with SnapStart the local API
+    # would keep calling the version of its first deployment.
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    assert re.search(r"^DEPLOY_PARAMETERS [:+]= .*\bSnapStart=Disabled\b", makefile, re.M)
+    local = tomllib.loads((ROOT / "samconfig.toml").read_text("utf-8"))["local"]
+    assert "SnapStart=Disabled" in local["deploy"]["parameters"]["parameter_overrides"]
