@@ -16,14 +16,17 @@ with the layers each function gets in the built template for this machine's arch
   the layers on ``sys.path`` as there;
 - the environment is Lambda's (region, function name, test credentials, ``LAMBDA_TASK_ROOT``)
   plus each variable the template gives the function: a ``Ref`` to a parameter is its
-  default, any other value a dummy. Tracing is off (``POWERTOOLS_TRACE_DISABLED=true``).
+  default, any other value a dummy. Tracing is off (``POWERTOOLS_TRACE_DISABLED=true``)
+  unless ``--tracing``: on, as ``Tracing: Active`` makes it on AWS.
 
 Each function is imported ``--runs`` times (default 5), the functions taking turns, each
 import in a new process. Printed per function, medians of the runs: the import time
 (``time.perf_counter`` around ``import app``); its CPU time (``time.process_time``, which the
 load of other processes on a shared machine does not add to); the process's peak RSS after
 it (``VmHWM``, the interpreter's own included; not ``ru_maxrss``, which keeps the high-water
-mark of this script, forked before the exec); and which heavy packages the import loaded.
+mark of this script, forked before the exec); which heavy packages the import loaded; and
+``clients s``, the time then taken to make every AWS client the handler's ``clients`` can
+make (they are made on first use: part of the first invocations, not of the import).
 ``--packages`` adds one ``-X importtime`` run per function, its import time summed per
 top-level package (self times), largest first: where an import's time goes.
 
@@ -64,7 +67,7 @@ LAMBDA_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
     "AWS_SESSION_TOKEN": "bench", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
     "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-    "LANG": "en_US.UTF-8", "TZ": ":UTC", "POWERTOOLS_TRACE_DISABLED": "true",
+    "LANG": "en_US.UTF-8", "TZ": ":UTC",
 }
 CHILD = """
 import json, re, sys, time
@@ -74,8 +77,16 @@ import app
 seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 with open("/proc/self/status") as status:
     peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1))
+loaded = [name for name in json.loads(sys.argv[2]) if name in sys.modules]
+clients_seconds = None
+if hasattr(app, "clients"):  # made on first use: what the first invocations pay instead
+    started = time.perf_counter()
+    for make in (app.clients.s3, app.clients.dynamodb, app.clients.events, app.clients.lambda_):
+        make()
+    app.clients.table(app.settings.status_table)
+    clients_seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_kb / 1024,
-                  "loaded": [name for name in json.loads(sys.argv[2]) if name in sys.modules]}))
+                  "loaded": loaded, "clients_seconds": clients_seconds}))
 """
 
 
@@ -104,7 +115,8 @@ def environment_value(value: Any, parameters: dict[str, Any], name: str) -> str:
     return f"bench-{name.lower()}"
 
 
-def function_environment(template: dict[str, Any], name: str, code: Path) -> dict[str, str]:
+def function_environment(template: dict[str, Any], name: str, code: Path,
+                         tracing: bool) -> dict[str, str]:
     function = template["Resources"][name]["Properties"]
     variables = {**template.get("Globals", {}).get("Function", {}).get("Environment", {}).get(
         "Variables", {}), **function.get("Environment", {}).get("Variables", {})}
@@ -112,6 +124,7 @@ def function_environment(template: dict[str, Any], name: str, code: Path) -> dic
     memory = function.get("MemorySize") or template.get("Globals", {}).get("Function", {}).get(
         "MemorySize", 128)
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **LAMBDA_ENVIRONMENT,
+            **({} if tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
             "AWS_LAMBDA_FUNCTION_NAME": f"bench-{name}", "LAMBDA_TASK_ROOT": str(code),
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
             **{key: environment_value(value, parameters, key)
@@ -159,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=sorted(MACHINES),
                         default="arm64" if platform.machine() == "aarch64" else "x86_64")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tracing", action="store_true",
+                        help="tracing on, as the template's Tracing: Active makes it on AWS")
     parser.add_argument("--packages", action="store_true",
                         help="also print where each import's time goes, per package")
     args = parser.parse_args(argv)
@@ -168,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     python = find_python()
     functions = sorted(of_type(template, "AWS::Serverless::Function"))
     setups = {name: (import_paths(args.build_dir, template, name, args.arch),
-                     function_environment(template, name, args.build_dir / name),
+                     function_environment(template, name, args.build_dir / name,
+                                          args.tracing),
                      args.build_dir / name) for name in functions}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in functions}
     for _ in range(args.runs):  # the functions take turns: load changes hit them alike
@@ -176,20 +192,23 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(imported(python, *setups[name]))
 
     results: dict[str, Any] = {}
-    print(f"{'function':<20} {'import s':>8} {'goal s':>6}      {'cpu s':>5} {'peak RSS MB':>11}  "
-          "loaded")
+    print(f"{'function':<20} {'import s':>8} {'goal s':>6}      {'cpu s':>5} {'peak RSS MB':>11} "
+          f"{'clients s':>9}  loaded")
     for name in functions:
         seconds = statistics.median(run["seconds"] for run in runs[name])
         cpu = statistics.median(run["cpu_seconds"] for run in runs[name])
+        made = [run["clients_seconds"] for run in runs[name] if run["clients_seconds"] is not None]
+        clients = statistics.median(made) if made else None
         rss = statistics.median(run["peak_rss_mb"] for run in runs[name])
         loaded = sorted({module for run in runs[name] for module in run["loaded"]})
         goal = GOALS_S.get(name)
         results[name] = {"median_s": seconds, "median_cpu_s": cpu, "median_peak_rss_mb": rss,
-                         "loaded": loaded,
+                         "median_clients_s": clients, "loaded": loaded,
                          "goal_s": goal, "runs": runs[name]}
         verdict = "" if goal is None else (" ok" if seconds <= goal else " OVER")
-        print(f"{name:<20} {seconds:>8.3f} {goal or '-':>6}{verdict:<5} {cpu:>5.3f} {rss:>11.1f}  "
-              f"{', '.join(loaded) or '-'}")
+        made_s = "-" if clients is None else f"{clients:.3f}"
+        print(f"{name:<20} {seconds:>8.3f} {goal or '-':>6}{verdict:<5} {cpu:>5.3f} {rss:>11.1f} "
+              f"{made_s:>9}  {', '.join(loaded) or '-'}")
     if args.packages:
         for name in functions:
             profile = imported(python, *setups[name], importtime=True)["packages_ms"]
@@ -202,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS_DIR / f"cold-start-{stamp}.json"
     out.write_text(json.dumps({
         "benchmark": "cold-start", "when": stamp, "build_dir": str(args.build_dir),
-        "arch": args.arch, "python": python, "runs": args.runs,
+        "arch": args.arch, "python": python, "runs": args.runs, "tracing": args.tracing,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average": os.getloadavg()},
         "results": results}, indent=2))
