@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packages", action="store_true",
                         help="also print where each import's time goes, per package")
     args = parser.parse_args(argv)
+    args.build_dir = args.build_dir.resolve()  # the imports run in each function's folder
     if not (args.build_dir / "template.yaml").exists():
         raise SystemExit(f"no build in {args.build_dir}: run make preflight (or sam build)")
     template = load_template(args.build_dir)

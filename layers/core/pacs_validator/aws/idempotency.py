@@ -5,7 +5,8 @@ Powertools' ``DynamoDBPersistenceLayer`` makes a boto3 session and client of its
 is created: at import, as the utility is usually used, and a second load of DynamoDB's
 model, about as long as the first. Here it is made on the first call and shares the
 function's DynamoDB client, so an invocation that needs no idempotency (the deadline sweep,
-a chunk of copies) never pays for it, and one that does pays once.
+a chunk of copies) never pays for it, and one that does pays once. It is then kept with that
+client: the functions using it have no SnapStart, whose restore forgets the clients.
 """
 
 from __future__ import annotations
