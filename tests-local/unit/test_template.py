@@ -117,14 +117,18 @@ def test_every_route_of_the_api_calls_the_alias_under_snapstart_else_the_functio
                          {"Fn::GetAtt": ["ApiFunction", "Arn"]}]}
     routes = re.findall(r'^@app\.(get|post)\("([^"]*)"',
                         (ROOT / "functions" / "api" / "app.py").read_text("utf-8"), re.M)
-    paths = RESOURCES["Api"]["Properties"]["DefinitionBody"]["paths"]
+    api = RESOURCES["Api"]["Properties"]
+    paths = api["DefinitionBody"]["paths"]
     assert sorted((path, method) for path, methods in paths.items() for method in methods) == \
         sorted((re.sub(r"<(\w+)>", r"{\1}", path), method) for method, path in routes)
     for methods in paths.values():
         for method in methods.values():
             integration = method["x-amazon-apigateway-integration"]
             assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
-            assert integration["uri"]["Fn::Sub"][1] == {"Function": target}
+            # read at each request: a change of SnapStart needs no new deployment
+            assert integration["uri"]["Fn::Join"][1][-1].endswith(
+                "/functions/${stageVariables.function}/invocations")
+    assert api["Variables"]["function"] == target
     assert RESOURCES["ApiInvokesFunction"]["Properties"]["FunctionName"] == target
 
 
