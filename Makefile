@@ -11,6 +11,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
 DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100 TokenCacheSeconds=5
+# LocalStack emulates no SnapStart and never moves an alias: the local API calls its latest code.
+DEPLOY_PARAMETERS += SnapStart=Disabled
 CHROMIUM := /usr/bin/chromium
 TOOLS := .local/venvs/tools/bin
 PREFLIGHT := .local/preflight
@@ -40,9 +42,9 @@ lint: $(STAMP) preflight
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 
 # Offline, what AWS refuses and LocalStack forgives (README, Deploy on AWS): the template's
-# checks, then a `sam build` as for AWS (both layers: wheels of each architecture) checked by
+# checks, then a `sam build` as for AWS (every layer: wheels of each architecture) checked by
 # local-runtime/preflight.py for ARCH (default both). The build stays in .local/preflight:
-# sam rebuilds a layer only when layers/core changed (--cached).
+# sam rebuilds a layer only when its folder (layers/core, layers/imaging) changed (--cached).
 preflight: $(STAMP) $(CHECKOV_STAMP)
 	$(STACK) install tools
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/sam validate --lint \

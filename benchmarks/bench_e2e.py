@@ -110,7 +110,7 @@ def main() -> None:
         results["up_seconds"] = timed([str(STACK), "up"])
         results["deploy_seconds"] = timed([str(STACK), "deploy", str(ROOT / "template.yaml"),
                                            args.stack_name, "--parameter-overrides",
-                                           "Stage=local"])
+                                           "Stage=local", "SnapStart=Disabled"])
     client = deployed_client(args.stack_name)
 
     health = []

@@ -252,8 +252,8 @@ def check(build_dir: Path, arches: Iterable[str], through_s3: bool) -> Report:
     template = load_template(build_dir)
     functions = of_type(template, "AWS::Serverless::Function")
     report = Report()
-    report.rows.append(f"{'function':<22} {'arch':<7} {'layers':<16} {'unzipped MB':>11} "
-                       f"{'zipped MB':>9}  newest glibc needed")
+    report.rows.append(f"{'function':<20} {'arch':<7} {'unzipped MB':>11} {'zipped MB':>9}  "
+                       f"{'of which (unzipped MB)':<58} newest glibc needed")
     trees = {name: Tree(name, build_dir / name) for name in
              [*functions, *of_type(template, "AWS::Serverless::LayerVersion")]}
     with ThreadPoolExecutor(max_workers=2) as pool:  # zlib lets go of the GIL
@@ -281,8 +281,10 @@ def check_function(template: Mapping[str, Any], name: str, function: Mapping[str
         report.fail(f"{name} on {arch}: code plus layers {unzipped / MB:.1f} MB unzipped, over "
                     f"Lambda's {UNZIPPED_LIMIT / MB:.0f} MB")
     glibc = "GLIBC_" + ".".join(map(str, newest[0])) + f" ({newest[1]})" if newest[0] else "-"
-    report.rows.append(f"{name:<22} {arch:<7} {','.join(t.name for t in parts[1:]):<16} "
-                       f"{unzipped / MB:>11.1f} {zipped / MB:>9.1f}  {glibc}")
+    of_which = " + ".join(f"{'code' if tree is parts[0] else tree.name} {sizes(tree)[0] / MB:.1f}"
+                          for tree in parts)
+    report.rows.append(f"{name:<20} {arch:<7} {unzipped / MB:>11.1f} {zipped / MB:>9.1f}  "
+                       f"{of_which:<58} {glibc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     through_s3 = uploads_through_s3(args.samconfig, args.config_env)
     report = check(args.build_dir, args.arch or sorted(MACHINES, reverse=True), through_s3)
     print("\n".join(report.rows))
+    print(f"limit: code plus layers {UNZIPPED_LIMIT / MB:.0f} MB unzipped per function (Lambda's)")
     print(f"zips go to S3 ({args.config_env} profile of {args.samconfig.name}): "
           f"{'yes, the 50 MB direct-upload limit does not apply' if through_s3 else 'no'}")
     for failure in report.failures:

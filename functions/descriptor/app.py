@@ -8,31 +8,27 @@ the last chunk assembles metadata.json and dicom.json).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pacs_validator.aws.clients import Clients
+from pacs_validator.aws.idempotency import OncePerEvent
 from pacs_validator.aws.settings import load_settings
+from pacs_validator.aws.tracing import function_tracer
 from pacs_validator.aws.wiring import StoredStudy, pipeline_from_settings
 from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 settings = load_settings(Path(__file__).with_name("config.json"))
-pipeline = pipeline_from_settings(settings)
-idempotency = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=24 * 3600)
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
+clients = Clients()
+pipeline = pipeline_from_settings(settings, clients)
 
 
 def counted(stored: StoredStudy | None, study_id: str) -> bool:
@@ -46,22 +42,25 @@ def counted(stored: StoredStudy | None, study_id: str) -> bool:
     return True
 
 
-@idempotent_function(
-    data_keyword_argument="detail", config=idempotency, persistence_store=persistence
-)
 def start_storage(detail: dict[str, Any]) -> dict[str, Any]:
-    """Start storing one valid study, once per validation.success event id."""
+    """Start storing one valid study (called through :data:`start_once`)."""
     study_id = str(detail["study_id"])
     with pipeline.failures_recorded(study_id):
         stored = pipeline.start_storage(study_id)
     return {"study_id": study_id, "stored": counted(stored, study_id)}
 
 
+start_once = OncePerEvent(start_storage, data_keyword_argument="detail",
+                          event_key_jmespath="event_id", table_name=settings.idempotency_table,
+                          clients=clients)
+"""Start storing one valid study, at most once per validation.success event id."""
+
+
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.register_lambda_context(context)
+    start_once.config.register_lambda_context(context)
     if is_chunk_payload(event):  # chunks are idempotent: copies overwrite, completion is a set
         study_id = str(event["study_id"])
         logger.set_correlation_id(study_id)
@@ -71,5 +70,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.set_correlation_id(str(detail.get("study_id")))
     if event.get(REDRIVE):
         pipeline.reopen(str(detail["study_id"]))
-    result: dict[str, Any] = start_storage(detail=detail)
-    return result
+    return start_once(detail=detail)

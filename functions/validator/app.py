@@ -7,38 +7,31 @@ copies chunks of large rejected studies to rejected/ when the pipeline hands the
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pacs_validator.aws.clients import Clients
+from pacs_validator.aws.idempotency import OncePerEvent
 from pacs_validator.aws.settings import load_settings
+from pacs_validator.aws.tracing import function_tracer
 from pacs_validator.aws.wiring import pipeline_from_settings
 from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
 from pacs_validator.contract.objects import UploadedObject
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 settings = load_settings(Path(__file__).with_name("config.json"))
-pipeline = pipeline_from_settings(settings)
-idempotency = IdempotencyConfig(
-    event_key_jmespath="[s3.bucket.name, s3.object.key, s3.object.sequencer, s3.object.versionId]",
-    expires_after_seconds=24 * 3600,
-)
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", ""))
+clients = Clients()
+pipeline = pipeline_from_settings(settings, clients)
 
 
 def uploaded_object(record: S3EventRecord) -> UploadedObject:
@@ -50,11 +43,8 @@ def uploaded_object(record: S3EventRecord) -> UploadedObject:
                           version_id=s3_object.version_id, size=s3_object.size)
 
 
-@idempotent_function(
-    data_keyword_argument="record", config=idempotency, persistence_store=persistence
-)
 def process_object(record: dict[str, Any]) -> dict[str, Any]:
-    """One uploaded object, at most once per S3 event (bucket, key, sequencer, version)."""
+    """One uploaded object (called through :data:`process_once`)."""
     started = time.perf_counter()
     upload = uploaded_object(S3EventRecord(record))
     study_id = pipeline.study_for_object(upload)
@@ -78,11 +68,18 @@ def process_object(record: dict[str, Any]) -> dict[str, Any]:
             "outcome": received.outcome.value}
 
 
+process_once = OncePerEvent(
+    process_object, data_keyword_argument="record", table_name=settings.idempotency_table,
+    event_key_jmespath="[s3.bucket.name, s3.object.key, s3.object.sequencer, s3.object.versionId]",
+    clients=clients)
+"""One uploaded object, at most once per S3 event (bucket, key, sequencer, version)."""
+
+
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.register_lambda_context(context)
+    process_once.config.register_lambda_context(context)
     if event.get("detail-type") == "Scheduled Event":
         ended = pipeline.sweep()
         logger.info("deadline sweep", extra={k: len(ids) for k, ids in ended.items()})
@@ -95,4 +92,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get(REDRIVE):
         for record in records:
             pipeline.reopen(pipeline.study_for_object(uploaded_object(record)))
-    return {"processed": [process_object(record=record.raw_event) for record in records]}
+    return {"processed": [process_once(record=record.raw_event) for record in records]}

@@ -69,9 +69,23 @@ def failures(build: Path, arch: str) -> list[str]:
 def test_a_clean_build_passes_and_each_arch_gets_its_layer(build: Path) -> None:
     report = preflight.check(build, ["x86_64", "arm64"], through_s3=True)
     assert not report.failures
-    assert [row.split()[:3] for row in report.rows[1:]] == [
-        ["Fn", "x86_64", "LayerX86"], ["Fn", "arm64", "LayerArm"]]
+    assert [row.split()[:2] for row in report.rows[1:]] == [["Fn", "x86_64"], ["Fn", "arm64"]]
+    assert "code 0.0 + LayerX86 " in report.rows[1]
+    assert "code 0.0 + LayerArm 0.0" in report.rows[2]
     assert "GLIBC_2." in report.rows[1]
+
+
+def test_a_function_gets_its_own_layers_after_the_global_ones(build: Path) -> None:
+    template = (build / "template.yaml").read_text()
+    (build / "template.yaml").write_text(template.replace(
+        "Properties: {CodeUri: Fn, Handler: app.handler}",
+        "Properties: {CodeUri: Fn, Handler: app.handler, Layers: [!Ref Extra]}").replace(
+        "Resources:", "Resources:\n  Extra:\n    Type: AWS::Serverless::LayerVersion\n"
+        "    Properties: {ContentUri: Extra, CompatibleArchitectures: [x86_64]}"))
+    add_wheel(build / "Extra" / "python", "extra", ["py3-none-any"])
+    report = preflight.check(build, ["x86_64"], through_s3=True)
+    assert not report.failures
+    assert "code 0.0 + LayerX86 " in report.rows[1] and " + Extra 0.0" in report.rows[1]
 
 
 def test_a_native_library_of_the_other_machine_is_named(build: Path) -> None:

@@ -4,10 +4,12 @@ groups it declares, the table actions it grants."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from cfnlint.decode import decode_str
 
 from pacs_validator.contract.auth import authenticate, token_book
@@ -53,3 +55,87 @@ def test_no_function_may_scan_and_only_the_validator_deletes_study_records(
     assert "dynamodb:Scan" not in actions
     study_records = next(s for s in statements(function) if s.get("Sid") == "StudyRecords")
     assert ("dynamodb:DeleteItem" in study_records["Action"]) == (function == "ValidatorFunction")
+
+
+def layers_of(function: str) -> set[str]:
+    """The layers a function gets on either architecture: those of Globals, then its own."""
+    entries = [*TEMPLATE["Globals"]["Function"]["Layers"],
+               *RESOURCES[function]["Properties"].get("Layers", [])]
+    return {branch["Ref"] for entry in entries for branch in entry["Fn::If"][1:]}
+
+
+def requirement_names(path: Path) -> set[str]:
+    return {re.split(r"[\[=<>;]", line)[0].strip().lower()
+            for line in path.read_text("utf-8").splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_gets_the_core_layer_and_only_the_descriptor_the_imaging_one(
+        function: str) -> None:
+    assert {"CoreLayer", "CoreLayerArm64"} <= layers_of(function)
+    imaging = {"ImagingLayer", "ImagingLayerArm64"} & layers_of(function)
+    assert bool(imaging) == (function == "DescriptorFunction")  # it renders the previews
+
+
+def test_the_imaging_layer_is_the_previews_extra_and_the_core_layer_has_none_of_it() -> None:
+    # pydicom loads numpy and its pixel handlers whenever it can import numpy: a function
+    # whose layers have numpy pays for them on every cold start.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    previews = {re.split(r"[\[=<>;]", requirement)[0].lower()
+                for requirement in project["optional-dependencies"]["previews"]}
+    assert requirement_names(ROOT / "layers" / "imaging" / "requirements.txt") == previews
+    assert requirement_names(ROOT / "layers" / "core" / "requirements.txt") == {
+        "pydicom", "aws-lambda-powertools"}
+
+
+def test_snapstart_is_the_apis_alone_with_the_tmp_it_allows() -> None:
+    for function in FUNCTIONS:
+        properties = RESOURCES[function]["Properties"]
+        if function != "ApiFunction":  # they download files of up to MaxUploadBytes to /tmp
+            assert "SnapStart" not in properties and "AutoPublishAlias" not in properties
+            continue
+        assert properties["SnapStart"] == {
+            "ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}}
+        assert properties["EphemeralStorage"]["Size"] <= 512  # SnapStart's most
+        assert properties["AutoPublishAlias"] == "live"
+        assert properties["AutoPublishAliasAllProperties"] is True
+    assert TEMPLATE["Conditions"]["UseSnapStart"] == {
+        "Fn::Equals": [{"Ref": "SnapStart"}, "Enabled"]}
+
+
+def test_a_new_core_layer_or_snapstart_setting_publishes_a_new_api_version() -> None:
+    # A version whose description changes is replaced: published again, with a snapshot.
+    template, values = RESOURCES["ApiFunction"]["Properties"]["VersionDescription"]["Fn::Sub"]
+    assert "${Layer}" in template and "${SnapStart}" in template
+    assert values["Layer"] == {"Fn::If": ["OnArm64", {"Ref": "CoreLayerArm64"},
+                                          {"Ref": "CoreLayer"}]}
+
+
+def test_every_route_of_the_api_calls_the_alias_under_snapstart_else_the_function() -> None:
+    target = {"Fn::If": ["UseSnapStart", {"Ref": "ApiFunction.Alias"},
+                         {"Fn::GetAtt": ["ApiFunction", "Arn"]}]}
+    routes = re.findall(r'^@app\.(get|post)\("([^"]*)"',
+                        (ROOT / "functions" / "api" / "app.py").read_text("utf-8"), re.M)
+    api = RESOURCES["Api"]["Properties"]
+    paths = api["DefinitionBody"]["paths"]
+    assert sorted((path, method) for path, methods in paths.items() for method in methods) == \
+        sorted((re.sub(r"<(\w+)>", r"{\1}", path), method) for method, path in routes)
+    for methods in paths.values():
+        for method in methods.values():
+            integration = method["x-amazon-apigateway-integration"]
+            assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
+            # read at each request: a change of SnapStart needs no new deployment
+            assert integration["uri"]["Fn::Join"][1][-1].endswith(
+                "/functions/${stageVariables.function}/invocations")
+    assert api["Variables"]["function"] == target
+    assert RESOURCES["ApiInvokesFunction"]["Properties"]["FunctionName"] == target
+
+
+def test_local_deploys_turn_snapstart_off() -> None:
+    # LocalStack emulates no snapshot and never moves an alias: with SnapStart the local API
+    # would keep calling the version of its first deployment.
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    assert re.search(r"^DEPLOY_PARAMETERS [:+]= .*\bSnapStart=Disabled\b", makefile, re.M)
+    local = tomllib.loads((ROOT / "samconfig.toml").read_text("utf-8"))["local"]
+    assert "SnapStart=Disabled" in local["deploy"]["parameters"]["parameter_overrides"]

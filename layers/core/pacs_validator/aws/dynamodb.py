@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.dynamodb_items import (
     assignments,
     epoch_seconds,
@@ -60,12 +60,21 @@ class DynamoDBStatusTable:
     the studies past theirs; a finished study leaves the index.
     """
 
-    def __init__(self, table_name: str, retention_days: int = 30, resource: Any = None,
-                 processing_deadline_seconds: int = 7200) -> None:
-        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+    def __init__(self, table_name: str, retention_days: int = 30,
+                 clients: Clients | None = None, processing_deadline_seconds: int = 7200) -> None:
+        self.table_name = table_name
+        self.clients = clients or Clients()
         self.retention_seconds = retention_days * 86400
         self.processing_deadline_seconds = processing_deadline_seconds
-        self.file_records = FileRecords(self.table, self.retention_seconds)
+
+    @property
+    def table(self) -> Any:
+        """The boto3 Table resource (:meth:`~pacs_validator.aws.clients.Clients.table`)."""
+        return self.clients.table(self.table_name)
+
+    @property
+    def file_records(self) -> FileRecords:
+        return FileRecords(self.table, self.retention_seconds)
 
     def _key(self, study_id: str) -> dict[str, str]:
         return item_key(study_id, STUDY_ITEM)

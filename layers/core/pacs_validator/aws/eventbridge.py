@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
-
+from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.errors import service_errors
 from pacs_validator.contract.events import SOURCE, Event, event_detail
 from pacs_validator.flow.ports import PublishError
@@ -40,9 +38,9 @@ def batches(entries: list[dict[str, str]]) -> Iterator[list[dict[str, str]]]:
 
 
 class EventBridgePublisher:
-    def __init__(self, bus_name: str, client: Any | None = None) -> None:
+    def __init__(self, bus_name: str, clients: Clients | None = None) -> None:
         self.bus_name = bus_name
-        self.client = client or boto3.client("events")
+        self.clients = clients or Clients()
 
     @service_errors()
     def publish(self, study_id: str, *events: Event) -> list[str]:
@@ -62,7 +60,7 @@ class EventBridgePublisher:
             for event, detail in zip(events, details, strict=True)
         ]
         for batch in batches(entries):
-            response = self.client.put_events(Entries=batch)
+            response = self.clients.events().put_events(Entries=batch)
             if response.get("FailedEntryCount"):
                 codes = sorted({e.get("ErrorCode", "unknown") for e in response["Entries"]
                                 if e.get("ErrorCode")})

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
-import boto3
-
+from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.errors import service_errors
 from pacs_validator.contract.invocations import Work, chunk_payload
 
@@ -20,12 +18,12 @@ class LambdaDispatcher:
     """Hands each chunk to an asynchronous invocation of the function doing its work (the
     flow's :class:`~pacs_validator.flow.ports.ChunkDispatcher`)."""
 
-    def __init__(self, functions: Mapping[Work, str], client: Any | None = None) -> None:
+    def __init__(self, functions: Mapping[Work, str], clients: Clients | None = None) -> None:
         self.functions = dict(functions)
-        self.client = client or boto3.client("lambda")
+        self.clients = clients or Clients()
 
     @service_errors()
     def dispatch(self, study_id: str, chunks: int, work: Work) -> None:
         for index in range(chunks):
-            self.client.invoke(FunctionName=self.functions[work], InvocationType="Event",
+            self.clients.lambda_().invoke(FunctionName=self.functions[work], InvocationType="Event",
                                Payload=json.dumps(chunk_payload(study_id, index, work)).encode())

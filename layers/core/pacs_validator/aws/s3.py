@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.errors import service_errors
 from pacs_validator.contract.names import (
     CHECKSUM_ALGORITHM,
@@ -31,23 +29,17 @@ _SINGLE_COPY_LIMIT = 5 * 1024**3
 _MULTIPART_PART = 8 * 1024 * 1024
 
 
-def s3_client() -> Any:
-    """An S3 client that signs presigned URLs with SigV4 (botocore may otherwise still make
-    SigV2 ones, which newer regions refuse); path-style addressing when an endpoint is set
-    (LocalStack), so the presigned URLs it makes work where DNS knows only localhost."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    addressing = {"addressing_style": "path"} if endpoint else {}
-    config = Config(s3=addressing, signature_version="s3v4")
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
-
-
 class S3Bucket:
     """The few S3 operations the pipeline and the API need, on one bucket (the flow's
     :class:`~pacs_validator.flow.ports.ObjectStore`)."""
 
-    def __init__(self, bucket: str, client: Any | None = None) -> None:
+    def __init__(self, bucket: str, clients: Clients | None = None) -> None:
         self.bucket = bucket
-        self.client = client or s3_client()
+        self.clients = clients or Clients()
+
+    @property
+    def client(self) -> Any:
+        return self.clients.s3()
 
     @contextmanager
     def downloaded(self, key: str, version_id: str | None = None) -> Iterator[Downloaded]:

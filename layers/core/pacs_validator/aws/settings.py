@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from pacs_validator.contract.auth import AuthMode, auth_mode
-from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.data import data_document
 
 ENVIRONMENT_OVERRIDES = {
@@ -64,7 +63,11 @@ class Settings:
     token_cache_seconds: int
     """How long the API reuses the token secret it read: a token added to (or removed from)
     the secret is accepted (or refused) at most this long after the change."""
-    validator: ValidatorConfig
+    validator_overrides: dict[str, Any]
+    """What the deployment changes of the validator's configuration (the ``validator`` entry
+    of config.json, the required attributes and the size cap): the wiring builds the
+    configuration from it, so a function that validates nothing (the API) never loads the
+    rules nor pydicom."""
     api_auth: AuthMode = AuthMode.TOKEN
     """How the API authenticates callers (``API_AUTH``)."""
     api_tokens_secret: str = ""
@@ -121,7 +124,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         reject_function=env.get("REJECT_FUNCTION", ""),
         processing_deadline_seconds=int(document["processing_deadline_seconds"]),
         token_cache_seconds=int(document["token_cache_seconds"]),
-        validator=build_config(validator_overrides),
+        validator_overrides=validator_overrides,
         api_auth=auth_mode(env.get("API_AUTH")),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
     )

@@ -3,34 +3,37 @@
 Handlers import :mod:`pacs_validator.aws` and :mod:`pacs_validator.contract`, nothing else
 of the core: what the validator and the descriptor need of the flow (the pipeline, the stored
 study) reaches them from here. The API imports the adapters it uses directly, not this
-module, so it never loads the flow (nor the preview stack the flow imports).
+module, so it never loads the flow, the rules nor pydicom.
 """
 
 from __future__ import annotations
 
+from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.dynamodb import DynamoDBStatusTable
 from pacs_validator.aws.eventbridge import EventBridgePublisher
 from pacs_validator.aws.lambda_dispatch import LambdaDispatcher
 from pacs_validator.aws.s3 import S3Bucket
 from pacs_validator.aws.settings import Settings
 from pacs_validator.contract.invocations import Work
+from pacs_validator.dicom.config import build_config
 from pacs_validator.flow.pipeline import Pipeline
 from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing import StoredStudy as StoredStudy
 
 
-def pipeline_from_settings(settings: Settings) -> Pipeline:
-    """The pipeline wired to the deployed resources that ``settings`` names."""
+def pipeline_from_settings(settings: Settings, clients: Clients) -> Pipeline:
+    """The pipeline wired to the deployed resources that ``settings`` names, through the
+    function's ``clients`` (none is made before it is used)."""
     return Pipeline(Services(
-        config=settings.validator,
+        config=build_config(settings.validator_overrides),
         table=DynamoDBStatusTable(
-            settings.status_table, settings.retention_days,
+            settings.status_table, settings.retention_days, clients,
             processing_deadline_seconds=settings.processing_deadline_seconds),
-        uploads=S3Bucket(settings.uploads_bucket),
-        store=S3Bucket(settings.store_bucket),
-        publisher=EventBridgePublisher(settings.event_bus),
+        uploads=S3Bucket(settings.uploads_bucket, clients),
+        store=S3Bucket(settings.store_bucket, clients),
+        publisher=EventBridgePublisher(settings.event_bus, clients),
         dispatcher=LambdaDispatcher({Work.STORE: settings.store_function,
-                                     Work.REJECT: settings.reject_function}),
+                                     Work.REJECT: settings.reject_function}, clients),
         deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
     ))

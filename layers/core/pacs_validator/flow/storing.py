@@ -37,7 +37,6 @@ from pacs_validator.dicom.metadata import (
     first_of,
     with_bulk_data_uri,
 )
-from pacs_validator.dicom.previews import render_preview
 from pacs_validator.flow.ports import SourceObject
 from pacs_validator.flow.services import Services
 
@@ -146,6 +145,10 @@ class Storage:
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = []
         for file in (f for f in files if f.get("preview")):
+            # numpy, Pillow and the decoders are in the imaging layer, which only the
+            # function storing valid studies has (template.yaml): imported for a preview.
+            from pacs_validator.dicom.previews import render_preview
+
             with services.uploads.downloaded(file["key"], file.get("version_id")) as download:
                 preview = render_preview(download.path, services.config.rules,
                                          limits=services.config.limits)
