@@ -22,15 +22,16 @@ E2E_TESTS ?= tests-local/e2e
 .PHONY: test lint preflight unit e2e e2e-browser browser demo up deploy down \
 	bench-scale-e2e install-check
 
+# Every venv is made by uv (pinned in constraints.txt, installed from PyPI into .local/uv on
+# first use), or by pip where there is no uv: $(STACK) venv. --seed: pip in .venv too, for
+# whoever wants it.
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(STACK) venv $(VENV) $(PYTHON) --seed -- -c constraints.txt -e '.[dev]'
 	touch $@
 
 # checkov pins boto3 and packaging below the project's pins: it lives in its own venv.
 $(CHECKOV_STAMP): .ci/checkov-requirements.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	$(STACK) venv $(CHECKOV_VENV) $(PYTHON) -- -r $<
 	touch $@
 
 lint: $(STAMP) preflight
