@@ -363,6 +363,9 @@ class _Worker:
             with self.pool.lock:
                 if invocation.done.is_set():  # given up before a worker took it
                     continue
+                if self.stopped.is_set():  # scaled down meanwhile: for another worker
+                    self.pool.pending.put(invocation)
+                    return None
                 invocation.lines[:0] = self._log_unclaimed
                 self._log_unclaimed = []
                 invocation.worker = self
@@ -410,7 +413,7 @@ class _Pool:
         with _POOLS_LOCK:
             pool = _POOLS.get(key)
             if pool is None:
-                pool = _POOLS[key] = _Pool(key, function_version)
+                pool = _POOLS[key] = cls(key, function_version)
             pool.environments += 1
             return pool
 
