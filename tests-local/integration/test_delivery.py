@@ -271,7 +271,7 @@ def test_an_arrival_that_completes_its_study_announces_upload_and_verdict_in_one
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = declare(stack, ["ct.dcm"])
-    client = stack.handler("validator").pipeline.services.publisher.client  # type: ignore[attr-defined]
+    client = stack.handler("validator").pipeline.services.publisher.clients.events()  # type: ignore[attr-defined]
     put_events = client.put_events
     calls: list[list[str]] = []
 
