@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -101,6 +101,11 @@ def _catalogue() -> tuple[tuple[_Pattern, ...], tuple[re.Pattern[str], ...]]:
 def _places() -> dict[str, Any]:
     places: dict[str, Any] = data_document("attribute_places.json")
     return places
+
+
+@cache
+def _top_level_keywords() -> frozenset[str]:
+    return frozenset(_places()["top_level"])
 
 
 @cache
@@ -220,12 +225,11 @@ def _name(tag: int) -> str:
     return keyword_for_tag(tag) or format_tag(tag)
 
 
-def _walk(dataset: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement, Dataset]]:
-    """Every loaded element with its path and the data set holding it (deferred values are
-    left on disk)."""
+def _walk(dataset: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement]]:
+    """Every loaded element with its path (deferred values are left on disk)."""
     for element in loaded_elements(dataset):
         path = f"{prefix}{_name(element.tag)}"
-        yield path, element, dataset
+        yield path, element
         if element.VR == "SQ":
             for index, item in enumerate(element.value, start=1):
                 yield from _walk(item, f"{path}[{index}]/")
@@ -239,13 +243,17 @@ def _matches(element: DataElement, value: str) -> bool:
 
 
 class Locator:
-    """Finds the elements (or the places of the missing elements) messages are about."""
+    """Finds the elements (or the places of the missing elements) messages are about.
+
+    The data set is walked once and indexed by tag, so each message costs a lookup, not a
+    walk: a file of 100,000 elements with hundreds of messages stays linear."""
 
     def __init__(self, dataset: Dataset) -> None:
-        self._elements = list(_walk(dataset))
-        meta = getattr(dataset, "file_meta", None)
-        if meta is not None:
-            self._elements.extend(_walk(meta))
+        self._by_tag: dict[int, list[tuple[str, DataElement]]] = defaultdict(list)
+        walked = [*_walk(dataset), *_walk(getattr(dataset, "file_meta", None) or Dataset())]
+        self._order = {path: position for position, (path, _) in enumerate(walked)}
+        for path, element in walked:
+            self._by_tag[element.tag].append((path, element))
         self._top_level = dataset
         self._used: Counter[tuple[str, int]] = Counter()
 
@@ -255,10 +263,10 @@ class Locator:
         if finding.rule.startswith("conformance.missing-"):
             candidates = self._absent(tag, finding.module)
         else:
-            candidates = [path for path, element, _ in self._elements if element.tag == tag]
-            if finding.value is not None and len(candidates) > 1:
-                candidates = [path for path, element, _ in self._elements
-                              if element.tag == tag and _matches(element, finding.value)]
+            found = self._by_tag.get(tag, [])
+            if finding.value is not None and len(found) > 1:
+                found = [(path, e) for path, e in found if _matches(e, finding.value)]
+            candidates = [path for path, _ in found]
         if not candidates:
             # Pixel data and deferred values are not walked: they are where the tag says.
             return _name(tag) if tag == PIXEL_DATA or tag in self._top_level else None
@@ -271,12 +279,13 @@ class Locator:
         """Where ``tag`` may be and is not: the top level, then the items of the sequences
         that may hold it (a macro's attributes first in items)."""
         keyword = keyword_for_tag(tag)
-        parents = set(_places()["parents"].get(keyword, ()))
-        nested = [f"{path}[{index}]/{keyword}"
-                  for path, element, _ in self._elements
-                  if element.VR == "SQ" and _name(element.tag) in parents
-                  for index, item in enumerate(element.value, start=1) if tag not in item]
-        top = [keyword] if keyword in _places()["top_level"] and tag not in self._top_level \
+        parents = _places()["parents"].get(keyword, ())
+        places = sorted((self._order[path], index, path)
+                        for parent in parents
+                        for path, element in self._by_tag.get(tag_for_keyword(parent) or -1, [])
+                        for index, item in enumerate(element.value, start=1) if tag not in item)
+        nested = [f"{path}[{index}]/{keyword}" for _, index, path in places]
+        top = [keyword] if keyword in _top_level_keywords() and tag not in self._top_level \
             else []
         return nested + top if (module or "").endswith("Macro") else top + nested
 
