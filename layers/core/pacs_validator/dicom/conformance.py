@@ -128,10 +128,9 @@ def find_engine() -> str | None:
     return shutil.which(ENGINE)
 
 
-def _limit_memory(max_bytes: int) -> None:
-    import resource  # POSIX only, and only in the child
-
-    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+_BOUNDED = 'ulimit -v "$1" && exec "$2" "$3"'
+"""The engine started through ``sh`` with its address space capped: no ``preexec_fn``, so the
+interpreter can spawn it without forking its own (possibly large) address space."""
 
 
 def run_engine(path: str, settings: ConformanceSettings) -> EngineRun:
@@ -144,9 +143,13 @@ def run_engine(path: str, settings: ConformanceSettings) -> EngineRun:
     if Path(path).stat().st_size > settings.max_file_bytes:
         return EngineRun(stopped="the file is larger than conformance.max_file_bytes")
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            [engine, path], stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-            close_fds=True, preexec_fn=lambda: _limit_memory(settings.max_memory_bytes))
+        command = ["/bin/sh", "-c", _BOUNDED, "sh", str(settings.max_memory_bytes // 1024),
+                   engine, path]
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output,
+                                       stderr=output, close_fds=True)
+        except OSError as error:
+            return EngineRun(stopped=f"the engine could not be started ({type(error).__name__})")
         try:
             returncode = process.wait(timeout=settings.timeout_seconds)
         except subprocess.TimeoutExpired:
