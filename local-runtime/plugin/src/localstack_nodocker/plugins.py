@@ -78,3 +78,12 @@ def keep_connections_alive() -> None:
         """The client's choice (HTTP/1.1: persistent unless it says close)."""
 
     handlers.set_close_connection_header = leave_connection_open
+
+
+@hooks.on_infra_start()
+def keep_events_across_updates() -> None:
+    """An asynchronous invocation pending while a function is updated is not lost
+    (localstack_nodocker.async_events)."""
+    from localstack_nodocker.async_events import patch_poller
+
+    patch_poller()
