@@ -20,6 +20,7 @@ import calendar
 import datetime
 import itertools
 import json
+import re
 import shutil
 import threading
 import time
@@ -306,6 +307,27 @@ def test_interrupted_upload_resumes_with_only_the_missing_files(
     assert sorted(first + sent) == sorted(f["name"] for f in document["files"])
     assert len(sent) == 11 - 4
     assert not (in_tmp / ".pacs-validator-upload.json").exists()
+
+
+def test_interrupted_while_waiting_names_the_study_to_ask_about_not_a_resume(
+        api: Api, in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = two_study_folder(in_tmp) / "mr"
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PacsClient, "wait", interrupted)
+    assert main(["upload", str(folder), "--api", api.url]) == 1
+
+    errors = capsys.readouterr().err
+    [study_id] = re.findall(r"every file of study (\w+) was sent; its verdict: "
+                            r"pacs-validator status (?:\w+)", errors)
+    assert f"pacs-validator status {study_id}" in errors
+    assert "resume" not in errors
+    assert not (in_tmp / ".pacs-validator-upload.json").exists()
+    status = PacsClient(api.url, token=API_TOKEN).status(study_id).json()
+    assert status["counts"]["received"] == 11
 
 
 def test_rejected_study_prints_its_findings_and_exits_1(

@@ -90,6 +90,16 @@ class Outcome:
         return self.document is not None and self.document["state"] == "STORED"
 
 
+class WaitInterrupted(Exception):
+    """Ctrl-C while waiting for verdicts. The studies named had every file sent, so their kept
+    uploads are gone and running the command again would declare them anew: the verdict is
+    for ``pacs-validator status`` to tell."""
+
+    def __init__(self, study_ids: list[str]) -> None:
+        super().__init__(study_ids)
+        self.study_ids = study_ids
+
+
 class UploadState:
     """Unfinished uploads by API and StudyInstanceUID, kept in a JSON file (module docstring)."""
 
@@ -351,6 +361,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INVALID
+    except WaitInterrupted as interrupted:
+        for study_id in interrupted.study_ids:
+            print(f"interrupted: every file of study {study_id} was sent; its verdict: "
+                  f"pacs-validator status {study_id}", file=sys.stderr)
+        return EXIT_INVALID
     if args.json:
         print(json.dumps([o.document for o in outcomes if o.document is not None], indent=2))
     return EXIT_VALID if all(o.stored for o in outcomes) else EXIT_INVALID
@@ -382,6 +397,9 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
             await_verdict(outcome, client, timeout)
         except (ApiError, *TRANSIENT_ERRORS) as error:
             outcome.problem = f"no status: {error}"
+        except KeyboardInterrupt:
+            raise WaitInterrupted([str(o.study_id) for o in sent if o.study_id is not None
+                                   and o.problem is None and o.document is None]) from None
         if outcome.document is not None:
             print_status(outcome.document, out)
         else:
