@@ -29,8 +29,8 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
 
 
 def set_environment(function: str, variables: dict[str, str]) -> None:
-    """Change the descriptor's environment, and wait until its new version answers: events
-    sent while LocalStack swaps versions can be lost (not so on AWS)."""
+    """Change the descriptor's environment, and wait until its new version answers, so that
+    the events that follow meet the new configuration."""
     client = aws("lambda")
     client.update_function_configuration(FunctionName=function,
                                          Environment={"Variables": variables})

@@ -1,8 +1,7 @@
 """The strict profile on the deployed stack: the validator switched to it, as deploying with
 ``ValidationProfile=strict`` does, rejects the bytes ``test_conformance_warnings.py`` stores,
-naming each conformance error with its path. Its own module, named to run last: switching a
-function's configuration on LocalStack swaps its version, and uploads right after a swap can
-be lost (not so on AWS)."""
+naming each conformance error with its path. Its own module, named to run last, so that the
+other tests never meet a validator between two configurations."""
 
 from __future__ import annotations
 
