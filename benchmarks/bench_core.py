@@ -55,7 +55,7 @@ from typing import Any
 import pydicom
 
 from pacs_validator.dicom.config import ValidatorConfig, build_config
-from pacs_validator.dicom.metadata import DescribedInstance, build_metadata
+from pacs_validator.dicom.description import DescribedInstance, build_metadata
 from pacs_validator.dicom.validation import validate_instance
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -165,7 +165,7 @@ def child(path: Path) -> dict[str, Any]:
     from pydicom.data import get_testdata_file
 
     from pacs_validator.dicom.config import build_config
-    from pacs_validator.dicom.metadata import DescribedInstance, build_metadata
+    from pacs_validator.dicom.description import DescribedInstance, build_metadata
     from pacs_validator.dicom.parsing import sha256_of
     from pacs_validator.dicom.validation import validate_instance
 

@@ -20,7 +20,7 @@ from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.idempotency import OncePerEvent
 from pacs_validator.aws.settings import load_settings
 from pacs_validator.aws.tracing import function_tracer
-from pacs_validator.aws.wiring import StoredStudy, pipeline_from_settings
+from pacs_validator.aws.wiring import StoredStudy, storing_pipeline_from_settings
 from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
 
 logger = Logger()
@@ -28,7 +28,7 @@ metrics = Metrics()
 tracer = function_tracer()
 settings = load_settings(Path(__file__).with_name("config.json"))
 clients = Clients()
-pipeline = pipeline_from_settings(settings, clients)
+pipeline = storing_pipeline_from_settings(settings, clients)
 
 
 def counted(stored: StoredStudy | None, study_id: str) -> bool:

@@ -22,7 +22,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from pacs_validator.dicom.config import ConfigError, ValidatorConfig, build_config
-from pacs_validator.dicom.metadata import DescribedInstance, dicom_json
+from pacs_validator.dicom.description import DescribedInstance, dicom_json
 from pacs_validator.dicom.pixels import codestream_frame_bytes
 from pacs_validator.dicom.previews import PREVIEW_SIZE, render_preview
 from pacs_validator.dicom.rules import Severity

@@ -1,6 +1,7 @@
 """What a handler's import leaves for later: no X-Ray SDK while tracing is off, no AWS client
-before its first use, no preview stack in the validator, nothing of pydicom in the API;
-and what a SnapStart restore refreshes. (benchmarks/bench_cold_start.py measures the
+before its first use, no preview stack in the validator, nothing of pydicom (nor the numpy
+and Pillow it loads when it can) in the API and the descriptor; and what a SnapStart restore
+refreshes. (benchmarks/bench_cold_start.py measures the
 imports from the built layers.)"""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ LAMBDA = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
           "AWS_SECRET_ACCESS_KEY": "testing", "LAMBDA_TASK_ROOT": "/var/task",
           "IDEMPOTENCY_TABLE": "idempotency", "POWERTOOLS_SERVICE_NAME": "test"}
 """A Lambda environment: in it, Powertools traces unless told not to."""
-WATCHED = ["aws_xray_sdk.core", "pydicom", "pacs_validator.dicom.previews", "numpy"]
+WATCHED = ["aws_xray_sdk.core", "pydicom", "pacs_validator.dicom.previews", "numpy", "PIL"]
 
 
 def imported(code: str, cwd: Path, **environment: str) -> dict[str, Any]:
@@ -55,9 +56,12 @@ def test_importing_a_handler_makes_no_client_and_loads_no_x_ray_nor_previews(
     assert "pacs_validator.dicom.previews" not in loaded["loaded"]
 
 
-def test_the_api_loads_nothing_of_pydicom_nor_numpy() -> None:
-    loaded = handler_import("api")["loaded"]
-    assert "pydicom" not in loaded and "numpy" not in loaded
+@pytest.mark.parametrize("function", ["api", "descriptor"])
+def test_the_api_and_the_descriptor_load_nothing_of_pydicom_numpy_nor_pillow(
+        function: str) -> None:
+    """numpy and Pillow are importable here, as in the descriptor's layers: importing pydicom
+    would load them. The descriptor imports all three when a chunk has a preview."""
+    assert handler_import(function)["loaded"] == []
 
 
 def test_with_tracing_on_the_tracer_is_powertools_on_x_ray() -> None:

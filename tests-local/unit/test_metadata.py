@@ -11,12 +11,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from pacs_validator.dicom.metadata import (
-    DescribedInstance,
-    build_metadata,
-    dicom_json,
-    metadata_map,
-)
+from pacs_validator.dicom.description import DescribedInstance, build_metadata, dicom_json
+from pacs_validator.dicom.metadata import metadata_map
 from pacs_validator.dicom.validation import validate_instance
 
 CHARSET_FILES = ["chrArab.dcm", "chrFren.dcm", "chrGerm.dcm", "chrGreek.dcm", "chrH31.dcm",

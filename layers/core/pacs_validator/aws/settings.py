@@ -65,9 +65,10 @@ class Settings:
     the secret is accepted (or refused) at most this long after the change."""
     validator_overrides: dict[str, Any]
     """What the deployment changes of the validator's configuration (the ``validator`` entry
-    of config.json, the required attributes and the size cap): the wiring builds the
-    configuration from it, so a function that validates nothing (the API) never loads the
-    rules nor pydicom."""
+    of config.json, the required attributes and the size cap): the pipeline builds the
+    configuration from it when first needed (``Services.config``), so a function that
+    validates nothing (the API, the descriptor short of a preview) never loads the rules
+    nor pydicom."""
     api_auth: AuthMode = AuthMode.TOKEN
     """How the API authenticates callers (``API_AUTH``)."""
     api_tokens_secret: str = ""

@@ -1,12 +1,15 @@
-"""The wiring: the pipeline built from a function's settings.
+"""The wiring: the pipelines built from a function's settings.
 
 Handlers import :mod:`pacs_validator.aws` and :mod:`pacs_validator.contract`, nothing else
 of the core: what the validator and the descriptor need of the flow (the pipeline, the stored
 study) reaches them from here. The API imports the adapters it uses directly, not this
-module, so it never loads the flow, the rules nor pydicom.
+module, so it never loads the flow, the rules nor pydicom; the descriptor's pipeline stores
+judged studies and loads nothing of pydicom either.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.dynamodb import DynamoDBStatusTable
@@ -15,17 +18,19 @@ from pacs_validator.aws.lambda_dispatch import LambdaDispatcher
 from pacs_validator.aws.s3 import S3Bucket
 from pacs_validator.aws.settings import Settings
 from pacs_validator.contract.invocations import Work
-from pacs_validator.dicom.config import build_config
-from pacs_validator.flow.pipeline import Pipeline
 from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing import StoredStudy as StoredStudy
+from pacs_validator.flow.storing_pipeline import StoringPipeline
+
+if TYPE_CHECKING:  # imported by pipeline_from_settings: see there
+    from pacs_validator.flow.pipeline import Pipeline
 
 
-def pipeline_from_settings(settings: Settings, clients: Clients) -> Pipeline:
-    """The pipeline wired to the deployed resources that ``settings`` names, through the
-    function's ``clients`` (none is made before it is used)."""
-    return Pipeline(Services(
-        config=build_config(settings.validator_overrides),
+def services_from_settings(settings: Settings, clients: Clients) -> Services:
+    """The deployed resources that ``settings`` names, through the function's ``clients``
+    (none is made before it is used)."""
+    return Services(
+        validator_overrides=settings.validator_overrides,
         table=DynamoDBStatusTable(
             settings.status_table, settings.retention_days, clients,
             processing_deadline_seconds=settings.processing_deadline_seconds),
@@ -36,4 +41,19 @@ def pipeline_from_settings(settings: Settings, clients: Clients) -> Pipeline:
                                      Work.REJECT: settings.reject_function}, clients),
         deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
-    ))
+    )
+
+
+def pipeline_from_settings(settings: Settings, clients: Clients) -> Pipeline:
+    """The validator's pipeline: every step, receiving and judging included."""
+    # Imported here, not with this module: receiving and judging validate with pydicom, and
+    # the descriptor, which imports this module too, must not load it (its cold start).
+    from pacs_validator.flow.pipeline import Pipeline
+
+    return Pipeline(services_from_settings(settings, clients))
+
+
+def storing_pipeline_from_settings(settings: Settings, clients: Clients) -> StoringPipeline:
+    """The descriptor's pipeline: storing judged studies and recovering, nothing of pydicom
+    until a chunk has a preview to render."""
+    return StoringPipeline(services_from_settings(settings, clients))

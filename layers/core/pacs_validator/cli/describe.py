@@ -19,12 +19,8 @@ from pacs_validator.cli.common import (
 )
 from pacs_validator.contract.names import safe_name
 from pacs_validator.dicom.config import ValidatorConfig, build_config
-from pacs_validator.dicom.metadata import (
-    DescribedInstance,
-    build_metadata,
-    dicom_json,
-    middle_instance,
-)
+from pacs_validator.dicom.description import DescribedInstance, build_metadata, dicom_json
+from pacs_validator.dicom.metadata import middle_instance
 from pacs_validator.dicom.validation import validate_instance
 
 

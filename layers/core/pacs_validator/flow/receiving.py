@@ -19,7 +19,7 @@ from pacs_validator.contract.keys import (
     study_id_for_drop,
 )
 from pacs_validator.contract.objects import UploadedObject
-from pacs_validator.dicom.metadata import DescribedInstance, describe, dicom_json
+from pacs_validator.dicom.description import DescribedInstance, describe, dicom_json
 from pacs_validator.dicom.parsing import ParsedInstance
 from pacs_validator.dicom.validation import InstanceResult, validate_instance
 from pacs_validator.flow.judging import Judge

@@ -14,12 +14,14 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pacs_validator.contract.states import OPEN_STATES, State
-from pacs_validator.flow.judging import Judge
 from pacs_validator.flow.ports import DependencyUnavailable
 from pacs_validator.flow.services import Services
+
+if TYPE_CHECKING:  # judging validates (pydicom): the descriptor, which never sweeps, skips it
+    from pacs_validator.flow.judging import Judge
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +30,15 @@ PROCESSING_ERROR = 500
 
 
 class Recovery:
-    def __init__(self, services: Services, judge: Judge) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.judge = judge
 
-    def sweep(self, now: int | None = None) -> dict[str, list[str]]:
+    def sweep(self, judge: Judge, now: int | None = None) -> dict[str, list[str]]:
         """End every unfinished study past its deadline: one whose declared files did not all
-        arrive is INCOMPLETE; one that made no progress while VALIDATING or VALID (its
-        events failed every retry and wait in a dead-letter queue) is FAILED, with the last
-        error seen and the state it failed in, so a redrive can take it up again."""
+        arrive is INCOMPLETE (``judge`` judges it as it is); one that made no progress while
+        VALIDATING or VALID (its events failed every retry and wait in a dead-letter queue)
+        is FAILED, with the last error seen and the state it failed in, so a redrive can
+        take it up again."""
         now = now if now is not None else int(time.time())
         ended: dict[str, list[str]] = {"incomplete": [], "failed": []}
         for study_id in self.services.table.overdue(now):
@@ -44,7 +46,7 @@ class Recovery:
             if study is None or int(study.get("deadline", now)) >= now:
                 continue  # moved on since the index was read
             if study["state"] in {s.value for s in OPEN_STATES}:
-                if self.judge.judge_study(study_id, overdue=True, overdue_at=now) is not None:
+                if judge.judge_study(study_id, overdue=True, overdue_at=now) is not None:
                     ended["incomplete"].append(study_id)
             elif self.fail(study_id, study, now):
                 ended["failed"].append(study_id)

@@ -7,12 +7,15 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from pacs_validator.contract.events import Event
-from pacs_validator.dicom.config import ValidatorConfig
 from pacs_validator.flow.announcements import announcements
 from pacs_validator.flow.ports import ChunkDispatcher, EventPublisher, ObjectStore, StatusStore
+
+if TYPE_CHECKING:  # imported when the configuration is built (see Services.config)
+    from pacs_validator.dicom.config import ValidatorConfig
 
 
 @dataclass
@@ -20,7 +23,8 @@ class Services:
     """The collaborators of one pipeline; the steps share one instance, so replacing a
     port here (a test's dispatcher, say) replaces it for all of them."""
 
-    config: ValidatorConfig
+    validator_overrides: dict[str, Any]
+    """What the deployment changes of the validator's configuration (see :attr:`config`)."""
     table: StatusStore
     uploads: ObjectStore
     store: ObjectStore
@@ -33,6 +37,15 @@ class Services:
     _holding: threading.local = field(default_factory=threading.local, init=False, repr=False)
     """The events held by the running thread's block (one per invocation on Lambda; tests run
     arrivals in threads)."""
+
+    @cached_property
+    def config(self) -> ValidatorConfig:
+        """The validator's configuration, built on first use: building it checks keywords
+        with pydicom, and storing a chunk needs it only to render a preview, so the
+        descriptor loads no pydicom until a chunk has one."""
+        from pacs_validator.dicom.config import build_config
+
+        return build_config(self.validator_overrides)
 
     def publish(self, study_id: str, *events: Event) -> None:
         """Publish ``events`` of the study now, or with the others when events are held

@@ -145,8 +145,9 @@ class Storage:
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = []
         for file in (f for f in files if f.get("preview")):
-            # numpy, Pillow and the decoders are in the imaging layer, which only the
-            # function storing valid studies has (template.yaml): imported for a preview.
+            # Imported for a preview: pydicom, and numpy, Pillow and the decoders of the
+            # imaging layer, which only the function storing valid studies has
+            # (template.yaml). A chunk without a preview loads none of them.
             from pacs_validator.dicom.previews import render_preview
 
             with services.uploads.downloaded(file["key"], file.get("version_id")) as download:
