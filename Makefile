@@ -62,7 +62,7 @@ preflight: $(STAMP) $(CHECKOV_STAMP)
 		$(foreach arch,$(ARCH),--arch $(arch))
 
 unit: $(STAMP)
-	$(BIN)/pytest -n auto tests-local/unit tests-local/integration
+	$(BIN)/pytest -n auto --durations=8 tests-local/unit tests-local/integration
 
 up:
 	$(STACK) up
@@ -89,7 +89,7 @@ browser:
 e2e: $(STAMP) browser
 	@running=$$($(STACK) status >/dev/null 2>&1 && echo yes); \
 	$(MAKE) --no-print-directory deploy && \
-	$(BIN)/pytest -rs $(E2E_TESTS); status=$$?; \
+	$(BIN)/pytest -rs --durations=12 $(E2E_TESTS); status=$$?; \
 	[ -n "$$running" ] || $(STACK) down; \
 	exit $$status
 

@@ -37,6 +37,7 @@ def test_a_file_swapped_after_judgment_leaves_a_300_file_study_stored_as_validat
     state = "AWAITING_UPLOAD"
     deadline = time.monotonic() + 300
     while state in OPEN and time.monotonic() < deadline:
+        time.sleep(0.2)  # not a busy loop: LocalStack serves the pipeline on the same cores
         state = api.status(study_id, limit=1).json()["state"]
     assert state in ("VALIDATING", "VALID"), f"the swap must come before STORED, not {state}"
 

@@ -18,8 +18,8 @@ VALIDATOR = f"{STACK_NAME}-validator"
 
 
 def _set_profile(profile: str) -> None:
-    """The validator's VALIDATION_PROFILE changed, once its new version answers: events sent
-    while LocalStack swaps versions can be lost (as ``test_faults.set_environment`` waits)."""
+    """The validator's VALIDATION_PROFILE changed, once its new version answers (as
+    ``test_faults.set_environment`` waits), so that the next upload meets that profile."""
     functions = aws("lambda")
     variables = functions.get_function_configuration(
         FunctionName=VALIDATOR)["Environment"]["Variables"]
