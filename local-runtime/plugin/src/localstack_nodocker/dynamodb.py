@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -37,3 +38,72 @@ def one_at_a_time(provider: object) -> DispatchTable:
         return handle
 
     return {operation: serialized(handler) for operation, handler in table.items()}
+
+
+class _TablesKept:
+    """moto's ``copy`` module as its DynamoDB models see it, except that a table is not copied
+    (see :func:`patch_transactions`)."""
+
+    @staticmethod
+    def deepcopy(value: Any) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        return value if isinstance(value, Table) else copy.deepcopy(value)
+
+
+def patch_transactions() -> None:
+    """TransactWriteItems at the cost of the items it writes, not of its tables.
+
+    moto backs up every table a transaction names with a deep copy before it starts, to roll
+    back on a cancellation. The status table holds every study's items, so on a stack that has
+    run for a while each transaction (another upload of a file's name replaces its record in
+    one) took seconds, and under :func:`one_at_a_time` every other DynamoDB call of the
+    pipeline waited for it. Here the items the transaction names are kept instead, and put
+    back when moto raises.
+    """
+    from moto.dynamodb import models
+    from moto.dynamodb.models import DynamoDBBackend
+
+    models.copy = _TablesKept  # type: ignore[assignment]
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        kept = _items_before(self, transact_items)
+        try:
+            transact(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in kept:
+                if item is None:
+                    table.delete_item(hash_value, range_value)
+                elif range_value:
+                    table.items[hash_value][range_value] = item
+                else:
+                    table.items[hash_value] = item
+            raise
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _items_before(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(table, hash key, range key, a copy of the item or None) for each item the transaction
+    names by a valid key; an operation whose key is not valid fails before it writes."""
+    from moto.core.exceptions import JsonRESTError
+
+    kept = []
+    for entry in transact_items:
+        _, operation = next(iter(entry.items()))
+        table = backend.tables.get(operation.get("TableName"))
+        if table is None:
+            continue
+        try:
+            if "Item" in operation:
+                key = {name: operation["Item"][name]
+                       for name in (table.hash_key_attr, table.range_key_attr) if name}
+            else:
+                key = operation["Key"]
+            hash_value, range_value = backend.get_keys_value(table, key)
+            item = table.get_item(hash_value, range_value)
+        except (KeyError, JsonRESTError):  # moto answers it with its own error
+            continue
+        kept.append((table, hash_value, range_value, copy.deepcopy(item)))
+    return kept

@@ -29,8 +29,9 @@ def dynamodb_moto() -> Service:
 
     Selected with PROVIDER_OVERRIDE_DYNAMODB=moto.
     """
-    from localstack_nodocker.dynamodb import MotoDynamoDBProvider, one_at_a_time
+    from localstack_nodocker.dynamodb import MotoDynamoDBProvider, one_at_a_time, patch_transactions
 
+    patch_transactions()
     return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=one_at_a_time)
 
 
