@@ -8,66 +8,69 @@ audited in one log line (caller, study id, action, outcome; nothing from the fil
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import time
-from functools import cache, lru_cache
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from pacs_validator.aws.startup import garbage_collection_paused
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with garbage_collection_paused():
+    import base64
+    import hashlib
+    import re
+    import time
+    from functools import cache, lru_cache
+    from pathlib import Path
+    from typing import Any
+    from urllib.parse import urlsplit
 
-from pacs_validator.aws.clients import Clients
-from pacs_validator.aws.dynamodb import DynamoDBStatusTable
-from pacs_validator.aws.errors import DependencyUnavailable
-from pacs_validator.aws.links import study_links
-from pacs_validator.aws.s3 import S3Bucket
-from pacs_validator.aws.settings import load_settings
-from pacs_validator.aws.snapstart import on_snapshot
-from pacs_validator.aws.tracing import function_tracer
-from pacs_validator.contract.api_request import RequestBodyError, json_body
-from pacs_validator.contract.auth import (
-    ANONYMOUS,
-    AuthenticationError,
-    AuthMode,
-    Caller,
-    TokenBook,
-    authenticate,
-    iam_caller,
-    token_book,
-)
-from pacs_validator.contract.keys import (
-    incoming_key,
-    incoming_prefix,
-    is_study_id,
-    manifest_key,
-    new_study_id,
-)
-from pacs_validator.contract.status_view import (
-    PageTokenError,
-    decode_token,
-    has_kept_aside,
-    public_view,
-)
-from pacs_validator.contract.upload_request import (
-    DeclaredFile,
-    StudyClosedError,
-    UploadRequestError,
-    manifest_document,
-    parse_upload_request,
-    renewed_form_expiry,
-    requested_deadline,
-)
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pacs_validator.aws.clients import Clients
+    from pacs_validator.aws.dynamodb import DynamoDBStatusTable
+    from pacs_validator.aws.errors import DependencyUnavailable
+    from pacs_validator.aws.links import study_links
+    from pacs_validator.aws.s3 import S3Bucket
+    from pacs_validator.aws.settings import load_settings
+    from pacs_validator.aws.snapstart import on_snapshot
+    from pacs_validator.aws.tracing import function_tracer
+    from pacs_validator.contract.api_request import RequestBodyError, json_body
+    from pacs_validator.contract.auth import (
+        ANONYMOUS,
+        AuthenticationError,
+        AuthMode,
+        Caller,
+        TokenBook,
+        authenticate,
+        iam_caller,
+        token_book,
+    )
+    from pacs_validator.contract.keys import (
+        incoming_key,
+        incoming_prefix,
+        is_study_id,
+        manifest_key,
+        new_study_id,
+    )
+    from pacs_validator.contract.status_view import (
+        PageTokenError,
+        decode_token,
+        has_kept_aside,
+        public_view,
+    )
+    from pacs_validator.contract.upload_request import (
+        DeclaredFile,
+        StudyClosedError,
+        UploadRequestError,
+        manifest_document,
+        parse_upload_request,
+        renewed_form_expiry,
+        requested_deadline,
+    )
 
 logger = Logger()
 metrics = Metrics()

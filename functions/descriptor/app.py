@@ -8,20 +8,23 @@ the last chunk assembles metadata.json and dicom.json).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from pacs_validator.aws.startup import garbage_collection_paused
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with garbage_collection_paused():
+    from pathlib import Path
+    from typing import Any
 
-from pacs_validator.aws.clients import Clients
-from pacs_validator.aws.idempotency import OncePerEvent
-from pacs_validator.aws.settings import load_settings
-from pacs_validator.aws.tracing import function_tracer
-from pacs_validator.aws.wiring import StoredStudy, storing_pipeline_from_settings
-from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pacs_validator.aws.clients import Clients
+    from pacs_validator.aws.idempotency import OncePerEvent
+    from pacs_validator.aws.settings import load_settings
+    from pacs_validator.aws.tracing import function_tracer
+    from pacs_validator.aws.wiring import StoredStudy, storing_pipeline_from_settings
+    from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
 
 logger = Logger()
 metrics = Metrics()

@@ -7,24 +7,27 @@ copies chunks of large rejected studies to rejected/ when the pipeline hands the
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from typing import Any
-from urllib.parse import unquote_plus
+from pacs_validator.aws.startup import garbage_collection_paused
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with garbage_collection_paused():
+    import time
+    from pathlib import Path
+    from typing import Any
+    from urllib.parse import unquote_plus
 
-from pacs_validator.aws.clients import Clients
-from pacs_validator.aws.idempotency import OncePerEvent
-from pacs_validator.aws.settings import load_settings
-from pacs_validator.aws.tracing import function_tracer
-from pacs_validator.aws.wiring import pipeline_from_settings
-from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
-from pacs_validator.contract.objects import UploadedObject
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+    from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pacs_validator.aws.clients import Clients
+    from pacs_validator.aws.idempotency import OncePerEvent
+    from pacs_validator.aws.settings import load_settings
+    from pacs_validator.aws.tracing import function_tracer
+    from pacs_validator.aws.wiring import pipeline_from_settings
+    from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
+    from pacs_validator.contract.objects import UploadedObject
 
 logger = Logger()
 metrics = Metrics()

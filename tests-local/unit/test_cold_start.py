@@ -41,9 +41,10 @@ def imported(code: str, cwd: Path, **environment: str) -> dict[str, Any]:
 def handler_import(function: str) -> dict[str, Any]:
     """What importing ``functions/<function>/app.py`` loaded, tracing off as configured."""
     return imported(
-        "import json, sys; sys.path.insert(0, '.'); import app, boto3; print(json.dumps("
+        "import gc, json, sys; sys.path.insert(0, '.'); import app, boto3; print(json.dumps("
         f"{{'loaded': [m for m in {WATCHED!r} if m in sys.modules],"
-        " 'session': boto3.DEFAULT_SESSION is not None}))",
+        " 'session': boto3.DEFAULT_SESSION is not None,"
+        " 'collecting': gc.isenabled(), 'frozen': gc.get_freeze_count()}))",
         ROOT / "functions" / function, POWERTOOLS_TRACE_DISABLED="true")
 
 
@@ -54,6 +55,14 @@ def test_importing_a_handler_makes_no_client_and_loads_no_x_ray_nor_previews(
     assert loaded["session"] is False  # boto3's default session: made with the first client
     assert "aws_xray_sdk.core" not in loaded["loaded"]
     assert "pacs_validator.dicom.previews" not in loaded["loaded"]
+
+
+@pytest.mark.parametrize("function", ["api", "validator", "descriptor"])
+def test_a_handler_imports_without_collecting_and_leaves_the_collector_on(function: str) -> None:
+    loaded = handler_import(function)
+    assert loaded["collecting"] is True
+    assert loaded["frozen"] > 50_000  # what boto3, Powertools and the package made (a bare
+    # interpreter tracks about 5,000 objects)
 
 
 @pytest.mark.parametrize("function", ["api", "descriptor"])
