@@ -1,7 +1,11 @@
-"""A stack update that changes a REST API, on LocalStack: the new route is served through
-the same stage (local-runtime/plugin's API Gateway update handlers), as on AWS. Without
-them the update failed with "Stage already exists" and left the stack broken, so a user
-had to delete their local stack to deploy a new version of this one."""
+"""Stack updates on LocalStack that its community providers cannot make (local-runtime/plugin).
+
+- A REST API's new route is served through the same stage. Without the plugin the update
+  failed with "Stage already exists" and left the stack broken, so a user had to delete
+  their local stack to deploy a new version of this one.
+- New code moves an alias to the function's new version (the API function's ``live``).
+  Without the plugin the update failed with "Alias already exists": every ``make deploy``
+  of changed code over a running stack rolled back."""
 
 from __future__ import annotations
 
@@ -90,3 +94,55 @@ def test_an_api_update_adds_its_route_to_the_same_stage() -> None:
         cloudformation.delete_stack(StackName=name)
         settled(cloudformation, name)
     assert not [a for a in aws("apigateway").get_rest_apis()["items"] if a["id"] == api_id]
+
+
+def function_template(answer: str) -> str:
+    """A function answering ``answer``, a version whose logical id changes with its code, and
+    the alias ``live`` on that version: what SAM's ``AutoPublishAlias`` makes of the API
+    function."""
+    version = "Version" + answer.title()
+    return json.dumps({"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]}}},
+        "Function": {"Type": "AWS::Lambda::Function", "Properties": {
+            "Runtime": "python3.12", "Handler": "index.handler",
+            "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+            "Code": {"ZipFile": f"def handler(event, context):\n    return {answer!r}\n"}}},
+        version: {"Type": "AWS::Lambda::Version", "DeletionPolicy": "Retain",
+                  "Properties": {"FunctionName": {"Ref": "Function"}}},
+        "Alias": {"Type": "AWS::Lambda::Alias", "Properties": {
+            "FunctionName": {"Ref": "Function"}, "Name": "live",
+            "FunctionVersion": {"Fn::GetAtt": [version, "Version"]}}},
+    }})
+
+
+def test_new_code_moves_the_alias_to_its_new_version() -> None:
+    cloudformation, lambda_ = aws("cloudformation"), aws("lambda")
+    name = f"alias-update-{int(time.time())}"
+    cloudformation.create_stack(StackName=name, TemplateBody=function_template("first"),
+                                Capabilities=["CAPABILITY_IAM"])
+    try:
+        created = settled(cloudformation, name)
+        assert created["StackStatus"] == "CREATE_COMPLETE", created.get("StackStatusReason")
+        function = physical_id(cloudformation, name, "Function")
+
+        def answer() -> Any:
+            return json.loads(lambda_.invoke(FunctionName=function, Qualifier="live")[
+                "Payload"].read())
+
+        assert answer() == "first"
+
+        cloudformation.update_stack(StackName=name, TemplateBody=function_template("second"),
+                                    Capabilities=["CAPABILITY_IAM"])
+        updated = settled(cloudformation, name)
+
+        assert updated["StackStatus"] == "UPDATE_COMPLETE", updated.get("StackStatusReason")
+        assert lambda_.get_alias(FunctionName=function, Name="live")["FunctionVersion"] == "2"
+        assert answer() == "second"
+    finally:
+        cloudformation.delete_stack(StackName=name)
+        settled(cloudformation, name)
+    assert not [f for f in lambda_.list_functions()["Functions"]
+                if f["FunctionName"] == function]

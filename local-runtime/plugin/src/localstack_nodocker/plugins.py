@@ -56,6 +56,15 @@ def api_updates() -> None:
 
 
 @hooks.on_infra_start()
+def alias_updates() -> None:
+    """CloudFormation can point a Lambda alias at a new version
+    (localstack_nodocker.lambda_alias)."""
+    from localstack_nodocker.lambda_alias import patch_alias_updates
+
+    patch_alias_updates()
+
+
+@hooks.on_infra_start()
 def keep_connections_alive() -> None:
     """HTTP keep-alive for every client (it runs before the gateway is built).
 
