@@ -16,6 +16,10 @@ DEPLOY_PARAMETERS += SnapStart=Disabled
 CHROMIUM := /usr/bin/chromium
 TOOLS := .local/venvs/tools/bin
 PREFLIGHT := .local/preflight
+# Every sam build of this checkout (the pre-flight's, each stack's deploy) shares sam's cache
+# and its record of what it built (build.toml, kept beside the build folders): a layer is
+# built once, whichever of them comes first, and again only when its folder changes.
+SAM_BUILDS := .local/build
 ARCH ?= x86_64 arm64
 E2E_TESTS ?= tests-local/e2e
 
@@ -44,8 +48,8 @@ lint: $(STAMP) preflight
 
 # Offline, what AWS refuses and LocalStack forgives (README, Deploy on AWS): the template's
 # checks, then a `sam build` as for AWS (every layer: wheels of each architecture) checked by
-# local-runtime/preflight.py for ARCH (default both). The build stays in .local/preflight:
-# sam rebuilds a layer only when its folder (layers/core, layers/imaging) changed (--cached).
+# local-runtime/preflight.py for ARCH (default both). The build stays in
+# $(SAM_BUILDS)/preflight.build, its log in $(PREFLIGHT).
 preflight: $(STAMP) $(CHECKOV_STAMP)
 	$(STACK) install tools
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/sam validate --lint \
@@ -56,9 +60,10 @@ preflight: $(STAMP) $(CHECKOV_STAMP)
 	mkdir -p $(PREFLIGHT)
 	cd $(PREFLIGHT) && PATH="$(CURDIR)/$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 \
 		PIP="$(CURDIR)/$(BIN)/python -m pip" sam build --template-file $(CURDIR)/template.yaml \
-		--build-dir build --cache-dir cache --cached >build.log 2>&1 \
+		--build-dir $(CURDIR)/$(SAM_BUILDS)/preflight.build \
+		--cache-dir $(CURDIR)/$(SAM_BUILDS)/shared.cache --cached >build.log 2>&1 \
 		|| { cat build.log; echo "sam build failed (log: $(PREFLIGHT)/build.log)"; exit 1; }
-	$(BIN)/python local-runtime/preflight.py --build-dir $(PREFLIGHT)/build \
+	$(BIN)/python local-runtime/preflight.py --build-dir $(SAM_BUILDS)/preflight.build \
 		$(foreach arch,$(ARCH),--arch $(arch))
 
 unit: $(STAMP)

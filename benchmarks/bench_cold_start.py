@@ -3,7 +3,7 @@
 What Lambda does before a function's first invocation, short of starting the runtime: put
 the function's code first on ``sys.path``, then its layers (``/opt/python``), then the
 runtime's own boto3, and import the handler module. This script does the same from a
-``sam build`` output (by default ``.local/preflight/build``, which ``make preflight`` makes),
+``sam build`` output (by default ``.local/build/preflight.build``, which ``make preflight`` makes),
 with the layers each function gets in the built template for this machine's architecture:
 
 - the interpreter is the Python 3.12 that ``local-runtime/find-python 3.12`` finds, started
@@ -168,7 +168,8 @@ def package_times(importtime: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build-dir", type=Path, default=REPO / ".local" / "preflight" / "build")
+    parser.add_argument("--build-dir", type=Path,
+                        default=REPO / ".local" / "build" / "preflight.build")
     parser.add_argument("--arch", choices=sorted(MACHINES),
                         default="arm64" if platform.machine() == "aarch64" else "x86_64")
     parser.add_argument("--runs", type=int, default=5)
