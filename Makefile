@@ -20,6 +20,9 @@ PREFLIGHT := .local/preflight
 # and its record of what it built (build.toml, kept beside the build folders): a layer is
 # built once, whichever of them comes first, and again only when its folder changes.
 SAM_BUILDS := .local/build
+# sam's cache key for a layer is a hash of its folder, bytecode included, and the tests write
+# bytecode into layers/core: each build starts from folders without it (a layer compiles its own).
+DROP_LAYER_BYTECODE := find layers -name __pycache__ -prune -exec rm -rf {} +
 ARCH ?= x86_64 arm64
 E2E_TESTS ?= tests-local/e2e
 
@@ -58,6 +61,7 @@ preflight: $(STAMP) $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		-f template.yaml
 	mkdir -p $(PREFLIGHT)
+	$(DROP_LAYER_BYTECODE)
 	cd $(PREFLIGHT) && PATH="$(CURDIR)/$(TOOLS):$$PATH" SAM_CLI_TELEMETRY=0 \
 		PIP="$(CURDIR)/$(BIN)/python -m pip" sam build --template-file $(CURDIR)/template.yaml \
 		--build-dir $(CURDIR)/$(SAM_BUILDS)/preflight.build \
@@ -73,6 +77,7 @@ up:
 	$(STACK) up
 
 deploy: up
+	$(DROP_LAYER_BYTECODE)
 	$(STACK) deploy template.yaml $(STACK_NAME) --parameter-overrides $(DEPLOY_PARAMETERS)
 
 down:
