@@ -107,3 +107,34 @@ def _items_before(backend: Any, transact_items: list[dict[str, Any]]) -> list[tu
             continue
         kept.append((table, hash_value, range_value, copy.deepcopy(item)))
     return kept
+
+
+def patch_queries() -> None:
+    """A Query on a table's own key reads that key's items, not the whole table.
+
+    moto's ``Table.query`` lists every item of the table, sorted, then keeps those with the
+    queried hash key. The status table holds every study's items, and both the judge (the
+    file records of the study it judges) and each status request query it, so on a stack that
+    has run the e2e suite each query sorted tens of thousands of items while every other
+    DynamoDB call waited behind :func:`one_at_a_time`. Here, for the duration of one such
+    query (under that lock), the table lists only the partition asked for; queries of an
+    index still list the whole table, as moto's index lookup needs.
+    """
+    from moto.dynamodb.models.table import Table
+
+    query = Table.query
+
+    def query_partition(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name:
+            return query(self, hash_key, *args, **kwargs)
+        partition = self.items.get(hash_key)
+        items = (list(partition.values()) if self.range_key_attr else [partition]) \
+            if partition else []
+        self.all_items = lambda: items  # type: ignore[method-assign]
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query_partition  # type: ignore[method-assign]

@@ -29,9 +29,15 @@ def dynamodb_moto() -> Service:
 
     Selected with PROVIDER_OVERRIDE_DYNAMODB=moto.
     """
-    from localstack_nodocker.dynamodb import MotoDynamoDBProvider, one_at_a_time, patch_transactions
+    from localstack_nodocker.dynamodb import (
+        MotoDynamoDBProvider,
+        one_at_a_time,
+        patch_queries,
+        patch_transactions,
+    )
 
     patch_transactions()
+    patch_queries()
     return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=one_at_a_time)
 
 
