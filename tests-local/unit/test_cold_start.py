@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ def imported(code: str, cwd: Path, **environment: str) -> dict[str, Any]:
     return answer
 
 
+@cache
 def handler_import(function: str) -> dict[str, Any]:
-    """What importing ``functions/<function>/app.py`` loaded, tracing off as configured."""
+    """What importing ``functions/<function>/app.py`` loaded, tracing off as configured (one
+    fresh interpreter per function, whichever tests ask)."""
     return imported(
         "import gc, json, sys; sys.path.insert(0, '.'); import app, boto3; print(json.dumps("
         f"{{'loaded': [m for m in {WATCHED!r} if m in sys.modules],"
