@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from localstack.runtime import hooks
+from localstack.runtime.server.core import RuntimeServer, RuntimeServerPlugin
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.plugins import Service, aws_provider
 
@@ -71,35 +72,20 @@ def alias_updates() -> None:
 
 
 @hooks.on_infra_start()
-def keep_connections_alive() -> None:
-    """HTTP keep-alive for every client (it runs before the gateway is built).
-
-    With GATEWAY_SERVER=hypercorn, LocalStack answers every request with ``Connection: close``
-    unless the client asked for keep-alive in so many words (boto3 does not): a workaround for
-    a 2022 hypercorn/h11 slowness (localstack#6557) that asyncio's TCP_NODELAY has since made
-    moot here (a boto3 call on a kept connection: 5-6 ms, on a new one: 6-10 ms). So each AWS
-    call of a handler, and each of LocalStack's own internal calls, opened a new connection, and
-    the gateway's single event-loop thread accepted it, started a thread to peek for TLS
-    (localstack.http.duplex_socket) and closed it again: under load about a quarter of that
-    thread's time went to starting those threads, and every request waited for it.
-    """
-    from localstack.aws import handlers
-    from localstack.aws.api import RequestContext
-    from localstack.aws.chain import HandlerChain
-    from localstack.http import Response
-
-    def leave_connection_open(
-        _chain: HandlerChain, context: RequestContext, response: Response
-    ) -> None:
-        """The client's choice (HTTP/1.1: persistent unless it says close)."""
-
-    handlers.set_close_connection_header = leave_connection_open
-
-
-@hooks.on_infra_start()
 def keep_events_across_updates() -> None:
     """An asynchronous invocation pending while a function is updated is not lost
     (localstack_nodocker.async_events)."""
     from localstack_nodocker.async_events import patch_poller
 
     patch_poller()
+
+
+class LoopbackTwistedServerPlugin(RuntimeServerPlugin):
+    """Selected with GATEWAY_SERVER=twisted-loopback (localstack_nodocker.server)."""
+
+    name = "twisted-loopback"
+
+    def load(self, *args: object, **kwargs: object) -> RuntimeServer:
+        from localstack_nodocker.server import LoopbackTwistedServer
+
+        return LoopbackTwistedServer()
