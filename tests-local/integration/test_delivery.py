@@ -13,10 +13,12 @@ import pydicom
 import pytest
 from botocore.exceptions import ClientError
 from conftest import STORE, UPLOADS, FakeContext, Stack, s3_put_event
+from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 from test_pipeline import (
     MR_STUDY,
     call_api,
+    declare_study,
     deliver_success_events,
     deliver_upload,
     detail_types,
@@ -25,7 +27,7 @@ from test_pipeline import (
 )
 
 from pacs_validator.contract.events import DetailType, Event
-from pacs_validator.flow.ports import PublishError
+from pacs_validator.flow.ports import DependencyUnavailable, PublishError
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
@@ -300,3 +302,76 @@ def test_an_arrival_that_fails_publishes_what_it_announced_and_raises_its_own_er
     with pytest.raises(RuntimeError, match="judging failed"):
         deliver_upload(stack, f"incoming/{study_id}/ct.dcm", CT_SMALL.read_bytes())
     assert detail_types(stack, study_id) == ["study.uploaded"]
+
+
+def upload_events(stack: Stack, body: dict[str, Any], files: dict[str, bytes]
+                  ) -> list[dict[str, Any]]:
+    """Put each file where the study's form puts it; the notification of each, in order."""
+    events = []
+    for name, data in files.items():
+        key = body["upload"]["key_prefix"] + name
+        version = stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=data)["VersionId"]
+        events.append(s3_put_event(UPLOADS, key, "0A", len(data), version))
+    return events
+
+
+def test_a_retry_counts_the_file_its_try_left_uncounted(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = dict(reidentified_study(3, seed="uncounted"))
+    body = declare_study(stack, files)
+    study_id = str(body["study_id"])
+    first, *others = upload_events(stack, body, files)
+    status_items = stack.handler("validator").pipeline.services.table.table
+    update_item = status_items.update_item
+
+    def count_refused(**kwargs: Any) -> Any:
+        if "ADD received" in kwargs.get("UpdateExpression", ""):
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}},
+                              "UpdateItem")
+        return update_item(**kwargs)
+
+    monkeypatch.setattr(status_items, "update_item", count_refused)
+    with pytest.raises(DependencyUnavailable):  # the file item is written, not the count
+        stack.handler("validator").lambda_handler(first, FakeContext())
+    monkeypatch.setattr(status_items, "update_item", update_item)
+    for event in others:
+        stack.handler("validator").lambda_handler(event, FakeContext())
+    assert study_status(stack, study_id)["counts"]["received"] == 2
+
+    stack.handler("validator").lambda_handler(first, FakeContext())  # Lambda's retry
+    deliver_success_events(stack)
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert status["counts"]["instances"] == 3
+
+
+def test_a_retry_of_a_counted_file_before_the_last_is_judged_when_all_are_in(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = dict(reidentified_study(3, seed="counted-twice"))
+    body = declare_study(stack, files)
+    study_id = str(body["study_id"])
+    first, second, third = upload_events(stack, body, files)
+    publisher = stack.handler("validator").pipeline.services.publisher
+    publish = publisher.publish
+
+    def refused(study: str, *events: Event) -> list[str]:
+        raise PublishError("EventBridge refused 1 event(s): InternalFailure")
+
+    monkeypatch.setattr(publisher, "publish", refused)
+    with pytest.raises(PublishError):  # counted, then stopped
+        stack.handler("validator").lambda_handler(first, FakeContext())
+    monkeypatch.setattr(publisher, "publish", publish)
+    stack.handler("validator").lambda_handler(first, FakeContext())  # Lambda's retry
+    stack.handler("validator").lambda_handler(second, FakeContext())
+    status = study_status(stack, study_id)
+    assert status["state"] == "RECEIVING"  # counted three times, but a file is missing
+    assert "recounted" in [entry.get("reason") for entry in status["timeline"]]
+
+    stack.handler("validator").lambda_handler(third, FakeContext())
+    deliver_success_events(stack)
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED"
+    assert status["counts"]["instances"] == 3
+    assert detail_types(stack, study_id).count("validation.success") == 1

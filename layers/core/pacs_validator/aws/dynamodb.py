@@ -7,9 +7,9 @@ state changes; it never grows with the number of files. Each file's verdict is i
 size.
 
 Arrival of a file writes its item and counts it on the study item if the study is still
-receiving (see :meth:`DynamoDBStatusTable.record_file`); a redelivered event or a re-upload
-of a name finds the file counted and counts nothing, and only the caller whose claim moves
-the study from RECEIVING to VALIDATING runs the study-level checks.
+receiving (see :meth:`DynamoDBStatusTable.record_file`); a re-upload of a name replaces its
+record and counts nothing, and only the caller whose claim moves the study from RECEIVING to
+VALIDATING runs the study-level checks.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class DynamoDBStatusTable:
 
     @service_errors()
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
-        """Store one upload's verdict and count it once per name (see
+        """Store one upload's verdict and count it on its study (see
         :class:`~pacs_validator.flow.ports.Outcome`). ``record["key_version"]`` (the
         notification's sequencer) tells a redelivered notification from another upload of
         the name, and orders the uploads of a name.
@@ -130,11 +130,18 @@ class DynamoDBStatusTable:
         one with the later sequencer wins, and with equal sequencers (LocalStack sends one
         for every notification) the one recorded last.
 
-        A first upload is three small writes, not a transaction (a transaction would cost
-        twice the capacity): the file item, the count on the study item, then ``counted``
-        on the file item. A retry after a failure between the last two counts the file
-        twice; the judge (:mod:`pacs_validator.flow.judging`) notices that from the file
-        items and waits for the rest. Nothing can count a file never.
+        A first upload is two small writes, not a transaction: the file item, then the count
+        on the study item. A transaction would cost twice the capacity, and every arrival's
+        would hold the study item, so that arrivals of one study would cancel each other.
+
+        The same upload seen again while its study is receiving is counted again: only a
+        retry gets here (Powertools' idempotency answers a redelivered notification first),
+        and the try before may have stopped between its two writes. If it did not, the file
+        is counted twice; the judge (:mod:`pacs_validator.flow.judging`) notices that from
+        the file items and waits for the rest. Once the study is judged, it is REPEATED. A
+        file left uncounted by a try that stopped between its writes and whose name was then
+        uploaded again (a replacement counts nothing) is judged with its study when the
+        study's deadline passes: the sweep finds every file item and gives the verdict.
 
         Another upload of a name replaces its record only in a transaction with the check
         that the study is still receiving: once the judge has read the records, none
@@ -162,21 +169,20 @@ class DynamoDBStatusTable:
                 ReturnValues="ALL_NEW",
             )["Attributes"])
         except ClientError as error:
-            if is_conditional_failure(error):
-                raise StudyNotFound(study_id) from error
-            raise
-        self.file_records.flag(study_id, name, "counted")
+            if not is_conditional_failure(error):
+                raise
+            if previous is not None:  # the same upload: its study was judged since
+                return self._arrival(Outcome.REPEATED, self._existing(study_id))
+            raise StudyNotFound(study_id) from error
         return self._arrival(Outcome.COUNTED, study)
 
     def _another_upload(self, study_id: str, name: str, record: dict[str, Any],
                         previous: dict[str, Any]) -> Arrival | None:
         """What an upload of a name that has a record (``previous``) does; None when it is
-        still to be counted (the record before it never was: a failure cut its writes)."""
+        the same upload, to be counted (again: see :meth:`record_file`)."""
         for _ in range(REPLACE_ATTEMPTS):
             if same_upload(previous, record):
-                if not previous.get("counted"):
-                    return None
-                return self._arrival(Outcome.REPEATED, self._existing(study_id))
+                return None
             if is_later(str(previous["key_version"]), str(record["key_version"])):
                 return self._arrival(Outcome.STALE, self._existing(study_id))
             replaced = self.file_records.replace(study_id, name, record, previous,
@@ -184,8 +190,6 @@ class DynamoDBStatusTable:
             if replaced is False:
                 return self.record_aside(study_id, name, Outcome.LATE, record)
             if replaced:
-                if not previous.get("counted"):
-                    return None
                 return self._arrival(Outcome.REPLACED, self._existing(study_id))
             previous = self.file_records.get(study_id, name)  # another upload came between
         return self._arrival(Outcome.STALE, self._existing(study_id))

@@ -149,7 +149,7 @@ class FileRecords:
                  if key not in ("study_id", "item", "expires_at")} for item in page["Items"]]
 
     def flag(self, study_id: str, name: str, flag: str) -> None:
-        """Set ``flag`` (``counted``, ``late``) on the file's record."""
+        """Set ``flag`` (``late``) on the file's record."""
         self.table.update_item(Key=item_key(study_id, file_item(name)),
                                UpdateExpression="SET #flag = :true",
                                ExpressionAttributeNames={"#flag": flag},
