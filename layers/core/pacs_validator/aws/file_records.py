@@ -59,16 +59,16 @@ class FileRecords:
 
     def create(self, study_id: str, name: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Write the first record of a name: None when it was, else the record already
-        there (left as it was)."""
-        fields = {**capped_record(record), "expires_at": epoch_seconds() + self.retention_seconds}
-        clauses, names, values = assignments(fields)
+        there (left as it was).
+
+        A conditional put, where an update would need an expression of a clause per field:
+        the same write unit on AWS, and on the local stack's moto a quarter of the time
+        (moto parses and walks such an expression anew on each call)."""
         try:
-            self.table.update_item(
-                Key=item_key(study_id, file_item(name)),
-                UpdateExpression="SET " + ", ".join(clauses),
+            self.table.put_item(
+                Item={**capped_record(record), **item_key(study_id, file_item(name)),
+                      "expires_at": epoch_seconds() + self.retention_seconds},
                 ConditionExpression="attribute_not_exists(study_id)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
