@@ -109,6 +109,23 @@ def _items_before(backend: Any, transact_items: list[dict[str, Any]]) -> list[tu
     return kept
 
 
+class _PagesShared:
+    """moto's ``copy`` module as its table model sees it, except that the items of a page a
+    Query or Scan answers with are not copied (see :func:`patch_queries`)."""
+
+    copy = staticmethod(copy.copy)
+
+    @staticmethod
+    def deepcopy(value: Any) -> Any:
+        from moto.dynamodb.models.dynamo_type import Item
+
+        if isinstance(value, Item):
+            return value
+        if isinstance(value, list) and all(isinstance(item, Item) for item in value):
+            return list(value)
+        return copy.deepcopy(value)
+
+
 def patch_queries() -> None:
     """A Query on a table's own key reads that key's items, not the whole table.
 
@@ -119,8 +136,17 @@ def patch_queries() -> None:
     DynamoDB call waited behind :func:`one_at_a_time`. Here, for the duration of one such
     query (under that lock), the table lists only the partition asked for; queries of an
     index still list the whole table, as moto's index lookup needs.
+
+    moto also deep-copies every item of a page before answering, a guard against changing the
+    stored items while the answer is made. Nothing changes them: the page's projections make
+    new items, and the answer is serialised under :func:`one_at_a_time`. A status request for
+    an 11-file study spent most of its DynamoDB time there (a file record holds dozens of
+    nested findings); now the page holds the stored items themselves.
     """
+    from moto.dynamodb.models import table as table_model
     from moto.dynamodb.models.table import Table
+
+    table_model.copy = _PagesShared  # type: ignore[assignment]
 
     query = Table.query
 
