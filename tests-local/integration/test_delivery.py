@@ -304,24 +304,23 @@ def test_an_arrival_that_fails_publishes_what_it_announced_and_raises_its_own_er
     assert detail_types(stack, study_id) == ["study.uploaded"]
 
 
-def upload_events(stack: Stack, body: dict[str, Any], files: dict[str, bytes]
-                  ) -> list[dict[str, Any]]:
-    """Put each file where the study's form puts it; the notification of each, in order."""
+def declared_study_of_three(stack: Stack, seed: str) -> tuple[str, list[dict[str, Any]]]:
+    """A declared study of three real files, each put where the study's form puts it: its id
+    and the notification of each file, in order."""
+    files = dict(reidentified_study(3, seed=seed))
+    body = declare_study(stack, files)
     events = []
     for name, data in files.items():
         key = body["upload"]["key_prefix"] + name
         version = stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=data)["VersionId"]
         events.append(s3_put_event(UPLOADS, key, "0A", len(data), version))
-    return events
+    return str(body["study_id"]), events
 
 
 def test_a_retry_counts_the_file_its_try_left_uncounted(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = dict(reidentified_study(3, seed="uncounted"))
-    body = declare_study(stack, files)
-    study_id = str(body["study_id"])
-    first, *others = upload_events(stack, body, files)
+    study_id, (first, *others) = declared_study_of_three(stack, "uncounted")
     status_items = stack.handler("validator").pipeline.services.table.table
     update_item = status_items.update_item
 
@@ -349,10 +348,7 @@ def test_a_retry_counts_the_file_its_try_left_uncounted(
 def test_a_retry_of_a_counted_file_before_the_last_is_judged_when_all_are_in(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = dict(reidentified_study(3, seed="counted-twice"))
-    body = declare_study(stack, files)
-    study_id = str(body["study_id"])
-    first, second, third = upload_events(stack, body, files)
+    study_id, (first, second, third) = declared_study_of_three(stack, "counted-twice")
     publisher = stack.handler("validator").pipeline.services.publisher
     publish = publisher.publish
 
