@@ -7,7 +7,10 @@ Measures, on a deployed stack (`make deploy` first, or pass --cold to time start
   the 11-file MR study) through POST /upload + presigned POSTs without waiting for verdicts;
   then every study is polled to its end. Latency is upload start -> the STORED entry of the
   study's timeline; throughput is instances stored per second from the first upload to the
-  last STORED.
+  last STORED;
+- LocalStack's CPU per stored instance over that phase (polling included), read from /proc
+  for the LocalStack `local-runtime/stack` started: its one process and interpreter lock
+  bound the local pipeline, so this is the figure that says why the throughput is what it is.
 
 Not part of the test suite. Results go to benchmarks/results/e2e-<time>.json.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -30,6 +34,7 @@ from pacs_validator.cli.client import PacsClient, read_files, studies_in
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "local-runtime" / "stack"
+LOCALSTACK_PID = ROOT / ".local" / "localstack.pid"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -86,6 +91,17 @@ def stored_at(client: PacsClient, study_id: str, poll: float) -> float:
     return next(float(e["at"]) for e in status["timeline"] if e["state"] == "STORED")
 
 
+def localstack_cpu_seconds() -> float | None:
+    """CPU seconds (user and system) the local LocalStack process has used so far; None when
+    it is not ours to read (another endpoint, or no /proc)."""
+    try:
+        pid = int(LOCALSTACK_PID.read_text().strip())
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -125,6 +141,7 @@ def main() -> None:
     results["pipeline_second_study_seconds"] = one_study(client, ct, poll=0.05)
     study = ct if args.workload == "ct" else read_files(mr_study())
 
+    cpu_before = localstack_cpu_seconds()
     started = time.time()
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         uploads = list(pool.map(lambda _: upload_timed(client, study), range(args.studies)))
@@ -132,6 +149,10 @@ def main() -> None:
     stored = [stored_at(client, study_id, args.poll) for study_id, _ in uploads]
     latencies = [done - began for (_, began), done in zip(uploads, stored, strict=True)]
     wall = max(stored) - started
+    cpu_after = localstack_cpu_seconds()
+    if cpu_before is not None and cpu_after is not None:
+        results["localstack_cpu_ms_per_instance"] = \
+            (cpu_after - cpu_before) * 1000 / (args.studies * len(study))
     results.update(
         upload_seconds=uploaded - started,
         wall_seconds=wall,
