@@ -230,7 +230,7 @@ class DynamoDBStatusTable:
     @service_errors()
     def mark_late(self, study_id: str, name: str) -> None:
         """Note on a file's record that it arrived after the study stopped receiving."""
-        self.file_records.flag(study_id, name, "late")
+        self.file_records.mark_late(study_id, name)
 
     @service_errors()
     def forget_file(self, study_id: str, name: str) -> None:

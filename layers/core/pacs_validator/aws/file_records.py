@@ -148,11 +148,10 @@ class FileRecords:
         return [{key: value for key, value in plain(item).items()
                  if key not in ("study_id", "item", "expires_at")} for item in page["Items"]]
 
-    def flag(self, study_id: str, name: str, flag: str) -> None:
-        """Set ``flag`` (``late``) on the file's record."""
+    def mark_late(self, study_id: str, name: str) -> None:
+        """Set ``late`` on the file's record."""
         self.table.update_item(Key=item_key(study_id, file_item(name)),
-                               UpdateExpression="SET #flag = :true",
-                               ExpressionAttributeNames={"#flag": flag},
+                               UpdateExpression="SET late = :true",
                                ExpressionAttributeValues={":true": True})
 
     def forget(self, study_id: str, name: str) -> None:
