@@ -164,3 +164,70 @@ def patch_queries() -> None:
             del self.all_items
 
     Table.query = query_partition  # type: ignore[method-assign]
+
+
+ITEM_SIZE_LIMIT = 405000
+"""moto's limit on an item's size (``LimitedSizeDict``): DynamoDB's 400 KB, measured at
+409 to 410 KB."""
+
+
+def patch_items() -> None:
+    """An item costs moto time in proportion to its size, not to its size times its
+    attribute count.
+
+    moto checks the 400 KB limit on every attribute it sets, by summing the size of the whole
+    item again, and it sizes a map by rebuilding each of its values. Making an item (each
+    PutItem), and each of the three deep copies an UpdateItem makes of it, set every
+    attribute in turn, so the pipeline's items (a file record holds dozens of nested
+    findings) were sized over and over under :func:`one_at_a_time`. Here an item is sized
+    once when it is made, a deep copy (which has the size of what it copies) is not sized,
+    and a map's values are sized as they are. Setting one attribute, as an update
+    expression does, is checked as before; the limit is the same.
+    """
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    sized = DynamoType.size
+
+    def size(self: DynamoType) -> int:
+        if self.is_map():
+            return sum(bytesize(key) + size_of(value) for key, value in self.value.items())
+        if self.is_list():
+            return sum(size_of(value) for value in self.value)
+        return sized(self)
+
+    def size_of(value: Any) -> int:
+        return (value if type(value) is DynamoType else DynamoType(value)).size()
+
+    def copy_value(self: DynamoType, memo: dict[int, Any]) -> DynamoType:
+        copied = DynamoType.__new__(DynamoType)
+        copied.type = self.type
+        if self.is_map():
+            copied.value = {key: copy_of(value, memo) for key, value in self.value.items()}
+        elif self.is_list():
+            copied.value = [copy_of(value, memo) for value in self.value]
+        else:
+            copied.value = copy.deepcopy(self.value, memo)
+        return copied
+
+    def copy_of(value: Any, memo: dict[int, Any]) -> Any:
+        return copy_value(value, memo) if type(value) is DynamoType \
+            else copy.deepcopy(value, memo)
+
+    def copy_attributes(self: LimitedSizeDict, memo: dict[int, Any]) -> LimitedSizeDict:
+        return LimitedSizeDict({key: copy_of(value, memo) for key, value in self.items()})
+
+    def make_item(self: Item, hash_key: DynamoType, range_key: DynamoType | None,
+                  attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        self.attrs = LimitedSizeDict({key: DynamoType(value) for key, value in attrs.items()})
+        if sum(bytesize(key) + value.size() for key, value in self.attrs.items()) \
+                > ITEM_SIZE_LIMIT:
+            raise ItemSizeTooLarge
+
+    DynamoType.size = size  # type: ignore[method-assign]
+    DynamoType.__deepcopy__ = copy_value  # type: ignore[attr-defined]
+    LimitedSizeDict.__deepcopy__ = copy_attributes  # type: ignore[attr-defined]
+    Item.__init__ = make_item  # type: ignore[method-assign]

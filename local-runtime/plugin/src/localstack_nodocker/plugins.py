@@ -33,12 +33,14 @@ def dynamodb_moto() -> Service:
     from localstack_nodocker.dynamodb import (
         MotoDynamoDBProvider,
         one_at_a_time,
+        patch_items,
         patch_queries,
         patch_transactions,
     )
 
     patch_transactions()
     patch_queries()
+    patch_items()
     return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=one_at_a_time)
 
 
@@ -78,6 +80,15 @@ def keep_events_across_updates() -> None:
     from localstack_nodocker.async_events import patch_poller
 
     patch_poller()
+
+
+@hooks.on_infra_start()
+def lambda_telemetry() -> None:
+    """Lambda's invocation metrics and function logs are sent in batches
+    (localstack_nodocker.lambda_telemetry)."""
+    from localstack_nodocker.lambda_telemetry import patch_lambda_telemetry
+
+    patch_lambda_telemetry()
 
 
 class LoopbackTwistedServerPlugin(RuntimeServerPlugin):
