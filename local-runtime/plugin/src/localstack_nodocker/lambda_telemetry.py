@@ -9,8 +9,10 @@ one process bounds the local pipeline.
 
 Here an invocation adds to a count instead, sent every :data:`FLUSH_SECONDS` as one datum per
 function and metric (``Values=[1]``, ``Counts=[n]``: the same sum and sample count), and the
-log loop sends what has queued in that time with one ``PutLogEvents`` per log stream. Metrics
-and logs reach CloudWatch up to a second later; on AWS they take longer than that.
+log loop puts what has queued in that time into the logs store (moto's, which LocalStack's
+``PutLogEvents`` fills in the end) once per log stream, without the internal client; where a
+metric filter exists, which LocalStack's provider emulates, it sends through the client as
+before. Metrics and logs reach CloudWatch up to a second later; on AWS they take longer.
 """
 
 from __future__ import annotations
@@ -114,9 +116,31 @@ def in_calls(events: list[InputLogEvent]) -> list[list[InputLogEvent]]:
     return calls
 
 
-def _put_events(logs_client: Any, group: str, stream: str,
-                events: list[InputLogEvent]) -> None:
-    """LocalStack's own sending: the group and stream are made on first use."""
+def _stored(account_id: str, region: str, group: str, stream: str,
+            events: list[InputLogEvent]) -> bool:
+    """Put the events straight into the logs store LocalStack keeps in moto (what its
+    ``PutLogEvents`` does in the end), making the group and stream on first use. False, and
+    nothing stored, when the account and region have a metric filter: LocalStack's provider
+    emulates those, so the events take its own path."""
+    from moto.logs.exceptions import ResourceAlreadyExistsException
+    from moto.logs.models import logs_backends
+
+    backend = logs_backends[account_id][region]
+    if backend.filters.metric_filters:
+        return False
+    if group not in backend.groups:
+        with contextlib.suppress(ResourceAlreadyExistsException):
+            backend.create_log_group(group, tags={})
+    if stream not in backend.groups[group].streams:
+        with contextlib.suppress(ResourceAlreadyExistsException):
+            backend.create_log_stream(group, stream)
+    for call in in_calls(events):
+        backend.put_log_events(group, stream, call)
+    return True
+
+
+def _sent(logs_client: Any, group: str, stream: str, events: list[InputLogEvent]) -> None:
+    """LocalStack's own sending, through its internal client."""
     for call in in_calls(events):
         try:
             logs_client.put_log_events(logGroupName=group, logStreamName=stream,
@@ -130,10 +154,11 @@ def _put_events(logs_client: Any, group: str, stream: str,
 
 
 def _run_log_loop(self: LogHandler, *args: Any, **kwargs: Any) -> None:
-    """LocalStack's log loop, sending what queued in FLUSH_SECONDS together per stream."""
+    """LocalStack's log loop, storing what queued in FLUSH_SECONDS together per stream."""
     logs_client = connect_to.with_assumed_role(
         region_name=self.region, role_arn=self.role_arn,
         service_principal=ServicePrincipal.lambda_).logs
+    account_id = self.role_arn.split(":")[4]
     while not self._shutdown_event.is_set():
         items = [self.log_queue.get()]
         time.sleep(FLUSH_SECONDS)
@@ -153,7 +178,8 @@ def _run_log_loop(self: LogHandler, *args: Any, **kwargs: Any) -> None:
             if not events:
                 continue
             try:
-                _put_events(logs_client, group, stream, events)
+                if not _stored(account_id, self.region, group, stream, events):
+                    _sent(logs_client, group, stream, events)
             except Exception:  # as LocalStack's own: the loop goes on
                 LOG.exception("Error saving logs to group %s in region %s", group, self.region)
         if QUEUE_SHUTDOWN in items:
