@@ -1,7 +1,6 @@
 """What the local runtime changes in LocalStack's services (local-runtime/plugin) keeps their
-answers: moto's DynamoDB items (``dynamodb.py``, ``patch_items``), Lambda's invocation
-metrics (``lambda_telemetry.py``; its function logs are read by test_e2e's log test) and the
-lines of LocalStack's request log (``request_log.py``)."""
+answers: moto's DynamoDB items (``dynamodb.py``, ``patch_items``) and Lambda's invocation
+metrics (``lambda_telemetry.py``; its function logs are read by test_e2e's log test)."""
 
 from __future__ import annotations
 
@@ -13,10 +12,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import ROOT, Deployment, aws
+from conftest import Deployment, aws
 
 pytestmark = pytest.mark.e2e
-LOCALSTACK_LOG = ROOT / ".local" / "localstack.log"
 
 HEALTH_EVENT = {"resource": "/health", "path": "/health", "httpMethod": "GET", "headers": {},
                 "multiValueHeaders": {}, "queryStringParameters": None, "pathParameters": None,
@@ -104,18 +102,3 @@ def test_each_lambda_invocation_is_counted_once(deployment: Deployment) -> None:
     time.sleep(1.5)  # one flush more: a count sent twice would show now
     assert invocations_counted(function_name) == before + 7
 
-
-def test_the_request_log_keeps_a_line_per_request(table: str) -> None:
-    if not (ROOT / ".local" / "localstack.pid").exists():
-        pytest.skip("LocalStack was not started by local-runtime/stack: its log is elsewhere")
-    dynamodb = aws("dynamodb")
-    logged_before = LOCALSTACK_LOG.stat().st_size
-    dynamodb.get_item(TableName=table, Key={"id": {"S": "absent"}})
-    with pytest.raises(ClientError):
-        dynamodb.get_item(TableName=f"{table}-absent", Key={"id": {"S": "absent"}})
-    time.sleep(0.5)  # the lines are written after the answers
-    with LOCALSTACK_LOG.open("rb") as log:
-        log.seek(logged_before)
-        lines = log.read().decode(errors="replace")
-    assert "AWS dynamodb.GetItem => 200" in lines
-    assert "AWS dynamodb.GetItem => 400 (ResourceNotFoundException)" in lines

@@ -91,14 +91,6 @@ def lambda_telemetry() -> None:
     patch_lambda_telemetry()
 
 
-@hooks.on_infra_start()
-def lean_request_log() -> None:
-    """Each request's log line costs only the line (localstack_nodocker.request_log)."""
-    from localstack_nodocker.request_log import patch_request_log
-
-    patch_request_log()
-
-
 class LoopbackTwistedServerPlugin(RuntimeServerPlugin):
     """Selected with GATEWAY_SERVER=twisted-loopback (localstack_nodocker.server)."""
 
