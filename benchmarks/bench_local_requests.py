@@ -23,18 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-from bench_e2e import RESULTS, localstack_cpu_seconds, stack_json
+from bench_e2e import RESULTS, ROOT, localstack_cpu_seconds, stack_json
 
 ENDPOINT = "http://127.0.0.1:4566"
 SETTLE_SECONDS = 5.0
 """How long the asynchronous invocations are given to run before LocalStack's CPU is read."""
 
-HEALTH_EVENT = {"resource": "/health", "path": "/health", "httpMethod": "GET", "headers": {},
-                "multiValueHeaders": {}, "queryStringParameters": None, "pathParameters": None,
-                "stageVariables": None, "body": None, "isBase64Encoded": False,
-                "requestContext": {"resourcePath": "/health", "httpMethod": "GET",
-                                   "stage": "local", "requestId": "bench-local-requests",
-                                   "identity": {"sourceIp": "127.0.0.1"}}}
+HEALTH_EVENT = ROOT / "events" / "api-health.json"
+"""The API Gateway event of a `GET /health`, as `sam local invoke` uses it."""
 
 
 def client(service: str) -> Any:
@@ -72,7 +68,7 @@ def main() -> None:
     key = {"study_id": {"S": "bench-local-requests"}, "item": {"S": "probe"}}
     item = {**key, "status": {"S": "COMPLETED"}, "data": {"S": "x" * 1000}}
     body = b"x" * 2000
-    health = json.dumps(HEALTH_EVENT).encode()
+    health = HEALTH_EVENT.read_bytes()
     function = outputs["ApiFunctionName"]
     s3.put_object(Bucket=bucket, Key="work/bench-local-requests", Body=body)
     kinds: dict[str, tuple[Callable[[], object], float]] = {

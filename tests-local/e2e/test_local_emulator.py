@@ -4,7 +4,6 @@ metrics (``lambda_telemetry.py``; its function logs are read by test_e2e's log t
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,16 +11,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Deployment, aws
+from conftest import ROOT, Deployment, aws
 
 pytestmark = pytest.mark.e2e
 
-HEALTH_EVENT = {"resource": "/health", "path": "/health", "httpMethod": "GET", "headers": {},
-                "multiValueHeaders": {}, "queryStringParameters": None, "pathParameters": None,
-                "stageVariables": None, "body": None, "isBase64Encoded": False,
-                "requestContext": {"resourcePath": "/health", "httpMethod": "GET",
-                                   "stage": "local", "requestId": "emulator-probe",
-                                   "identity": {"sourceIp": "127.0.0.1"}}}
+HEALTH_EVENT = ROOT / "events" / "api-health.json"
 
 
 @pytest.fixture
@@ -89,12 +83,12 @@ def invocations_counted(function_name: str) -> float:
 def test_each_lambda_invocation_is_counted_once(deployment: Deployment) -> None:
     function_name = deployment.outputs["ApiFunctionName"]
     lambda_client = aws("lambda")
-    lambda_client.invoke(FunctionName=function_name, Payload=json.dumps(HEALTH_EVENT))
+    lambda_client.invoke(FunctionName=function_name, Payload=HEALTH_EVENT.read_bytes())
     time.sleep(2)  # the count of that first invocation is sent
     before = invocations_counted(function_name)
     for _ in range(7):
         answer = lambda_client.invoke(FunctionName=function_name,
-                                      Payload=json.dumps(HEALTH_EVENT))
+                                      Payload=HEALTH_EVENT.read_bytes())
         assert "FunctionError" not in answer
     deadline = time.monotonic() + 20
     while invocations_counted(function_name) < before + 7 and time.monotonic() < deadline:
