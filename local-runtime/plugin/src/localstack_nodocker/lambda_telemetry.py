@@ -40,8 +40,11 @@ FLUSH_SECONDS = 0.5
 """How long metrics and log lines wait to be sent with the others of their time."""
 
 MAX_EVENTS_PER_CALL = 10_000
+"""PutLogEvents' limit on the events of one call."""
+
 MAX_BYTES_PER_CALL = 1_000_000
-"""PutLogEvents' limits on one call: events, and bytes (each event counts 26 more)."""
+"""PutLogEvents' limit on the bytes of one call: each event's message plus
+EVENT_OVERHEAD_BYTES."""
 
 EVENT_OVERHEAD_BYTES = 26
 
