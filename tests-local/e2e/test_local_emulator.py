@@ -1,5 +1,6 @@
 """What the local runtime changes in LocalStack's services (local-runtime/plugin) keeps their
-answers: moto's DynamoDB items (``dynamodb.py``, ``patch_items``) and Lambda's invocation
+answers: moto's DynamoDB items (``dynamodb.py``, ``patch_items``), one DynamoDB for the
+functions and for LocalStack's API (``dynamodb_forwarding.py``), and Lambda's invocation
 metrics (``lambda_telemetry.py``; its function logs are read by test_e2e's log test)."""
 
 from __future__ import annotations
@@ -68,6 +69,26 @@ def test_dynamodb_keeps_the_item_size_limit_and_the_items(table: str) -> None:
                           ConditionExpression="attribute_not_exists(id)",
                           ReturnValuesOnConditionCheckFailure="ALL_OLD")
     assert exists.value.response["Item"] == stored
+
+
+def test_functions_and_localstack_share_one_dynamodb(deployment: Deployment) -> None:
+    """The api function reaches DynamoDB by its own endpoint, the tests through LocalStack's:
+    a study the function declares is read through LocalStack, and a study forgotten through
+    LocalStack is one the function no longer knows."""
+    dynamodb = aws("dynamodb")
+    study_id = deployment.api.declare({"one.dcm": 1000})["study_id"]
+    assert deployment.api.status(study_id).status == 200
+    keys = {"TableName": deployment.outputs["StatusTableName"],
+            "KeyConditionExpression": "study_id = :id",
+            "ExpressionAttributeValues": {":id": {"S": study_id}}}
+    items = dynamodb.query(**keys)["Items"]
+    assert [item["state"]["S"] for item in items if item["item"]["S"] == "study"] == \
+        ["AWAITING_UPLOAD"]
+    for item in items:
+        dynamodb.delete_item(TableName=keys["TableName"],
+                             Key={"study_id": item["study_id"], "item": item["item"]})
+    assert dynamodb.query(**keys)["Items"] == []
+    assert deployment.api.status(study_id).status == 404
 
 
 def invocations_counted(function_name: str) -> float:

@@ -1,43 +1,93 @@
-"""DynamoDB on moto: every operation falls through to moto's DynamoDB backend."""
+"""DynamoDB on moto, in a process of its own: the backend LocalStack forwards to.
+
+LocalStack runs DynamoDB Local as a separate server and forwards each DynamoDB request to it
+(``localstack_nodocker.dynamodb_forwarding``); here that server is moto's DynamoDB, run with
+``python -m localstack_nodocker.dynamodb``, which prints the port it listens on. Its CPU time
+is its own: inside LocalStack, moto's DynamoDB shared one interpreter lock with every other
+service, and the pipeline's status writes were a fifth of LocalStack's work.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import os
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from localstack.aws.api.dynamodb import DynamodbApi
-from localstack.aws.skeleton import DispatchTable
-from localstack.services.moto import MotoFallbackDispatcher
-from localstack.services.plugins import ServiceLifecycleHook
+LOG = logging.getLogger(__name__)
+
+ACCOUNT_HEADER = "x-moto-account-id"
+"""The account a request is for: set by LocalStack when it forwards one; a request that comes
+straight from a function is given the account LocalStack would give it."""
+
+WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class MotoDynamoDBProvider(DynamodbApi, ServiceLifecycleHook):
-    """No operation is overridden: MotoFallbackDispatcher sends each NotImplementedError to moto.
+def application() -> WSGIApplication:
+    """moto's DynamoDB answering one operation at a time, with the patches below.
 
-    Covers what a status table and Powertools idempotency need (CreateTable, DescribeTable,
-    UpdateTimeToLive, PutItem/UpdateItem/DeleteItem with ConditionExpression, GetItem, Query),
-    and what CloudFormation's AWS::DynamoDB::Table handler calls.
+    moto reads, changes and writes an item with no lock: two concurrent ``ADD received :one``
+    could count once. DynamoDB makes every item write atomic; serving one operation at a
+    time keeps that.
     """
+    from localstack.utils.aws.request_context import extract_account_id_from_headers
+    from moto.dynamodb.responses import DynamoHandler
+    from werkzeug.wrappers import Request, Response
 
-
-def one_at_a_time(provider: object) -> DispatchTable:
-    """moto's dispatch table, one operation at a time.
-
-    LocalStack serves requests on many threads, and moto's DynamoDB reads, changes and
-    writes an item with no lock: two concurrent ``ADD received :one`` could count once.
-    DynamoDB makes every item write atomic; serving one operation at a time keeps that.
-    """
+    patch_transactions()
+    patch_queries()
+    patch_items()
     lock = threading.Lock()
-    table = MotoFallbackDispatcher(provider)
+    account_key = "HTTP_" + ACCOUNT_HEADER.upper().replace("-", "_")
 
-    def serialized(handler: Any) -> Any:
-        def handle(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return handler(*args, **kwargs)
-        return handle
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if account_key not in environ:
+            environ[account_key] = extract_account_id_from_headers(
+                {"Authorization": environ.get("HTTP_AUTHORIZATION", "")})
+        request = Request(environ)
+        with lock:
+            try:
+                status, headers, body = DynamoHandler.dispatch(request, request.url,
+                                                               request.headers)
+            except Exception:
+                LOG.exception("moto's DynamoDB failed on %s",
+                              request.headers.get("X-Amz-Target", "a request"))
+                status, headers = 500, {"Content-Type": "application/x-amz-json-1.0"}
+                body = json.dumps({
+                    "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                    "message": "the local DynamoDB failed: see LocalStack's log"})
+        return Response(body, status=status, headers=headers)(environ, start_response)
 
-    return {operation: serialized(handler) for operation, handler in table.items()}
+    return serve
+
+
+def _exit_with(parent: int) -> None:
+    """Stop when the process that started this one is gone (killed without a goodbye)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def main() -> None:
+    """Serve on a free loopback port and print it, then serve until stopped."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            """No line per request: LocalStack's own log says what was asked."""
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    server = make_server("127.0.0.1", 0, application(), threaded=True,
+                         request_handler=QuietHandler)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    sys.stdout.write(f"{server.port}\n")
+    sys.stdout.flush()
+    server.serve_forever()
 
 
 class _TablesKept:
@@ -57,7 +107,7 @@ def patch_transactions() -> None:
     moto backs up every table a transaction names with a deep copy before it starts, to roll
     back on a cancellation. The status table holds every study's items, so on a stack that has
     run for a while each transaction (another upload of a file's name replaces its record in
-    one) took seconds, and under :func:`one_at_a_time` every other DynamoDB call of the
+    one) took seconds, and under :func:`application`'s lock every other DynamoDB call of the
     pipeline waited for it. Here the items the transaction names are kept instead, and put
     back when moto raises.
     """
@@ -133,13 +183,13 @@ def patch_queries() -> None:
     queried hash key. The status table holds every study's items, and both the judge (the
     file records of the study it judges) and each status request query it, so on a stack that
     has run the e2e suite each query sorted tens of thousands of items while every other
-    DynamoDB call waited behind :func:`one_at_a_time`. Here, for the duration of one such
+    DynamoDB call waited behind :func:`application`'s lock. Here, for the duration of one such
     query (under that lock), the table lists only the partition asked for; queries of an
     index still list the whole table, as moto's index lookup needs.
 
     moto also deep-copies every item of a page before answering, a guard against changing the
     stored items while the answer is made. Nothing changes them: the page's projections make
-    new items, and the answer is serialised under :func:`one_at_a_time`. A status request for
+    new items, and the answer is serialised under :func:`application`'s lock. A status request for
     an 11-file study spent most of its DynamoDB time there (a file record holds dozens of
     nested findings); now the page holds the stored items themselves.
     """
@@ -179,7 +229,7 @@ def patch_items() -> None:
     item again, and it sizes a map by rebuilding each of its values. Making an item (each
     PutItem), and each of the three deep copies an UpdateItem makes of it, set every
     attribute in turn, so the pipeline's items (a file record holds dozens of nested
-    findings) were sized over and over under :func:`one_at_a_time`. Here an item is sized
+    findings) were sized over and over under :func:`application`'s lock. Here an item is sized
     once when it is made, a deep copy (which has the size of what it copies) is not sized,
     and a map's values are sized as they are. Setting one attribute, as an update
     expression does, is checked as before; the limit is the same.
@@ -231,3 +281,7 @@ def patch_items() -> None:
     DynamoType.__deepcopy__ = copy_value  # type: ignore[attr-defined]
     LimitedSizeDict.__deepcopy__ = copy_attributes  # type: ignore[attr-defined]
     Item.__init__ = make_item  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    main()

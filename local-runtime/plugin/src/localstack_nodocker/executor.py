@@ -48,6 +48,8 @@ from localstack.services.lambda_.invocation.runtime_executor import (
     RuntimeExecutor,
 )
 
+from localstack_nodocker.dynamodb_forwarding import endpoint_for_functions
+
 LOG = logging.getLogger(__name__)
 
 RUNTIME_API_PREFIX = "/2018-06-01/runtime"
@@ -449,6 +451,7 @@ class _Pool:
             if not self.env:
                 code_dir = str(config_.code.get_unzipped_code_location()) if config_.code else ""
                 env = {key: os.environ[key] for key in PASSTHROUGH_ENV if key in os.environ}
+                env.update(endpoint_for_functions())
                 env.update({key: str(value) for key, value in env_vars.items()})
                 env.update(
                     {

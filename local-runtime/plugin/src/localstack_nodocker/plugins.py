@@ -26,22 +26,18 @@ class LocalRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 
 @aws_provider(api="dynamodb", name="moto")
 def dynamodb_moto() -> Service:
-    """DynamoDB served by moto (no DynamoDB Local / Java).
+    """DynamoDB served by moto in a process of its own (no DynamoDB Local / Java).
 
     Selected with PROVIDER_OVERRIDE_DYNAMODB=moto.
     """
-    from localstack_nodocker.dynamodb import (
-        MotoDynamoDBProvider,
-        one_at_a_time,
-        patch_items,
-        patch_queries,
-        patch_transactions,
+    from localstack_nodocker.dynamodb_forwarding import (
+        DynamoDBBackend,
+        ForwardingDynamoDBProvider,
+        forwarded,
     )
 
-    patch_transactions()
-    patch_queries()
-    patch_items()
-    return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=one_at_a_time)
+    provider = ForwardingDynamoDBProvider(DynamoDBBackend())
+    return Service.for_provider(provider, dispatch_table_factory=forwarded)
 
 
 @hooks.on_infra_start()
