@@ -16,7 +16,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 LOG = logging.getLogger(__name__)
@@ -25,45 +27,68 @@ ACCOUNT_HEADER = "x-moto-account-id"
 """The account a request is for: set by LocalStack when it forwards one; a request that comes
 straight from a function is given the account LocalStack would give it."""
 
-WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-
-def application() -> WSGIApplication:
+class DynamoDBServer(ThreadingHTTPServer):
     """moto's DynamoDB answering one operation at a time, with the patches below.
 
     moto reads, changes and writes an item with no lock: two concurrent ``ADD received :one``
     could count once. DynamoDB makes every item write atomic; serving one operation at a
     time keeps that.
     """
-    from localstack.utils.aws.request_context import extract_account_id_from_headers
-    from moto.dynamodb.responses import DynamoHandler
-    from werkzeug.wrappers import Request, Response
 
-    patch_transactions()
-    patch_queries()
-    patch_items()
-    lock = threading.Lock()
-    account_key = "HTTP_" + ACCOUNT_HEADER.upper().replace("-", "_")
+    daemon_threads = True
 
-    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if account_key not in environ:
-            environ[account_key] = extract_account_id_from_headers(
-                {"Authorization": environ.get("HTTP_AUTHORIZATION", "")})
-        request = Request(environ)
-        with lock:
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), DynamoDBRequestHandler)
+        patch_transactions()
+        patch_queries()
+        patch_items()
+        self.lock = threading.Lock()
+
+    def answer(self, body: bytes, headers: Message) -> tuple[int, dict[str, Any], bytes]:
+        """moto's answer (status, headers, body) to one DynamoDB request."""
+        from moto.dynamodb.responses import DynamoHandler
+
+        request = SimpleNamespace(body=body, method="POST", headers=headers)
+        with self.lock:
             try:
-                status, headers, body = DynamoHandler.dispatch(request, request.url,
-                                                               request.headers)
+                status, answer_headers, answer = DynamoHandler.dispatch(request, "http://dynamodb/",
+                                                                        headers)
             except Exception:
-                LOG.exception("moto's DynamoDB failed on %s",
-                              request.headers.get("X-Amz-Target", "a request"))
-                status, headers = 500, {"Content-Type": "application/x-amz-json-1.0"}
-                body = json.dumps({
+                LOG.exception("moto's DynamoDB failed on %s", headers.get("X-Amz-Target"))
+                status, answer_headers = 500, {"Content-Type": "application/x-amz-json-1.0"}
+                answer = json.dumps({
                     "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
                     "message": "the local DynamoDB failed: see LocalStack's log"})
-        return Response(body, status=status, headers=headers)(environ, start_response)
+        return status, answer_headers, answer.encode() if isinstance(answer, str) else answer
 
-    return serve
+
+class DynamoDBRequestHandler(BaseHTTPRequestHandler):
+    """DynamoDB's protocol is one POST per operation, named by ``X-Amz-Target``. Connections
+    are kept open, and answers leave without waiting for Nagle's algorithm."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: DynamoDBServer
+
+    def do_POST(self) -> None:
+        from localstack.utils.aws.request_context import extract_account_id_from_headers
+
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if ACCOUNT_HEADER not in self.headers:
+            self.headers[ACCOUNT_HEADER] = extract_account_id_from_headers(
+                {"Authorization": self.headers.get("Authorization", "")})
+        status, headers, answer = self.server.answer(body, self.headers)
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in ("status", "content-length", "connection"):
+                self.send_header(name, str(value))
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per request: LocalStack's own log says what was asked."""
 
 
 def _exit_with(parent: int) -> None:
@@ -75,17 +100,10 @@ def _exit_with(parent: int) -> None:
 
 def main() -> None:
     """Serve on a free loopback port and print it, then serve until stopped."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            """No line per request: LocalStack's own log says what was asked."""
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    server = make_server("127.0.0.1", 0, application(), threaded=True,
-                         request_handler=QuietHandler)
+    server = DynamoDBServer()
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
-    sys.stdout.write(f"{server.port}\n")
+    sys.stdout.write(f"{server.server_address[1]}\n")
     sys.stdout.flush()
     server.serve_forever()
 
@@ -107,7 +125,7 @@ def patch_transactions() -> None:
     moto backs up every table a transaction names with a deep copy before it starts, to roll
     back on a cancellation. The status table holds every study's items, so on a stack that has
     run for a while each transaction (another upload of a file's name replaces its record in
-    one) took seconds, and under :func:`application`'s lock every other DynamoDB call of the
+    one) took seconds, and under the server's lock every other DynamoDB call of the
     pipeline waited for it. Here the items the transaction names are kept instead, and put
     back when moto raises.
     """
@@ -183,15 +201,15 @@ def patch_queries() -> None:
     queried hash key. The status table holds every study's items, and both the judge (the
     file records of the study it judges) and each status request query it, so on a stack that
     has run the e2e suite each query sorted tens of thousands of items while every other
-    DynamoDB call waited behind :func:`application`'s lock. Here, for the duration of one such
+    DynamoDB call waited behind the server's lock. Here, for the duration of one such
     query (under that lock), the table lists only the partition asked for; queries of an
     index still list the whole table, as moto's index lookup needs.
 
     moto also deep-copies every item of a page before answering, a guard against changing the
     stored items while the answer is made. Nothing changes them: the page's projections make
-    new items, and the answer is serialised under :func:`application`'s lock. A status request for
-    an 11-file study spent most of its DynamoDB time there (a file record holds dozens of
-    nested findings); now the page holds the stored items themselves.
+    new items, and the answer is serialised under the server's lock. A status request for an
+    11-file study spent most of its DynamoDB time there (a file record holds dozens of nested
+    findings); now the page holds the stored items themselves.
     """
     from moto.dynamodb.models import table as table_model
     from moto.dynamodb.models.table import Table
@@ -229,7 +247,7 @@ def patch_items() -> None:
     item again, and it sizes a map by rebuilding each of its values. Making an item (each
     PutItem), and each of the three deep copies an UpdateItem makes of it, set every
     attribute in turn, so the pipeline's items (a file record holds dozens of nested
-    findings) were sized over and over under :func:`application`'s lock. Here an item is sized
+    findings) were sized over and over under the server's lock. Here an item is sized
     once when it is made, a deep copy (which has the size of what it copies) is not sized,
     and a map's values are sized as they are. Setting one attribute, as an update
     expression does, is checked as before; the limit is the same.

@@ -2,10 +2,9 @@
 (``localstack_nodocker.dynamodb``), as LocalStack forwards to DynamoDB Local.
 
 Requests that reach LocalStack (CloudFormation's, the tests', the CLI's) are forwarded as they
-came and answered as the backend answered, without parsing the answer and serialising it
-again. Lambda functions get the backend's address as ``AWS_ENDPOINT_URL_DYNAMODB``
-(:func:`endpoint_for_functions`), so their DynamoDB calls cost LocalStack nothing: both paths
-reach the same tables.
+came, for the account LocalStack resolved. Lambda functions get the backend's address as
+``AWS_ENDPOINT_URL_DYNAMODB`` (:func:`endpoint_for_functions`), so their DynamoDB calls cost
+LocalStack nothing: both paths reach the same tables.
 """
 
 from __future__ import annotations
@@ -76,7 +75,7 @@ class ForwardingDynamoDBProvider(DynamodbApi, ServiceLifecycleHook):
 
 def forwarded(provider: ForwardingDynamoDBProvider) -> DispatchTable:
     """Every operation forwarded as it came, for the account LocalStack resolved."""
-    proxy = AwsRequestProxy(provider.backend.url, parse_response=False)
+    proxy = AwsRequestProxy(provider.backend.url)
 
     def forward(context: RequestContext, _: Any = None) -> Any:
         context.request.headers[ACCOUNT_HEADER] = context.account_id
