@@ -1,11 +1,14 @@
 """LocalStack's CPU per request, by kind, on the local (Docker-less) runtime.
 
-LocalStack is one process, and its interpreter lock bounds the whole local pipeline
-(bench_e2e.py), so what each request costs it is what sets the pace. This sends one kind of
-request at a time, N times in a row from one client, and divides LocalStack's CPU (read from
-/proc, as bench_e2e.py does) by N:
+LocalStack is one process under one interpreter lock, and what each request costs it sets
+much of the local pipeline's pace (bench_e2e.py). This sends one kind of request at a time,
+N times in a row from one client through LocalStack's port, and divides by N the CPU (read
+from /proc, as bench_e2e.py does) of LocalStack and of its DynamoDB backend (the process
+moto's DynamoDB runs in):
 - the HTTP floor (``GET /_localstack/health``);
-- the DynamoDB and S3 calls a validator makes per file, on scratch items and objects;
+- the DynamoDB and S3 calls a validator makes per file, on scratch items and objects (a
+  function's own DynamoDB calls go to the backend directly: they cost the backend's figure
+  and none of LocalStack's);
 - a synchronous and an asynchronous invoke of the API function's ``GET /health`` (the
   asynchronous figure includes LocalStack's internal queue and a settling pause).
 
@@ -23,9 +26,10 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-from bench_e2e import RESULTS, ROOT, localstack_cpu_seconds, stack_json
+from bench_e2e import RESULTS, ROOT, cpu_seconds, stack_json
 
 ENDPOINT = "http://127.0.0.1:4566"
+PARTS = ("localstack", "dynamodb")
 SETTLE_SECONDS = 5.0
 """How long the asynchronous invocations are given to run before LocalStack's CPU is read."""
 
@@ -38,21 +42,28 @@ def client(service: str) -> Any:
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def cpu_ms_per_call(call: Callable[[], object], count: int, settle: float = 0.0) -> float:
-    """LocalStack's CPU per call, in ms, over ``count`` calls (after one warm-up call); an
-    idle LocalStack's CPU over ``settle`` seconds of waiting is taken off."""
+def used_since(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds of LocalStack and its DynamoDB backend since ``before``."""
+    now = cpu_seconds() or {}
+    return {part: now[part] - before[part] for part in PARTS if part in before and part in now}
+
+
+def cpu_ms_per_call(call: Callable[[], object], count: int, settle: float = 0.0
+                    ) -> dict[str, float]:
+    """CPU per call, in ms, of LocalStack and its DynamoDB backend, over ``count`` calls
+    (after one warm-up call); what they use idle over ``settle`` seconds is taken off."""
     call()
-    idle = 0.0
+    idle: dict[str, float] = {}
     if settle:
-        before = localstack_cpu_seconds() or 0.0
+        before = cpu_seconds() or {}
         time.sleep(settle)
-        idle = (localstack_cpu_seconds() or 0.0) - before
-    before = localstack_cpu_seconds() or 0.0
+        idle = used_since(before)
+    before = cpu_seconds() or {}
     for _ in range(count):
         call()
     time.sleep(settle)
-    used = (localstack_cpu_seconds() or 0.0) - before - idle
-    return used / count * 1000
+    return {part: round((used - idle.get(part, 0.0)) / count * 1000, 2)
+            for part, used in used_since(before).items()}
 
 
 def main() -> None:
@@ -60,7 +71,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="requests of each kind")
     parser.add_argument("--stack-name", default="pacs-validator")
     arguments = parser.parse_args()
-    if localstack_cpu_seconds() is None:
+    if cpu_seconds() is None:
         raise SystemExit("no local LocalStack to measure: run `make deploy` first")
     outputs = stack_json("outputs", arguments.stack_name)
     dynamodb, s3, lambda_client = client("dynamodb"), client("s3"), client("lambda")
@@ -88,12 +99,13 @@ def main() -> None:
         "lambda Invoke, asynchronous": (lambda: lambda_client.invoke(
             FunctionName=function, Payload=health, InvocationType="Event"), SETTLE_SECONDS),
     }
-    results = {name: round(cpu_ms_per_call(call, arguments.count, settle), 2)
+    results = {name: cpu_ms_per_call(call, arguments.count, settle)
                for name, (call, settle) in kinds.items()}
     dynamodb.delete_item(TableName=table, Key=key)
     s3.delete_object(Bucket=bucket, Key="work/bench-local-requests")
-    for name, value in results.items():
-        print(f"{name:32s} {value:6.2f} ms of LocalStack CPU per request")
+    for name, used in results.items():
+        print(f"{name:32s} ms of CPU per request: LocalStack {used['localstack']:6.2f}, "
+              f"its DynamoDB backend {used.get('dynamodb', 0.0):6.2f}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"local-requests-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps({"count": arguments.count, "ms_per_request": results}, indent=1))
