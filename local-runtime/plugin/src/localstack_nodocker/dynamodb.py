@@ -10,6 +10,7 @@ service, and the pipeline's status writes were a fifth of LocalStack's work.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ class DynamoDBServer(ThreadingHTTPServer):
         patch_transactions()
         patch_queries()
         patch_items()
+        patch_action_lookup()
         self.lock = threading.Lock()
 
     def answer(self, body: bytes, headers: Message) -> tuple[int, dict[str, Any], bytes]:
@@ -106,6 +108,15 @@ def main() -> None:
     sys.stdout.write(f"{server.server_address[1]}\n")
     sys.stdout.flush()
     server.serve_forever()
+
+
+def patch_action_lookup() -> None:
+    """moto finds the method that answers an operation by inspecting every function of its
+    response class, on every request: a tenth of a small operation's time here. The names
+    do not change while the process runs, so each class is inspected once."""
+    from moto.core import responses
+
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
 
 
 class _TablesKept:
