@@ -107,8 +107,9 @@ def cpu_seconds() -> dict[str, float] | None:
     try:
         localstack = int(LOCALSTACK_PID.read_text().strip())
         used = {"localstack": process_cpu_seconds(localstack)}
-        children = Path(f"/proc/{localstack}/task/{localstack}/children").read_text().split()
-        for child in map(int, children):
+        children = [int(child) for task in Path(f"/proc/{localstack}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+        for child in children:
             if b"localstack_nodocker.dynamodb" in Path(f"/proc/{child}/cmdline").read_bytes():
                 used["dynamodb"] = process_cpu_seconds(child)
         busy = Path("/proc/stat").read_text().split("\n")[0].split()[1:]

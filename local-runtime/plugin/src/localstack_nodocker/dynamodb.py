@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
+from localstack.utils.aws.request_context import extract_account_id_from_headers
+
 LOG = logging.getLogger(__name__)
 
 ACCOUNT_HEADER = "x-moto-account-id"
@@ -45,17 +47,18 @@ class DynamoDBServer(ThreadingHTTPServer):
         patch_queries()
         patch_items()
         patch_action_lookup()
+        from moto.dynamodb.responses import DynamoHandler
+
+        self.handler = DynamoHandler
         self.lock = threading.Lock()
 
     def answer(self, body: bytes, headers: Message) -> tuple[int, dict[str, Any], bytes]:
         """moto's answer (status, headers, body) to one DynamoDB request."""
-        from moto.dynamodb.responses import DynamoHandler
-
         request = SimpleNamespace(body=body, method="POST", headers=headers)
         with self.lock:
             try:
-                status, answer_headers, answer = DynamoHandler.dispatch(request, "http://dynamodb/",
-                                                                        headers)
+                status, answer_headers, answer = self.handler.dispatch(request, "http://dynamodb/",
+                                                                       headers)
             except Exception:
                 LOG.exception("moto's DynamoDB failed on %s", headers.get("X-Amz-Target"))
                 status, answer_headers = 500, {"Content-Type": "application/x-amz-json-1.0"}
@@ -74,8 +77,6 @@ class DynamoDBRequestHandler(BaseHTTPRequestHandler):
     server: DynamoDBServer
 
     def do_POST(self) -> None:
-        from localstack.utils.aws.request_context import extract_account_id_from_headers
-
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if ACCOUNT_HEADER not in self.headers:
             self.headers[ACCOUNT_HEADER] = extract_account_id_from_headers(
