@@ -9,6 +9,7 @@ judged, and a page at a time by ``GET /status``.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,14 @@ MAX_FILE_FINDINGS = 40
 Keeps every file item far below DynamoDB's 400 KB item limit."""
 
 
+PACKED_FIELDS = ("findings", "summary")
+"""The bulky part of a file record, stored as one attribute ``packed`` of zlib-compressed JSON
+(AWS's advice for large attribute values). DynamoDB bills a write by the kilobyte of the
+whole item, and these fields (the findings' messages, the UIDs) are most of it; a study's
+records are all read back when it is judged, where parsing them attribute by attribute took
+most of the time. No expression filters on them or updates them in place."""
+
+
 def file_item(name: str) -> str:
     return f"{FILE_PREFIX}{name}"
 
@@ -48,6 +57,23 @@ def capped_record(record: dict[str, Any]) -> dict[str, Any]:
     findings = sorted(record["findings"], key=lambda f: f["severity"] != "error")
     omitted = max(len(findings) - MAX_FILE_FINDINGS, 0)
     return {**record, "findings": findings[:MAX_FILE_FINDINGS], "findings_omitted": omitted}
+
+
+def stored_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A file record as its item holds it: capped, its ``PACKED_FIELDS`` packed."""
+    fields = capped_record(record)
+    packed = {field: fields.pop(field) for field in PACKED_FIELDS if field in fields}
+    return {**fields, "packed": zlib.compress(json.dumps(packed, separators=(",", ":")).encode())}
+
+
+def record_of(item: dict[str, Any]) -> dict[str, Any]:
+    """The file record an item holds. An item written before records were packed holds
+    its fields as they are."""
+    record: dict[str, Any] = plain(item)
+    packed = record.pop("packed", None)
+    if packed is not None:
+        record.update(json.loads(zlib.decompress(bytes(packed))))
+    return record
 
 
 class FileRecords:
@@ -66,7 +92,7 @@ class FileRecords:
         (moto parses and walks such an expression anew on each call)."""
         try:
             self.table.put_item(
-                Item={**capped_record(record), **item_key(study_id, file_item(name)),
+                Item={**stored_fields(record), **item_key(study_id, file_item(name)),
                       "expires_at": epoch_seconds() + self.retention_seconds},
                 ConditionExpression="attribute_not_exists(study_id)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -74,7 +100,8 @@ class FileRecords:
         except ClientError as error:
             if is_conditional_failure(error):
                 old = error.response.get("Item")  # as the wire has it: not deserialised
-                return ({key: plain(_DESERIALIZER.deserialize(value)) for key, value in old.items()}
+                return (record_of({key: _DESERIALIZER.deserialize(value)
+                                   for key, value in old.items()})
                         if old else self.get(study_id, name))
             raise
         return None
@@ -82,7 +109,7 @@ class FileRecords:
     def get(self, study_id: str, name: str) -> dict[str, Any]:
         item = self.table.get_item(Key=item_key(study_id, file_item(name)),
                                    ConsistentRead=True).get("Item")
-        return plain(item) if item else {}
+        return record_of(item) if item else {}
 
     def replace(self, study_id: str, name: str, record: dict[str, Any],
                 previous: dict[str, Any], study_key: dict[str, str]) -> bool | None:
@@ -90,7 +117,7 @@ class FileRecords:
         the check that the study is still receiving: True when replaced, False when the
         study was judged (nothing changed), None when another upload's record replaced
         ``previous`` first (nothing changed; read it again)."""
-        fields = {**capped_record(record), "expires_at": epoch_seconds() + self.retention_seconds}
+        fields = {**stored_fields(record), "expires_at": epoch_seconds() + self.retention_seconds}
         clauses, names, values = assignments(fields)
         values.update({":previous": previous["key_version"], ":one": 1})
         unchanged = "key_version = :previous"
@@ -167,7 +194,7 @@ class FileRecords:
         while True:
             with service_errors():
                 page = self.table.query(**kwargs)
-            yield from (plain(item) for item in page["Items"])
+            yield from (record_of(item) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -186,7 +213,7 @@ class FileRecords:
         records: list[dict[str, Any]] = []
         size = 0
         for item in page["Items"]:
-            record = plain(item)
+            record = record_of(item)
             size += len(json.dumps(record, default=str))
             if records and size > STATUS_PAGE_BYTES:
                 return FilePage(records, encode_token(records[-1]["name"]))
