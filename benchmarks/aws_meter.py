@@ -12,7 +12,6 @@ DynamoDB's: attribute names plus values, numbers at about one byte per two digit
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import math
@@ -31,7 +30,8 @@ INDEX_KEY = ("open_shard", "deadline")
 
 
 def value_bytes(value: dict[str, Any]) -> int:
-    """The size DynamoDB counts for one attribute value in its wire form (``{"S": …}``)."""
+    """The size DynamoDB counts for one attribute value as the SDK holds it (``{"S": …}``;
+    a binary value as bytes)."""
     ((kind, data),) = value.items()
     if kind == "S":
         return len(data.encode())
@@ -39,7 +39,7 @@ def value_bytes(value: dict[str, Any]) -> int:
         digits = data.lstrip("-").replace(".", "").strip("0") or "0"
         return (len(digits) + 1) // 2 + 1
     if kind == "B":
-        return len(base64.b64decode(data))
+        return len(data)
     if kind in ("BOOL", "NULL"):
         return 1
     if kind in ("SS", "NS", "BS"):

@@ -48,7 +48,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
-from aws_meter import Meter, watching
+from aws_meter import Meter, item_bytes, watching
 from aws_prices import PRICES_AS_OF, Usage, gb_seconds, memory_mb, priced
 from moto_stack import (
     ROOT,
@@ -101,7 +101,7 @@ def largest_item(session: boto3.session.Session) -> int:
     client = session.client("dynamodb")
     largest = 0
     for page in client.get_paginator("scan").paginate(TableName=STATUS_TABLE):
-        largest = max([largest, *(len(json.dumps(item)) for item in page["Items"])])
+        largest = max([largest, *map(item_bytes, page["Items"])])
     return largest
 
 
