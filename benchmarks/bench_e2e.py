@@ -20,6 +20,7 @@ Not part of the test suite. Results go to benchmarks/results/e2e-<time>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -99,6 +100,15 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of every thread of ``pid`` (threads may end meanwhile)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children.extend(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
 def cpu_seconds() -> dict[str, float] | None:
     """CPU seconds used so far by the local LocalStack process, by its DynamoDB backend
     (``localstack_nodocker.dynamodb``), and by the whole machine (every core, every process:
@@ -107,11 +117,10 @@ def cpu_seconds() -> dict[str, float] | None:
     try:
         localstack = int(LOCALSTACK_PID.read_text().strip())
         used = {"localstack": process_cpu_seconds(localstack)}
-        children = [int(child) for task in Path(f"/proc/{localstack}/task").iterdir()
-                    for child in (task / "children").read_text().split()]
-        for child in children:
-            if b"localstack_nodocker.dynamodb" in Path(f"/proc/{child}/cmdline").read_bytes():
-                used["dynamodb"] = process_cpu_seconds(child)
+        for child in _children(localstack):
+            with contextlib.suppress(OSError):  # a handler process may end meanwhile
+                if b"localstack_nodocker.dynamodb" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    used["dynamodb"] = process_cpu_seconds(child)
         busy = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
     except (OSError, ValueError):
         return None
