@@ -79,30 +79,33 @@ class CpuTrace:
         self._stop.set()
         self._thread.join()
 
-    def used(self, start: float, end: float) -> dict[str, float] | None:
-        """CPU seconds by part between the first samples at or after ``start`` and ``end``
-        (the last sample when none is after): within half a second of each."""
-        if not self.samples:
-            return None
+    def used(self, start: float, end: float) -> tuple[float, dict[str, float]] | None:
+        """The seconds between the first samples at or after ``start`` and ``end`` (the last
+        sample when none is after; within half a second of each), and the CPU seconds each
+        part used in them. None when both fall on one sample: a phase too short to measure,
+        not one that used nothing."""
         first, last = (min(bisect.bisect_left(self.moments, moment), len(self.moments) - 1)
                        for moment in (start, end))
-        return {part: self.samples[last][part] - self.samples[first][part]
-                for part in self.samples[last] if part in self.samples[first]}
+        if first >= last:
+            return None
+        return self.moments[last] - self.moments[first], {
+            part: self.samples[last][part] - self.samples[first][part]
+            for part in self.samples[last] if part in self.samples[first]}
 
 
 def phase_rows(size: int, trace: CpuTrace, moments: dict[str, float]) -> list[dict[str, Any]]:
-    """For each phase: its seconds, and the shares of one core (100 % a core) that the
-    machine, LocalStack and its DynamoDB backend used in it, with the machine's CPU per
-    instance."""
+    """For each phase long enough to measure: its seconds, and the shares of one core (100 %
+    a core) that the machine, LocalStack and its DynamoDB backend used over the samples that
+    bound it, with the machine's CPU per instance."""
     rows: list[dict[str, Any]] = []
     for name, begin, end in PHASES:
-        seconds = moments[end] - moments[begin]
-        used = trace.used(moments[begin], moments[end])
-        if used is None or seconds <= 0:
+        measured = trace.used(moments[begin], moments[end])
+        if measured is None:
             continue
-        row: dict[str, Any] = {"phase": name, "seconds": seconds,
-               "machine_ms_per_instance": used["machine"] / size * 1000}
-        row.update({f"{part}_percent": used.get(part, 0.0) / seconds * 100
+        sampled, used = measured
+        row: dict[str, Any] = {"phase": name, "seconds": moments[end] - moments[begin],
+                               "machine_ms_per_instance": used["machine"] / size * 1000}
+        row.update({f"{part}_percent": used.get(part, 0.0) / sampled * 100
                     for part in ("machine", "localstack", "dynamodb")})
         rows.append(row)
     return rows
