@@ -4,6 +4,8 @@ storage and rejection, paged status, bounded events and answers (handlers on mot
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,28 @@ def all_files(stack: Stack, study_id: str, limit: int) -> list[dict[str, Any]]:
         query = {"limit": str(limit), "next": body["next"]}
 
 
-def test_concurrent_arrivals_keep_every_verdict_and_judge_the_study_once(stack: Stack) -> None:
+def metrics_one_thread_at_a_time(handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda runs one invocation at a time per environment; threads calling one handler
+    module stand for many environments, but share its Powertools metric set, which is not
+    made for that (a flush could iterate it while another thread adds to it). Its adds and
+    flushes take turns, so the threads share only what environments share: the table, the
+    buckets, the bus."""
+    provider = handler.metrics.provider
+    turn = threading.Lock()
+
+    def in_turn(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with turn:
+                return method(*args, **kwargs)
+        return call
+
+    for name in ("add_metric", "flush_metrics"):
+        monkeypatch.setattr(provider, name, in_turn(getattr(provider, name)))
+
+
+def test_concurrent_arrivals_keep_every_verdict_and_judge_the_study_once(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics_one_thread_at_a_time(stack.handler("validator"), monkeypatch)
     files = dict(reidentified_study(40, seed="concurrent"))
     body = declare_study(stack, files)
     study_id = body["study_id"]
