@@ -80,12 +80,13 @@ def test_a_file_record_is_stored_packed_and_read_back_whole(
         mutate: Callable[..., Path], config: ValidatorConfig) -> None:
     """The findings and UIDs of a real file's record go into one compressed attribute, which
     makes the item smaller, and come back as they went in; so does an item written before
-    records were packed."""
+    records were packed, and such an item replaced by another upload keeps only the packed
+    fields."""
     def without_modality(dataset: Dataset) -> None:
         del dataset.Modality
 
     result, _ = validate_instance(mutate("CT_small.dcm", without_modality), config, name="a.dcm")
-    record = {**result.to_record(), "key": f"incoming/{STUDY_ID}/a.dcm"}
+    record = {**result.to_record(), "key": f"incoming/{STUDY_ID}/a.dcm", "key_version": "01"}
     assert record["findings"] and record["summary"]["sop_instance_uid"]
     table = create_status_table()
     table.create(STUDY_ID, expected=2, deadline_seconds=60)
@@ -108,6 +109,12 @@ def test_a_file_record_is_stored_packed_and_read_back_whole(
     assert {field: second[field] for field in written if field != "name"} == {
         field: value for field, value in written.items() if field != "name"}
     assert table.file_page(STUDY_ID, limit=10).records[1]["findings"] == record["findings"]
+
+    table.record_file(STUDY_ID, "b.dcm", {**record, "key_version": "02", "version_id": "v2"})
+    replaced = client.get_item(TableName="status", Key={
+        "study_id": {"S": STUDY_ID}, "item": {"S": "file#b.dcm"}})["Item"]
+    assert "B" in replaced["packed"] and not {"findings", "summary"} & replaced.keys()
+    assert list(table.files(STUDY_ID))[1]["version_id"] == "v2"
 
 
 def test_an_event_bus_that_does_not_exist_is_a_dependency_unavailable() -> None:

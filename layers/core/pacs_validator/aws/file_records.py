@@ -116,7 +116,8 @@ class FileRecords:
         """Replace the record ``previous`` with another upload's, in one transaction with
         the check that the study is still receiving: True when replaced, False when the
         study was judged (nothing changed), None when another upload's record replaced
-        ``previous`` first (nothing changed; read it again)."""
+        ``previous`` first (nothing changed; read it again). An item written before records
+        were packed loses its unpacked fields: the packed ones replace them."""
         fields = {**stored_fields(record), "expires_at": epoch_seconds() + self.retention_seconds}
         clauses, names, values = assignments(fields)
         values.update({":previous": previous["key_version"], ":one": 1})
@@ -134,7 +135,9 @@ class FileRecords:
                     "ExpressionAttributeValues": open_values}},
                 {"Update": {
                     "TableName": self.table.name, "Key": item_key(study_id, file_item(name)),
-                    "UpdateExpression": "SET " + ", ".join(clauses) + " ADD replacements :one",
+                    "UpdateExpression": "SET " + ", ".join(clauses)
+                                        + f" REMOVE {', '.join(PACKED_FIELDS)}"
+                                        + " ADD replacements :one",
                     "ConditionExpression": unchanged,
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values}},
