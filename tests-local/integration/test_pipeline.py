@@ -195,6 +195,41 @@ def test_stored_study_has_a_dicom_json_sidecar_pointing_at_stored_instances(
         assert key.endswith(f"/{dataset.SOPInstanceUID}.dcm")
 
 
+def test_storing_reads_each_instance_s_head_and_a_one_chunk_study_leaves_no_patient_value(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The descriptor describes each instance from one ranged read of the version
+    validated, ending before its pixel data; what a study of one chunk leaves under
+    ``work/`` (reports, its chunk) holds none of its patient values."""
+    files = {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
+    client = stack.handler("descriptor").pipeline.services.uploads.client  # type: ignore[attr-defined]
+    get_object = client.get_object
+    reads: list[dict[str, Any]] = []
+
+    def recorded(**kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return get_object(**kwargs)
+
+    monkeypatch.setattr(client, "get_object", recorded)
+    study_id = run_study(stack, files)
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    heads = [read for read in reads if read["Key"].startswith("incoming/") and "Range" in read]
+    assert sorted(read["Key"].rpartition("/")[2] for read in heads) == sorted(files)
+    for read in heads:
+        data = files[read["Key"].rpartition("/")[2]]
+        last = int(read["Range"].removeprefix("bytes=0-"))
+        assert read["VersionId"]
+        assert last + 1 <= data.index(b"\xe0\x7f\x10\x00") + 12 < len(data)
+    patient = pydicom.dcmread(MR_STUDY[0], stop_before_pixels=True)
+    values = [str(patient.PatientID).encode(), str(patient.PatientName).encode()]
+    work = stack.keys(UPLOADS, f"work/{study_id}/")
+    assert work
+    for key in work:
+        body = stack.s3.get_object(Bucket=UPLOADS, Key=key)["Body"].read()
+        assert not [value for value in values if value in body], key
+
+
 def test_the_validator_reads_a_study_s_manifest_once_for_its_arrivals_and_judgment(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from pacs_validator.dicom.description import (
+    DescribedInstance,
+    describe,
+    described_again,
+    dicom_json,
+    head_of,
+)
 from pacs_validator.dicom.validation import validate_instance
 
 FRAMES = 6400  # 64 x 64 x 16 bit = 8 KiB a frame: 50 MiB of pixel data
@@ -103,3 +110,40 @@ def test_50mb_file_from_a_non_seekable_stream_is_spooled_not_held(big_file, conf
     assert result.status == 200
     assert result.size == big_file.stat().st_size
     assert peak < big_file.stat().st_size / 2, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_a_large_value_before_the_pixel_data_is_described_as_a_reference_never_loaded(
+        mutate, config, tmp_path):
+    """A real CT with a 48 MiB private blob in front of its pixel data: the head storing
+    reads holds the blob, and describing it (metadata entry and DICOM JSON) allocates a few
+    MB, the blob a BulkDataURI, as does the description from validation's read."""
+    blob_tags = []
+
+    def with_blob(dataset):
+        block = dataset.private_block(0x0009, "PACS VALIDATOR TEST", create=True)
+        block.add_new(0x01, "OB", bytes(48 * MiB))
+        blob_tags.append(f"{block.get_tag(0x01):08X}")
+
+    path = mutate("CT_small.dcm", with_blob)
+    result, parsed = validate_instance(path, config)
+    assert result.status == 200, [f.to_dict() for f in result.findings]
+    head = head_of(parsed)
+    assert head is not None and head["bytes"] > 48 * MiB
+    copy = tmp_path / "head.dcm"
+    with path.open("rb") as source, copy.open("wb") as target:
+        target.write(source.read(head["bytes"]))
+
+    def described() -> tuple:
+        instance = described_again(copy, head, size=result.size, sha256=result.sha256,
+                                   transfer_syntax=result.summary.transfer_syntax,
+                                   config=config, key="studies/s/ct.dcm")
+        return describe(instance), dicom_json(instance, "studies/s/ct.dcm")
+
+    (description, document), peak = peak_while(described)
+    assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB"
+    assert document[blob_tags[0]] == {"vr": "OB",
+                                      "BulkDataURI": f"studies/s/ct.dcm#{blob_tags[0]}"}
+    assert description.entry["sop_instance_uid"] == str(parsed.dataset.SOPInstanceUID)
+    at_validation = DescribedInstance.of(result, parsed, key="studies/s/ct.dcm")
+    assert at_validation is not None
+    assert peak_while(lambda: dicom_json(at_validation, "studies/s/ct.dcm"))[1] < 8 * MiB

@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import realworld
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from pacs_validator.dicom.description import DescribedInstance, build_metadata, dicom_json
+from pacs_validator.dicom.description import (
+    DescribedInstance,
+    build_metadata,
+    described_again,
+    dicom_json,
+    head_of,
+)
+from pacs_validator.dicom.description import describe as describe_instance
 from pacs_validator.dicom.metadata import metadata_map
 from pacs_validator.dicom.validation import validate_instance
 
@@ -216,3 +224,71 @@ def test_dicom_json_sidecar_keeps_decoded_person_names(corpus, config):
     assert instance is not None
     name = dicom_json(instance, bulk_data_uri="x")["00100010"]["Value"][0]["Alphabetic"]
     assert name == str(pydicom.dcmread(path).PatientName)
+
+
+def described_both_ways(path: Path, config, tmp_path: Path) -> tuple[tuple, ...]:
+    """The description and DICOM JSON of a valid file as validation read it, and as storing
+    reads them again from the file's head alone (the whole file when it has no head)."""
+    result, parsed = validate_instance(path, config)
+    assert result.status == 200, (path, [f.to_dict() for f in result.findings])
+    at_validation = DescribedInstance.of(result, parsed, key="studies/s/i.dcm")
+    assert at_validation is not None
+    head = head_of(parsed)
+    data = path.read_bytes()
+    copy = tmp_path / f"head-{path.name}"
+    copy.write_bytes(data if head is None else data[:head["bytes"]])
+    again = described_again(copy, head, size=result.size, sha256=result.sha256,
+                            transfer_syntax=result.summary.transfer_syntax, config=config,
+                            key="studies/s/i.dcm")
+    return tuple((describe_instance(instance).to_dict(), dicom_json(instance, instance.key or ""))
+                 for instance in (at_validation, again))
+
+
+def test_every_valid_corpus_file_is_described_the_same_from_its_head(corpus, config, tmp_path):
+    """Storing reads a valid instance's head (its bytes before the pixel data's value) and
+    describes it from that alone: the same metadata entry and DICOM JSON as validation's
+    whole read, for every file of pydicom's corpus that validates."""
+    compared = 0
+    for path in corpus.all_files():
+        result, parsed = validate_instance(path, config)
+        if result.status != 200:
+            continue
+        head = head_of(parsed)
+        if head is not None and "pixel_tag" in head:
+            assert head["bytes"] < path.stat().st_size, path
+        at_validation, again = described_both_ways(path, config, tmp_path)
+        assert again == at_validation, path
+        compared += 1
+    assert compared >= 70
+
+
+@pytest.mark.parametrize("shape", ["zero-padding", "deflated", "encapsulated-icon",
+                                   "segmentation", "structured-report", "parametric-map",
+                                   "whole-slide"])
+def test_reshaped_and_highdicom_built_files_are_described_the_same_from_their_head(
+        shape, corpus, config, tmp_path):
+    """The shapes where a head is not simply the bytes before the pixel data: trailing
+    padding, a deflated data set (read whole), pixel data inside a sequence item, and
+    objects highdicom builds (large functional group sequences, no pixel data, tiles)."""
+    ct = corpus.path("CT_small.dcm")
+    folder = tmp_path / "built"
+    folder.mkdir()
+    if shape == "zero-padding":  # after the last element of a file without pixel data
+        report = realworld.structured_report(realworld.ct_series(folder), folder / "sr.dcm",
+                                             False)
+        path = realworld.with_zero_padding(report, folder / "padded.dcm", 4096)
+    elif shape == "deflated":
+        path = realworld.deflated(ct, folder / "deflated.dcm")
+    elif shape == "encapsulated-icon":
+        seg = realworld.segmentation(realworld.ct_series(folder), folder / "seg.dcm", True)
+        path = realworld.with_icon(seg, folder / "seg-icon.dcm")
+    elif shape == "segmentation":
+        path = realworld.segmentation(realworld.ct_series(folder), folder / "seg.dcm", False)
+    elif shape == "structured-report":
+        path = realworld.structured_report(realworld.ct_series(folder), folder / "sr.dcm", True)
+    elif shape == "parametric-map":
+        path = realworld.parametric_map(realworld.ct_series(folder), folder / "pm.dcm")
+    else:
+        path = realworld.whole_slide_tiles(folder / "wsi.dcm", 16)
+    at_validation, again = described_both_ways(path, config, tmp_path)
+    assert again == at_validation

@@ -42,15 +42,20 @@ class S3Bucket:
         return self.clients.s3()
 
     @contextmanager
-    def downloaded(self, key: str, version_id: str | None = None) -> Iterator[Downloaded]:
-        """The object (``version_id`` of it, when given) streamed to a temporary file (never
-        whole in memory), removed after; with the version and ETag read and the SHA-256
-        checksum S3 checked when it was uploaded (if the uploader sent one)."""
-        version = {"VersionId": version_id} if version_id else {}
+    def downloaded(self, key: str, version_id: str | None = None,
+                   first_bytes: int | None = None) -> Iterator[Downloaded]:
+        """The object (``version_id`` of it, when given; its ``first_bytes`` alone, when
+        given) streamed to a temporary file (never whole in memory), removed after; with the
+        version and ETag read and, for a whole object, the SHA-256 checksum S3 checked when
+        it was uploaded (if the uploader sent one)."""
+        options: dict[str, str] = {"VersionId": version_id} if version_id else {}
+        if first_bytes is None:
+            options["ChecksumMode"] = "ENABLED"
+        else:
+            options["Range"] = f"bytes=0-{first_bytes - 1}"
         with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
             with service_errors():
-                response = self.client.get_object(Bucket=self.bucket, Key=key,
-                                                  ChecksumMode="ENABLED", **version)
+                response = self.client.get_object(Bucket=self.bucket, Key=key, **options)
                 for chunk in response["Body"].iter_chunks(_DOWNLOAD_CHUNK):
                     handle.write(chunk)
             handle.flush()

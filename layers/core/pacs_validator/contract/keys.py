@@ -6,7 +6,7 @@ pipeline write outside ``incoming/<id>/``, ``studies/<id>/`` or ``rejected/<id>/
 
 Besides ``incoming/``, the uploads bucket holds what the pipeline keeps while a study is in
 flight, under prefixes the S3 trigger does not watch: ``manifests/<id>.json`` (the declared
-files) and ``work/<id>/`` (per-instance descriptions, storage chunks, reports). Both expire
+files) and ``work/<id>/`` (storage chunks and their parts, reports). Both expire
 with the bucket's lifecycle rule.
 """
 
@@ -120,9 +120,3 @@ def manifest_key(study_id: str) -> str:
 def work_key(study_id: str, *parts: str) -> str:
     """``work/<id>/<part>/.../<leaf>``: the pipeline's scratch objects for one study."""
     return "/".join((WORK, _checked(study_id), *(safe_name(p) for p in parts)))
-
-
-def description_key(study_id: str, name: str, sha256: str) -> str:
-    """``work/<id>/described/<name>.<digest>.json``: a valid upload's description, named by
-    its bytes too, so another upload of the name never overwrites the one that was judged."""
-    return work_key(study_id, "described", f"{name}.{sha256[:32]}.json")

@@ -1,5 +1,6 @@
 """One instance described from its data set: its fields of ``metadata.json`` and its DICOM
-JSON, while validation has it open.
+JSON, from the data set validation read (the command line) or read again from the head of
+the validated bytes (storing, see :func:`described_again`).
 
 The values are read through pydicom; what is kept (an :class:`InstanceDescription`) is plain
 JSON, which :mod:`pacs_validator.dicom.metadata` assembles without pydicom.
@@ -8,15 +9,16 @@ JSON, which :mod:`pacs_validator.dicom.metadata` assembles without pydicom.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
+from pacs_validator.dicom.config import ValidatorConfig
 from pacs_validator.dicom.metadata import (
     STUDY_SECTIONS,
     InstanceDescription,
@@ -25,7 +27,14 @@ from pacs_validator.dicom.metadata import (
     instance_order,
     metadata_map,
 )
-from pacs_validator.dicom.parsing import ParsedInstance
+from pacs_validator.dicom.parsing import (
+    ParsedInstance,
+    deferred_elements,
+    loaded_elements,
+    read_head,
+    read_instance,
+)
+from pacs_validator.dicom.rules import Findings
 from pacs_validator.dicom.structure import PixelDataElement
 from pacs_validator.dicom.validation import InstanceResult
 
@@ -60,6 +69,45 @@ class DescribedInstance:
             pixel_data=parsed.pixel_data,
             key=key,
         )
+
+
+def head_of(parsed: ParsedInstance) -> dict[str, Any] | None:
+    """Where storing finds a valid file's data set again (:func:`described_again`): the
+    length of its head (its bytes up to the pixel data's value; when it has no pixel data,
+    up to its end or its trailing padding) and the pixel data element's tag and VR. None
+    for a deflated file, whose data set is only read from the whole file, inflated."""
+    syntax = parsed.transfer_syntax
+    if parsed.dataset is None or syntax is None or syntax.is_deflated:
+        return None
+    pixel = parsed.pixel_data
+    if pixel is None:
+        return {"bytes": parsed.padding_start or parsed.size}
+    return {"bytes": pixel.value_offset, "pixel_tag": pixel.tag, "pixel_vr": pixel.vr}
+
+
+def described_again(path: str | os.PathLike[str], head: Mapping[str, Any] | None, *,
+                    size: int, sha256: str, transfer_syntax: str | None,
+                    config: ValidatorConfig, key: str) -> DescribedInstance:
+    """A valid instance, stored at ``key``, described from the bytes that were validated:
+    ``path`` holds their head as :func:`head_of` measured it, or the whole file when
+    ``head`` is None. The data set reads as validation read it.
+
+    Storing describes each instance so, rather than keeping a description made at
+    validation: a ranged read of the validated version instead of a write and a read of a
+    description per instance, and one copy fewer of its patient values in ``work/``. Call
+    :func:`describe` and :func:`dicom_json` while ``path`` still exists."""
+    if head is None:
+        parsed = read_instance(path, config, Findings(config.rules))
+        if parsed.dataset is None:
+            raise ValueError("a validated instance no longer reads as a data set")
+        return DescribedInstance(parsed.dataset, size, sha256, transfer_syntax,
+                                 parsed.pixel_data, key)
+    pixel = None
+    if "pixel_tag" in head:
+        pixel = PixelDataElement(tag=int(head["pixel_tag"]), vr=str(head["pixel_vr"]),
+                                 length=None, value_offset=int(head["bytes"]))
+    return DescribedInstance(read_head(path, config.defer_size), size, sha256,
+                             transfer_syntax, pixel, key)
 
 
 def json_value(value: object) -> JsonValue:
@@ -128,21 +176,28 @@ def dicom_json(
     instance: DescribedInstance, bulk_data_uri: str, threshold: int = BULK_DATA_THRESHOLD
 ) -> dict[str, Any]:
     """The instance's DICOM JSON model (PS3.18 F.2), with binary values over ``threshold``
-    bytes, and the pixel data, given as BulkDataURIs (``<bulk_data_uri>#<tag>``).
+    bytes, values the read deferred (over its ``defer_size``), and the pixel data, given as
+    BulkDataURIs (``<bulk_data_uri>#<tag>``).
 
-    Large numeric arrays stay references, so the sidecar stays small and a consumer fetches
-    bulk data from the stored instance only when it needs it. Call it while the instance's
-    file is still readable: values larger than the read's ``defer_size`` are read from it.
-    """
+    Large values stay references, so the sidecar stays small, a consumer fetches bulk data
+    from the stored instance only when it needs it, and describing never loads a deferred
+    value: a document or waveform of hundreds of megabytes costs no memory here."""
 
-    def reference(element: DataElement) -> str:
-        return f"{bulk_data_uri}#{element.tag:08X}"
+    def reference(tag: int) -> str:
+        return f"{bulk_data_uri}#{tag:08X}"
 
-    document: dict[str, Any] = instance.dataset.to_json_dict(
-        bulk_data_threshold=threshold, bulk_data_element_handler=reference
-    )
+    dataset = instance.dataset
+    deferred = deferred_elements(dataset)
+    if deferred:
+        dataset = Dataset()
+        for element in loaded_elements(instance.dataset):
+            dataset.add(element)
+    document: dict[str, Any] = dataset.to_json_dict(
+        bulk_data_threshold=threshold,
+        bulk_data_element_handler=lambda element: reference(element.tag))
+    document.update({f"{tag:08X}": {"vr": vr, "BulkDataURI": reference(tag)}
+                     for tag, vr in deferred.items()})
     pixel = instance.pixel_data
     if pixel is not None:
-        document[f"{pixel.tag:08X}"] = {"vr": pixel.vr,
-                                        "BulkDataURI": f"{bulk_data_uri}#{pixel.tag:08X}"}
-    return document
+        document[f"{pixel.tag:08X}"] = {"vr": pixel.vr, "BulkDataURI": reference(pixel.tag)}
+    return dict(sorted(document.items()))

@@ -4,9 +4,9 @@ Which DICOM attribute fills which field is data (``data/metadata_map.json``): ad
 is one line there. Values are converted to plain JSON types; an absent or empty attribute is
 ``null``, never a default, so a consumer can tell "not recorded" from a real value.
 
-Instances are described while validation reads them (:mod:`pacs_validator.dicom.description`,
-through pydicom); this module assembles the plain JSON descriptions it keeps, and imports
-nothing of pydicom: storing a study (the descriptor) needs no DICOM reader.
+Instances are described through pydicom (:mod:`pacs_validator.dicom.description`); this
+module assembles the plain JSON descriptions, and imports nothing of pydicom, so that an
+invocation of the descriptor that describes nothing loads no DICOM reader.
 """
 
 from __future__ import annotations
@@ -60,10 +60,6 @@ class InstanceDescription:
         number, uid = data["sort_key"]
         return cls(sort_key=(int(number), str(uid)), series_uid=data["series_uid"],
                    series=data["series"], entry=data["entry"], sections=data["sections"])
-
-    def stored_at(self, key: str | None) -> InstanceDescription:
-        """The same description, its instance stored at ``key``."""
-        return replace(self, entry={**self.entry, "key": key})
 
     def without_sections(self) -> InstanceDescription:
         return replace(self, sections=None)
@@ -124,17 +120,3 @@ def middle_instance(series: dict[str, Any]) -> dict[str, Any]:
     one most likely to show the anatomy rather than its edge."""
     instances: list[dict[str, Any]] = series["instances"]
     return instances[len(instances) // 2]
-
-
-def with_bulk_data_uri(document: Any, uri: str) -> Any:
-    """A DICOM JSON document whose BulkDataURIs (``#<tag>`` fragments, as
-    :func:`~pacs_validator.dicom.description.dicom_json` writes them with an empty
-    ``bulk_data_uri``) point into ``uri``."""
-    if isinstance(document, dict):
-        return {key: (uri + value if key == "BulkDataURI" and isinstance(value, str)
-                      else with_bulk_data_uri(value, uri))
-                for key, value in document.items()}
-    if isinstance(document, list):
-        return [with_bulk_data_uri(value, uri) for value in document]
-    return document
-

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import read_dataset
@@ -189,6 +190,15 @@ def read_instance(source: Source, config: ValidatorConfig, findings: Findings) -
             _read_stream(stream, size, parsed, config, findings)
         parsed.sha256 = _digest(stream)
         return parsed
+
+
+def read_head(path: str | os.PathLike[str], defer_size: int) -> Dataset:
+    """The data set of the head of a file (its bytes up to its pixel data's value, or up to
+    its end or trailing padding when it has none) at ``path``, as :func:`read_instance`
+    reads it, without the first pass. Only for bytes that pass already found sound and
+    within the limits: storing reads a valid instance's head back this way. Not for a
+    deflated file, whose data set is read from the whole file, inflated."""
+    return pydicom.dcmread(path, defer_size=defer_size, stop_before_pixels=True)
 
 
 def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedInstance:
@@ -451,6 +461,22 @@ def loaded_elements(dataset: Dataset) -> Iterator[DataElement]:
     for raw in _elements_as_read(dataset):
         if not _is_deferred(raw):
             yield dataset[raw.tag]
+
+
+def deferred_elements(dataset: Dataset) -> dict[int, str]:
+    """The top-level elements whose values the read left on disk (see
+    :func:`loaded_elements`), by tag, with their VR: the file's, or else the dictionary's
+    (the word one, where it allows a byte or a word one), or UN for a tag it does not know."""
+    return {int(raw.tag): str(raw.VR) if raw.VR else _dictionary_vr(int(raw.tag))
+            for raw in _elements_as_read(dataset) if _is_deferred(raw)}
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return "OW" if "OW" in vr else vr.split(" or ")[0]
 
 
 def walk_elements(dataset: Dataset) -> Iterator[DataElement]:

@@ -147,7 +147,8 @@ class Judge:
             previewed = _middle_of_each_series(records)
         files = [{"name": r["name"], "key": r["key"], "size": r["size"],
                   "version_id": r.get("version_id"), "etag": r.get("etag"),
-                  "sha256": r.get("sha256") or None,
+                  "sha256": r.get("sha256") or None, "head": r.get("head"),
+                  "transfer_syntax": r["summary"].get("transfer_syntax"),
                   "sop_instance_uid": r["summary"]["sop_instance_uid"],
                   "series_instance_uid": r["summary"]["series_instance_uid"],
                   "preview": r["name"] in previewed} for r in records]

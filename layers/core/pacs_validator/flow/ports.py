@@ -102,10 +102,10 @@ class ObjectStore(Protocol):
 
     bucket: str
 
-    def downloaded(self, key: str, version_id: str | None = None
-                   ) -> AbstractContextManager[Downloaded]:
-        """The object (that version of it, when given) in a temporary file for the length
-        of the ``with`` block."""
+    def downloaded(self, key: str, version_id: str | None = None,
+                   first_bytes: int | None = None) -> AbstractContextManager[Downloaded]:
+        """The object (that version of it, when given; its ``first_bytes`` alone, when
+        given) in a temporary file for the length of the ``with`` block."""
 
     def copy_from(self, source_bucket: str, source: SourceObject, target_key: str) -> None:
         """Copy an object of ``source_bucket`` into this bucket without reading it here:

@@ -1,9 +1,10 @@
-"""Receiving one uploaded file: validate it, keep its description, record its verdict on its
-study, and judge the study when it was the last file expected.
+"""Receiving one uploaded file: validate it, record its verdict on its study, and judge the
+study when it was the last file expected.
 
-A file is validated and described once, on arrival; its verdict goes to the status table,
-its description (the ``metadata.json`` entry and DICOM JSON) to ``work/<id>/described/``,
-so storing the study never reads an instance again.
+A file is validated once, on arrival; its verdict goes to the status table with, for a valid
+file, the length of its head (its bytes before the pixel data), from which storing describes
+it again without reading the whole instance
+(:func:`~pacs_validator.dicom.description.described_again`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacs_validator.contract.events import DetailType, Event, key_digest
-from pacs_validator.contract.keys import (
-    description_key,
-    parse_incoming_key,
-    study_id_for_drop,
-)
+from pacs_validator.contract.keys import parse_incoming_key, study_id_for_drop
 from pacs_validator.contract.objects import UploadedObject
-from pacs_validator.dicom.description import DescribedInstance, describe, dicom_json
+from pacs_validator.dicom.description import head_of
 from pacs_validator.dicom.parsing import ParsedInstance
 from pacs_validator.dicom.validation import InstanceResult, validate_instance
 from pacs_validator.flow.judging import Judge
@@ -124,15 +121,8 @@ class Receiver:
 
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
-        """Keep a valid file's description, then record its verdict with where it came from
-        (``source``: key, sequencer, version, ETag, the checksum S3 verified): in this
-        order, so the description exists before the study can be judged complete."""
-        instance = DescribedInstance.of(result, parsed, key=None) if result.valid else None
-        if instance is not None:
-            self.services.uploads.put_json(
-                description_key(study_id, result.name, result.sha256),
-                {"description": describe(instance).to_dict(),
-                 "dicom_json": dicom_json(instance, bulk_data_uri="")},
-                indent=None)
+        """Record a file's verdict with where it came from (``source``: key, sequencer,
+        version, ETag, the checksum S3 verified) and, when it is valid, its head."""
+        head = {"head": head_of(parsed)} if result.valid else {}
         return self.services.table.record_file(study_id, result.name,
-                                               {**result.to_record(), **source})
+                                               {**result.to_record(), **source, **head})

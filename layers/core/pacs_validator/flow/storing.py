@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from pacs_validator.contract.invocations import Work
 from pacs_validator.contract.keys import (
-    description_key,
     preview_key,
     previews_prefix,
     rejected_key,
@@ -31,12 +30,8 @@ from pacs_validator.contract.keys import (
 )
 from pacs_validator.contract.states import State
 from pacs_validator.contract.status_view import linked_previews
-from pacs_validator.dicom.metadata import (
-    InstanceDescription,
-    assemble_metadata,
-    first_of,
-    with_bulk_data_uri,
-)
+from pacs_validator.dicom.library_messages import library_messages_counted
+from pacs_validator.dicom.metadata import InstanceDescription, assemble_metadata, first_of
 from pacs_validator.flow.ports import SourceObject
 from pacs_validator.flow.services import Services
 
@@ -130,18 +125,31 @@ class Storage:
     def _store_chunk(self, study_id: str, files: list[dict[str, Any]], single: bool
                      ) -> dict[str, Any]:
         """Copy the chunk's instances; their descriptions and DICOM JSON (the chunk's part
-        of metadata.json and dicom.json)."""
+        of metadata.json and dicom.json), read from the head of the version validated.
+
+        pydicom's messages while the heads are read are counted, never logged as they are
+        (they may quote values); the count covers the chunk's threads, which is why it
+        is taken around them all."""
+        # Imported here, as for a preview: pydicom, which a chunk of a rejected study and
+        # an invocation that only announces again never load.
+        from pacs_validator.dicom.description import describe, described_again, dicom_json
+
         services = self.services
 
         def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
             target = stored_instance_key(study_id, file["sop_instance_uid"], single)
             services.store.copy_from(services.uploads.bucket, judged_object(file), target)
-            kept = services.uploads.get_json(
-                description_key(study_id, file["name"], file["sha256"]))
-            description = InstanceDescription.from_dict(kept["description"]).stored_at(target)
-            return description, with_bulk_data_uri(kept["dicom_json"], target)
+            head = file.get("head")
+            with services.uploads.downloaded(file["key"], file.get("version_id"),
+                                             head["bytes"] if head else None) as download:
+                instance = described_again(
+                    download.path, head, size=file["size"], sha256=file["sha256"] or "",
+                    transfer_syntax=file.get("transfer_syntax"), config=services.config,
+                    key=target)
+                return describe(instance), dicom_json(instance, bulk_data_uri=target)
 
-        stored = _in_parallel(store_one, files)
+        with library_messages_counted():
+            stored = _in_parallel(store_one, files)
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = []
         for file in (f for f in files if f.get("preview")):
