@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -39,8 +41,35 @@ logger = logging.getLogger(__name__)
 
 COPY_THREADS = 8
 """Server-side copies in flight at once within one chunk."""
+HEAD_BYTES_AT_ONCE = 512 * 1024 * 1024
+"""Bytes of instance heads one chunk's threads keep in ``/tmp`` at once. A head is usually
+kilobytes, but one holding a large value other than pixel data (an encapsulated document, a
+private blob) is as large as its file, and eight of those could fill the function's
+ephemeral storage. A head larger than this is read while no other is held."""
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+class ByteBudget:
+    """Lets threads hold at most ``limit`` bytes between them; a claim of more than
+    ``limit`` waits until nothing else is held, then holds alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def holding(self, size: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self.held == 0 or self.held + size <= self.limit)
+            self.held += size
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.held -= size
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
@@ -135,13 +164,15 @@ class Storage:
         from pacs_validator.dicom.description import describe, described_again, dicom_json
 
         services = self.services
+        budget = ByteBudget(HEAD_BYTES_AT_ONCE)
 
         def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
             target = stored_instance_key(study_id, file["sop_instance_uid"], single)
             services.store.copy_from(services.uploads.bucket, judged_object(file), target)
             head = file.get("head")
-            with services.uploads.downloaded(file["key"], file.get("version_id"),
-                                             head["bytes"] if head else None) as download:
+            size = int(head["bytes"]) if head else int(file["size"])
+            with budget.holding(size), services.uploads.downloaded(
+                    file["key"], file.get("version_id"), size if head else None) as download:
                 instance = described_again(
                     download.path, head, size=file["size"], sha256=file["sha256"] or "",
                     transfer_syntax=file.get("transfer_syntax"), config=services.config,

@@ -1,0 +1,31 @@
+"""Storing's bound on the instance heads one chunk's threads hold in /tmp at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from pacs_validator.flow.storing import ByteBudget
+
+
+def test_heads_held_at_once_stay_within_the_budget_and_a_larger_one_is_held_alone() -> None:
+    budget = ByteBudget(100)
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def hold(size: int) -> None:
+        with budget.holding(size):
+            with lock:
+                seen.append((size, budget.held))
+            time.sleep(0.01)  # the claims overlap
+
+    sizes = [40] * 12 + [250] + [40] * 12
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(hold, sizes))
+
+    assert len(seen) == len(sizes)
+    small = [held for size, held in seen if size == 40]
+    assert max(small) == 80  # two fit; a third would pass the budget
+    assert [held for size, held in seen if size == 250] == [250]
+    assert budget.held == 0
