@@ -292,3 +292,17 @@ def test_reshaped_and_highdicom_built_files_are_described_the_same_from_their_he
         path = realworld.whole_slide_tiles(folder / "wsi.dcm", 16)
     at_validation, again = described_both_ways(path, config, tmp_path)
     assert again == at_validation
+
+
+def test_a_file_recorded_without_its_head_is_described_from_the_whole_file(corpus, config):
+    """A chunk planned before records kept heads (a study in flight through a deploy) has
+    neither the head nor the transfer syntax: the whole file is read, as validation did."""
+    path = corpus.path("MR_small.dcm")
+    result, parsed = validate_instance(path, config)
+    at_validation = DescribedInstance.of(result, parsed, key="studies/s/mr.dcm")
+    assert at_validation is not None
+    again = described_again(path, None, size=result.size, sha256=result.sha256,
+                            transfer_syntax=None, config=config, key="studies/s/mr.dcm")
+    assert describe_instance(again) == describe_instance(at_validation)
+    assert describe_instance(again).entry["transfer_syntax"] == \
+        str(parsed.dataset.file_meta.TransferSyntaxUID)

@@ -90,7 +90,9 @@ def described_again(path: str | os.PathLike[str], head: Mapping[str, Any] | None
                     config: ValidatorConfig, key: str) -> DescribedInstance:
     """A valid instance, stored at ``key``, described from the bytes that were validated:
     ``path`` holds their head as :func:`head_of` measured it, or the whole file when
-    ``head`` is None. The data set reads as validation read it.
+    ``head`` is None (a deflated file, or one recorded before heads were). The data set
+    reads as validation read it; ``transfer_syntax`` is the one validation recorded, or
+    None to take the file's.
 
     Storing describes each instance so, rather than keeping a description made at
     validation: a ranged read of the validated version instead of a write and a read of a
@@ -100,8 +102,9 @@ def described_again(path: str | os.PathLike[str], head: Mapping[str, Any] | None
         parsed = read_instance(path, config, Findings(config.rules))
         if parsed.dataset is None:
             raise ValueError("a validated instance no longer reads as a data set")
-        return DescribedInstance(parsed.dataset, size, sha256, transfer_syntax,
-                                 parsed.pixel_data, key)
+        syntax = transfer_syntax or (str(parsed.transfer_syntax)
+                                     if parsed.transfer_syntax else None)
+        return DescribedInstance(parsed.dataset, size, sha256, syntax, parsed.pixel_data, key)
     pixel = None
     if "pixel_tag" in head:
         pixel = PixelDataElement(tag=int(head["pixel_tag"]), vr=str(head["pixel_vr"]),
