@@ -230,6 +230,34 @@ def test_storing_reads_each_instance_s_head_and_a_one_chunk_study_leaves_no_pati
         assert not [value for value in values if value in body], key
 
 
+def test_a_deflated_instance_is_described_from_the_whole_file_and_stored_beside_another(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A deflated data set has no head to read alone: its instance is read whole when the
+    study is stored, and described as the plain one beside it is."""
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct.SOPInstanceUID = ct.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ct.InstanceNumber = 2
+    ct.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    ct.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
+    files = {"plain.dcm": Path(get_testdata_file("CT_small.dcm")).read_bytes(),
+             "deflated.dcm": (tmp_path / "deflated.dcm").read_bytes()}
+    study_id = run_study(stack, files)
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    metadata = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
+    instances = metadata["series"][0]["instances"]
+    assert [i["transfer_syntax"] for i in instances] == [
+        pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.DeflatedExplicitVRLittleEndian]
+    assert [(i["rows"], i["columns"]) for i in instances] == [(128, 128), (128, 128)]
+    sidecar = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/dicom.json")["Body"].read())
+    assert {d["00100020"]["Value"][0] for d in sidecar} == {str(ct.PatientID)}
+    assert {d["00080018"]["Value"][0] for d in sidecar} == {i["sop_instance_uid"]
+                                                           for i in instances}
+
+
 def test_the_validator_reads_a_study_s_manifest_once_for_its_arrivals_and_judgment(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
