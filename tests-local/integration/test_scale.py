@@ -3,6 +3,7 @@ storage and rejection, paged status, bounded events and answers (handlers on mot
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Callable
@@ -23,6 +24,10 @@ from test_pipeline import (
     run_study,
     study_status,
 )
+
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.validation import validate_instance
+from pacs_validator.flow import judging
 
 
 def small_chunks(stack: Stack, size: int) -> None:
@@ -142,6 +147,34 @@ def test_a_study_of_many_chunks_is_stored_whole(stack: Stack) -> None:
         Bucket=STORE, Key=f"studies/{study_id}/validation.json")["Body"].read())
     assert len(report["files"]) == 30
     assert report["studies"][0]["valid"] is True
+
+
+def test_instances_with_many_elements_are_stored_in_smaller_chunks(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk also stops at ``CHUNK_ELEMENTS`` data elements, whatever ``ChunkInstances``
+    allows: describing costs per element. With a budget of about three of these files'
+    elements, 12 files are stored in chunks of at most that many elements, whole."""
+    files = dict(reidentified_study(12, series=2, seed="elements"))
+    counts = [validate_instance(io.BytesIO(data), build_config())[1].element_count
+              for data in files.values()]
+    assert min(counts) > 50
+    budget = 3 * max(counts)
+    monkeypatch.setattr(judging, "CHUNK_ELEMENTS", budget)
+    study_id = run_study(stack, files)
+
+    status = study_status(stack, study_id)
+    assert status["state"] == "STORED", status
+    chunks = [json.loads(stack.s3.get_object(Bucket=UPLOADS, Key=key)["Body"].read())
+              for key in stack.keys(UPLOADS, f"work/{study_id}/chunks/")]
+    assert len(chunks) > 1  # one chunk of ChunkInstances without the budget
+    assert all(sum(file["elements"] for file in chunk) <= budget for chunk in chunks)
+    assert sorted(file["name"] for chunk in chunks for file in chunk) == sorted(files)
+    metadata = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
+    assert metadata["counts"] == {"series": 2, "instances": 12}
+    sidecar = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/dicom.json")["Body"].read())
+    assert len(sidecar) == 12
 
 
 def test_a_rejected_study_of_many_chunks_is_copied_whole_to_rejected(stack: Stack) -> None:

@@ -1,4 +1,5 @@
-"""Storing's bound on the instance heads one chunk's threads hold in /tmp at once."""
+"""What bounds one storing chunk: how many instances and data elements it describes, and
+the instance heads its threads hold in /tmp at once."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pacs_validator.flow.judging import split
 from pacs_validator.flow.storing import ByteBudget
+
+
+def test_chunks_stop_at_their_size_and_at_their_weight_and_a_heavy_item_goes_alone() -> None:
+    assert split([], 3) == [[]]
+    assert split(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    weights = [1, 1, 5, 1, 1, 1, 9, 1]
+    assert split(weights, 10, weight=lambda w: w, budget=6) == \
+        [[1, 1], [5, 1], [1, 1], [9], [1]]
+    assert split([1] * 5, 2, weight=lambda w: w, budget=100) == [[1, 1], [1, 1], [1]]
 
 
 def test_heads_held_at_once_stay_within_the_budget_and_a_larger_one_is_held_alone() -> None:

@@ -100,6 +100,9 @@ class ParsedInstance:
     sha256: str = ""
     """Hex SHA-256 of the whole file, taken from the same stream that was read ("" over the
     size cap): a non-seekable source cannot be read a second time."""
+    element_count: int = 0
+    """Data elements at every depth, as the structural scan counted them: what reading and
+    describing the data set costs grows with it."""
 
 
 
@@ -363,6 +366,7 @@ def _scan_structure(
                      "TransferSyntaxUID names", TRANSFER_SYNTAX_UID)
     parsed.pixel_data = scanner.pixel_data
     parsed.frame_size_values = scanner.frame_size_values
+    parsed.element_count = scanner.element_count
     return data_set
 
 

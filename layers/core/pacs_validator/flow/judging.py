@@ -9,7 +9,7 @@ grows with the study; everything after it is split into chunks of bounded size.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from pacs_validator.contract.keys import work_key
@@ -25,10 +25,30 @@ from pacs_validator.flow.storing import Storage
 Item = TypeVar("Item")
 
 
-def split(items: Sequence[Item], size: int) -> list[list[Item]]:
-    """``items`` in consecutive chunks of at most ``size``; always at least one chunk, so a
-    study with nothing to copy still passes through the one place that finishes it."""
-    return [list(items[start:start + size]) for start in range(0, len(items), size)] or [[]]
+CHUNK_ELEMENTS = 500_000
+"""Data elements of the instances one chunk describes, at most (one instance more than this
+is a chunk alone). Describing costs about 40 us and some 500 bytes of DICOM JSON an element:
+at most about 20 s and 250 MB a chunk, where a chunk of ``ChunkInstances`` files at the
+element cap (``Limits.max_elements``) would pass Lambda's 15 minutes and its memory. A CT or
+MR slice has a few hundred elements, so ordinary chunks are cut by their count alone."""
+
+
+def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lambda _: 0,
+          budget: int = 0) -> list[list[Item]]:
+    """``items`` in consecutive chunks of at most ``size`` items and, when ``budget`` is
+    given, at most ``budget`` of their ``weight`` (an item heavier than that is a chunk
+    alone); always at least one chunk, so a study with nothing to copy still passes through
+    the one place that finishes it."""
+    chunks: list[list[Item]] = [[]]
+    carried = 0
+    for item in items:
+        heavy = bool(budget) and carried + weight(item) > budget
+        if len(chunks[-1]) == size or (heavy and chunks[-1]):
+            chunks.append([])
+            carried = 0
+        chunks[-1].append(item)
+        carried += weight(item)
+    return chunks
 
 
 def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:
@@ -148,11 +168,13 @@ class Judge:
         files = [{"name": r["name"], "key": r["key"], "size": r["size"],
                   "version_id": r.get("version_id"), "etag": r.get("etag"),
                   "sha256": r.get("sha256") or None, "head": r.get("head"),
+                  "elements": r.get("elements", 0),
                   "transfer_syntax": r["summary"].get("transfer_syntax"),
                   "sop_instance_uid": r["summary"]["sop_instance_uid"],
                   "series_instance_uid": r["summary"]["series_instance_uid"],
                   "preview": r["name"] in previewed} for r in records]
-        chunks = split(files, self.services.chunk_instances)
+        chunks = split(files, self.services.chunk_instances,
+                       weight=lambda file: int(file["elements"]), budget=CHUNK_ELEMENTS)
         for index, chunk in enumerate(chunks):
             uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk, indent=None)
         return len(chunks), reports

@@ -122,7 +122,9 @@ class Receiver:
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
         """Record a file's verdict with where it came from (``source``: key, sequencer,
-        version, ETag, the checksum S3 verified) and, when it is valid, its head."""
-        head = {"head": head_of(parsed)} if result.valid else {}
+        version, ETag, the checksum S3 verified) and, when it is valid, its head and how
+        many data elements it has (what describing it when it is stored costs)."""
+        stored = ({"head": head_of(parsed), "elements": parsed.element_count}
+                  if result.valid else {})
         return self.services.table.record_file(study_id, result.name,
-                                               {**result.to_record(), **source, **head})
+                                               {**result.to_record(), **source, **stored})
