@@ -294,6 +294,28 @@ def test_reshaped_and_highdicom_built_files_are_described_the_same_from_their_he
     assert again == at_validation
 
 
+def test_a_sequence_the_read_deferred_is_given_whole_in_the_dicom_json(mutate, config, tmp_path):
+    """pydicom defers a sequence of a defined length over ``defer_size`` as it defers a
+    blob, but PS3.18 has no BulkDataURI for a sequence: its items are given, from the head
+    as from validation's read."""
+    def with_long_sequence(dataset):
+        items = []
+        for index in range(2000):
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator = f"C{index}", "99TEST"
+            items.append(item)
+        block = dataset.private_block(0x0011, "PACS VALIDATOR TEST", create=True)
+        block.add_new(0x01, "SQ", items)
+
+    path = mutate("CT_small.dcm", with_long_sequence)
+    (_, at_validation), (_, again) = described_both_ways(path, config, tmp_path)
+    assert again == at_validation
+    sequence = [element for tag, element in at_validation.items()
+                if tag.startswith("0011") and element["vr"] == "SQ"]
+    assert [len(element["Value"]) for element in sequence] == [2000]
+    assert sequence[0]["Value"][1999]["00080100"]["Value"] == ["C1999"]
+
+
 def test_a_file_recorded_without_its_head_is_described_from_the_whole_file(corpus, config):
     """A chunk planned before records kept heads (a study in flight through a deploy) has
     neither the head nor the transfer syntax: the whole file is read, as validation did."""

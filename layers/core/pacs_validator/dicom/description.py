@@ -30,7 +30,6 @@ from pacs_validator.dicom.metadata import (
 from pacs_validator.dicom.parsing import (
     ParsedInstance,
     deferred_elements,
-    loaded_elements,
     read_head,
     read_instance,
 )
@@ -179,22 +178,27 @@ def dicom_json(
     instance: DescribedInstance, bulk_data_uri: str, threshold: int = BULK_DATA_THRESHOLD
 ) -> dict[str, Any]:
     """The instance's DICOM JSON model (PS3.18 F.2), with binary values over ``threshold``
-    bytes, values the read deferred (over its ``defer_size``), and the pixel data, given as
-    BulkDataURIs (``<bulk_data_uri>#<tag>``).
+    bytes, values the read deferred (over its ``defer_size``) but sequences, and the pixel
+    data, given as BulkDataURIs (``<bulk_data_uri>#<tag>``).
 
     Large values stay references, so the sidecar stays small, a consumer fetches bulk data
     from the stored instance only when it needs it, and describing never loads a deferred
-    value: a document or waveform of hundreds of megabytes costs no memory here."""
+    value: a document or waveform of hundreds of megabytes costs no memory here. A deferred
+    sequence is read and given whole (PS3.18 has no reference for one): what its items
+    hold is bounded by the limits the file was validated within (``max_loaded_bytes``,
+    ``max_items``)."""
 
     def reference(tag: int) -> str:
         return f"{bulk_data_uri}#{tag:08X}"
 
+    deferred = {tag: vr for tag, vr in deferred_elements(instance.dataset).items()
+                if vr != "SQ"}  # a sequence's values are bounded by the limits: read it
     dataset = instance.dataset
-    deferred = deferred_elements(dataset)
     if deferred:
         dataset = Dataset()
-        for element in loaded_elements(instance.dataset):
-            dataset.add(element)
+        for tag in instance.dataset.keys():  # noqa: SIM118 - a Dataset iterates elements
+            if tag not in deferred:
+                dataset.add(instance.dataset[tag])
     document: dict[str, Any] = dataset.to_json_dict(
         bulk_data_threshold=threshold,
         bulk_data_element_handler=lambda element: reference(element.tag))
