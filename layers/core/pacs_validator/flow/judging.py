@@ -26,12 +26,12 @@ Item = TypeVar("Item")
 
 
 CHUNK_ELEMENTS = 500_000
-"""Data elements of the instances one chunk describes, at most (one instance more than this
-is a chunk alone). Describing costs about 40 us of CPU an element, and the chunk holds some
-500 bytes of DICOM JSON objects an element until its part is written: at most about 20 s and
-250 MB a chunk, where a chunk of ``ChunkInstances`` files at the
-element cap (``Limits.max_elements``) would pass Lambda's 15 minutes and its memory. A CT or
-MR slice has a few hundred elements, so ordinary chunks are cut by their count alone."""
+"""Data elements of the instances one chunk describes, at most (an instance with more than
+this is a chunk alone). Describing costs about 40 us of CPU an element, and the chunk holds
+some 500 bytes of DICOM JSON objects an element until its part is written: at most about
+20 s and 250 MB a chunk, where a chunk of ``ChunkInstances`` files at the element cap
+(``Limits.max_elements``) would pass Lambda's 15 minutes and its memory. A CT or MR slice
+has a few hundred elements, so ordinary chunks are cut by their count alone."""
 
 
 def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lambda _: 0,
