@@ -9,6 +9,7 @@ from typing import Any
 
 import pydicom
 import pytest
+import realworld
 from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
 from pydicom.data import get_testdata_file
 
@@ -195,13 +196,8 @@ def test_stored_study_has_a_dicom_json_sidecar_pointing_at_stored_instances(
         assert key.endswith(f"/{dataset.SOPInstanceUID}.dcm")
 
 
-def test_storing_reads_each_instance_s_head_and_a_one_chunk_study_leaves_no_patient_value(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The descriptor describes each instance from one ranged read of the version
-    validated, ending before its pixel data; what a study of one chunk leaves under
-    ``work/`` (reports, its chunk) holds none of its patient values."""
-    files = {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
+def descriptor_reads(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The arguments of every GetObject the descriptor makes from now on."""
     client = stack.handler("descriptor").pipeline.services.uploads.client  # type: ignore[attr-defined]
     get_object = client.get_object
     reads: list[dict[str, Any]] = []
@@ -211,15 +207,34 @@ def test_storing_reads_each_instance_s_head_and_a_one_chunk_study_leaves_no_pati
         return get_object(**kwargs)
 
     monkeypatch.setattr(client, "get_object", recorded)
+    return reads
+
+
+def test_storing_reads_each_instance_once_and_a_one_chunk_study_leaves_no_patient_value(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The descriptor reads each instance once, from the version validated: its head, in
+    a ranged read ending before its pixel data, or the whole of it when it is its series'
+    preview (described and rendered from that one read). What a study of one chunk leaves
+    under ``work/`` (reports, its chunk) holds none of its patient values."""
+    files = {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
+    reads = descriptor_reads(stack, monkeypatch)
     study_id = run_study(stack, files)
 
     assert study_status(stack, study_id)["state"] == "STORED"
-    heads = [read for read in reads if read["Key"].startswith("incoming/") and "Range" in read]
-    assert sorted(read["Key"].rpartition("/")[2] for read in heads) == sorted(files)
-    for read in heads:
+    instances = [read for read in reads if read["Key"].startswith("incoming/")]
+    assert sorted(read["Key"].rpartition("/")[2] for read in instances) == sorted(files)
+    assert all(read["VersionId"] for read in instances)
+    whole = [read for read in instances if "Range" not in read]
+    metadata = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
+    assert len(whole) == len(metadata["series"]) > 1
+    assert all(series["preview"] for series in metadata["series"])
+    for read in instances:
+        if read in whole:
+            continue
         data = files[read["Key"].rpartition("/")[2]]
         last = int(read["Range"].removeprefix("bytes=0-"))
-        assert read["VersionId"]
         assert last + 1 <= data.index(b"\xe0\x7f\x10\x00") + 12 < len(data)
     patient = pydicom.dcmread(MR_STUDY[0], stop_before_pixels=True)
     values = [str(patient.PatientID).encode(), str(patient.PatientName).encode()]
@@ -228,6 +243,27 @@ def test_storing_reads_each_instance_s_head_and_a_one_chunk_study_leaves_no_pati
     for key in work:
         body = stack.s3.get_object(Bucket=UPLOADS, Key=key)["Body"].read()
         assert not [value for value in values if value in body], key
+
+
+def test_an_instance_without_pixel_data_is_read_by_its_head_alone_and_has_no_preview(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A structured report (highdicom's, with trailing zero padding) is its series' middle
+    instance, but it has no pixel data to preview: storing reads its head once, which
+    stops before the padding, and renders nothing."""
+    report = realworld.structured_report(realworld.ct_series(tmp_path), tmp_path / "sr.dcm",
+                                         False)
+    padded = realworld.with_zero_padding(report, tmp_path / "padded.dcm", 4096)
+    reads = descriptor_reads(stack, monkeypatch)
+    study_id = run_study(stack, {"report.dcm": padded.read_bytes()})
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    instances = [read for read in reads if read["Key"].startswith("incoming/")]
+    assert [read["Range"] for read in instances] == [f"bytes=0-{report.stat().st_size - 1}"]
+    metadata = json.loads(stack.s3.get_object(
+        Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
+    assert [series["preview"] for series in metadata["series"]] == [None]
+    assert stack.keys(STORE, f"studies/{study_id}/previews/") == []
 
 
 def test_a_deflated_instance_is_described_from_the_whole_file_and_stored_beside_another(

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pacs_validator.contract.invocations import Work
 from pacs_validator.contract.keys import (
@@ -36,6 +37,9 @@ from pacs_validator.dicom.library_messages import library_messages_counted
 from pacs_validator.dicom.metadata import InstanceDescription, assemble_metadata, first_of
 from pacs_validator.flow.ports import SourceObject
 from pacs_validator.flow.services import Services
+
+if TYPE_CHECKING:
+    from pacs_validator.dicom.previews import Preview
 
 logger = logging.getLogger(__name__)
 
@@ -154,52 +158,65 @@ class Storage:
     def _store_chunk(self, study_id: str, files: list[dict[str, Any]], single: bool
                      ) -> dict[str, Any]:
         """Copy the chunk's instances; their descriptions and DICOM JSON (the chunk's part
-        of metadata.json and dicom.json), read from the head of the version validated.
+        of metadata.json and dicom.json), read from the head of the version validated, and
+        the previews of the series whose middle instance is in the chunk.
 
-        pydicom's messages while the heads are read are counted, never logged as they are
-        (they may quote values); the count covers the chunk's threads, which is why it
-        is taken around them all."""
+        A preview's instance is read whole once, for its description and its preview; an
+        instance without pixel data has no preview to render. Previews are rendered one at
+        a time, as a decoded frame can be large. pydicom's messages while the instances are
+        read are counted, never logged as they are (they may quote values); the count
+        covers the chunk's threads, which is why it is taken around them all."""
         # Imported here, as for a preview: pydicom, which a chunk of a rejected study and
         # an invocation that only announces again never load.
         from pacs_validator.dicom.description import describe, described_again, dicom_json
 
         services = self.services
         budget = ByteBudget(HEAD_BYTES_AT_ONCE)
+        one_preview_at_a_time = threading.Lock()
 
-        def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any]:
+        def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any, Preview | None]:
             target = stored_instance_key(study_id, file["sop_instance_uid"], single)
             services.store.copy_from(services.uploads.bucket, judged_object(file), target)
             head = file.get("head")
-            size = int(head["bytes"]) if head else int(file["size"])
+            previewed = bool(file.get("preview")) and (head is None or "pixel_tag" in head)
+            first_bytes = int(head["bytes"]) if head is not None and not previewed else None
+            size = first_bytes if first_bytes is not None else int(file["size"])
             with budget.holding(size), services.uploads.downloaded(
-                    file["key"], file.get("version_id"), size if head else None) as download:
+                    file["key"], file.get("version_id"), first_bytes) as download:
                 instance = described_again(
                     download.path, head, size=file["size"], sha256=file["sha256"] or "",
                     transfer_syntax=file.get("transfer_syntax"), config=services.config,
                     key=target)
-                return describe(instance), dicom_json(instance, bulk_data_uri=target)
+                preview = None
+                if previewed:
+                    with one_preview_at_a_time:
+                        preview = self._preview(download.path)
+                return describe(instance), dicom_json(instance, bulk_data_uri=target), preview
 
         with library_messages_counted():
             stored = _in_parallel(store_one, files)
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = []
-        for file in (f for f in files if f.get("preview")):
-            # Imported for a preview: pydicom, and numpy, Pillow and the decoders of the
-            # imaging layer, which only the function storing valid studies has
-            # (template.yaml). A chunk without a preview loads none of them.
-            from pacs_validator.dicom.previews import render_preview
-
-            with services.uploads.downloaded(file["key"], file.get("version_id")) as download:
-                preview = render_preview(download.path, services.config.rules,
-                                         limits=services.config.limits)
+        for file, (_, _, preview) in zip(files, stored, strict=True):
+            if preview is None:
+                continue
             findings.extend(f.to_dict() for f in preview.findings)
             if preview.png is not None:
                 key = preview_key(study_id, file["series_instance_uid"])
                 services.store.put_bytes(key, preview.png, "image/png")
                 previews[file["series_instance_uid"]] = key
-        return {"descriptions": [d.to_dict() for d in first_of(d for d, _ in stored)],
-                "dicom_json": [document for _, document in stored],
+        return {"descriptions": [d.to_dict() for d in first_of(d for d, _, _ in stored)],
+                "dicom_json": [document for _, document, _ in stored],
                 "previews": previews, "findings": findings}
+
+    def _preview(self, path: Path) -> Preview:
+        # Imported for a preview: pydicom, and numpy, Pillow and the decoders of the
+        # imaging layer, which only the function storing valid studies has
+        # (template.yaml). A chunk without a preview loads none of them.
+        from pacs_validator.dicom.previews import render_preview
+
+        return render_preview(path, self.services.config.rules,
+                              limits=self.services.config.limits)
 
     def _finish_storage(self, study_id: str, study: dict[str, Any],
                         at_hand: dict[int, dict[str, Any]]) -> StoredStudy:
