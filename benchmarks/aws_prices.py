@@ -9,6 +9,7 @@ CloudWatch Logs and metrics, KMS, Secrets Manager, the deadline sweep's schedule
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ EVENTBRIDGE_EVENTS_PER_MILLION = 1.00
 """Custom events published (each entry of up to 64 KB); delivery to targets is not charged."""
 LAMBDA_REQUESTS_PER_MILLION = 0.20
 LAMBDA_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
+LAMBDA_EPHEMERAL_GB_SECOND = 0.0000000309
+"""Ephemeral storage configured beyond the 512 MB included, per GB-second."""
+INCLUDED_EPHEMERAL_MB = 512
 API_GATEWAY_REST_PER_MILLION = 3.50
 """REST APIs, the first 333 million requests a month."""
 
@@ -38,12 +42,23 @@ S3_GET_CLASS = {"GetObject", "HeadObject"}
 def memory_mb(template: Path) -> dict[str, int]:
     """Each function's MemorySize in ``template`` (its own, else the Globals'), by the name
     the benchmarks give it (``api`` for ``ApiFunction``)."""
+    return _per_function(template, lambda settings: settings["MemorySize"])
+
+
+def extra_ephemeral_mb(template: Path) -> dict[str, int]:
+    """Each function's ephemeral storage (``/tmp``) in ``template`` beyond the 512 MB that
+    Lambda includes, which is billed whether it is used or not."""
+    return _per_function(template, lambda settings: max(
+        0, int(settings["EphemeralStorage"]["Size"]) - INCLUDED_EPHEMERAL_MB))
+
+
+def _per_function(template: Path, setting: Callable[[dict[str, Any]], Any]) -> dict[str, int]:
     document, errors = decode_str(template.read_text())
     if errors or document is None:
         raise ValueError(f"{template} does not parse: {errors}")
-    default = int(document["Globals"]["Function"]["MemorySize"])
-    return {name.removesuffix("Function").lower(): int(spec["Properties"].get("MemorySize",
-                                                                               default))
+    defaults = document["Globals"]["Function"]
+    return {name.removesuffix("Function").lower():
+            int(setting({**defaults, **spec["Properties"]}))
             for name, spec in document["Resources"].items()
             if spec["Type"] == "AWS::Serverless::Function"}
 
@@ -68,8 +83,10 @@ class Usage:
                      {f: s * factor for f, s in self.seconds.items()})
 
 
-def priced(usage: Usage, memory: dict[str, int]) -> list[dict[str, Any]]:
-    """One row per line of the bill: what, how many, at what price, for how much."""
+def priced(usage: Usage, memory: dict[str, int], extra_ephemeral: dict[str, int]
+           ) -> list[dict[str, Any]]:
+    """One row per line of the bill: what, how many, at what price, for how much.
+    ``memory`` and ``extra_ephemeral`` are each function's MB of both."""
     def requests(service: str, kinds: set[str]) -> float:
         return sum(n for op, n in usage.requests.items()
                    if op.startswith(f"{service}.") and op.split(".", 1)[1] in kinds)
@@ -89,6 +106,9 @@ def priced(usage: Usage, memory: dict[str, int]) -> list[dict[str, Any]]:
          LAMBDA_REQUESTS_PER_MILLION / 1e6, "$0.20 per million"),
         ("Lambda", "GB-seconds, x86_64", gb_seconds(usage, memory),
          LAMBDA_GB_SECOND["x86_64"], "$0.0000166667 per GB-s"),
+        ("Lambda", "ephemeral storage over 512 MB, GB-seconds",
+         gb_seconds(usage, extra_ephemeral), LAMBDA_EPHEMERAL_GB_SECOND,
+         "$0.0000000309 per GB-s"),
         ("API Gateway", "REST requests", usage.calls.get("api", 0.0),
          API_GATEWAY_REST_PER_MILLION / 1e6, "$3.50 per million"),
     ]
@@ -96,6 +116,6 @@ def priced(usage: Usage, memory: dict[str, int]) -> list[dict[str, Any]]:
              "cost": quantity * unit} for service, kind, quantity, unit, label in rows]
 
 
-def gb_seconds(usage: Usage, memory: dict[str, int]) -> float:
-    """Lambda's billed compute: each function's seconds at its configured memory."""
-    return sum(seconds * memory[function] / 1024 for function, seconds in usage.seconds.items())
+def gb_seconds(usage: Usage, sizes_mb: dict[str, int]) -> float:
+    """Each function's seconds at its size in MB (its memory: Lambda's billed compute)."""
+    return sum(seconds * sizes_mb[function] / 1024 for function, seconds in usage.seconds.items())

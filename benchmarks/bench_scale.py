@@ -49,7 +49,7 @@ from typing import Any
 
 import boto3
 from aws_meter import Meter, item_bytes, watching
-from aws_prices import PRICES_AS_OF, Usage, gb_seconds, memory_mb, priced
+from aws_prices import PRICES_AS_OF, Usage, extra_ephemeral_mb, gb_seconds, memory_mb, priced
 from moto_stack import (
     ROOT,
     STATUS_TABLE,
@@ -220,7 +220,7 @@ def print_cost(row: dict[str, Any]) -> None:
           + ", the handlers' wall time on moto standing for their duration):")
     print("| service | what | per 10,000 instances | price | cost |")
     print("|---|---|---:|---|---:|")
-    rows = priced(usage, memory)
+    rows = priced(usage, memory, extra_ephemeral_mb(ROOT / "template.yaml"))
     for line in rows:
         print(f"| {line['service']} | {line['kind']} | {line['quantity']:,.1f} | "
               f"{line['price']} | ${line['cost']:.4f} |")

@@ -13,6 +13,7 @@ import tomllib
 from cfnlint.decode import decode_str
 
 from pacs_validator.contract.auth import authenticate, token_book
+from pacs_validator.flow.storing import HEAD_BYTES_AT_ONCE
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE, _ = decode_str((ROOT / "template.yaml").read_text("utf-8"))
@@ -87,6 +88,16 @@ def test_the_imaging_layer_is_the_previews_extra_and_the_core_layer_has_none_of_
     assert requirement_names(ROOT / "layers" / "imaging" / "requirements.txt") == previews
     assert requirement_names(ROOT / "layers" / "core" / "requirements.txt") == {
         "pydicom", "aws-lambda-powertools"}
+
+
+def test_the_functions_reading_uploads_whole_have_tmp_for_the_largest_one_allowed() -> None:
+    """The validator reads each upload whole in ``/tmp``, and the descriptor each series'
+    preview instance: their ephemeral storage holds the largest file ``MaxUploadBytes``
+    allows, with room to spare as large as the heads a storing chunk holds at once."""
+    largest = TEMPLATE["Parameters"]["MaxUploadBytes"]["MaxValue"]
+    for function in ("ValidatorFunction", "DescriptorFunction"):
+        settings = {**TEMPLATE["Globals"]["Function"], **RESOURCES[function]["Properties"]}
+        assert settings["EphemeralStorage"]["Size"] * 2**20 >= largest + HEAD_BYTES_AT_ONCE
 
 
 def test_snapstart_is_the_apis_alone_with_the_tmp_it_allows() -> None:
