@@ -218,7 +218,26 @@ def test_a_bounded_engine_never_fails_the_file(limits, reason):
     assert any(reason in message for message in _not_run(result)), _not_run(result)
 
 
-def test_an_engine_that_hangs_is_stopped_at_the_timeout(tmp_path, monkeypatch):
+def without_pidfds(monkeypatch):
+    """As on a kernel before Linux 5.3: the engine's end is waited for by polling."""
+    def refused(pid):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(conformance.os, "pidfd_open", refused)
+
+
+def test_without_pidfds_the_engine_is_waited_for_and_judges_the_same(monkeypatch):
+    path = TEST_FILES / "JPEG2000.dcm"
+    with_pidfds = judged(path)
+    without_pidfds(monkeypatch)
+    assert judged(path).findings == with_pidfds.findings
+    assert len(located(with_pidfds)) > 10
+
+
+@pytest.mark.parametrize("pidfds", [True, False])
+def test_an_engine_that_hangs_is_stopped_at_the_timeout(pidfds, tmp_path, monkeypatch):
+    if not pidfds:
+        without_pidfds(monkeypatch)
     slow = tmp_path / "dciodvfy"
     slow.write_text("#!/bin/sh\nsleep 30\n")
     slow.chmod(0o755)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -151,7 +152,7 @@ def run_engine(path: str, settings: ConformanceSettings) -> EngineRun:
         except OSError as error:
             return EngineRun(stopped=f"the engine could not be started ({type(error).__name__})")
         try:
-            returncode = process.wait(timeout=settings.timeout_seconds)
+            returncode = _ended(process, settings.timeout_seconds)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -167,6 +168,26 @@ def run_engine(path: str, settings: ConformanceSettings) -> EngineRun:
         stopped = "the engine said more than conformance.max_output_bytes"
         text = text[:settings.max_output_bytes]
     return _parsed_run(text.decode("latin-1"), stopped)
+
+
+def _ended(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """The exit status of ``process`` once it ends, within ``timeout`` seconds (else
+    ``TimeoutExpired``).
+
+    The kernel wakes the wait when the engine ends (a pidfd). ``Popen.wait`` with a timeout
+    polls with sleeps that double, and noticed the end of a 7 to 15 ms run 3 to 5 ms late, on every
+    file validated. Where there are no pidfds (Linux before 5.3), it is ``Popen.wait``."""
+    try:
+        descriptor = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        return process.wait(timeout=timeout)
+    try:
+        ended, _, _ = select.select([descriptor], [], [], timeout)
+    finally:
+        os.close(descriptor)
+    if not ended:
+        raise subprocess.TimeoutExpired(process.args, timeout)
+    return process.wait()
 
 
 def _parsed_run(text: str, stopped: str | None) -> EngineRun:
