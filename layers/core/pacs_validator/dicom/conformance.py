@@ -175,8 +175,9 @@ def _ended(process: subprocess.Popen[bytes], timeout: float) -> int:
     ``TimeoutExpired``).
 
     The kernel wakes the wait when the engine ends (a pidfd). ``Popen.wait`` with a timeout
-    polls with sleeps that double, and noticed the end of a 7 to 15 ms run 3 to 5 ms late, on every
-    file validated. Where there are no pidfds (Linux before 5.3), it is ``Popen.wait``."""
+    polls with sleeps that double, and noticed the end of a 7 to 15 ms run 3 to 5 ms late,
+    on every file validated. Where there are no pidfds (Linux before 5.3), it is
+    ``Popen.wait``."""
     try:
         descriptor = os.pidfd_open(process.pid)
     except (AttributeError, OSError):
