@@ -226,9 +226,11 @@ def test_dicom_json_sidecar_keeps_decoded_person_names(corpus, config):
     assert name == str(pydicom.dcmread(path).PatientName)
 
 
-def described_both_ways(path: Path, config, tmp_path: Path) -> tuple[tuple, ...]:
-    """The description and DICOM JSON of a valid file as validation read it, and as storing
-    reads them again from the file's head alone (the whole file when it has no head)."""
+def described_every_way(path: Path, config, tmp_path: Path) -> tuple[tuple, ...]:
+    """The description and DICOM JSON of a valid file as validation read it, as storing
+    reads them again from the file's head alone (the whole file when it has no head), and
+    as storing reads them when the file is its series' preview: from the whole file, unless
+    it has no pixel data (then from its head, which stops before any trailing padding)."""
     result, parsed = validate_instance(path, config)
     assert result.status == 200, (path, [f.to_dict() for f in result.findings])
     at_validation = DescribedInstance.of(result, parsed, key="studies/s/i.dcm")
@@ -237,11 +239,12 @@ def described_both_ways(path: Path, config, tmp_path: Path) -> tuple[tuple, ...]
     data = path.read_bytes()
     copy = tmp_path / f"head-{path.name}"
     copy.write_bytes(data if head is None else data[:head["bytes"]])
-    again = described_again(copy, head, size=result.size, sha256=result.sha256,
-                            transfer_syntax=result.summary.transfer_syntax, config=config,
-                            key="studies/s/i.dcm")
+    again = [described_again(source, head, size=result.size, sha256=result.sha256,
+                             transfer_syntax=result.summary.transfer_syntax, config=config,
+                             key="studies/s/i.dcm")
+             for source in (copy, path if head is None or "pixel_tag" in head else copy)]
     return tuple((describe_instance(instance).to_dict(), dicom_json(instance, instance.key or ""))
-                 for instance in (at_validation, again))
+                 for instance in (at_validation, *again))
 
 
 def test_every_valid_corpus_file_is_described_the_same_from_its_head(corpus, config, tmp_path):
@@ -256,8 +259,8 @@ def test_every_valid_corpus_file_is_described_the_same_from_its_head(corpus, con
         head = head_of(parsed)
         if head is not None and "pixel_tag" in head:
             assert head["bytes"] < path.stat().st_size, path
-        at_validation, again = described_both_ways(path, config, tmp_path)
-        assert again == at_validation, path
+        at_validation, from_head, from_whole = described_every_way(path, config, tmp_path)
+        assert from_head == at_validation == from_whole, path
         compared += 1
     assert compared >= 70
 
@@ -290,8 +293,8 @@ def test_reshaped_and_highdicom_built_files_are_described_the_same_from_their_he
         path = realworld.parametric_map(realworld.ct_series(folder), folder / "pm.dcm")
     else:
         path = realworld.whole_slide_tiles(folder / "wsi.dcm", 16)
-    at_validation, again = described_both_ways(path, config, tmp_path)
-    assert again == at_validation
+    at_validation, from_head, from_whole = described_every_way(path, config, tmp_path)
+    assert from_head == at_validation == from_whole
 
 
 def test_a_sequence_the_read_deferred_is_given_whole_in_the_dicom_json(mutate, config, tmp_path):
@@ -308,7 +311,7 @@ def test_a_sequence_the_read_deferred_is_given_whole_in_the_dicom_json(mutate, c
         block.add_new(0x01, "SQ", items)
 
     path = mutate("CT_small.dcm", with_long_sequence)
-    (_, at_validation), (_, again) = described_both_ways(path, config, tmp_path)
+    (_, at_validation), (_, again), _ = described_every_way(path, config, tmp_path)
     assert again == at_validation
     sequence = [element for tag, element in at_validation.items()
                 if tag.startswith("0011") and element["vr"] == "SQ"]
