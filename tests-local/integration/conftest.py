@@ -10,7 +10,8 @@ import importlib.util
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -156,28 +157,33 @@ def serialize_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DynamoHandler, "call_action", serialized)
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    environment = {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "UPLOADS_BUCKET": UPLOADS,
-        "STORE_BUCKET": STORE,
-        "STATUS_TABLE": STATUS_TABLE,
-        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
-        "EVENT_BUS_NAME": BUS,
-        "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "PacsValidatorTest",
-        "POWERTOOLS_SERVICE_NAME": "pacs-validator-test",
-        "API_AUTH": "TOKEN",
-        "API_TOKENS_SECRET": TOKENS_SECRET,
-    }
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    serialize_dynamodb(monkeypatch)
+TEST_ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "UPLOADS_BUCKET": UPLOADS,
+    "STORE_BUCKET": STORE,
+    "STATUS_TABLE": STATUS_TABLE,
+    "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+    "EVENT_BUS_NAME": BUS,
+    "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_METRICS_NAMESPACE": "PacsValidatorTest",
+    "POWERTOOLS_SERVICE_NAME": "pacs-validator-test",
+    "API_AUTH": "TOKEN",
+    "API_TOKENS_SECRET": TOKENS_SECRET,
+}
+"""The functions' environment as the template sets it, on moto."""
+
+
+@contextmanager
+def moto_stack(setenv: Callable[[str, str], None],
+               changes: Mapping[str, str] | None = None) -> Iterator[Stack]:
+    """The stack on moto: buckets, tables, token secret, an observed bus, and the three
+    functions loaded with :data:`TEST_ENVIRONMENT` and ``changes`` to it (``setenv`` sets
+    each variable)."""
+    for key, value in {**TEST_ENVIRONMENT, **(changes or {})}.items():
+        setenv(key, value)
     with mock_aws():
         s3 = boto3.client("s3")
         for bucket in (UPLOADS, STORE):
@@ -195,6 +201,14 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         for name in ("validator", "descriptor"):
             functions[name].pipeline.services.dispatcher = RecordingDispatcher(stack.chunk_events)
         yield stack
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    serialize_dynamodb(monkeypatch)
+    with moto_stack(monkeypatch.setenv) as moto:
+        yield moto
 
 
 class FakeContext:

@@ -6,6 +6,13 @@ it is given a provider: about 0.2 s of every cold start with nothing to show for
 tracing is off (``POWERTOOLS_TRACE_DISABLED``, or outside Lambda: tests, the local runtime's
 ``sam local``-like runs). Off, the Tracer gets :class:`Untraced`, so the handlers keep their
 ``capture_*`` decorators either way.
+
+On, traces must hold no patient data: they are kept 30 days, outside the stack's KMS key.
+Powertools would patch every module the X-Ray SDK knows, and the SDK records, for each AWS
+call, the request and response parameters its allow-list names: S3 object keys and copy
+sources (file names, which often hold patient names), DynamoDB items and keys. So only
+botocore is patched (no ``httplib`` subsegment carries a URL with a key in its path), and
+the SDK's allow-list is cut down to :data:`RECORDED_PARAMETERS`, names of our own resources.
 """
 
 from __future__ import annotations
@@ -66,9 +73,38 @@ class Untraced(BaseProvider):
         pass
 
 
+TRACED_MODULES = ("botocore",)
+"""What the X-Ray SDK patches: the AWS calls, and no HTTP library of its own."""
+
+RECORDED_PARAMETERS = frozenset({
+    "Bucket", "TableName", "IndexName", "QueueUrl", "FunctionName", "InvocationType",
+    "Qualifier", "StatusCode", "FunctionError",
+})
+"""The only AWS call parameters a trace records: which bucket, table, queue or function a
+call went to, and how it ended; never an object key, prefix, item, key or message."""
+
+
+def _record_only_resource_names() -> None:
+    """Cut the X-Ray SDK's parameter allow-list (``boto_utils.whitelist``, which its botocore
+    patch reads on every call) down to :data:`RECORDED_PARAMETERS`."""
+    from aws_xray_sdk.ext import boto_utils
+
+    for service in boto_utils.whitelist["services"].values():
+        for operation in service["operations"].values():
+            for kind in ("request_parameters", "response_parameters"):
+                if kind in operation:
+                    operation[kind] = [p for p in operation[kind] if p in RECORDED_PARAMETERS]
+            for kind in ("request_descriptors", "response_descriptors"):
+                if kind in operation:
+                    operation[kind] = {name: how for name, how in operation[kind].items()
+                                       if name in RECORDED_PARAMETERS}
+
+
 def function_tracer() -> Tracer:
     """The function's Tracer: on X-Ray when Powertools would trace (in Lambda, tracing not
-    disabled), else on :class:`Untraced`."""
+    disabled), recording no patient data (see the module's docstring); else on
+    :class:`Untraced`."""
     if Tracer._is_tracer_disabled():  # the rule Tracer itself applies
         return Tracer(provider=Untraced())
-    return Tracer()
+    _record_only_resource_names()
+    return Tracer(patch_modules=TRACED_MODULES)
