@@ -38,6 +38,9 @@ API_TOKEN = "integration-test-token-0123456789"
 """The bearer token in the stack's token secret, sent by :func:`api_event` by default."""
 TOKEN_SECRET = {"admins": ["initial"], "initial": API_TOKEN}
 """The token secret as the template generates it: one admin label, ``initial``."""
+FINGERPRINT_SECRET = f"{STACK}-fingerprint-key"
+FINGERPRINT_KEY = "integrationtestfingerprintkey0123456789abcdefghijklmnopqrstuvwxyz"
+"""The validator's fingerprint key, 64 letters and digits as the template generates it."""
 
 
 @dataclass
@@ -172,6 +175,7 @@ TEST_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "pacs-validator-test",
     "API_AUTH": "TOKEN",
     "API_TOKENS_SECRET": TOKENS_SECRET,
+    "FINGERPRINT_KEY_SECRET": FINGERPRINT_SECRET,
 }
 """The functions' environment as the template sets it, on moto."""
 
@@ -193,6 +197,8 @@ def moto_stack(setenv: Callable[[str, str], None],
         create_tables(boto3.client("dynamodb"))
         boto3.client("secretsmanager").create_secret(
             Name=TOKENS_SECRET, SecretString=json.dumps(TOKEN_SECRET))
+        boto3.client("secretsmanager").create_secret(
+            Name=FINGERPRINT_SECRET, SecretString=FINGERPRINT_KEY)
         parameters.clear_caches()  # tokens cached by an earlier test's function
         sqs = boto3.client("sqs")
         queue_url = _observe_bus(boto3.client("events"), sqs)

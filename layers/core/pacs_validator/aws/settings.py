@@ -73,6 +73,9 @@ class Settings:
     """How the API authenticates callers (``API_AUTH``)."""
     api_tokens_secret: str = ""
     """The Secrets Manager secret (ARN or name) holding the bearer tokens in TOKEN mode."""
+    fingerprint_key_secret: str = ""
+    """The Secrets Manager secret (ARN or name) holding the key of the validator's
+    fingerprints and key digests (``FINGERPRINT_KEY_SECRET``)."""
 
 
 PROFILES = {"default": None, "strict": "strict.json"}
@@ -128,4 +131,5 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         validator_overrides=validator_overrides,
         api_auth=auth_mode(env.get("API_AUTH")),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
+        fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
     )

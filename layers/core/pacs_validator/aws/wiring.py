@@ -9,6 +9,7 @@ judged studies and loads nothing of pydicom either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pacs_validator.aws.clients import Clients
@@ -41,7 +42,22 @@ def services_from_settings(settings: Settings, clients: Clients) -> Services:
                                      Work.REJECT: settings.reject_function}, clients),
         deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
+        fingerprint_secret=secret_reader(settings.fingerprint_key_secret),
     )
+
+
+def secret_reader(secret: str) -> Callable[[], bytes] | None:
+    """Reads the Secrets Manager secret ``secret`` when called, through Powertools'
+    parameters as the API reads its tokens (None when no secret is named)."""
+    if not secret:
+        return None
+
+    def read() -> bytes:
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(secret)).encode()
+
+    return read
 
 
 def pipeline_from_settings(settings: Settings, clients: Clients) -> Pipeline:

@@ -10,6 +10,7 @@ Details hold ids, states, counts, codes and keys, never attribute values; ``emit
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -42,10 +43,11 @@ def event_id(study_id: str, detail_type: DetailType, subject: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def key_digest(key: str) -> str:
+def key_digest(key: str, secret: bytes) -> str:
     """What events and logs carry instead of an object key: keys hold file names, and file
-    names often hold patient names. The uploads bucket's key is found from it by hashing."""
-    return hashlib.sha256(key.encode()).hexdigest()[:24]
+    names often hold patient names. Keyed with the deployment's fingerprint key, so that no
+    consumer can confirm a guessed name by hashing it with the study id the event carries."""
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:24]
 
 
 def event_detail(study_id: str, event: Event, emitted_at: float) -> dict[str, Any]:

@@ -9,6 +9,7 @@ entry by entry.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -47,6 +48,11 @@ class ValidatorConfig:
     limits: Limits
     conformance: ConformanceSettings
     rules: RuleBook = field(compare=False)
+    fingerprint_key: bytes = field(default_factory=lambda: secrets.token_bytes(32),
+                                   compare=False, repr=False)
+    """The key of the instances' fingerprints (``validation.fingerprint``). Random for each
+    configuration built, as the command line needs (it compares fingerprints within one
+    run); the pipeline gives the deployment's key, which every invocation shares."""
 
 
 @cache
@@ -86,8 +92,9 @@ def build_config(overrides: dict[str, Any] | None = None) -> ValidatorConfig:
         rules = RuleBook(merged["rules"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"rules: {exc}") from exc
+    keyword_lists: dict[str, Any] = {key: tuple(merged[key]) for key in _KEYWORD_LISTS}
     return ValidatorConfig(
-        **{key: tuple(merged[key]) for key in _KEYWORD_LISTS},
+        **keyword_lists,
         max_bytes=max_bytes,
         defer_size=int(merged["defer_size"]),
         limits=limits,

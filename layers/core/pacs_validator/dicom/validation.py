@@ -1,7 +1,7 @@
 """Validating one instance: read it, run the instance rules, summarise it for the study.
 
 The summary (:class:`InstanceSummary`) is what study-level checks need from each instance.
-It carries UIDs and counts, and *fingerprints* (salted hashes) instead of patient and study
+It carries UIDs and counts, and *fingerprints* (keyed hashes) instead of patient and study
 attribute values, so it can be stored in a status table or event without carrying PHI while
 still letting the study checks see that two instances disagree.
 """
@@ -9,6 +9,7 @@ still letting the study checks see that two instances disagree.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -59,12 +60,12 @@ class InstanceSummary:
     study_related_instances: int | None = None
     transfer_syntax: str | None = None
     fingerprints: dict[str, str] = field(default_factory=dict)
-    """Keyword -> salted hash of the normalised value, for patient and study attributes."""
+    """Keyword -> keyed hash of the normalised value, for patient and study attributes."""
     entities: dict[str, str] = field(default_factory=dict)
-    """Keyword -> a short salted hash, for every attribute of the patient, study, series,
+    """Keyword -> a short keyed hash, for every attribute of the patient, study, series,
     equipment and frame of reference entities the instance has (``entity_attributes``)."""
     frame_of_reference: str | None = None
-    """A salted hash of the FrameOfReferenceUID: which instances share one."""
+    """A keyed hash of the FrameOfReferenceUID: which instances share one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,18 +139,22 @@ def entity_attributes() -> dict[str, str]:
     return {keyword: entity for entity, keywords in entities.items() for keyword in keywords}
 
 
-def fingerprint(value: object, salt: str) -> str:
-    """A salted hash of an attribute value, so equality can be compared without the value.
+def fingerprint(value: object, salt: str, key: bytes) -> str:
+    """A keyed hash (HMAC-SHA-256) of an attribute value, so equality can be compared
+    without the value.
 
-    The salt (the StudyInstanceUID) stops a fingerprint from being looked up in a table of
-    hashes of common names or dates.
+    Keyed, because patient values are few and guessable: a plain hash of a birth date, a sex
+    or a six-digit id, even salted with the StudyInstanceUID stored beside it, is reversed by
+    trying every candidate in under a second. Without ``key`` (the configuration's
+    ``fingerprint_key``) no candidate can be tried. The salt (the StudyInstanceUID) keeps
+    one value's fingerprints apart between studies.
     """
     text = str(value).strip().upper()
     if isinstance(value, PersonName):
         # Trailing empty components and groups may be omitted (PS3.5 6.2.1): "DOE^JOHN^^^"
         # and "DOE^JOHN" are the same name.
         text = "=".join(group.rstrip("^ ") for group in text.split("=")).rstrip("=")
-    return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()[:32]
+    return hmac.new(key, f"{salt}\x00{text}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
@@ -174,20 +179,21 @@ def summarise(parsed: ParsedInstance, config: ValidatorConfig) -> InstanceSummar
         return InstanceSummary()
     study_uid = _text(dataset, "StudyInstanceUID")
     salt = study_uid or ""
+    key = config.fingerprint_key
     fingerprints = {
-        keyword: fingerprint(dataset.get(keyword), salt)
+        keyword: fingerprint(dataset.get(keyword), salt, key)
         for keyword in (*config.patient_attributes, *config.study_attributes)
         if _text(dataset, keyword) is not None
     }
     entities = {
-        keyword: fingerprint(dataset.get(keyword), salt)[:ENTITY_FINGERPRINT_LENGTH]
+        keyword: fingerprint(dataset.get(keyword), salt, key)[:ENTITY_FINGERPRINT_LENGTH]
         for keyword in entity_attributes()
         if keyword in dataset and _text(dataset, keyword) is not None
     }
     frame_of_reference = _text(dataset, "FrameOfReferenceUID")
     return InstanceSummary(
         entities=entities,
-        frame_of_reference=fingerprint(frame_of_reference, salt)[:ENTITY_FINGERPRINT_LENGTH]
+        frame_of_reference=fingerprint(frame_of_reference, salt, key)[:ENTITY_FINGERPRINT_LENGTH]
         if frame_of_reference else None,
         sop_instance_uid=_text(dataset, "SOPInstanceUID"),
         sop_class_uid=_text(dataset, "SOPClassUID"),

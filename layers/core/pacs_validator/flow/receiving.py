@@ -81,7 +81,8 @@ class Receiver:
                 "key_version": upload.sequencer, "version_id": upload.version_id,
                 "size": upload.size})
             logger.warning("upload of a name the manifest does not declare: not validated",
-                           extra={"study_id": study_id, "key_digest": key_digest(upload.key)})
+                           extra={"study_id": study_id,
+                                  "key_digest": key_digest(upload.key, services.fingerprint_key)})
             self._announce(study_id, upload, arrival, None)
             return Received(study_id, name, None, False, arrival.outcome)
         with services.uploads.downloaded(upload.key, upload.version_id) as download:
@@ -113,10 +114,12 @@ class Receiver:
                   index: int | None) -> None:
         """``study.uploaded``: which declared file (its place in the manifest) and a digest
         of its key, never its name."""
-        detail: dict[str, Any] = {"bucket": self.services.uploads.bucket,
-                                  "key_digest": key_digest(upload.key), "file_index": index,
+        services = self.services
+        detail: dict[str, Any] = {"bucket": services.uploads.bucket,
+                                  "key_digest": key_digest(upload.key, services.fingerprint_key),
+                                  "file_index": index,
                                   "outcome": arrival.outcome.value, "owner": arrival.owner}
-        self.services.publish(study_id, Event(
+        services.publish(study_id, Event(
             DetailType.STUDY_UPLOADED, detail, subject=f"{upload.key}#{upload.identity}"))
 
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,

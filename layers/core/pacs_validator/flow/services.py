@@ -4,9 +4,10 @@ and the one way a study's events are published."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,9 @@ class Services:
     """How long a plain drop (a one-file study nobody declared) may take to arrive."""
     chunk_instances: int = 500
     """Most files one invocation copies when a study is stored or rejected."""
+    fingerprint_secret: Callable[[], bytes] | None = None
+    """Reads the deployment's fingerprint key (None: none is deployed, as in a test of one
+    invocation; a key of this process's own is then used)."""
     _holding: threading.local = field(default_factory=threading.local, init=False, repr=False)
     """The events held by the running thread's block (one per invocation on Lambda; tests run
     arrivals in threads)."""
@@ -45,7 +49,16 @@ class Services:
         descriptor loads no pydicom until a chunk has one."""
         from pacs_validator.dicom.config import build_config
 
-        return build_config(self.validator_overrides)
+        return replace(build_config(self.validator_overrides),
+                       fingerprint_key=self.fingerprint_key)
+
+    @cached_property
+    def fingerprint_key(self) -> bytes:
+        """The key of fingerprints and key digests (see ``validation.fingerprint``): the
+        deployment's, read once, so that every invocation's fingerprints compare."""
+        if self.fingerprint_secret is None:
+            return secrets.token_bytes(32)
+        return self.fingerprint_secret()
 
     def publish(self, study_id: str, *events: Event) -> None:
         """Publish ``events`` of the study now, or with the others when events are held
