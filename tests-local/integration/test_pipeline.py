@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +151,9 @@ def test_rejected_file_lands_in_rejected_with_its_findings(
     assert status["state"] == "REJECTED"
     assert status["status"] == expected_status
     assert rule in {f["rule"] for f in status["files"][0]["findings"]}
+    kept = (name,) if expected_status == 422 else ()  # a file that is not DICOM is not kept
     assert stack.keys(STORE, f"rejected/{study_id}/") == sorted(
-        f"rejected/{study_id}/{leaf}" for leaf in (name, "validation.log", "validation.json")
+        f"rejected/{study_id}/{leaf}" for leaf in (*kept, "validation.log", "validation.json")
     )
     assert stack.keys(STORE, f"studies/{study_id}/") == []
     original = stack.s3.get_object(Bucket=UPLOADS, Key=f"incoming/{study_id}/{name}")
@@ -160,6 +162,33 @@ def test_rejected_file_lands_in_rejected_with_its_findings(
     assert rule in log["Body"].read().decode()
     types = detail_types(stack, study_id)
     assert types == ["study.uploaded", "validation.failed", "study.validated"]
+
+
+def test_a_rejected_study_keeps_only_its_declared_readable_dicom_files(stack: Stack) -> None:
+    valid = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    invalid = Path(get_testdata_file("JPEGLSNearLossless_08.dcm")).read_bytes()  # 422
+    junk = random.Random(31).randbytes(4 * 1024 * 1024)
+    declared = {"ct.dcm": len(valid), "jls.dcm": len(invalid), "small.dcm": 10,
+                "noise.dcm": 4096}
+    status, body = call_api(stack, "POST", "/upload",
+                            {"files": [{"name": n, "size": s} for n, s in declared.items()]})
+    assert status == 201, body
+    sent = {"ct.dcm": valid, "jls.dcm": invalid, "small.dcm": junk, "noise.dcm": junk[:4096]}
+    for name, data in sent.items():  # the study-wide form lets any of them through
+        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+    study_id = body["study_id"]
+
+    status_of = study_status(stack, study_id)
+    assert status_of["state"] == "REJECTED"
+    assert {"size.declared", "attribute.required"} <= {f["rule"] for f in status_of["findings"]}\
+        | {f["rule"] for file in status_of["files"] for f in file["findings"]}
+    prefix = f"rejected/{study_id}/"
+    assert stack.keys(STORE, prefix) == sorted(
+        prefix + leaf for leaf in ("ct.dcm", "jls.dcm", "validation.log", "validation.json"))
+    log = stack.s3.get_object(Bucket=STORE, Key=prefix + "validation.log")["Body"].read()
+    assert b"file small.dcm: INVALID" in log and b"file noise.dcm: INVALID 400" in log
+    assert stack.s3.get_object(Bucket=UPLOADS, Key=body["upload"]["key_prefix"] + "small.dcm")[
+        "Body"].read() == junk  # left where it was sent, to expire with incoming/
 
 
 def test_files_of_two_studies_in_one_upload_are_rejected_as_mixed(stack: Stack) -> None:

@@ -29,6 +29,10 @@ class Severity(str, Enum):
 
 VALID = 200
 """Status of a file or study with no error finding."""
+NOT_DICOM = 400
+"""Status of a file that does not read as DICOM Part 10."""
+OVER_A_CAP = 413
+"""Status of a file over a size or count cap: it was not read whole."""
 
 STATUS_PRECEDENCE = (413, 400, 503, 500, 422)
 """When several statuses apply, the first of these wins: an oversized file was never read,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pacs_validator.contract.keys import work_key
 from pacs_validator.contract.states import OPEN_STATES, State
 from pacs_validator.dicom.metadata import instance_order
+from pacs_validator.dicom.rules import NOT_DICOM, OVER_A_CAP
 from pacs_validator.dicom.study import Manifest, StudyResult, check_study
 from pacs_validator.dicom.validation import InstanceResult
 from pacs_validator.flow.manifests import Manifests
@@ -64,6 +65,25 @@ def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:
     return {sorted(members)[len(members) // 2][1] for members in series.values()}
 
 
+NOT_KEPT_WHEN_REJECTED = frozenset({NOT_DICOM, OVER_A_CAP})
+"""The verdicts of files a rejected study does not keep: they may be any bytes at all."""
+
+
+def kept_when_rejected(records: Iterable[dict[str, Any]],
+                       manifest: Manifest) -> list[dict[str, Any]]:
+    """The files of a rejected study copied to ``rejected/<id>/``: those that read as DICOM
+    within every cap (valid, failing content rules, or failed by us), each within the size
+    declared for it.
+
+    A holder of the study-wide form may send any bytes up to ``MaxUploadBytes`` under a
+    declared name; what is not DICOM (400), over a cap (413) or larger than declared is
+    named in the reports and left in ``incoming/`` to expire after ``RetentionDays``, so
+    that ``rejected/`` never holds more than the study declared."""
+    declared = dict(zip(manifest.names, manifest.sizes, strict=False))
+    return [r for r in records if int(r["status"]) not in NOT_KEPT_WHEN_REJECTED
+            and int(r["size"]) <= declared.get(r["name"], int(r["size"]))]
+
+
 class Judge:
     """Claims a study, runs the study rules and routes it: VALID (announced, stored by the
     descriptor), else REJECTED or INCOMPLETE once its files are copied to ``rejected/``."""
@@ -98,10 +118,11 @@ class Judge:
             table.transition(study_id, State.RECEIVING, (State.VALIDATING,), reason="recounted")
             return None
         instances = [InstanceResult.from_record(r) for r in records]
-        study = check_study(instances, self.services.config, self._manifest(study_id, claimed))
+        manifest = self._manifest(study_id, claimed)
+        study = check_study(instances, self.services.config, manifest)
         outcome = State.INCOMPLETE if missing else (
             State.VALID if study.valid else State.REJECTED)
-        chunks, reports = self._plan(study_id, study, records, outcome)
+        chunks, reports = self._plan(study_id, study, records, outcome, manifest)
         unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
         verdict: dict[str, Any] = {
             "status": study.status,
@@ -148,11 +169,11 @@ class Judge:
                         sizes=tuple(f.size for f in declared.files))
 
     def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
-              outcome: State) -> tuple[int, dict[str, int]]:
+              outcome: State, manifest: Manifest) -> tuple[int, dict[str, int]]:
         """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
         chunks, and each report's size. A valid study copies each SOP instance once; a
-        rejected one every file. Each file is pinned to the version, ETag and SHA-256 its
-        record was judged on."""
+        rejected one the files :func:`kept_when_rejected` keeps. Each file is pinned to the
+        version, ETag and SHA-256 its record was judged on."""
         uploads = self.services.uploads
         reports = {
             leaf: uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
@@ -166,6 +187,8 @@ class Judge:
                 first_copies.setdefault(record["summary"]["sop_instance_uid"], record)
             records = list(first_copies.values())
             previewed = _middle_of_each_series(records)
+        else:
+            records = kept_when_rejected(records, manifest)
         files = [{"name": r["name"], "key": r["key"], "size": r["size"],
                   "version_id": r.get("version_id"), "etag": r.get("etag"),
                   "sha256": r.get("sha256") or None, "head": r.get("head"),
