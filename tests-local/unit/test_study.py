@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -115,6 +116,27 @@ def test_same_file_twice_is_a_duplicate_warning_and_stays_valid(corpus, judge):
     duplicate = [f for f in study.findings if f.rule == "study.duplicate-instance"]
     assert [f.severity.value for f in duplicate] == ["warning"]
     assert "study.instance-conflict" not in study_rules(study)
+
+
+def test_a_large_study_sent_twice_is_one_counted_finding_per_kind_of_repeat(corpus, validate,
+                                                                           config):
+    result = validate(one_study(corpus)[0])
+    resent = []
+    for n in range(3000):  # every instance twice; the last 10 with other bytes the second time
+        summary = dataclasses.replace(result.summary, sop_instance_uid=f"1.2.3.{n}")
+        first = dataclasses.replace(result, name=f"{n}.dcm", summary=summary)
+        again = dataclasses.replace(first, name=f"again/{n}.dcm",
+                                    sha256="0" * 64 if n >= 2990 else first.sha256)
+        resent += [first, again]
+    study = check_study(resent, config)
+    repeats = [f for f in study.findings
+               if f.rule in ("study.duplicate-instance", "study.instance-conflict")]
+    assert [(f.rule, f.message) for f in repeats] == [
+        ("study.duplicate-instance", "2990 SOPInstanceUID(s) arrived more than once with "
+         "identical bytes (5980 files in all)"),
+        ("study.instance-conflict", "10 SOPInstanceUID(s) arrived more than once with "
+         "different bytes (20 files in all)")]
+    assert len(json.dumps([f.to_dict() for f in study.findings])) < 4096
 
 
 def test_same_sop_instance_uid_with_different_bytes_is_instance_conflict(corpus, mutate,

@@ -161,6 +161,9 @@ def _check_series_modality(summaries: Iterable[InstanceSummary], findings: Findi
 
 
 def _check_duplicates(instances: Sequence[InstanceResult], findings: Findings) -> None:
+    """One finding per kind of repeat, counted: a study sent twice holds thousands of
+    repeated SOPInstanceUIDs, and a finding each would grow the study item past DynamoDB's
+    400 KB."""
     digests: dict[str, set[str]] = defaultdict(set)
     copies: dict[str, int] = defaultdict(int)
     for instance in instances:
@@ -168,15 +171,15 @@ def _check_duplicates(instances: Sequence[InstanceResult], findings: Findings) -
         if uid:
             digests[uid].add(instance.sha256)
             copies[uid] += 1
-    for uid, seen in digests.items():
-        if copies[uid] < 2:
-            continue
-        if len(seen) == 1:
-            findings.add("study.duplicate-instance", f"a SOPInstanceUID arrived {copies[uid]} "
-                         "times with identical bytes", SOP_INSTANCE_UID)
-        else:
-            findings.add("study.instance-conflict", f"a SOPInstanceUID arrived {copies[uid]} "
-                         "times with different bytes", SOP_INSTANCE_UID)
+    repeated = [uid for uid, count in copies.items() if count > 1]
+    identical = [uid for uid in repeated if len(digests[uid]) == 1]
+    conflicting = [uid for uid in repeated if len(digests[uid]) > 1]
+    for rule, uids, bytes_were in (("study.duplicate-instance", identical, "identical"),
+                                   ("study.instance-conflict", conflicting, "different")):
+        if uids:
+            findings.add(rule, f"{len(uids)} SOPInstanceUID(s) arrived more than once with "
+                         f"{bytes_were} bytes ({sum(copies[u] for u in uids)} files in all)",
+                         SOP_INSTANCE_UID)
 
 
 def _check_manifest(
