@@ -52,6 +52,7 @@ from moto_stack import (
 from pydicom.data import get_testdata_file
 
 from pacs_validator.aws.redrive import REDRIVE
+from pacs_validator.contract.invocations import is_sweep_payload
 
 RESULTS = ROOT / "benchmarks" / "results"
 ATTEMPTS = 3
@@ -136,10 +137,13 @@ class Delivery:
     seen_successes: set[str] = field(default_factory=set)
 
     def deliver(self, function: str, event: dict[str, Any]) -> None:
+        # A batch of overdue studies keeps no idempotency record, and with no time left it
+        # would hand its studies out again for ever.
+        context = FakeContext() if is_sweep_payload(event) else RetryContext()
         for _attempt in range(ATTEMPTS):
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
-                    self.stack.functions[function].lambda_handler(event, RetryContext())
+                    self.stack.functions[function].lambda_handler(event, context)
                 return
             except Exception:  # noqa: BLE001  (any failure is retried, as Lambda does)
                 continue

@@ -94,6 +94,12 @@ class PayloadTooLargeError(ServiceError):
         super().__init__(413, message)
 
 
+class TooManyOpenStudiesError(ServiceError):
+    def __init__(self, cap: int) -> None:
+        super().__init__(429, f"this caller has {cap} studies open, the most it may: finish "
+                              "them, or wait for their deadlines, before declaring another")
+
+
 class BadRequestError(ServiceError):
     def __init__(self, message: str) -> None:
         super().__init__(400, message)
@@ -211,11 +217,15 @@ def create_upload() -> Response[dict[str, Any]]:
     except PayloadTooLargeError:
         audit("create", "too-large", None)
         raise
+    owner = current_caller().identity
+    cap = settings.max_open_studies
+    if cap and table.open_studies(owner, cap) >= cap:
+        audit("create", "too-many-open", None)
+        raise TooManyOpenStudiesError(cap)
     study_id = new_study_id()
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-    table.create(study_id, expected=len(files), deadline_seconds=deadline,
-                 owner=current_caller().identity)
+    table.create(study_id, expected=len(files), deadline_seconds=deadline, owner=owner)
     answer = study_form(study_id, len(files), settings.presign_expiry_seconds)
     if len(files) <= settings.per_file_forms_max:
         answer["uploads"] = [

@@ -1,8 +1,9 @@
 """Validator: S3 ObjectCreated on incoming/ -> validate -> status table -> EventBridge.
 
-Also runs the deadline sweep when invoked by its schedule (studies whose manifest was not
-fulfilled in time end INCOMPLETE, studies stuck past their processing deadline FAILED), and
-copies chunks of large rejected studies to rejected/ when the pipeline hands them out.
+Also runs the deadline sweep when invoked by its schedule and ends the batches of overdue
+studies it hands out (studies whose manifest was not fulfilled in time end INCOMPLETE,
+studies stuck past their processing deadline FAILED), and copies chunks of large rejected
+studies to rejected/ when the pipeline hands them out.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ with garbage_collection_paused():
     from pacs_validator.aws.settings import load_settings
     from pacs_validator.aws.tracing import function_tracer
     from pacs_validator.aws.wiring import pipeline_from_settings
-    from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
+    from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload, is_sweep_payload
     from pacs_validator.contract.objects import UploadedObject
 
 logger = Logger()
@@ -84,8 +85,12 @@ process_once = OncePerEvent(
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     process_once.config.register_lambda_context(context)
     if event.get("detail-type") == "Scheduled Event":
-        ended = pipeline.sweep()
-        logger.info("deadline sweep", extra={k: len(ids) for k, ids in ended.items()})
+        handed_out = pipeline.sweep()
+        logger.info("deadline sweep", extra={k: len(ids) for k, ids in handed_out.items()})
+        return handed_out
+    if is_sweep_payload(event):  # a batch of overdue studies the sweep handed out
+        ended = pipeline.end_overdue(event, lambda: context.get_remaining_time_in_millis() / 1000)
+        logger.info("overdue studies ended", extra={k: len(ids) for k, ids in ended.items()})
         return ended
     if is_chunk_payload(event):  # copying a chunk of a rejected study to rejected/
         logger.set_correlation_id(str(event["study_id"]))

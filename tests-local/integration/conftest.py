@@ -10,7 +10,7 @@ import importlib.util
 import json
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
-from pacs_validator.contract.invocations import Work, chunk_payload
+from pacs_validator.contract.invocations import Work, chunk_payload, sweep_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "pv-test"
@@ -90,6 +90,9 @@ class RecordingDispatcher:
     def dispatch(self, study_id: str, chunks: int, work: Work) -> None:
         self.pending.extend(chunk_payload(study_id, index, work) for index in range(chunks))
 
+    def dispatch_sweep(self, study_ids: Sequence[str], overdue_at: int) -> None:
+        self.pending.append(sweep_payload(study_ids, overdue_at))
+
 
 def create_tables(dynamodb: Any) -> None:
     """The status and idempotency tables as template.yaml declares them."""
@@ -101,6 +104,7 @@ def create_tables(dynamodb: Any) -> None:
             {"AttributeName": "item", "AttributeType": "S"},
             {"AttributeName": "open_shard", "AttributeType": "S"},
             {"AttributeName": "deadline", "AttributeType": "N"},
+            {"AttributeName": "open_owner", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "study_id", "KeyType": "HASH"},
                    {"AttributeName": "item", "KeyType": "RANGE"}],
@@ -110,6 +114,10 @@ def create_tables(dynamodb: Any) -> None:
                 {"AttributeName": "open_shard", "KeyType": "HASH"},
                 {"AttributeName": "deadline", "KeyType": "RANGE"},
             ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }, {
+            "IndexName": "open-owner-index",
+            "KeySchema": [{"AttributeName": "open_owner", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
     )
@@ -228,8 +236,11 @@ class FakeContext:
     log_group_name = "test-function-logs"
     log_stream_name = "stream"
 
+    remaining_millis = 300_000
+    """The validator's and descriptor's timeout, untouched."""
+
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return self.remaining_millis
 
 
 def s3_put_event(bucket: str, key: str, sequencer: str, size: int = 1,

@@ -24,7 +24,13 @@ from conftest import (
     load_function,
 )
 from pydicom.data import get_testdata_file
-from test_pipeline import call_api, declare_study, deliver_upload, run_study
+from test_pipeline import (
+    call_api,
+    declare_study,
+    deliver_success_events,
+    deliver_upload,
+    run_study,
+)
 
 
 def policy_of(form: dict[str, Any]) -> dict[str, Any]:
@@ -428,3 +434,21 @@ def test_root_serves_the_upload_page(stack: Stack) -> None:
     assert '<form id="upload-form">' in page
     assert 'type="file" webkitdirectory multiple' in page
     assert '<label for="token">' in page
+
+
+def test_a_caller_at_its_cap_of_open_studies_is_429_until_one_finishes(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_OPEN_STUDIES", "2")
+    stack.functions["api"] = load_function("api")
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    first = declare_study(stack, {"ct.dcm": ct})
+    run_study(stack, {"ct.dcm": ct})  # stored: no longer open
+    declare_study(stack, {"ct.dcm": ct})
+
+    status, body = call_api(stack, "POST", "/upload", {"files": [{"name": "a", "size": 1}]})
+    assert (status, body["message"]) == (429, "this caller has 2 studies open, the most it "
+                                         "may: finish them, or wait for their deadlines, "
+                                         "before declaring another")
+    deliver_upload(stack, first["upload"]["key_prefix"] + "ct.dcm", ct)  # the first one ends
+    deliver_success_events(stack)
+    assert call_api(stack, "POST", "/upload", {"files": [{"name": "a", "size": 1}]})[0] == 201

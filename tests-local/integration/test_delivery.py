@@ -85,10 +85,9 @@ def test_a_manifest_not_fulfilled_by_its_deadline_ends_incomplete(stack: Stack) 
     deliver_upload(stack, f"incoming/{study_id}/a.dcm", CT_SMALL.read_bytes())
     assert study_status(stack, study_id)["state"] == "RECEIVING"
 
-    validator = stack.handler("validator")
-    assert validator.pipeline.sweep(now=int(time.time())) == {"incomplete": [], "failed": []}
-    assert validator.pipeline.sweep(now=int(time.time()) + 7200) == {
-        "incomplete": [study_id], "failed": []}
+    assert sweep(stack, now=int(time.time())) == {"handed_out": []}
+    assert sweep(stack, now=int(time.time()) + 7200) == {"handed_out": [study_id]}
+    assert ended_by_batches(stack) == {"incomplete": [study_id], "failed": [], "handed_back": []}
 
     status = study_status(stack, study_id)
     assert status["state"] == "INCOMPLETE"
@@ -102,12 +101,62 @@ def test_a_manifest_not_fulfilled_by_its_deadline_ends_incomplete(stack: Stack) 
     assert {f["name"]: f["late"] for f in status["files"]} == {"a.dcm": False, "b.dcm": True}
 
 
+def sweep(stack: Stack, now: int) -> dict[str, list[str]]:
+    handed_out: dict[str, list[str]] = stack.handler("validator").pipeline.sweep(now=now)
+    return handed_out
+
+
+def ended_by_batches(stack: Stack, context: FakeContext | None = None) -> dict[str, list[str]]:
+    """Run each batch of overdue studies handed out (as Lambda would, asynchronously);
+    what they ended, all together."""
+    ended: dict[str, list[str]] = {"incomplete": [], "failed": [], "handed_back": []}
+    batches = [e for e in stack.chunk_events if e["work"] == "sweep"]
+    stack.chunk_events[:] = [e for e in stack.chunk_events if e["work"] != "sweep"]
+    for batch in batches:
+        result = stack.handler("validator").lambda_handler(batch, context or FakeContext())
+        for outcome, ids in result.items():
+            ended[outcome] += ids
+    return ended
+
+
 def test_the_schedule_runs_the_deadline_sweep(stack: Stack) -> None:
     scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {},
                  "id": "1", "account": "123456789012", "region": "us-east-1",
                  "time": "2026-11-27T00:00:00Z", "resources": [], "version": "0"}
     assert stack.handler("validator").lambda_handler(scheduled, FakeContext()) == {
-        "incomplete": [], "failed": []}
+        "handed_out": []}
+
+
+def test_a_flood_of_overdue_studies_is_handed_out_in_batches_oldest_first(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pacs_validator.flow import recovery
+
+    monkeypatch.setattr(recovery, "SWEEP_MOST", 30)
+    study_ids = []
+    for n in range(45):  # deadlines a second apart, the first study's the earliest
+        status, body = call_api(stack, "POST", "/upload", {
+            "files": [{"name": "a.dcm", "size": 100}], "deadline_seconds": 600 + n})
+        assert status == 201, body
+        study_ids.append(body["study_id"])
+    now = int(time.time()) + 7200
+
+    assert sweep(stack, now) == {"handed_out": study_ids[:30]}
+    batches = [e["study_ids"] for e in stack.chunk_events if e["work"] == "sweep"]
+    assert batches == [study_ids[:10], study_ids[10:20], study_ids[20:30]]
+    assert ended_by_batches(stack)["incomplete"] == study_ids[:30]
+    assert sweep(stack, now) == {"handed_out": study_ids[30:]}
+
+
+def test_a_batch_short_of_time_hands_the_rest_of_its_studies_out_again(stack: Stack) -> None:
+    study_ids = [str(declare(stack, ["a.dcm"])["study_id"]) for _ in range(3)]
+    now = int(time.time()) + 7200
+    sweep(stack, now)
+    short = FakeContext()
+    short.remaining_millis = 60_000  # under SWEEP_SECONDS_TO_SPARE
+    ended = ended_by_batches(stack, short)
+    assert (ended["incomplete"], sorted(ended["handed_back"])) == ([], sorted(study_ids))
+    assert sorted(ended_by_batches(stack)["incomplete"]) == sorted(study_ids)
+    assert {study_status(stack, i)["state"] for i in study_ids} == {"INCOMPLETE"}
 
 
 def test_a_storage_outage_is_retried_swept_to_failed_503_and_redriven_to_stored(
@@ -126,8 +175,8 @@ def test_a_storage_outage_is_retried_swept_to_failed_503_and_redriven_to_stored(
         assert study_status(stack, study_id)["state"] == "VALID"
     assert stack.s3.get_object(Bucket=UPLOADS, Key=f"incoming/{study_id}/ct.dcm")
 
-    swept = stack.handler("validator").pipeline.sweep(now=int(time.time()) + 7201)
-    assert swept == {"incomplete": [], "failed": [study_id]}
+    assert sweep(stack, now=int(time.time()) + 7201) == {"handed_out": [study_id]}
+    assert ended_by_batches(stack) == {"incomplete": [], "failed": [study_id], "handed_back": []}
     status = study_status(stack, study_id)
     assert (status["state"], status["status"]) == ("FAILED", 503)
     assert "NoSuchBucket" in status["timeline"][-1]["reason"]

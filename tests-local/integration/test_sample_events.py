@@ -43,7 +43,10 @@ def test_validator_sample_events_process_a_real_upload(stack: Stack) -> None:
         result = stack.handler("validator").lambda_handler(event, FakeContext())
         assert result["processed"][0]["status"] == 200
     assert stack.handler("validator").lambda_handler(
-        load("validator-schedule.json"), FakeContext()) == {"incomplete": [], "failed": []}
+        load("validator-schedule.json"), FakeContext()) == {"handed_out": []}
+    assert stack.handler("validator").lambda_handler(  # a batch of a study that is not there
+        load("validator-sweep-batch.json"), FakeContext()) == {
+        "incomplete": [], "failed": [], "handed_back": []}
 
 
 def test_descriptor_sample_events_for_an_unknown_study_store_nothing(stack: Stack) -> None:

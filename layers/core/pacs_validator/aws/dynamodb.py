@@ -44,6 +44,8 @@ def same_upload(record: dict[str, Any], other: dict[str, Any]) -> bool:
 
 OPEN_INDEX = "open-deadline-index"
 OPEN_SHARD = "open"
+OWNER_INDEX = "open-owner-index"
+"""The open studies of each owner (``open_owner``), set and removed with ``open_shard``."""
 KEPT_ASIDE_SHOWN = 20
 REPLACE_ATTEMPTS = 3
 """Uploads of one name racing to replace its record: past this many lost races, the upload
@@ -104,7 +106,7 @@ class DynamoDBStatusTable:
             "expires_at": now + self.retention_seconds,
         }
         if owner is not None:
-            item["owner"] = owner
+            item.update(owner=owner, open_owner=owner)
         try:
             self.table.put_item(Item=item, ConditionExpression=Attr("study_id").not_exists())
         except ClientError as error:
@@ -112,6 +114,21 @@ class DynamoDBStatusTable:
                 return False
             raise
         return True
+
+    @service_errors()
+    def open_studies(self, owner: str, at_most: int) -> int:
+        """How many studies of ``owner`` are open, counted up to ``at_most`` (the index is
+        read no further): a cap is checked at the cost of its own size in index keys."""
+        kwargs: dict[str, Any] = {"IndexName": OWNER_INDEX, "Select": "COUNT",
+                                  "KeyConditionExpression": Key("open_owner").eq(owner)}
+        counted = 0
+        while counted < at_most:
+            page = self.table.query(**kwargs, Limit=at_most - counted)
+            counted += int(page["Count"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return counted
 
     @service_errors()
     def get(self, study_id: str) -> dict[str, Any] | None:
@@ -318,7 +335,7 @@ class DynamoDBStatusTable:
             expected_names.append(f":expected{index}")
         update = "SET " + ", ".join(sets)
         if leave_open_index:
-            update += " REMOVE open_shard"
+            update += " REMOVE open_shard, open_owner"
         try:
             response = self.table.update_item(
                 Key=self._key(study_id),
@@ -349,17 +366,18 @@ class DynamoDBStatusTable:
         return len(response["Attributes"]["chunks_done"])
 
     @service_errors()
-    def overdue(self, now: int | None = None) -> list[str]:
-        """Ids of unfinished studies past their deadline."""
-        now = now if now is not None else epoch_seconds()
+    def overdue(self, now: int, limit: int) -> list[str]:
+        """Ids of at most ``limit`` unfinished studies past their deadline, the earliest
+        deadlines first (the index's order)."""
         ids: list[str] = []
         kwargs: dict[str, Any] = {
             "IndexName": OPEN_INDEX,
             "KeyConditionExpression": Key("open_shard").eq(OPEN_SHARD) & Key("deadline").lt(now),
         }
-        while True:
-            page = self.table.query(**kwargs)
+        while len(ids) < limit:
+            page = self.table.query(**kwargs, Limit=limit - len(ids))
             ids.extend(str(item["study_id"]) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
-                return ids
+                break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return ids

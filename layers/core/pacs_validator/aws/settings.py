@@ -27,6 +27,7 @@ ENVIRONMENT_OVERRIDES = {
     "CHUNK_INSTANCES": ("chunk_instances", int),
     "PROCESSING_DEADLINE_SECONDS": ("processing_deadline_seconds", int),
     "MAX_STUDY_BYTES": ("max_study_bytes", int),
+    "MAX_OPEN_STUDIES": ("max_open_studies", int),
     "TOKEN_CACHE_SECONDS": ("token_cache_seconds", int),
 }
 
@@ -42,6 +43,9 @@ class Settings:
     max_study_bytes: int
     """Largest total a POST /upload may declare (413 above): what one caller can make the
     stack receive, validate and store per study."""
+    max_open_studies: int
+    """Most studies one caller may have open (429 beyond; 0: no cap): what one caller can
+    make the deadline sweep end."""
     presign_expiry_seconds: int
     upload_deadline_seconds: int
     retention_days: int
@@ -117,6 +121,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         event_bus=env.get("EVENT_BUS_NAME", "default"),
         max_upload_bytes=int(document["max_upload_bytes"]),
         max_study_bytes=int(document["max_study_bytes"]),
+        max_open_studies=int(document["max_open_studies"]),
         presign_expiry_seconds=int(document["presign_expiry_seconds"]),
         upload_deadline_seconds=int(document["upload_deadline_seconds"]),
         retention_days=int(document["retention_days"]),

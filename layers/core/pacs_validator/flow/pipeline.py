@@ -13,6 +13,9 @@ needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pacs_validator.contract.objects import UploadedObject
 from pacs_validator.flow.judging import Judge
 from pacs_validator.flow.manifests import Manifests
@@ -37,4 +40,11 @@ class Pipeline(StoringPipeline):
         return self.receiver.receive(study_id, upload)
 
     def sweep(self, now: int | None = None) -> dict[str, list[str]]:
-        return self.recovery.sweep(self.judge, now)
+        return self.recovery.sweep(now)
+
+    def end_overdue(self, payload: dict[str, Any],
+                    seconds_left: Callable[[], float]) -> dict[str, list[str]]:
+        """One batch the sweep handed out
+        (:func:`~pacs_validator.contract.invocations.sweep_payload`)."""
+        return self.recovery.end_overdue(self.judge, [str(i) for i in payload["study_ids"]],
+                                         int(payload["overdue_at"]), seconds_left)

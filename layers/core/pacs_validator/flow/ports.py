@@ -9,7 +9,7 @@ ours (500) without knowing which SDK it runs on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
@@ -168,8 +168,9 @@ class StatusStore(Protocol):
     def chunk_done(self, study_id: str, index: int) -> int:
         """Mark a chunk of the study's copy work done; how many are done now."""
 
-    def overdue(self, now: int | None = None) -> list[str]:
-        """Ids of unfinished studies past their deadline."""
+    def overdue(self, now: int, limit: int) -> list[str]:
+        """Ids of at most ``limit`` unfinished studies past their deadline at ``now``,
+        those overdue longest first."""
 
 
 class EventPublisher(Protocol):
@@ -181,3 +182,6 @@ class EventPublisher(Protocol):
 class ChunkDispatcher(Protocol):
     def dispatch(self, study_id: str, chunks: int, work: Work) -> None:
         """Start the ``work`` on chunks ``0 .. chunks-1`` of a study, each on its own."""
+
+    def dispatch_sweep(self, study_ids: Sequence[str], overdue_at: int) -> None:
+        """Start ending a batch of studies overdue at ``overdue_at``, on its own."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,28 +27,54 @@ logger = logging.getLogger(__name__)
 
 DEPENDENCY_UNAVAILABLE = 503
 PROCESSING_ERROR = 500
+SWEEP_MOST = 2000
+"""Overdue studies one sweep hands out, at most: its query reads a few hundred kilobytes of
+the index's keys, and the schedule runs it every minute."""
+SWEEP_BATCH = 10
+"""Overdue studies one invocation ends: judging one as it is costs about 13 AWS calls, more
+for a large one (its file items are read)."""
+SWEEP_SECONDS_TO_SPARE = 90.0
+"""Time left in an invocation below which it ends no further overdue study and hands the
+rest of its batch out again: room for judging one large study."""
 
 
 class Recovery:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def sweep(self, judge: Judge, now: int | None = None) -> dict[str, list[str]]:
-        """End every unfinished study past its deadline: one whose declared files did not all
-        arrive is INCOMPLETE (``judge`` judges it as it is); one that made no progress while
-        VALIDATING or VALID (its events failed every retry and wait in a dead-letter queue)
-        is FAILED, with the last error seen and the state it failed in, so a redrive can
-        take it up again."""
+    def sweep(self, now: int | None = None) -> dict[str, list[str]]:
+        """Hand out the studies past their deadline, in batches of :data:`SWEEP_BATCH`, each
+        to an invocation of its own that ends them (:meth:`end_overdue`): at most
+        :data:`SWEEP_MOST` a run, those overdue longest first. The sweep itself ends none,
+        so a flood of overdue studies costs it one query and a few invocations, and the
+        studies behind the flood are reached by the next run."""
         now = now if now is not None else int(time.time())
-        ended: dict[str, list[str]] = {"incomplete": [], "failed": []}
-        for study_id in self.services.table.overdue(now):
+        overdue = self.services.table.overdue(now, SWEEP_MOST)
+        for start in range(0, len(overdue), SWEEP_BATCH):
+            self.services.dispatcher.dispatch_sweep(overdue[start:start + SWEEP_BATCH], now)
+        return {"handed_out": overdue}
+
+    def end_overdue(self, judge: Judge, study_ids: Sequence[str], overdue_at: int,
+                    seconds_left: Callable[[], float]) -> dict[str, list[str]]:
+        """End each study still past its deadline at ``overdue_at``: one whose declared
+        files did not all arrive is INCOMPLETE (``judge`` judges it as it is); one that made
+        no progress while VALIDATING or VALID (its events failed every retry and wait in a
+        dead-letter queue) is FAILED, with the last error seen and the state it failed in,
+        so a redrive can take it up again. When fewer than :data:`SWEEP_SECONDS_TO_SPARE`
+        are left of the invocation (``seconds_left``), the rest are handed out again."""
+        ended: dict[str, list[str]] = {"incomplete": [], "failed": [], "handed_back": []}
+        for index, study_id in enumerate(study_ids):
+            if seconds_left() < SWEEP_SECONDS_TO_SPARE:
+                ended["handed_back"] = list(study_ids[index:])
+                self.services.dispatcher.dispatch_sweep(ended["handed_back"], overdue_at)
+                break
             study = self.services.table.get(study_id)
-            if study is None or int(study.get("deadline", now)) >= now:
+            if study is None or int(study.get("deadline", overdue_at)) >= overdue_at:
                 continue  # moved on since the index was read
             if study["state"] in {s.value for s in OPEN_STATES}:
-                if judge.judge_study(study_id, overdue=True, overdue_at=now) is not None:
+                if judge.judge_study(study_id, overdue=True, overdue_at=overdue_at) is not None:
                     ended["incomplete"].append(study_id)
-            elif self.fail(study_id, study, now):
+            elif self.fail(study_id, study, overdue_at):
                 ended["failed"].append(study_id)
         return ended
 
