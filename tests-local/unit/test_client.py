@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 
 from pacs_validator.cli import client as client_module
 from pacs_validator.cli.client import HttpResponse, PacsClient, upload_names
+from pacs_validator.cli.main import main
 from pacs_validator.cli.upload import progress_view
 from pacs_validator.contract.names import safe_name
 
@@ -48,7 +52,7 @@ FORM = {"url": "http://s3.test/bucket", "fields": {"policy": "p"}, "key_prefix":
 def test_transient_failures_are_retried_until_one_succeeds(script: Any) -> None:
     fake = script(HttpResponse(503, b""), ConnectionResetError(), HttpResponse(204, b""))
 
-    PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", b"DICM")
+    PacsClient("https://api.test", backoff=0).send_file(FORM, "a.dcm", b"DICM")
 
     assert len(fake.calls) == 3
 
@@ -57,7 +61,7 @@ def test_a_refusal_is_not_retried(script: Any) -> None:
     fake = script(HttpResponse(403, b"denied"))
 
     with pytest.raises(client_module.ApiError):
-        PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", b"DICM")
+        PacsClient("https://api.test", backoff=0).send_file(FORM, "a.dcm", b"DICM")
     assert len(fake.calls) == 1
 
 
@@ -65,7 +69,7 @@ def test_after_the_last_retry_the_failure_stands(script: Any) -> None:
     script(*[ConnectionRefusedError()] * 3)
 
     with pytest.raises(ConnectionRefusedError):
-        PacsClient("http://api.test", retries=2, backoff=0).send_file(FORM, "a.dcm", b"DICM")
+        PacsClient("https://api.test", retries=2, backoff=0).send_file(FORM, "a.dcm", b"DICM")
 
 
 def test_progress_of_a_failed_attempt_is_taken_back(script: Any, tmp_path: Path) -> None:
@@ -74,7 +78,7 @@ def test_progress_of_a_failed_attempt_is_taken_back(script: Any, tmp_path: Path)
     script(HttpResponse(500, b""), HttpResponse(204, b""))
     reported: list[int] = []
 
-    PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", path, reported.append)
+    PacsClient("https://api.test", backoff=0).send_file(FORM, "a.dcm", path, reported.append)
 
     assert sum(reported) == 5000
     assert -5000 in reported
@@ -87,7 +91,7 @@ def test_progress_of_a_refused_file_is_taken_back(script: Any, tmp_path: Path) -
     reported: list[int] = []
 
     with pytest.raises(client_module.ApiError):
-        PacsClient("http://api.test", backoff=0).send_file(FORM, "a.dcm", path, reported.append)
+        PacsClient("https://api.test", backoff=0).send_file(FORM, "a.dcm", path, reported.append)
 
     assert sum(reported) == 0 and 5000 in reported
 
@@ -96,7 +100,7 @@ def test_renew_posts_to_the_studys_upload_route_and_refusals_raise(script: Any) 
     fake = script(HttpResponse(200, b'{"study_id": "s", "upload": {"url": "u"}, '
                                     b'"expires_in": 900}'),
                   HttpResponse(409, b'{"message": "the study is STORED"}'))
-    api = PacsClient("http://api.test", token="t0k3n")
+    api = PacsClient("https://api.test", token="t0k3n")
 
     assert api.renew("s")["upload"] == {"url": "u"}
     with pytest.raises(client_module.ApiError) as refused:
@@ -104,13 +108,13 @@ def test_renew_posts_to_the_studys_upload_route_and_refusals_raise(script: Any) 
 
     assert refused.value.status == 409 and "STORED" in refused.value.body
     assert [(method, url) for method, url, _ in fake.calls] == [
-        ("POST", "http://api.test/upload/s")] * 2
+        ("POST", "https://api.test/upload/s")] * 2
     assert fake.calls[0][2]["Authorization"] == "Bearer t0k3n"
 
 
 def test_the_token_goes_to_the_api_and_never_to_s3(script: Any) -> None:
     fake = script(HttpResponse(201, b'{"study_id": "s", "upload": {}}'), HttpResponse(204, b""))
-    api = PacsClient("http://api.test", token="t0k3n")
+    api = PacsClient("https://api.test", token="t0k3n")
 
     api.declare({"a.dcm": 4})
     api.send_file(FORM, "a.dcm", b"DICM")
@@ -118,6 +122,85 @@ def test_the_token_goes_to_the_api_and_never_to_s3(script: Any) -> None:
     (_, _, api_headers), (_, _, s3_headers) = fake.calls
     assert api_headers["Authorization"] == "Bearer t0k3n"
     assert "Authorization" not in s3_headers
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Records each request's Authorization header; answers 302 to ``location`` when the
+    server has one, else 200 with an empty study status."""
+
+    def _serve(self) -> None:
+        server: Any = self.server
+        server.seen.append(self.headers.get("Authorization"))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if server.location:
+            self.send_response(302)
+            self.send_header("Location", server.location + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b'{"state": "STORED", "next": null, "files": []}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Any, Any]]:
+    """Two local HTTP servers: the first redirects every request to the second."""
+    started = []
+    for _ in range(2):
+        server: Any = HTTPServer(("127.0.0.1", 0), Recorder)
+        server.seen, server.location = [], None
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+    api, elsewhere = started
+    api.location = f"http://localhost:{elsewhere.server_address[1]}"
+    yield api, elsewhere
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_is_not_followed_and_the_token_stays_with_the_api(
+        servers: tuple[Any, Any]) -> None:
+    api, elsewhere = servers
+    client = PacsClient(f"http://127.0.0.1:{api.server_address[1]}", token="t0k3n", backoff=0)
+
+    refusals = []
+    for call in (lambda: client.full_status("s"), lambda: client.declare({"a.dcm": 4})):
+        try:
+            call()
+        except client_module.ApiError as refused:
+            refusals.append(refused.status)
+
+    assert elsewhere.seen == []
+    assert api.seen == ["Bearer t0k3n"] * 2
+    assert refusals == [302, 302]
+
+
+@pytest.mark.parametrize("url", ["http://api.example", "http://127.0.0.1.example",
+                                 "ftp://localhost/api", "file:///etc", "https://"])
+def test_the_token_is_never_sent_in_clear_to_another_machine(url: str) -> None:
+    with pytest.raises(ValueError, match="API URL"):
+        PacsClient(url, token="t0k3n")
+
+
+@pytest.mark.parametrize("url", ["https://api.example/Prod/", "http://localhost:4566/x",
+                                 "http://127.0.0.9:4566", "http://[::1]:4566"])
+def test_https_and_this_machine_are_api_urls(url: str) -> None:
+    assert PacsClient(url).api_base == url.rstrip("/")
+
+
+def test_the_status_command_refuses_a_plain_http_api_as_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "s", "--api", "http://api.example"]) == 2
+    assert "must be https" in capsys.readouterr().err
 
 
 def test_upload_names_are_unique_and_what_the_api_will_call_them(tmp_path: Path) -> None:

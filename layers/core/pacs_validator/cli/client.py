@@ -4,7 +4,10 @@ an upload form, wait.
 Standard library and pydicom only, so the demo, the end-to-end tests, the ``upload`` command
 and users' scripts share one way of talking to the service, on AWS or on LocalStack alike.
 API calls carry ``Authorization: Bearer <token>`` when a token is given; uploads to S3 never
-do (the presigned form is their authorisation, and S3 would refuse a second one).
+do (the presigned form is their authorisation, and S3 would refuse a second one). So that the
+token reaches only the API it was given for, the API's URL must be https (plain http only to
+this machine, as LocalStack's), and no redirect is followed: an API that answers one is an
+error, not a hop that would carry the token to another host.
 Transient failures (a 5xx answer, a refused or broken connection) are retried with
 exponential backoff and jitter.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import ipaddress
 import json
 import random
 import time
@@ -60,13 +64,25 @@ class HttpResponse:
         return json.loads(self.body)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect with its own 3xx response: urllib would follow it with the same
+    headers, the bearer token among them, to wherever the answer points."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def request(method: str, url: str, body: bytes | Iterable[bytes] | None = None,
             headers: Mapping[str, str] | None = None, timeout: float = 60) -> HttpResponse:
-    """One HTTP request; any status is returned, not raised. An iterable body is streamed
-    (its Content-Length must be in ``headers``)."""
+    """One HTTP request; any status is returned, not raised, a redirect's (3xx) too: it is
+    not followed. An iterable body is streamed (its Content-Length must be in ``headers``)."""
     prepared = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(prepared, timeout=timeout) as response:
+        with _OPENER.open(prepared, timeout=timeout) as response:
             return HttpResponse(response.status, response.read())
     except urllib.error.HTTPError as error:
         return HttpResponse(error.code, error.read())
@@ -108,10 +124,32 @@ def _streamed(head: bytes, path: Path, tail: bytes, progress: Progress) -> Itera
     yield tail
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_api_base(url: str) -> str:
+    """``url`` without a trailing slash, once it is one a bearer token may be sent to: https,
+    or http to this machine (a token sent in clear elsewhere can be read on the way).
+    :class:`ValueError` otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"the API URL {url!r} names no host")
+    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
+        raise ValueError(f"the API URL {url!r} must be https (plain http only to localhost)")
+    return url.rstrip("/")
+
+
 class PacsClient:
     def __init__(self, api_base: str, jobs: int = 8, token: str | None = None,
                  retries: int = 4, backoff: float = 0.5) -> None:
-        self.api_base = api_base.rstrip("/")
+        self.api_base = checked_api_base(api_base)
         self.jobs = jobs
         self.token = token
         self.retries = retries
@@ -134,12 +172,17 @@ class PacsClient:
             attempt += 1
 
     def _api(self, method: str, path: str, body: dict[str, Any] | None = None) -> HttpResponse:
-        """A call to the API (retried when transient), with the bearer token if there is one."""
+        """A call to the API (retried when transient), with the bearer token if there is one.
+        A redirect raises :class:`ApiError`: the API's own URL is the one to give."""
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(body).encode() if body is not None else None
-        return self._retrying(lambda: request(method, self.api_base + path, data, headers))
+        response = self._retrying(lambda: request(method, self.api_base + path, data, headers))
+        if 300 <= response.status < 400:
+            raise ApiError(response.status, "the API answered with a redirect, which is not "
+                                            "followed: give the API's own URL")
+        return response
 
     def declare(self, files: Mapping[str, int], deadline_seconds: int | None = None
                 ) -> dict[str, Any]:
