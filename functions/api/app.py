@@ -136,14 +136,15 @@ def parsed_tokens(secret: str) -> TokenBook:
 def request_caller() -> Caller:
     """Who makes the current request. TOKEN: the label of the bearer token found in the
     token secret; IAM: the principal whose signature API Gateway checked (AWS_IAM on those
-    methods in template.yaml); NONE: :data:`ANONYMOUS`."""
+    methods in template.yaml), a role's session as the role, an admin when AdminPrincipals
+    names it; NONE: :data:`ANONYMOUS`."""
     event = app.current_event
     if settings.api_auth is AuthMode.TOKEN:
         secret = parameters.get_secret(settings.api_tokens_secret,
                                        max_age=settings.token_cache_seconds)
         return authenticate(event.headers.get("authorization"), parsed_tokens(secret))
     if settings.api_auth is AuthMode.IAM:
-        return iam_caller(event.request_context.identity.user_arn)
+        return iam_caller(event.request_context.identity.user_arn, settings.admin_principals)
     return ANONYMOUS
 
 

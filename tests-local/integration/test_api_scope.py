@@ -159,6 +159,26 @@ def test_in_iam_mode_the_caller_is_the_signing_principal(
     assert call(stack, "GET", f"/status/{study}", token=None)[0] == 401  # no principal
 
 
+def test_in_iam_mode_every_session_of_a_role_is_the_role_and_admin_principals_read_all(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_AUTH", "IAM")
+    monkeypatch.setenv("ADMIN_PRINCIPALS", "arn:aws:iam::123456789012:role/ops/operators")
+    stack.functions["api"] = load_function("api")
+    session = "arn:aws:sts::123456789012:assumed-role/{}/{}".format
+    status, body, _ = call(stack, "POST", "/upload", event=iam_event(
+        "POST", "/upload", session("site-a", "monday"), {"filename": "a", "size": 1}))
+    assert status == 201
+    study = body["study_id"]
+    assert owner_of(study) == "arn:aws:iam::123456789012:role/site-a"
+
+    def status_for(principal: str) -> int:
+        return call(stack, "GET", "", event=iam_event("GET", f"/status/{study}", principal))[0]
+
+    assert status_for(session("site-a", "tuesday")) == 200
+    assert status_for(session("operators", "on-call")) == 200
+    assert status_for(session("site-b", "monday")) == 404
+
+
 def test_a_declared_total_over_the_study_cap_is_413(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_STUDY_BYTES", "1000")

@@ -16,6 +16,7 @@ from pacs_validator.contract.auth import (
     AuthMode,
     Caller,
     TokenSecretError,
+    admin_principals,
     auth_mode,
     authenticate,
     bearer_token,
@@ -89,6 +90,40 @@ def test_an_iam_caller_is_its_principal_and_none_mode_everyone_anonymous() -> No
     with pytest.raises(AuthenticationError):
         iam_caller(None)
     assert ANONYMOUS.identity == "anonymous" and ANONYMOUS.admin
+
+
+ROLE = "arn:aws:iam::123456789012:role/site-a"
+
+
+@pytest.mark.parametrize("arn", ["arn:aws:sts::123456789012:assumed-role/site-a/session-1",
+                                 "arn:aws:sts::123456789012:assumed-role/site-a/i-0abc@x",
+                                 "arn:aws:iam::123456789012:role/sites/eu/site-a", ROLE])
+def test_every_session_of_a_role_and_the_role_itself_are_one_iam_caller(arn: str) -> None:
+    assert iam_caller(arn) == Caller(ROLE)
+
+
+def test_roles_of_other_accounts_or_partitions_stay_apart() -> None:
+    assert iam_caller("arn:aws:sts::999999999999:assumed-role/site-a/s").identity \
+        == "arn:aws:iam::999999999999:role/site-a"
+    assert iam_caller("arn:aws-cn:sts::123456789012:assumed-role/site-a/s").identity \
+        == "arn:aws-cn:iam::123456789012:role/site-a"
+
+
+def test_admin_principals_are_roles_and_users_and_their_sessions_are_admins() -> None:
+    admins = admin_principals(f" {ROLE.replace('role/', 'role/ops/')}, "
+                              "arn:aws:iam::123456789012:user/alice,")
+    assert admins == {ROLE, "arn:aws:iam::123456789012:user/alice"}
+    assert iam_caller("arn:aws:sts::123456789012:assumed-role/site-a/any", admins).admin
+    assert iam_caller("arn:aws:iam::123456789012:user/alice", admins).admin
+    assert not iam_caller("arn:aws:iam::123456789012:user/bob", admins).admin
+    assert admin_principals("") == frozenset()
+
+
+@pytest.mark.parametrize("text", ["site-a", "arn:aws:sts::123456789012:assumed-role/ops/s",
+                                  "arn:aws:iam::123456789012:root", f"{ROLE},*"])
+def test_admin_principals_refuse_anything_but_role_and_user_arns(text: str) -> None:
+    with pytest.raises(ValueError, match="ADMIN_PRINCIPALS"):
+        admin_principals(text)
 
 
 def test_the_mode_defaults_to_token_and_refuses_unknown_names() -> None:

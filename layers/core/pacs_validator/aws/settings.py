@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pacs_validator.contract.auth import AuthMode, auth_mode
+from pacs_validator.contract.auth import AuthMode, admin_principals, auth_mode
 from pacs_validator.dicom.data import data_document
 
 ENVIRONMENT_OVERRIDES = {
@@ -80,6 +80,9 @@ class Settings:
     fingerprint_key_secret: str = ""
     """The Secrets Manager secret (ARN or name) holding the key of the validator's
     fingerprints and key digests (``FINGERPRINT_KEY_SECRET``)."""
+    admin_principals: frozenset[str] = frozenset()
+    """IAM mode's admins (``ADMIN_PRINCIPALS``): the identities of the role and user ARNs
+    that read every study, as :func:`~pacs_validator.contract.auth.principal` gives them."""
 
 
 PROFILES = {"default": None, "strict": "strict.json"}
@@ -137,4 +140,5 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         api_auth=auth_mode(env.get("API_AUTH")),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
         fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
+        admin_principals=admin_principals(env.get("ADMIN_PRINCIPALS", "")),
     )

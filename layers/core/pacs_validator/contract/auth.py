@@ -11,9 +11,11 @@ rotates; the reserved key ``admins`` lists the labels that read every study::
 
 A secret without ``admins`` (the first format, ``{"initial": "Yx0…"}``) still works: its
 callers see their own studies only. ``IAM`` mode leaves authentication to API Gateway
-(SigV4, ``AWS_IAM`` on the methods) and the caller is the signing principal's ARN; ``NONE``
-checks nothing and every caller is :data:`ANONYMOUS`, which reads everything (not for
-patient data).
+(SigV4, ``AWS_IAM`` on the methods) and the caller is the signing principal: an IAM user's
+ARN, or for an assumed role the role's ARN (each session of a role is the same caller, so a
+site's next session reads the studies its last one made); the principals the deployment
+names (``AdminPrincipals``) read every study. ``NONE`` checks nothing and every caller is
+:data:`ANONYMOUS`, which reads everything (not for patient data).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ ANONYMOUS_LABEL = "anonymous"
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Labels are short names, never ARNs (which hold ``:``), so a token caller and an IAM
 principal cannot share an identity."""
+SESSION_ARN = re.compile(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+")
+"""A session of a role: ``assumed-role/ROLE/SESSION``."""
+ROLE_ARN = re.compile(r"arn:([\w-]+):iam::(\d{12}):role/(?:.+/)?([^/]+)")
+"""A role, any path: ``role/PATH/ROLE``."""
+USER_ARN = re.compile(r"arn:[\w-]+:iam::\d{12}:user/.+")
 
 
 class AuthMode(str, Enum):
@@ -154,8 +161,32 @@ def authenticate(authorization: str | None, book: TokenBook) -> Caller:
     return Caller(label, admin=label in book.admins)
 
 
-def iam_caller(principal_arn: str | None) -> Caller:
-    """IAM mode's caller: the principal API Gateway verified the signature of."""
+def principal(arn: str) -> str:
+    """The identity an IAM principal's ARN stands for. A role and each of its sessions are
+    ``arn:PARTITION:iam::ACCOUNT:role/NAME``: a session's ARN changes with every session
+    and carries no role path, and a role's name is unique in its account whatever its path.
+    Any other ARN (an IAM user's) is itself."""
+    match = SESSION_ARN.fullmatch(arn) or ROLE_ARN.fullmatch(arn)
+    if match is None:
+        return arn
+    partition, account, role = match.groups()
+    return f"arn:{partition}:iam::{account}:role/{role}"
+
+
+def admin_principals(text: str) -> frozenset[str]:
+    """The identities of a comma-separated list of role and user ARNs (``AdminPrincipals``);
+    :class:`ValueError` for anything else, so a typo cannot go unnoticed as an admin that
+    never matches."""
+    arns = [arn.strip() for arn in text.split(",") if arn.strip()]
+    if not all(ROLE_ARN.fullmatch(arn) or USER_ARN.fullmatch(arn) for arn in arns):
+        raise ValueError("ADMIN_PRINCIPALS must list IAM role or user ARNs, comma-separated")
+    return frozenset(principal(arn) for arn in arns)
+
+
+def iam_caller(principal_arn: str | None, admins: frozenset[str] = frozenset()) -> Caller:
+    """IAM mode's caller: the principal API Gateway verified the signature of (a session
+    as its role, see :func:`principal`), an admin when ``admins`` names it."""
     if not principal_arn:
         raise AuthenticationError("the request carries no IAM principal (sign it with SigV4)")
-    return Caller(principal_arn)
+    identity = principal(principal_arn)
+    return Caller(identity, admin=identity in admins)
