@@ -66,6 +66,7 @@ with garbage_collection_paused():
         DeclaredFile,
         StudyClosedError,
         UploadRequestError,
+        form_expiry,
         manifest_document,
         parse_upload_request,
         renewed_form_expiry,
@@ -212,7 +213,8 @@ def require_declared_sizes(files: list[DeclaredFile]) -> None:
 def create_upload() -> Response[dict[str, Any]]:
     body = request_json()
     files = parse_upload_request(body, settings.max_files_per_study)
-    deadline = requested_deadline(body, settings.upload_deadline_seconds)
+    deadline = requested_deadline(body, settings.min_upload_deadline_seconds,
+                                  settings.upload_deadline_seconds)
     try:
         require_declared_sizes(files)
     except PayloadTooLargeError:
@@ -227,11 +229,12 @@ def create_upload() -> Response[dict[str, Any]]:
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
     table.create(study_id, expected=len(files), deadline_seconds=deadline, owner=owner)
-    answer = study_form(study_id, len(files), settings.presign_expiry_seconds)
+    expires_in = form_expiry(settings.presign_expiry_seconds, deadline)
+    answer = study_form(study_id, len(files), expires_in)
     if len(files) <= settings.per_file_forms_max:
         answer["uploads"] = [
             {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
-                                                      settings.presign_expiry_seconds)}
+                                                      expires_in)}
             for f in files
         ]
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)

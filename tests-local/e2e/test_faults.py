@@ -94,17 +94,20 @@ def test_a_study_missing_files_ends_incomplete_and_a_late_file_is_recorded(
 ) -> None:
     client = deployment.api
     response = client.declare({"ct.dcm": CT_SMALL.stat().st_size,
-                               "mr.dcm": MR_SMALL.stat().st_size}, deadline_seconds=5)
+                               "mr.dcm": MR_SMALL.stat().st_size}, deadline_seconds=60)
     study_id = response["study_id"]
     PacsClient.post_file(response["upload"], "ct.dcm", CT_SMALL.read_bytes())
 
-    status = client.wait(study_id, timeout=150, interval=2)  # the sweep runs every minute
+    status = client.wait(study_id, timeout=210, interval=2)  # the sweep runs every minute
     assert (status["state"], status["status"]) == ("INCOMPLETE", 422)
     assert "study.manifest-missing" in {f["rule"] for f in status["findings"]}
     assert f"rejected/{study_id}/ct.dcm" in deployment.keys(deployment.store_bucket,
                                                             f"rejected/{study_id}/")
 
-    PacsClient.post_file(response["upload"], "mr.dcm", MR_SMALL.read_bytes())
+    # the form expired at the deadline: the late file is an S3 drop (or a post still in flight)
+    late_key = response["upload"]["key_prefix"] + "mr.dcm"
+    aws("s3").put_object(Bucket=deployment.uploads_bucket, Key=late_key,
+                         Body=MR_SMALL.read_bytes())
     wait_for(lambda: any(f["late"] for f in client.status(study_id).json()["files"]), 60,
              "the late file on the study")
     final = client.status(study_id).json()

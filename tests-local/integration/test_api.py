@@ -223,6 +223,27 @@ def test_a_renewed_form_expires_at_the_upload_deadline_and_none_is_given_after_i
     assert "past its upload deadline" in body["message"]
 
 
+def test_the_first_forms_expire_at_a_deadline_shorter_than_their_lifetime(stack: Stack) -> None:
+    status, declared = call_api(stack, "POST", "/upload", {
+        "files": [{"name": "a.dcm", "size": len(CT)}], "deadline_seconds": 60})
+    assert status == 201
+
+    assert declared["expires_in"] == 60
+    for form in (declared["upload"], *declared["uploads"]):
+        assert abs(expiration_of(form) - (time.time() + 60)) < 5
+    default = call_api(stack, "POST", "/upload", {"files": [{"name": "a.dcm", "size": 1}]})[1]
+    assert default["expires_in"] == 900  # the form's lifetime, shorter than the deadline
+
+
+@pytest.mark.parametrize("deadline", [1, 59, 3601, "60", True])
+def test_a_deadline_shorter_than_the_minimum_or_past_the_deployments_is_400(
+        stack: Stack, deadline: Any) -> None:
+    status, body = call_api(stack, "POST", "/upload", {
+        "files": [{"name": "a.dcm", "size": 1}], "deadline_seconds": deadline})
+    assert status == 400
+    assert body["message"] == "deadline_seconds must be a whole number from 60 to 3600"
+
+
 def test_renewal_for_an_unknown_study_is_404_and_for_a_malformed_id_400(stack: Stack) -> None:
     assert renew(stack, "0" * 32) == (404, {"statusCode": 404, "message": "no such study"})
     for bad in ("xyz", "A" * 32, "g" * 32, "0" * 31, "0" * 33):

@@ -23,6 +23,7 @@ from pacs_validator.contract.auth import (
     iam_caller,
     token_book,
 )
+from pacs_validator.contract.upload_request import UploadRequestError, requested_deadline
 
 BOOK = token_book(json.dumps({"admins": ["ops"], "ops": "a" * 16, "site-b": "b" * 32}))
 
@@ -176,3 +177,14 @@ def test_the_token_cache_and_study_cap_are_settings_with_defaults() -> None:
     assert (defaults.token_cache_seconds, defaults.max_study_bytes) == (300, 100 * 1024**3)
     local = load_settings(config, {"TOKEN_CACHE_SECONDS": "5", "MAX_STUDY_BYTES": "1000"})
     assert (local.token_cache_seconds, local.max_study_bytes) == (5, 1000)
+
+
+def test_a_deadline_is_asked_for_between_the_minimum_and_the_deployments() -> None:
+    assert requested_deadline({}, 60, 3600) == 3600
+    assert requested_deadline({"deadline_seconds": 60}, 60, 3600) == 60
+    with pytest.raises(UploadRequestError, match="from 60 to 3600"):
+        requested_deadline({"deadline_seconds": 1}, 60, 3600)
+    # a deployment deadline under the minimum is still the default, and the lowest asked for
+    assert requested_deadline({}, 60, 30) == 30
+    with pytest.raises(UploadRequestError, match="from 30 to 30"):
+        requested_deadline({"deadline_seconds": 29}, 60, 30)

@@ -48,6 +48,10 @@ class Settings:
     make the deadline sweep end."""
     presign_expiry_seconds: int
     upload_deadline_seconds: int
+    min_upload_deadline_seconds: int
+    """Shortest ``deadline_seconds`` a POST /upload may ask for (400 below): a study's
+    first form lives no longer than its deadline, and one of a second would expire before
+    a client could send a file with it."""
     retention_days: int
     max_files_per_study: int
     max_request_bytes: int
@@ -127,6 +131,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         max_open_studies=int(document["max_open_studies"]),
         presign_expiry_seconds=int(document["presign_expiry_seconds"]),
         upload_deadline_seconds=int(document["upload_deadline_seconds"]),
+        min_upload_deadline_seconds=int(document["min_upload_deadline_seconds"]),
         retention_days=int(document["retention_days"]),
         max_files_per_study=int(document["max_files_per_study"]),
         max_request_bytes=int(document["max_request_bytes"]),

@@ -68,23 +68,33 @@ def declared_files(document: dict[str, Any]) -> list[DeclaredFile]:
     return [DeclaredFile(name=str(f["name"]), size=int(f["size"])) for f in document["files"]]
 
 
-def requested_deadline(body: Any, maximum: int) -> int:
-    """Seconds the client asks to have for uploading (``deadline_seconds``, at most
-    ``maximum``, the deployment's deadline, which is also the default): a client that knows
-    its upload is quick learns sooner that a file went missing."""
+def requested_deadline(body: Any, minimum: int, maximum: int) -> int:
+    """Seconds the client asks to have for uploading (``deadline_seconds``, from ``minimum``
+    to ``maximum``, the deployment's deadline, which is also the default): a client that
+    knows its upload is quick learns sooner that a file went missing. The study's forms
+    expire at its deadline, so one too short to send a file with is refused; ``minimum``
+    yields to a deployment deadline shorter than it."""
     value = body.get("deadline_seconds", maximum) if isinstance(body, dict) else maximum
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise UploadRequestError(f"deadline_seconds must be a whole number from 1 to {maximum}")
+    lowest = min(minimum, maximum)
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= maximum:
+        raise UploadRequestError(
+            f"deadline_seconds must be a whole number from {lowest} to {maximum}")
     return value
 
 
+def form_expiry(expiry_seconds: int, until_deadline: int) -> int:
+    """Seconds a study-wide form stays valid: ``expiry_seconds``, but never past the study's
+    upload deadline (``until_deadline`` seconds away), so a file the form lets in is never
+    late."""
+    return min(expiry_seconds, until_deadline)
+
+
 def renewed_form_expiry(study: Mapping[str, Any], now: int, expiry_seconds: int) -> int:
-    """Seconds a renewed study-wide form stays valid: ``expiry_seconds``, but never past the
-    study's upload deadline, so a file the form lets in is never late. Only a study still
-    taking files (AWAITING_UPLOAD or RECEIVING, before its deadline) gets one."""
+    """Seconds a renewed study-wide form stays valid (:func:`form_expiry`). Only a study
+    still taking files (AWAITING_UPLOAD or RECEIVING, before its deadline) gets one."""
     if study["state"] not in {state.value for state in OPEN_STATES}:
         raise StudyClosedError(str(study["state"]))
     until_deadline = int(study["deadline"]) - now
     if until_deadline <= 0:
         raise StudyClosedError(f"{study['state']} past its upload deadline")
-    return min(expiry_seconds, until_deadline)
+    return form_expiry(expiry_seconds, until_deadline)
