@@ -244,6 +244,34 @@ def test_a_deadline_shorter_than_the_minimum_or_past_the_deployments_is_400(
     assert body["message"] == "deadline_seconds must be a whole number from 60 to 3600"
 
 
+LONG_UNICODE_NAME = "\U0001f9e0" * 256
+"""A name of 256 characters whose ``file#<name>`` sort key is 1,029 bytes, over DynamoDB's
+1,024 for a sort key."""
+
+
+def test_a_next_token_beyond_the_sort_key_limit_is_400_not_a_query(stack: Stack) -> None:
+    study_id = declare_study(stack, {"a.dcm": CT})["study_id"]
+    for name in (LONG_UNICODE_NAME, "a" * 129, "b.dcm/../c"):
+        token = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+        status, body = call_api(stack, "GET", f"/status/{study_id}",
+                                params={"study_id": study_id}, query={"next": token})
+        assert status == 400, body
+        assert body["message"] == "next is not a page token of this study"
+    good = base64.urlsafe_b64encode(b"a" * 128).decode().rstrip("=")
+    assert call_api(stack, "GET", f"/status/{study_id}", params={"study_id": study_id},
+                    query={"next": good})[0] == 200
+
+
+def test_a_declared_name_is_named_within_the_sort_key_limit(stack: Stack) -> None:
+    """File records are keyed ``file#<name>``: a declared name is made a safe name (ASCII,
+    at most 128 characters) before any key is formed, so no declaration reaches the limit."""
+    status, declared = call_api(stack, "POST", "/upload",
+                                {"files": [{"name": LONG_UNICODE_NAME + "x" * 2000, "size": 1}]})
+    assert status == 201
+    [form] = declared["uploads"]
+    assert form["name"].isascii() and len(form["name"]) <= 128
+
+
 def test_renewal_for_an_unknown_study_is_404_and_for_a_malformed_id_400(stack: Stack) -> None:
     assert renew(stack, "0" * 32) == (404, {"statusCode": 404, "message": "no such study"})
     for bad in ("xyz", "A" * 32, "g" * 32, "0" * 31, "0" * 33):

@@ -23,6 +23,7 @@ from pacs_validator.contract.auth import (
     iam_caller,
     token_book,
 )
+from pacs_validator.contract.status_view import PageTokenError, decode_token, encode_token
 from pacs_validator.contract.upload_request import UploadRequestError, requested_deadline
 
 BOOK = token_book(json.dumps({"admins": ["ops"], "ops": "a" * 16, "site-b": "b" * 32}))
@@ -188,3 +189,14 @@ def test_a_deadline_is_asked_for_between_the_minimum_and_the_deployments() -> No
     assert requested_deadline({}, 60, 30) == 30
     with pytest.raises(UploadRequestError, match="from 30 to 30"):
         requested_deadline({"deadline_seconds": 29}, 60, 30)
+
+
+@pytest.mark.parametrize("name", ["a.dcm", "IM_0001", "x" * 128])
+def test_a_page_token_of_a_file_name_decodes_to_it(name: str) -> None:
+    assert decode_token(encode_token(name)) == name
+
+
+@pytest.mark.parametrize("name", ["", "x" * 129, "\U0001f9e0" * 256, "é.dcm", ".hidden", "a/b"])
+def test_a_page_token_of_no_file_name_the_api_gives_is_refused(name: str) -> None:
+    with pytest.raises(PageTokenError):
+        decode_token(encode_token(name))

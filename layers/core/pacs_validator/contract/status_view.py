@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pacs_validator.contract.names import safe_name
 from pacs_validator.contract.states import State
 
 STATUS_PAGE_BYTES = 200_000
 """A page of ``GET /status`` stops adding files at this many bytes (API responses ≤ 256 KB)."""
-MAX_TOKEN_NAME = 256
 ASIDE_KINDS = ("late", "undeclared")
 """Uploads kept aside, each counted on the study item as ``<kind>_uploads``."""
 PREVIEW_LINKS_MAX = 20
@@ -45,12 +45,16 @@ def encode_token(name: str) -> str:
 
 
 def decode_token(token: str) -> str:
-    """The file name a ``next`` token starts after."""
+    """The file name a ``next`` token starts after. Tokens are handed out for file records
+    only, whose names are as :func:`safe_name` makes them (ASCII, at most 128 characters),
+    so any other name is refused here: it keeps the sort key the table is asked to start
+    after (``file#<name>``) far below DynamoDB's 1,024-byte limit for one, where a long
+    Unicode name would have made DynamoDB refuse the query (a 5xx, not the caller's 400)."""
     try:
         name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (ValueError, UnicodeDecodeError) as error:
         raise PageTokenError("next is not a page token of this study") from error
-    if not name or len(name) > MAX_TOKEN_NAME:
+    if not name or safe_name(name) != name:
         raise PageTokenError("next is not a page token of this study")
     return name
 
