@@ -17,19 +17,25 @@ PYTHON ?= $(shell $(WHEELS_MK)../local-runtime/find-python 3.12)
 # Listed one by one: pip (23.x) does not expand a manylinux_2_X platform to older ones.
 GLIBC_MINORS := $(shell seq 17 34)
 
+# $(call lambda_wheels,REQUIREMENTS_FILE[,MORE_PIP_OPTIONS]): install the requirements' wheels
+# for CPython 3.12 on manylinux $(MACHINE) into the layer, or fail the build saying which.
+define lambda_wheels
+$(PIP) install --quiet --disable-pip-version-check --no-compile --only-binary=:all: \
+	--implementation cp --python-version 3.12 --abi cp312 \
+	--platform manylinux2014_$(MACHINE) \
+	$(foreach minor,$(GLIBC_MINORS),--platform manylinux_2_$(minor)_$(MACHINE)) \
+	--target "$(ARTIFACTS_DIR)/python" $(2) -r "$(1)" \
+|| { echo "layer build for $(MACHINE) failed: a requirement in $(1)" \
+	"has no wheel for CPython 3.12 on manylinux $(MACHINE) (pip names it above)." \
+	"Nothing is built from source for Lambda, and every sam build makes the layers of" \
+	"both architectures: pin a version with wheels for x86_64 and aarch64, or drop arm64" \
+	"(the *Arm64 layers and the Architecture parameter in template.yaml; README, Deploy on" \
+	"AWS)." >&2; exit 1; }
+endef
+
 wheels:
 	mkdir -p "$(ARTIFACTS_DIR)/python"
-	$(PIP) install --quiet --disable-pip-version-check --no-compile --only-binary=:all: \
-		--implementation cp --python-version 3.12 --abi cp312 \
-		--platform manylinux2014_$(MACHINE) \
-		$(foreach minor,$(GLIBC_MINORS),--platform manylinux_2_$(minor)_$(MACHINE)) \
-		--target "$(ARTIFACTS_DIR)/python" -r "$(REQUIREMENTS)" \
-	|| { echo "layer build for $(MACHINE) failed: a requirement in $(REQUIREMENTS)" \
-		"has no wheel for CPython 3.12 on manylinux $(MACHINE) (pip names it above)." \
-		"Nothing is built from source for Lambda, and every sam build makes the layers of" \
-		"both architectures: pin a version with wheels for x86_64 and aarch64, or drop arm64" \
-		"(the *Arm64 layers and the Architecture parameter in template.yaml; README, Deploy on" \
-		"AWS)." >&2; exit 1; }
+	$(call lambda_wheels,$(REQUIREMENTS))
 
 # Lambda mounts layers read-only: a module shipped without its bytecode is compiled again on
 # every cold start (about 1 s of the validator's, measured by benchmarks/bench_cold_start.py).

