@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
+from pydicom.tag import Tag
 
 JPEG_2000_SIZ = b"\xff\x4f\xff\x51"
 JPEG_SOF_MARKERS = (0xC0, 0xC1, 0xF7)  # baseline, extended sequential, JPEG-LS
@@ -25,3 +29,19 @@ def claim_codestream_size(dataset: Dataset, width: int, height: int) -> None:
                    if patched[at] == 0xFF and patched[at + 1] in JPEG_SOF_MARKERS)
         struct.pack_into(">HH", patched, sof + 5, height, width)
     dataset.PixelData = encapsulate([bytes(patched)])
+
+
+def with_raw_value(where: Callable[[Dataset], Dataset], keyword: str, vr: str | None,
+                   value: bytes) -> Callable[[Dataset], None]:
+    """An edit that makes ``value`` the encoded value of ``keyword`` in the data set or item
+    ``where`` picks, under ``vr`` (None: the file's implicit VR), as a buggy writer or an
+    overwritten VR leaves it: pydicom writes the bytes as they are, into an item too when it
+    was read from a file."""
+
+    def edit(dataset: Dataset) -> None:
+        tag = tag_for_keyword(keyword)
+        assert tag is not None, keyword
+        where(dataset)[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, vr is None,
+                                             True)
+
+    return edit

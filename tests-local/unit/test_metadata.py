@@ -9,6 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import realworld
+from crafted import with_raw_value
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -297,26 +298,72 @@ def test_reshaped_and_highdicom_built_files_are_described_the_same_from_their_he
     assert from_head == at_validation == from_whole
 
 
+LONG_SEQUENCE_CREATOR = "PACS VALIDATOR TEST"
+
+
+def with_long_sequence(dataset: Dataset) -> None:
+    """A private sequence of 2000 items, over ``defer_size``: the read defers it."""
+    items = []
+    for index in range(2000):
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator = f"C{index}", "99TEST"
+        items.append(item)
+    block = dataset.private_block(0x0011, LONG_SEQUENCE_CREATOR, create=True)
+    block.add_new(0x01, "SQ", items)
+
+
+def long_sequence_item(dataset: Dataset) -> Dataset:
+    """The 1000th item of :func:`with_long_sequence`'s sequence."""
+    item: Dataset = dataset.private_block(0x0011, LONG_SEQUENCE_CREATOR)[0x01].value[999]
+    return item
+
+
+def long_sequence_json(document: dict) -> dict:
+    """:func:`with_long_sequence`'s sequence in a DICOM JSON document."""
+    [sequence] = [element for tag, element in document.items()
+                  if tag.startswith("0011") and element["vr"] == "SQ"]
+    return sequence
+
+
 def test_a_sequence_the_read_deferred_is_given_whole_in_the_dicom_json(mutate, config, tmp_path):
     """pydicom defers a sequence of a defined length over ``defer_size`` as it defers a
     blob, but PS3.18 has no BulkDataURI for a sequence: its items are given, from the head
     as from validation's read."""
-    def with_long_sequence(dataset):
-        items = []
-        for index in range(2000):
-            item = Dataset()
-            item.CodeValue, item.CodingSchemeDesignator = f"C{index}", "99TEST"
-            items.append(item)
-        block = dataset.private_block(0x0011, "PACS VALIDATOR TEST", create=True)
-        block.add_new(0x01, "SQ", items)
-
     path = mutate("CT_small.dcm", with_long_sequence)
     (_, at_validation), (_, again), _ = described_every_way(path, config, tmp_path)
     assert again == at_validation
-    sequence = [element for tag, element in at_validation.items()
-                if tag.startswith("0011") and element["vr"] == "SQ"]
-    assert [len(element["Value"]) for element in sequence] == [2000]
-    assert sequence[0]["Value"][1999]["00080100"]["Value"] == ["C1999"]
+    sequence = long_sequence_json(at_validation)
+    assert len(sequence["Value"]) == 2000
+    assert sequence["Value"][1999]["00080100"]["Value"] == ["C1999"]
+
+
+@pytest.mark.parametrize("in_a_deferred_sequence", [False, True])
+def test_a_value_of_no_whole_number_of_values_is_described_empty_every_way(
+        in_a_deferred_sequence, mutate, config, tmp_path):
+    """Issue 31: an FD of 12 bytes (pydicom raises BytesLengthException on reading it) in a
+    file that validates with a ``value.other-vr-length`` warning: its description and DICOM
+    JSON, from validation's read, the head and the whole file, give the element present and
+    empty. Inside a sequence the read defers, validation never decoded it, and the DICOM
+    JSON raised (the descriptor failed with a 500)."""
+    if in_a_deferred_sequence:
+        source, where = mutate("CT_small.dcm", with_long_sequence), long_sequence_item
+    else:
+        source, where = "CT_small.dcm", (lambda dataset: dataset)
+    path = mutate(source, with_raw_value(where, "SingleCollimationWidth", "FD", bytes(12)))
+    result, _ = validate_instance(path, config)
+    assert [(f.rule, f.keyword) for f in result.findings
+            if f.severity.value == "warning"] == [("value.other-vr-length",
+                                                   "SingleCollimationWidth")]
+    (_, at_validation), (_, from_head), (_, from_whole) = described_every_way(path, config,
+                                                                              tmp_path)
+    assert from_head == at_validation == from_whole
+    if in_a_deferred_sequence:
+        items = long_sequence_json(at_validation)["Value"]
+        assert items[999]["00189306"] == {"vr": "FD"}
+        assert items[998] == {"00080100": {"vr": "SH", "Value": ["C998"]},
+                              "00080102": {"vr": "SH", "Value": ["99TEST"]}}
+    else:
+        assert at_validation["00189306"] == {"vr": "FD"}
 
 
 def test_a_file_recorded_without_its_head_is_described_from_the_whole_file(corpus, config):

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from pydicom.datadict import tag_for_keyword
+import json
+import struct
+from pathlib import Path
 
+import pytest
+from crafted import with_raw_value
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+
+import pacs_validator
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.rules import format_tag
 
@@ -151,6 +158,80 @@ def test_person_name_made_required_rejects_when_too_long(mutate, validate):
                              lambda ds: setattr(ds, "PatientName", "A" * 65 + "^B")), cfg)
     assert result.status == 422
     assert [f.keyword for f in findings_of(result, "value.vr-length")] == ["PatientName"]
+
+
+# --- values that are no whole number of their VR's values --------------------------------
+
+STRICT = json.loads((Path(pacs_validator.__file__).parent / "data" / "strict.json").read_text())
+
+
+def top(dataset: Dataset) -> Dataset:
+    """Where a top-level element is: the data set itself."""
+    return dataset
+
+
+WRONG_WIDTHS = {
+    "US of 3 bytes": ("CT_small.dcm", top, "Rows", "US", b"\x80\x00\x00", None, 422),
+    "US overwritten as UL": ("CT_small.dcm", top, "Rows", "UL", struct.pack("<H", 128), None, 422),
+    "FD of 12 bytes": ("CT_small.dcm", top, "SingleCollimationWidth", "FD", bytes(12), None, 200),
+    "UL of 6 bytes": ("MR_small.dcm", top, "GeneratorPower", "UL", bytes(6), None, 200),
+    "US in a sequence item": ("liver_1frame.dcm", lambda ds: ds.SegmentSequence[0],
+                              "SegmentNumber", "US", b"\x01\x00\x00",
+                              "SegmentSequence[1]/SegmentNumber", 200),
+    "implicit US, deferred": ("MR_small_implicit.dcm", top, "Rows", None, bytes(65537), None,
+                              422),
+}
+"""Shape -> file, where, keyword, VR written, value, the path a finding names (None: top
+level) and the status. A Rows that reads as empty leaves the pixel data uninterpretable
+(``pixel.attributes``, 422); the other attributes are no rule's input. The last is over the
+read's ``defer_size``: its value stays on disk until a rule reads it."""
+
+
+@pytest.mark.parametrize("shape", WRONG_WIDTHS)
+def test_value_of_no_whole_number_of_its_vrs_values_is_a_warning_naming_it(shape, mutate,
+                                                                           validate):
+    """Issue 31: such a value (pydicom raises BytesLengthException on reading it) was a 400
+    ``format.dataset`` at the top level and in items, a 500 when deferred. It is a value
+    length defect: a warning of an attribute that is not required, the element read as
+    empty."""
+    name, where, keyword, vr, value, path, status = WRONG_WIDTHS[shape]
+    result = validate(mutate(name, with_raw_value(where, keyword, vr, value)))
+    assert result.status == status
+    assert not findings_of(result, "internal.error")
+    assert not findings_of(result, "format.dataset")
+    widths = findings_of(result, "value.other-vr-length")
+    assert [(f.keyword, f.tag, f.path, f.severity.value) for f in widths] == [
+        (keyword, dicom_tag(keyword), path, "warning")]
+    assert widths[0].message.startswith(f"{path or keyword} holds {len(value)} bytes")
+    assert "whole number" in widths[0].message
+    if status == 422:
+        assert error_rules(result) == {"pixel.attributes"}
+
+
+def test_value_of_no_whole_number_of_values_is_an_error_in_the_strict_profile(mutate,
+                                                                              validate):
+    name, where, keyword, vr, value, _, _ = WRONG_WIDTHS["FD of 12 bytes"]
+    path = mutate(name, with_raw_value(where, keyword, vr, value))
+    strict = validate(path, build_config({**STRICT, "conformance": {"enabled": False}}))
+    assert strict.status == 422
+    assert [(f.keyword, f.severity.value) for f in findings_of(strict, "value.other-vr-length")
+            ] == [(keyword, "error")]
+
+
+def test_identifying_uid_overwritten_with_a_binary_vr_of_another_width_rejects(corpus, mutate,
+                                                                              validate):
+    """SOPInstanceUID's VR overwritten with UL: its 46 bytes are no whole number of UL
+    values, and a required attribute rejects on its value (``value.vr-length``)."""
+    uid = corpus.read(corpus.path("MR_small.dcm"), pixels=False).SOPInstanceUID
+    value = uid.encode() + b"\x00" * (len(uid) % 2)
+    assert len(value) % 4
+    result = validate(mutate("MR_small.dcm", with_raw_value(top, "SOPInstanceUID", "UL", value)))
+    assert result.status == 422
+    lengths = findings_of(result, "value.vr-length")
+    assert [(f.keyword, f.tag, f.severity.value) for f in lengths] == [
+        ("SOPInstanceUID", "(0008,0018)", "error")]
+    assert uid not in lengths[0].message
+    assert not findings_of(result, "internal.error")
 
 
 # --- file meta agreement -------------------------------------------------------------------

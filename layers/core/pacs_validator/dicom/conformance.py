@@ -35,7 +35,7 @@ from pydicom.dataset import Dataset
 from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.limits import ConformanceSettings
 from pacs_validator.dicom.parsing import loaded_elements
-from pacs_validator.dicom.rules import Findings, Location, Severity, format_tag
+from pacs_validator.dicom.rules import Findings, Location, Severity, element_name
 
 ENGINE = "dciodvfy"
 ENGINE_VARIABLE = "PACS_VALIDATOR_DCIODVFY"
@@ -246,14 +246,10 @@ def classify(message: EngineMessage) -> Classified | None:
     return Classified("conformance.other", "conformance problem", message.lead_tag, None, None)
 
 
-def _name(tag: int) -> str:
-    return keyword_for_tag(tag) or format_tag(tag)
-
-
 def _walk(dataset: Dataset, prefix: str = "") -> Iterator[tuple[str, DataElement]]:
     """Every loaded element with its path (deferred values are left on disk)."""
     for element in loaded_elements(dataset):
-        path = f"{prefix}{_name(element.tag)}"
+        path = f"{prefix}{element_name(element.tag)}"
         yield path, element
         if element.VR == "SQ":
             for index, item in enumerate(element.value, start=1):
@@ -294,7 +290,7 @@ class Locator:
             candidates = [path for path, _ in found]
         if not candidates:
             # Pixel data and deferred values are not walked: they are where the tag says.
-            return _name(tag) if tag == PIXEL_DATA or tag in self._top_level else None
+            return element_name(tag) if tag == PIXEL_DATA or tag in self._top_level else None
         key = (finding.rule, tag)
         index = min(self._used[key], len(candidates) - 1)
         self._used[key] += 1
@@ -349,7 +345,7 @@ def add_findings(run: EngineRun, dataset: Dataset, max_findings: int, skip: Coll
         path = None
         if classified.tag is not None:
             locator = locator or Locator(dataset)
-            path = locator.place(classified, classified.tag) or _name(classified.tag)
+            path = locator.place(classified, classified.tag) or element_name(classified.tag)
         where = f"{path}" if path else "the data set"
         module = f" (module {classified.module})" if classified.module else ""
         findings.add(classified.rule, f"{classified.says}: {where}{module}", classified.tag,

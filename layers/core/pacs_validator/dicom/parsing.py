@@ -9,8 +9,9 @@ Reading happens in two passes over the same bytes, and neither holds pixel data 
    tolerates: pydicom returns a partial, or even empty, data set for some truncated files
    instead of raising.
 2. pydicom reads the attributes (``stop_before_pixels``, large values deferred) and every
-   element is decoded once, sequences included, so that undecodable values are found here
-   rather than later by whoever reads ``metadata.json``.
+   element is decoded once, sequences and the file meta included, so that undecodable
+   values are found here rather than later by whoever reads ``metadata.json``. A value that
+   is no whole number of its VR's values is read as empty (see :class:`WrongWidth`).
 
 Only when the first pass finds the file sound does the second run: a file that fails the
 first is answered with a 400 and no content rules. The first pass also enforces the
@@ -35,19 +36,21 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import read_dataset
+from pydicom.hooks import hooks
 from pydicom.uid import UID
 
 from pacs_validator.dicom.config import ValidatorConfig
 from pacs_validator.dicom.limits import Limits
-from pacs_validator.dicom.rules import Findings
+from pacs_validator.dicom.rules import Findings, element_name
 from pacs_validator.dicom.structure import (
+    NUMBER_WIDTHS,
     PIXEL_DATA_TAGS,
     Garbled,
     LimitExceeded,
@@ -74,10 +77,30 @@ _HASH_CHUNK = 1024 * 1024
 _INFLATE_PIECE = 1024 * 1024
 """Most bytes one inflate call may produce: a megabyte of deflated zeros inflates to a
 gigabyte, so output is bounded per call, not per input chunk."""
+_LONG_UN = 0xFFFF
+"""pydicom reads a standard element encoded as UN of this many bytes or more as UN, and a
+shorter one by its dictionary VR (``config.replace_un_with_known_vr``)."""
 
 
 
 
+
+
+@dataclass(frozen=True)
+class WrongWidth:
+    """An element whose value length is no multiple of its VR's width (a US of 3 bytes, an
+    FD of 12): not a whole number of values. pydicom raises when such a value is read, and
+    other readers drop the bytes left over, so the read takes it as empty: every reader of
+    the data set after it (rules, the conformance locator, the description, the DICOM JSON)
+    meets an empty element, and the rules report it from this record."""
+
+    tag: int
+    vr: str
+    length: int
+    width: int
+    path: str | None = None
+    """Where it is through sequence items (``SegmentSequence[1]/SegmentNumber``); None at
+    the top level of the data set or of the file meta."""
 
 
 @dataclass
@@ -103,6 +126,8 @@ class ParsedInstance:
     element_count: int = 0
     """Data elements at every depth, as the structural scan counted them: what reading and
     describing the data set costs grows with it."""
+    wrong_widths: list[WrongWidth] = field(default_factory=list)
+    """The elements the read took as empty, their values no whole number of values."""
 
 
 
@@ -200,8 +225,11 @@ def read_head(path: str | os.PathLike[str], defer_size: int) -> Dataset:
     its end or trailing padding when it has none) at ``path``, as :func:`read_instance`
     reads it, without the first pass. Only for bytes that pass already found sound and
     within the limits: storing reads a valid instance's head back this way. Not for a
-    deflated file, whose data set is read from the whole file, inflated."""
-    return pydicom.dcmread(path, defer_size=defer_size, stop_before_pixels=True)
+    deflated file, whose data set is read from the whole file, inflated. Its values that are
+    no whole number of values are read as empty, as :func:`read_instance` reads them."""
+    dataset = pydicom.dcmread(path, defer_size=defer_size, stop_before_pixels=True)
+    _decode(dataset, [])  # it decodes: its bytes are those validation read
+    return dataset
 
 
 def scan_instance(source: Source, limits: Limits, findings: Findings) -> ParsedInstance:
@@ -250,7 +278,7 @@ def _read_stream(
         if data_set is None:
             return
         deflated = bool(parsed.transfer_syntax and parsed.transfer_syntax.is_deflated)
-        parsed.dataset = _read_dataset(data_set, deflated, config, findings)
+        parsed.dataset = _read_dataset(data_set, deflated, config, findings, parsed.wrong_widths)
         if parsed.dataset is not None and deflated:
             # Its deferred values are read back from the inflated copy (the metadata's DICOM
             # JSON does so after validation): the copy lives, and is deleted, with it.
@@ -425,14 +453,15 @@ def _pydicom_read(data_set: IO[bytes], deflated: bool, defer_size: int) -> Datas
 
 
 def _read_dataset(
-    data_set: IO[bytes], deflated: bool, config: ValidatorConfig, findings: Findings
+    data_set: IO[bytes], deflated: bool, config: ValidatorConfig, findings: Findings,
+    wrong_widths: list[WrongWidth],
 ) -> Dataset | None:
     try:
         dataset = _pydicom_read(data_set, deflated, config.defer_size)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbled input
         findings.add("format.dataset", f"the data set cannot be read ({type(exc).__name__})")
         return None
-    failed_tag = _first_undecodable(dataset)
+    failed_tag = _decode(dataset, wrong_widths)
     if failed_tag is not None:
         findings.add("format.dataset", "the element's value cannot be decoded", failed_tag)
         return None
@@ -492,21 +521,61 @@ def walk_elements(dataset: Dataset) -> Iterator[DataElement]:
                 yield from walk_elements(item)
 
 
-def _first_undecodable(dataset: Dataset) -> int | None:
-    """Decode every element once (sequences included); the tag of the first that fails."""
+def _decode(dataset: Dataset, wrong_widths: list[WrongWidth]) -> int | None:
+    """:func:`_first_undecodable` of the file meta, then of the data set. pydicom leaves
+    the file meta's values but the transfer syntax undecoded, and the conformance locator
+    reads them all."""
+    for part in (getattr(dataset, "file_meta", None) or Dataset(), dataset):
+        failed = _first_undecodable(part, wrong_widths)
+        if failed is not None:
+            return failed
+    return None
+
+
+def _first_undecodable(dataset: Dataset, wrong_widths: list[WrongWidth], prefix: str = ""
+                       ) -> int | None:
+    """Decode every element once, sequences included; the tag of the first that fails.
+
+    Deferred values stay on disk, but for sequences: the DICOM JSON gives them whole, and
+    what their items hold is bounded by the limits as every item's is. Each element's
+    width is judged first, from its header, deferred or not: one that is no whole number of
+    values is listed in ``wrong_widths`` and read as empty (see :class:`WrongWidth`).
+    """
     for raw in _elements_as_read(dataset):
-        if _is_deferred(raw):
-            continue
+        if isinstance(raw, RawDataElement):
+            vr = _vr_read_as(raw, dataset)
+            width = NUMBER_WIDTHS.get(vr.split(" or ")[0])  # "US or SS": 2 bytes either way
+            length = raw.length if raw.value is None else len(raw.value)
+            if width is not None and length % width:
+                path = f"{prefix}{element_name(raw.tag)}" if prefix else None
+                wrong_widths.append(WrongWidth(int(raw.tag), vr, length, width, path))
+                dataset[raw.tag] = raw._replace(value=b"", length=0)
+            elif vr != "SQ" and _is_deferred(raw):
+                continue
         try:
             element = dataset[raw.tag]
         except Exception:  # noqa: BLE001 - any decoding failure of any element is the finding
             return int(raw.tag)
         if element.VR == "SQ":
-            for item in element.value:
-                failed = _first_undecodable(item)
+            for index, item in enumerate(element.value, start=1):
+                failed = _first_undecodable(item, wrong_widths,
+                                            f"{prefix}{element_name(raw.tag)}[{index}]/")
                 if failed is not None:
                     return failed
     return None
+
+
+def _vr_read_as(raw: RawDataElement, dataset: Dataset) -> str:
+    """The VR pydicom reads ``raw``'s value by: its own choice (the file's VR; for implicit
+    VR or UN, the dictionary's or the private dictionary's), made before the value is read.
+    A deferred value is read back with its bytes, and a standard UN element of
+    :data:`_LONG_UN` bytes or more then stays UN."""
+    if (raw.VR == "UN" and _is_deferred(raw) and not raw.tag.is_private
+            and raw.length >= _LONG_UN):
+        return "UN"
+    chosen: dict[str, Any] = {}
+    hooks.raw_element_vr(raw, chosen, ds=dataset)
+    return str(chosen["VR"])
 
 
 def sha256_of(source: Source) -> str:

@@ -94,6 +94,11 @@ def format_tag(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
+def element_name(tag: int) -> str:
+    """How a message or a path names an element: its keyword, else (private) its tag."""
+    return keyword_for_tag(tag) or format_tag(tag)
+
+
 @cache
 def _catalogue() -> dict[str, dict[str, Any]]:
     catalogue: dict[str, dict[str, Any]] = data_document("rules.json")

@@ -49,9 +49,11 @@ _SHORT_LENGTH_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
      b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
-_NUMBER_SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8,
-                 b"SV": 8, b"UV": 8}
-"""Binary VRs pydicom reads as one Python number per value."""
+NUMBER_WIDTHS = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "AT": 4, "FD": 8, "SV": 8,
+                 "UV": 8}
+"""Bytes per value of the binary VRs pydicom reads as one Python number (or tag) per value:
+a value length that is not a multiple of its VR's width holds no whole number of values."""
+_NUMBER_SIZES = {vr.encode(): width for vr, width in NUMBER_WIDTHS.items()}
 _SPLIT_TEXT_VRS = frozenset(
     {b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"PN", b"SH", b"TM", b"UC", b"UI"}
 )

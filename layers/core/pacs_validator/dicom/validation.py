@@ -34,6 +34,7 @@ from pacs_validator.dicom.values import (
     check_single_valued,
     check_uids,
     check_value_representations,
+    check_value_widths,
 )
 
 DATASET_CHECKS = (
@@ -215,6 +216,7 @@ def check_instance(parsed: ParsedInstance, config: ValidatorConfig, findings: Fi
     if dataset is None or parsed.transfer_syntax is None:
         return
     check_file_meta_agreement(parsed, dataset, findings)
+    check_value_widths(parsed, config, findings)
     for check in DATASET_CHECKS:
         check(dataset, config, findings)
     check_pixel_data(dataset, parsed.pixel_data, parsed.transfer_syntax, config.limits, findings)

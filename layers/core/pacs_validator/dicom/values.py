@@ -26,7 +26,7 @@ from pacs_validator.dicom.parsing import (
     loaded_elements,
     walk_elements,
 )
-from pacs_validator.dicom.rules import Findings
+from pacs_validator.dicom.rules import Findings, Location, element_name
 
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 UID_MAX_LENGTH = 64
@@ -190,6 +190,26 @@ def check_value_representations(
         if pattern and not all(map(pattern.match, texts)):
             findings.add(prefix + "vr-format", f"{name} does not match the format of VR "
                          f"{element.VR}", element.tag)
+
+
+def check_value_widths(parsed: ParsedInstance, config: ValidatorConfig, findings: Findings
+                       ) -> None:
+    """Values that are no whole number of their VR's values (a US of 3 bytes), which the
+    read took as empty (:class:`~pacs_validator.dicom.parsing.WrongWidth`), at any depth
+    and in the file meta.
+
+    A value length that breaks its VR, judged as :func:`check_value_representations` judges
+    one: ``value.vr-length`` for a top-level required attribute (an identifying UID whose VR
+    was overwritten with UL), ``value.other-vr-length`` anywhere else, a warning by default:
+    the rest of the file still reads, and the element is simply empty.
+    """
+    required = {_keyword_tag(k) for k in config.required_attributes}
+    for wrong in parsed.wrong_widths:
+        top_level_required = wrong.path is None and wrong.tag in required
+        rule = "value.vr-length" if top_level_required else "value.other-vr-length"
+        findings.add(rule, f"{wrong.path or element_name(wrong.tag)} holds {wrong.length} "
+                     f"bytes, not a whole number of {wrong.width}-byte {wrong.vr} values",
+                     wrong.tag, Location(path=wrong.path))
 
 
 def _texts(element: DataElement) -> list[str]:
