@@ -253,6 +253,20 @@ def test_an_engine_that_hangs_is_stopped_at_the_timeout(pidfds, tmp_path, monkey
     assert any("within conformance.timeout_seconds" in m for m in _not_run(result))
 
 
+def test_a_sequence_tag_holding_another_vr_is_no_place_for_a_missing_attribute(tmp_path):
+    """A bit flip in bench_fuzz (seed 8, input 4400, read from disk) left a sequence's tag on
+    a Person Name: placing a missing attribute that the sequence's items may hold, the
+    locator iterated the name's characters as items (a TypeError, a 500). Here the
+    IconImageSequence's tag holds a name, and Rows, which its items may hold, is missing."""
+    def garbled(dataset: Dataset) -> None:
+        del dataset.Rows
+        dataset[0x00880200] = DataElement(0x00880200, "PN", "NOT^ASEQUENCE")
+
+    result = judged(edited(tmp_path, "CT_small.dcm", garbled))
+    assert not [f for f in result.findings if f.rule == "internal.error"]
+    assert ("conformance.missing-type1", "Rows") in located(result)
+
+
 def test_findings_past_the_cap_are_counted_not_kept():
     result = judged(TEST_FILES / "MR_small.dcm", build_config({"conformance": {"max_findings": 2}}))
     assert len([f for f in result.findings if f.rule.startswith("conformance.")

@@ -298,12 +298,14 @@ class Locator:
 
     def _absent(self, tag: int, module: str | None) -> list[str]:
         """Where ``tag`` may be and is not: the top level, then the items of the sequences
-        that may hold it (a macro's attributes first in items)."""
+        that may hold it (a macro's attributes first in items). A sequence's tag whose
+        element has another VR (a garbled header: a name, a number) holds no items."""
         keyword = keyword_for_tag(tag)
         parents = _places()["parents"].get(keyword, ())
         places = sorted((self._order[path], index, path)
                         for parent in parents
                         for path, element in self._by_tag.get(tag_for_keyword(parent) or -1, [])
+                        if element.VR == "SQ"
                         for index, item in enumerate(element.value, start=1) if tag not in item)
         nested = [f"{path}[{index}]/{keyword}" for _, index, path in places]
         top = [keyword] if keyword in _top_level_keywords() and tag not in self._top_level \
