@@ -11,6 +11,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 STACK := local-runtime/stack
 STACK_NAME ?= pacs-validator
 DEPLOY_PARAMETERS := Stage=local UploadDeadlineSeconds=1800 ChunkInstances=100 TokenCacheSeconds=5
+# LocalStack community has no WAF: the local API gets no web ACL.
+DEPLOY_PARAMETERS += RequestsPerAddress=0
 # LocalStack emulates no SnapStart and never moves an alias: the local API calls its latest code.
 DEPLOY_PARAMETERS += SnapStart=Disabled
 CHROMIUM := /usr/bin/chromium

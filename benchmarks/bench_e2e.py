@@ -153,7 +153,8 @@ def main() -> None:
         results["up_seconds"] = timed([str(STACK), "up"])
         results["deploy_seconds"] = timed([str(STACK), "deploy", str(ROOT / "template.yaml"),
                                            args.stack_name, "--parameter-overrides",
-                                           "Stage=local", "SnapStart=Disabled"])
+                                           "Stage=local", "SnapStart=Disabled",
+                                           "RequestsPerAddress=0"])
     client = deployed_client(args.stack_name)
 
     health = []

@@ -150,3 +150,31 @@ def test_local_deploys_turn_snapstart_off() -> None:
     assert re.search(r"^DEPLOY_PARAMETERS [:+]= .*\bSnapStart=Disabled\b", makefile, re.M)
     local = tomllib.loads((ROOT / "samconfig.toml").read_text("utf-8"))["local"]
     assert "SnapStart=Disabled" in local["deploy"]["parameters"]["parameter_overrides"]
+
+
+def test_the_api_has_a_web_acl_limiting_each_address_and_refusing_the_unauthenticated(
+        ) -> None:
+    acl = RESOURCES["ApiWebAcl"]
+    assert acl["Condition"] == "UseWaf" == RESOURCES["ApiWebAclAssociation"]["Condition"]
+    unauthenticated, rate = acl["Properties"]["Rules"]
+    rule = unauthenticated["Fn::If"][1]
+    assert unauthenticated["Fn::If"][0] == "UseWafAuthRule" and rule["Action"] == {"Block": {}}
+    path, header = rule["Statement"]["AndStatement"]["Statements"]
+    pattern = re.compile(path["RegexMatchStatement"]["RegexString"])
+    assert [bool(pattern.match(p)) for p in ("/prod/upload", "/prod/upload/ab", "/prod/status/ab",
+                                             "/prod/health", "/prod/", "/prod/uploads")] == [
+        True, True, True, False, False, False]
+    size = header["NotStatement"]["Statement"]["SizeConstraintStatement"]
+    assert size["FieldToMatch"] == {"SingleHeader": {"Name": "authorization"}}
+    assert rate["Statement"]["RateBasedStatement"] == {
+        "Limit": {"Ref": "RequestsPerAddress"}, "AggregateKeyType": "IP"}
+    assert not acl["Properties"]["VisibilityConfig"]["SampledRequestsEnabled"]  # no headers kept
+    assert TEMPLATE["Parameters"]["RequestsPerAddress"]["Default"] > 0
+
+
+def test_local_deploys_attach_no_web_acl() -> None:
+    # LocalStack community has no WAF.
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    assert re.search(r"^DEPLOY_PARAMETERS [:+]= .*\bRequestsPerAddress=0\b", makefile, re.M)
+    local = tomllib.loads((ROOT / "samconfig.toml").read_text("utf-8"))["local"]
+    assert "RequestsPerAddress=0" in local["deploy"]["parameters"]["parameter_overrides"]
