@@ -96,8 +96,9 @@ def test_rejected_files_land_in_rejected_with_their_findings(
     assert (status["state"], status["status"]) == ("REJECTED", status_code)
     assert rule in {f["rule"] for f in status["files"][0]["findings"]}
     prefix = f"rejected/{study_id}/"
+    kept = (name,) if status_code == 422 else ()  # a file that is not DICOM is not kept
     assert deployment.keys(deployment.store_bucket, prefix) == sorted(
-        prefix + leaf for leaf in (name, "validation.log", "validation.json"))
+        prefix + leaf for leaf in (*kept, "validation.log", "validation.json"))
     assert rule in deployment.read(deployment.store_bucket, prefix + "validation.log").decode()
     assert deployment.keys(deployment.store_bucket, f"studies/{study_id}/") == []
     types = [e["detail-type"] for e in deployment.events_for(study_id, until="study.validated")]

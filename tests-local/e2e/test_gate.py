@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -126,3 +127,27 @@ def test_each_label_sees_only_its_own_studies_and_the_admin_sees_all(
     events = deployment.events_for(study_a, until="study.processed")
     assert {e["detail"]["owner"] for e in events} == {"site-a"}
 
+
+
+def test_a_rejected_study_sent_junk_keeps_only_its_declared_readable_dicom(
+        deployment: Deployment) -> None:
+    api = deployment.api
+    valid = CT_SMALL.read_bytes()
+    invalid = Path(get_testdata_file("JPEGLSNearLossless_08.dcm")).read_bytes()  # 422
+    junk = random.Random(31).randbytes(4 * 1024 * 1024)
+    declared = api.declare({"ct.dcm": len(valid), "jls.dcm": len(invalid), "small.dcm": 10,
+                            "noise.dcm": 4096})
+    study_id, form = declared["study_id"], declared["upload"]
+    sent = {"ct.dcm": valid, "jls.dcm": invalid, "small.dcm": junk, "noise.dcm": junk[:4096]}
+    for name, data in sent.items():  # the study-wide form lets each of them in
+        api.send_file(form, name, data)
+    status = api.wait(study_id, timeout=180)
+
+    assert status["state"] == "REJECTED"
+    assert "size.declared" in {f["rule"] for f in status["findings"]}
+    prefix = f"rejected/{study_id}/"
+    assert deployment.keys(deployment.store_bucket, prefix) == sorted(
+        prefix + leaf for leaf in ("ct.dcm", "jls.dcm", "validation.log", "validation.json"))
+    kept = sum(len(deployment.read(deployment.store_bucket, prefix + n))
+               for n in ("ct.dcm", "jls.dcm"))
+    assert kept == len(valid) + len(invalid)  # no more than the study declared
