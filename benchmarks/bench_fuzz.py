@@ -19,7 +19,12 @@ its index. It reports verdict counts, crashes (an exception out of ``validate_in
 goal 0), 500 verdicts (``internal.error``; goal 0) and the slowest input (goal < 1 s).
 Crashing and 500 inputs are written to ``benchmarks/results/fuzz/`` for triage.
 
-Run: ``.venv/bin/python benchmarks/bench_fuzz.py [--count N] [--seed S] [--jobs J]``.
+Each input is validated from memory, or with ``--from-disk`` from a file, as the validator
+function reads an upload: the conformance engine (dciodvfy, and the locator that places its
+findings) then runs too, and it reads only files.
+
+Run: ``.venv/bin/python benchmarks/bench_fuzz.py [--count N] [--seed S] [--jobs J]
+[--from-disk]``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import random
 import re
 import struct
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -47,7 +53,7 @@ from pathlib import Path
 
 import pydicom
 
-from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.validation import validate_instance
 
 RESULTS = Path(__file__).parent / "results"
@@ -165,32 +171,45 @@ def make_input(seed: int, index: int) -> tuple[str, bytes, str]:
     return name, blob, "+".join(applied)
 
 
-def run_range(args: tuple[int, int, int]) -> Outcome:
-    """Validate inputs ``start`` to ``stop`` of run ``seed``."""
-    seed, start, stop = args
+def run_range(args: tuple[int, int, int, bool]) -> Outcome:
+    """Validate inputs ``start`` to ``stop`` of run ``seed``: from memory, or, with
+    ``from_disk``, from a file as the validator function reads an upload (the conformance
+    engine then runs, and it reads only files)."""
+    seed, start, stop, from_disk = args
     warnings.simplefilter("ignore")  # pydicom warns on every invalid value it meets
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     config = build_config()
     outcome = Outcome()
-    for index in range(start, stop):
-        name, blob, mutation = make_input(seed, index)
-        outcome.kinds.update(kind.split()[0] for kind in mutation.split("+"))
-        began = time.perf_counter()
-        try:
-            result, _ = validate_instance(io.BytesIO(blob), config, name=name)
-        except Exception:  # noqa: BLE001 - a crash is what this benchmark counts
-            outcome.crashes.append(_case(seed, index, name, mutation, blob,
-                                         traceback.format_exc(limit=-3)))
-            continue
-        elapsed = time.perf_counter() - began
-        outcome.seconds += elapsed
-        outcome.slowest = max(outcome.slowest, (elapsed, index, name, mutation))
-        outcome.statuses[result.status] += 1
-        if any(f.rule == "internal.error" for f in result.findings):
-            messages = [f.message for f in result.findings if f.rule == "internal.error"]
-            outcome.internal_errors.append(_case(seed, index, name, mutation, blob,
-                                                 "; ".join(messages)))
+    with tempfile.TemporaryDirectory() as folder:
+        on_disk = Path(folder) / "input.dcm"
+        for index in range(start, stop):
+            name, blob, mutation = make_input(seed, index)
+            if from_disk:
+                on_disk.write_bytes(blob)
+            _validate(outcome, config, seed, index, name, mutation, blob,
+                      on_disk if from_disk else io.BytesIO(blob))
     return outcome
+
+
+def _validate(outcome: Outcome, config: ValidatorConfig, seed: int, index: int, name: str,
+              mutation: str, blob: bytes, source: Path | io.BytesIO) -> None:
+    """Validate one input, counting its verdict, crash or 500 in ``outcome``."""
+    outcome.kinds.update(kind.split()[0] for kind in mutation.split("+"))
+    began = time.perf_counter()
+    try:
+        result, _ = validate_instance(source, config, name=name)
+    except Exception:  # noqa: BLE001 - a crash is what this benchmark counts
+        outcome.crashes.append(_case(seed, index, name, mutation, blob,
+                                     traceback.format_exc(limit=-3)))
+        return
+    elapsed = time.perf_counter() - began
+    outcome.seconds += elapsed
+    outcome.slowest = max(outcome.slowest, (elapsed, index, name, mutation))
+    outcome.statuses[result.status] += 1
+    if any(f.rule == "internal.error" for f in result.findings):
+        messages = [f.message for f in result.findings if f.rule == "internal.error"]
+        outcome.internal_errors.append(_case(seed, index, name, mutation, blob,
+                                             "; ".join(messages)))
 
 
 def _case(seed: int, index: int, name: str, mutation: str, blob: bytes,
@@ -203,9 +222,10 @@ def _case(seed: int, index: int, name: str, mutation: str, blob: bytes,
             "detail": detail}
 
 
-def _chunks(seed: int, count: int, size: int) -> Iterator[tuple[int, int, int]]:
+def _chunks(seed: int, count: int, size: int, from_disk: bool
+            ) -> Iterator[tuple[int, int, int, bool]]:
     for start in range(0, count, size):
-        yield seed, start, min(start + size, count)
+        yield seed, start, min(start + size, count), from_disk
 
 
 def main() -> int:
@@ -213,6 +233,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000, help="inputs (default 100000)")
     parser.add_argument("--seed", type=int, default=8, help="run seed (default 8)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--from-disk", action="store_true",
+                        help="validate each input from a file, the conformance engine included")
     args = parser.parse_args()
     files = corpus_files()
     print(f"corpus: {len(files)} files; {args.count} inputs, seed {args.seed}, "
@@ -221,7 +243,7 @@ def main() -> int:
     began = time.perf_counter()
     with Pool(args.jobs) as pool:
         for done, part in enumerate(pool.imap_unordered(
-                run_range, _chunks(args.seed, args.count, 500)), start=1):
+                run_range, _chunks(args.seed, args.count, 500, args.from_disk)), start=1):
             total.merge(part)
             if done % 20 == 0:
                 print(f"  {done * 500} inputs, {len(total.crashes)} crash(es), "
@@ -231,6 +253,7 @@ def main() -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "pydicom": pydicom.__version__,
         "count": args.count, "seed": args.seed, "jobs": args.jobs, "corpus_files": len(files),
+        "from_disk": args.from_disk,
         "verdicts": {str(k): v for k, v in sorted(total.statuses.items())},
         "mutations": dict(sorted(total.kinds.items())),
         "crashes": len(total.crashes), "internal_errors": len(total.internal_errors),
@@ -244,7 +267,9 @@ def main() -> int:
     for case in report["crash_cases"] + report["internal_error_cases"]:  # type: ignore[operator]
         print(f"  case {case['index']} {case['source']} {case['mutation']}: {case['detail']}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"fuzz-seed{args.seed}-{args.count}.json").write_text(json.dumps(report, indent=2))
+    where = "-disk" if args.from_disk else ""
+    report_path = RESULTS / f"fuzz-seed{args.seed}-{args.count}{where}.json"
+    report_path.write_text(json.dumps(report, indent=2))
     return 0 if not total.crashes and not total.internal_errors else 1
 
 
