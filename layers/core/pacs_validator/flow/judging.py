@@ -53,6 +53,26 @@ def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lamb
     return chunks
 
 
+def chunk_file(record: dict[str, Any], preview: bool) -> dict[str, Any]:
+    """A file as a chunk lists it: what storing needs of its record (where it is, the bytes
+    it was judged on, its head and what describing it costs) and whether it is its series'
+    preview instance."""
+    summary = record["summary"]
+    return {"name": record["name"], "key": record["key"], "size": record["size"],
+            "version_id": record.get("version_id"), "etag": record.get("etag"),
+            "sha256": record.get("sha256") or None, "head": record.get("head"),
+            "elements": record.get("elements", 0),
+            "transfer_syntax": summary.get("transfer_syntax"),
+            "sop_instance_uid": summary["sop_instance_uid"],
+            "series_instance_uid": summary["series_instance_uid"], "preview": preview}
+
+
+def chunks_of(files: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """The chunks of :func:`chunk_file` entries one study is stored or rejected in: at most
+    ``size`` files and :data:`CHUNK_ELEMENTS` data elements each."""
+    return split(files, size, weight=lambda file: int(file["elements"]), budget=CHUNK_ELEMENTS)
+
+
 def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:
     """Names of the files to preview each series by: its middle instance in the order of
     ``metadata.json`` (see :func:`~pacs_validator.dicom.metadata.middle_instance`)."""
@@ -189,16 +209,8 @@ class Judge:
             previewed = _middle_of_each_series(records)
         else:
             records = kept_when_rejected(records, manifest)
-        files = [{"name": r["name"], "key": r["key"], "size": r["size"],
-                  "version_id": r.get("version_id"), "etag": r.get("etag"),
-                  "sha256": r.get("sha256") or None, "head": r.get("head"),
-                  "elements": r.get("elements", 0),
-                  "transfer_syntax": r["summary"].get("transfer_syntax"),
-                  "sop_instance_uid": r["summary"]["sop_instance_uid"],
-                  "series_instance_uid": r["summary"]["series_instance_uid"],
-                  "preview": r["name"] in previewed} for r in records]
-        chunks = split(files, self.services.chunk_instances,
-                       weight=lambda file: int(file["elements"]), budget=CHUNK_ELEMENTS)
+        files = [chunk_file(r, preview=r["name"] in previewed) for r in records]
+        chunks = chunks_of(files, self.services.chunk_instances)
         for index, chunk in enumerate(chunks):
             uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk, indent=None)
         return len(chunks), reports

@@ -39,6 +39,12 @@ class Received:
     outcome: Outcome
 
 
+def storing_fields(parsed: ParsedInstance) -> dict[str, Any]:
+    """What storing needs of a valid file's record: the length of its head, to describe it
+    from that alone, and how many data elements it has (what describing it costs)."""
+    return {"head": head_of(parsed), "elements": parsed.element_count}
+
+
 class Receiver:
     """Turns an object that landed under ``incoming/`` into a verdict on its study."""
 
@@ -125,9 +131,8 @@ class Receiver:
     def _record(self, study_id: str, source: dict[str, str | None], result: InstanceResult,
                 parsed: ParsedInstance) -> Arrival:
         """Record a file's verdict with where it came from (``source``: key, sequencer,
-        version, ETag, the checksum S3 verified) and, when it is valid, its head and how
-        many data elements it has (what describing it when it is stored costs)."""
-        stored = ({"head": head_of(parsed), "elements": parsed.element_count}
-                  if result.valid else {})
+        version, ETag, the checksum S3 verified) and, when it is valid, what storing it
+        needs (:func:`storing_fields`)."""
+        stored = storing_fields(parsed) if result.valid else {}
         return self.services.table.record_file(study_id, result.name,
                                                {**result.to_record(), **source, **stored})
