@@ -3,20 +3,26 @@
 Each family below is built in a temporary folder, from a real file of pydicom's corpus
 where one fits (CT_small, MR_small_RLE, JPEG2000, MR_small_jpeg_ls_lossless,
 SC_rgb_jpeg_dcmtk), then run through ``pacs-validator validate --json`` and
-``pacs-validator describe --json --previews DIR``, each in a fresh process started by a
-wrapper process that reads ``getrusage(RUSAGE_CHILDREN)`` when it ends: the peak resident
-set (``ru_maxrss``) and the CPU time (user + system) of the command. Growth is that peak
-minus the peak of the same command on CT_small, a small valid file. Goals: at most 256 MB
-of growth and 5 s of CPU for each row.
+``pacs-validator describe --json --previews DIR``, each in a fresh process that reports its
+own peak resident set (``ru_maxrss``) and CPU time (user + system) when it ends; the CPU of
+the dciodvfy it starts is reported beside (conformance bounds it by its own timeout).
+Growth is that peak minus the peak of the same command on CT_small, a small valid file.
+Goals: at most 256 MB of growth and 5 s of CPU for each row.
 
 Families beyond a limit show the refusal; the "at cap" families sit just under a limit,
 where the most work is done before a verdict, and so are the honest worst case.
 
+The "chunk" rows store, as the descriptor does (``Storage.process_chunk`` over a local
+folder), the first chunk the judge makes of copies of one file: goal, a peak within 60 % of
+the descriptor's MemorySize. ``--weights N`` measures instead what each thing the
+structural scan counts costs in each command (the median of N rounds).
+
 The wrapper caps the command's address space (``RLIMIT_AS``, 6 GiB) so that a regression
 cannot take the shared machine down: a row that hits it shows a MemoryError or a kill.
 
-Run: ``.venv/bin/python benchmarks/bench_bombs.py [--only SUBSTRING]`` (about 3 minutes;
-needs about 2 GB free in /tmp). Results are also written as JSON to ``benchmarks/results/``.
+Run: ``.venv/bin/python benchmarks/bench_bombs.py [--only SUBSTRING] [--weights N]`` (about
+8 minutes; needs about 2 GB free in /tmp). Results are also written as JSON to
+``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,10 +54,23 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests-local"))
 from crafted import claim_codestream_size
 
+from pacs_validator.contract.keys import work_key
+from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.rules import Severity
+from pacs_validator.dicom.validation import validate_instance
+from pacs_validator.flow.judging import chunk_file, chunks_of
+from pacs_validator.flow.ports import Downloaded, SourceObject
+from pacs_validator.flow.receiving import storing_fields
+from pacs_validator.flow.services import Services
+from pacs_validator.flow.storing import Storage
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLI = Path(sys.executable).with_name("pacs-validator")
 GOAL_MB = 256
 GOAL_CPU_S = 5.0
+CHUNK_GOAL = 0.6
+"""A chunk of the worst valid files the judge groups peaks within this share of the
+descriptor's MemorySize."""
 ADDRESS_SPACE_CAP = 6 * 1024**3
 MIB = 1024 * 1024
 PRIVATE_GROUP = 0x6001
@@ -58,13 +80,31 @@ MAX_US = 65535
 """The largest Rows or Columns a US value can hold."""
 
 WRAPPER = f"""
-import json, resource, subprocess, sys
+import json, os, resource, subprocess, sys, tempfile
 resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE_CAP}, {ADDRESS_SPACE_CAP}))
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+with tempfile.NamedTemporaryFile("r", suffix=".json") as own:
+    done = subprocess.run([sys.executable, "-c", *sys.argv[1:]], capture_output=True, text=True,
+                          env={{**os.environ, "BENCH_USAGE": own.name}})
+    text = own.read()
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({{"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
-                  "maxrss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}}))
+                  "maxrss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "own": json.loads(text) if text else None}}))
 """
+OWN_USAGE = """
+import atexit, json, os, resource, runpy, sys
+def report():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["BENCH_USAGE"], "w") as out:
+        json.dump({"maxrss_kb": own.ru_maxrss, "cpu_s": own.ru_utime + own.ru_stime}, out)
+atexit.register(report)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+"""Runs a Python script (the command line's, or this one's chunk harness) and writes its own
+peak resident set and CPU when it ends. The wrapper's ``RUSAGE_CHILDREN`` mixes in dciodvfy,
+which conformance starts: it adds dciodvfy's CPU, and its peak is that of the larger
+process, a child started from the validator counting the validator's pages."""
 
 # --------------------------------------------------------------------------------------------
 # Building blocks: a real file's data set, raw elements appended after it, deflate streams
@@ -188,13 +228,16 @@ def item_bomb(path: Path, items: int, syntax: str = ExplicitVRLittleEndian) -> N
                                          SEQUENCE_DELIMITER], syntax=syntax)
 
 
+def uls(count: int, value: bytes, first_group: int = PRIVATE_GROUP) -> Iterator[bytes]:
+    """``count`` private UL elements holding ``value``, in odd groups from ``first_group``."""
+    for index in range(count):
+        group = first_group + 2 * (index // 0xE000)
+        yield element((group << 16) | (0x1000 + index % 0xE000), b"UL", value)
+
+
 def element_bomb(path: Path, elements: int) -> None:
     """CT_small with ``elements`` private UL elements, in odd groups from 6001 up."""
-    def tail() -> Iterator[bytes]:
-        for index in range(elements):
-            group = PRIVATE_GROUP + 2 * (index // 0xE000)
-            yield element((group << 16) | (0x1000 + index % 0xE000), b"UL", b"\0\0\0\0")
-    write(path, corpus("CT_small.dcm"), tail())
+    write(path, corpus("CT_small.dcm"), uls(elements, b"\0\0\0\0"))
 
 
 def value_bomb(path: Path, count: int, value: bytes, vr: bytes = b"OB") -> None:
@@ -207,6 +250,41 @@ def value_bomb(path: Path, count: int, value: bytes, vr: bytes = b"OB") -> None:
 
 DS_ZEROS = b"0\\" * 32766 + b"0 "
 """The longest explicit VR DS value (65 534 bytes) of the most values: 32 767 zeros."""
+
+
+@dataclass(frozen=True)
+class Mix:
+    """What a file adds to CT_small to sit near several caps at once."""
+
+    items: int
+    """Items of a private sequence, each holding one empty UL (an element, no value)."""
+    empty_elements: int
+    """Top-level empty UL elements, in the odd groups after 6001."""
+    ds_elements: int
+    """DS elements of :data:`DS_ZEROS` (32 767 values, 64 KiB loaded each)."""
+    ob_values: int
+    """OB values of 64 KiB: at pydicom's defer_size, so loaded."""
+
+
+CT_SMALL_ELEMENTS = 262
+ALL_CAPS = Mix(items=49_000, empty_elements=98_000 - 49_000 - 1_000 - 15 - 2 - CT_SMALL_ELEMENTS,
+               ds_elements=15, ob_values=1_000)
+"""98,000 elements, 49,002 items, 492,800 values and 66.5 MB loaded: each just under its
+cap (100,000, 50,000, 500,000, 64 MiB), the file of issue 31."""
+
+
+def mixed(path: Path, mix: Mix) -> None:
+    """CT_small with ``mix`` in its private groups, in ascending tag order."""
+    in_item = item(element((PRIVATE_GROUP << 16) | 0x1000, b"UL"))
+    sequence = element((PRIVATE_GROUP << 16) | 0x2000, b"SQ", length=0xFFFFFFFF)
+    write(path, corpus("CT_small.dcm"), [
+        creator(),
+        *(element((PRIVATE_GROUP << 16) | (0x1000 + index), b"DS", DS_ZEROS)
+          for index in range(mix.ds_elements)),
+        *(element((PRIVATE_GROUP << 16) | (0x1100 + index), b"OB", bytes(65536))
+          for index in range(mix.ob_values)),
+        sequence, in_item * mix.items, SEQUENCE_DELIMITER,
+        *uls(mix.empty_elements, b"", first_group=PRIVATE_GROUP + 2)])
 
 
 def nested_value_bomb(path: Path, length: int) -> None:
@@ -326,17 +404,26 @@ FAMILIES = (
     Family("fragment bomb: 2,000,000", lambda p: fragment_bomb(p, 2_000_000)),
     Family("fragments at cap: 249,990", lambda p: fragment_bomb(p, 249_990)),
     Family("UN of length 0xFFFFFFFE", huge_un),
+    Family("all caps at once: 49,000 items, 98,000 elements, 492,800 values, 66.5 MB loaded",
+           lambda p: mixed(p, ALL_CAPS)),
 )
 
 # --------------------------------------------------------------------------------------------
 # Measuring
 
 
-def measure(command: list[str]) -> dict[str, Any]:
-    """The command's exit code, output, peak RSS and CPU, run under the wrapper."""
-    done = subprocess.run([sys.executable, "-c", WRAPPER, *command], capture_output=True,
-                          text=True, timeout=600, check=True)
+def measure(script: Path, *arguments: str) -> dict[str, Any]:
+    """The Python script's exit code, output, peak RSS and CPU, run under the wrapper: its own
+    peak and CPU (``maxrss_kb``, ``cpu_s``) and its children's CPU (dciodvfy's,
+    ``engine_cpu_s``). A script killed before it could report its own figures is given the
+    wrapper's."""
+    done = subprocess.run([sys.executable, "-c", WRAPPER, OWN_USAGE, str(script), *arguments],
+                          capture_output=True, text=True, timeout=600, check=True)
     report: dict[str, Any] = json.loads(done.stdout)
+    total_cpu_s = report["cpu_s"]
+    own = report.pop("own") or {"maxrss_kb": report["maxrss_kb"], "cpu_s": total_cpu_s}
+    report.update(maxrss_kb=own["maxrss_kb"], cpu_s=own["cpu_s"],
+                  engine_cpu_s=total_cpu_s - own["cpu_s"])
     return report
 
 
@@ -365,69 +452,310 @@ def describe_outcome(report: dict[str, Any], previews: Path) -> tuple[str, str]:
     return ("preview written" if written else "no preview"), rules[0] if rules else "-"
 
 
-def run_family(family: Family, folder: Path) -> list[dict[str, Any]]:
-    path = folder / "bomb.dcm"
-    family.build(path)
-    size = path.stat().st_size
+USAGE_KEYS = ("maxrss_kb", "cpu_s", "engine_cpu_s")
+
+
+def file_rows(path: Path, folder: Path) -> list[dict[str, Any]]:
+    """The file through ``validate`` and ``describe --previews``: one row each."""
     rows = []
     for command in ("validate", "describe --previews"):
         previews = folder / "previews"
         shutil.rmtree(previews, ignore_errors=True)
-        argv = ([str(CLI), "validate", "--json", str(path)] if command == "validate" else
-                [str(CLI), "describe", "--json", "--previews", str(previews), str(path)])
-        report = measure(argv)
+        arguments = (["validate", "--json", str(path)] if command == "validate" else
+                     ["describe", "--json", "--previews", str(previews), str(path)])
+        report = measure(CLI, *arguments)
         status, rule = (validate_outcome(report) if command == "validate"
                         else describe_outcome(report, previews))
-        rows.append({"family": family.name, "file_bytes": size, "command": command,
+        rows.append({"file_bytes": path.stat().st_size, "command": command,
                      "exit": report["rc"], "status": status, "rule": rule,
-                     "maxrss_kb": report["maxrss_kb"], "cpu_s": report["cpu_s"]})
+                     **{key: report[key] for key in USAGE_KEYS}})
+    return rows
+
+
+def run_family(family: Family, folder: Path) -> list[dict[str, Any]]:
+    path = folder / "bomb.dcm"
+    family.build(path)
+    rows = [{"family": family.name, **row} for row in file_rows(path, folder)]
     path.unlink()
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# A storing chunk: the descriptor's work on the files the judge groups
+
+
+CHUNK_COMMAND = "describe chunk"
+STUDY_ID = "0" * 32
+CANDIDATES = 20
+"""Copies of a file offered to the judge's chunking; the first chunk is the one measured."""
+
+
+class FolderStore:
+    """The object store port over a local folder, for what one storing chunk calls: a
+    download is the object's first bytes copied to a temporary file (S3Bucket.downloaded),
+    a copy is server-side (nothing passes through the function), a JSON document is encoded
+    whole before it is written (S3Bucket.put_json)."""
+
+    bucket = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextmanager
+    def downloaded(self, key: str, version_id: str | None = None,
+                   first_bytes: int | None = None) -> Iterator[Downloaded]:
+        with tempfile.NamedTemporaryFile(suffix=".dcm") as handle, \
+                (self.root / key).open("rb") as source:
+            remaining = first_bytes if first_bytes is not None else -1
+            while remaining and (piece := source.read(8 * MIB if remaining < 0
+                                                      else min(remaining, 8 * MIB))):
+                handle.write(piece)
+                remaining -= len(piece) if remaining > 0 else 0
+            handle.flush()
+            yield Downloaded(Path(handle.name), None)
+
+    def copy_from(self, source_bucket: str, source: SourceObject, target_key: str) -> None:
+        pass
+
+    def get_json(self, key: str) -> Any:
+        return json.loads((self.root / key).read_bytes())
+
+    def put_json(self, key: str, document: Any, indent: int | None = 2) -> None:
+        self.put_bytes(key, json.dumps(document, indent=indent, ensure_ascii=False).encode(),
+                       "application/json")
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+class OneChunkOfTwo:
+    """The status table of a VALID study of two chunks, of which this is the first done:
+    its part is written, and the study is left for the other chunk to finish."""
+
+    def __init__(self, files: int) -> None:
+        self.study = {"study_id": STUDY_ID, "state": "VALID", "chunks": 2,
+                      "counts": {"instances": files}}
+
+    def get(self, study_id: str) -> dict[str, Any]:
+        return self.study
+
+    def chunk_done(self, study_id: str, index: int) -> int:
+        return 1
+
+
+def describe_chunk(folder: Path) -> None:
+    """Store chunk 0 of the study in ``folder`` as the descriptor does (the harness's entry
+    point, run in a fresh process): print how many instances its part describes."""
+    files = json.loads((folder / work_key(STUDY_ID, "chunks", "0.json")).read_bytes())
+    store = FolderStore(folder)
+    services = Services(validator_overrides={}, table=OneChunkOfTwo(len(files)),  # type: ignore[arg-type]
+                        uploads=store, store=store, publisher=None,  # type: ignore[arg-type]
+                        dispatcher=None)  # type: ignore[arg-type]
+    Storage(services).process_chunk(STUDY_ID, 0)
+    part = json.loads((folder / work_key(STUDY_ID, "parts", "0.json")).read_bytes())
+    print(json.dumps({"described": len(part["dicom_json"])}))
+
+
+def chunk_row(path: Path, folder: Path, copies: int = CANDIDATES) -> dict[str, Any]:
+    """The file validated as the receiver does; when it is valid, the first chunk the judge
+    makes of ``copies`` copies of it, stored by :func:`describe_chunk` in a fresh process."""
+    result, parsed = validate_instance(path, build_config())
+    errors = [f.rule for f in result.findings if f.severity is Severity.ERROR]
+    row: dict[str, Any] = {"file_bytes": path.stat().st_size, "command": CHUNK_COMMAND,
+                           "exit": 0, "status": result.status,
+                           "rule": errors[0] if errors else "-",
+                           **dict.fromkeys(USAGE_KEYS, 0)}
+    if not result.valid:
+        return row
+    chunk_folder = folder / "chunk"
+    shutil.rmtree(chunk_folder, ignore_errors=True)
+    listing = chunk_folder / work_key(STUDY_ID, "chunks", "0.json")
+    listing.parent.mkdir(parents=True)
+    shutil.copyfile(path, chunk_folder / "file.dcm")
+    record = {**result.to_record(), "key": "file.dcm", **storing_fields(parsed)}
+    chunk = chunks_of([chunk_file({**record, "name": f"{index}.dcm"}, preview=False)
+                       for index in range(copies)], copies)[0]
+    listing.write_text(json.dumps(chunk))
+    report = measure(Path(__file__), "--describe-chunk", str(chunk_folder))
+    shutil.rmtree(chunk_folder)
+    described = json.loads(report["stdout"])["described"] if report["rc"] == 0 else 0
+    row.update(command=f"{CHUNK_COMMAND} ({len(chunk)} files)", exit=report["rc"],
+               status=f"{described} described" if described else "crash",
+               **{key: report[key] for key in USAGE_KEYS})
+    return row
+
+
+def run_chunk(family: Family, folder: Path) -> dict[str, Any]:
+    path = folder / "bomb.dcm"
+    family.build(path)
+    row = {"family": family.name, **chunk_row(path, folder)}
+    path.unlink()
+    return row
+
+
+CHUNKS = (
+    Family("chunk: all caps at once", lambda p: mixed(p, ALL_CAPS)),
+)
+"""Files offered to the judge by the :data:`CANDIDATES`: the chunk it makes is measured."""
+
+
+# --------------------------------------------------------------------------------------------
+# What each counted thing costs: the weights of the limits' estimate
+
+
+@dataclass(frozen=True)
+class Component:
+    """Two files that differ by ``units`` of one thing the scan counts, and little else."""
+
+    name: str
+    smaller: Callable[[Path], None]
+    larger: Callable[[Path], None]
+    units: int
+
+
+DS_VALUES = DS_ZEROS.count(b"\\") + 1
+LT_TEXT = b"A" * 65534
+
+
+def empty_elements(path: Path, count: int) -> None:
+    """CT_small with ``count`` private UL elements without a value."""
+    write(path, corpus("CT_small.dcm"), uls(count, b""))
+
+
+COMPONENTS = (
+    Component("sequence item (empty)", lambda p: item_bomb(p, 8_000),
+              lambda p: item_bomb(p, 40_000), 32_000),
+    Component("data element (empty UL)", lambda p: empty_elements(p, 16_000),
+              lambda p: empty_elements(p, 80_000), 64_000),
+    Component("value (DS)", lambda p: value_bomb(p, 3, DS_ZEROS, b"DS"),
+              lambda p: value_bomb(p, 13, DS_ZEROS, b"DS"), 10 * DS_VALUES),
+    Component("value (IS)", lambda p: value_bomb(p, 3, DS_ZEROS, b"IS"),
+              lambda p: value_bomb(p, 13, DS_ZEROS, b"IS"), 10 * DS_VALUES),
+    Component("loaded byte (OB, 64 KiB values)", lambda p: value_bomb(p, 150, bytes(65536)),
+              lambda p: value_bomb(p, 750, bytes(65536)), 600 * 65536),
+    Component("loaded byte (LT, 64 KiB values)", lambda p: value_bomb(p, 150, LT_TEXT, b"LT"),
+              lambda p: value_bomb(p, 750, LT_TEXT, b"LT"), 600 * len(LT_TEXT)),
+)
+
+
+def unit_costs(component: Component, folder: Path, repeat: int) -> list[dict[str, Any]]:
+    """Peak memory and CPU per unit of ``component`` in each command: the difference
+    between its two files over the units between them, the median of ``repeat`` rounds."""
+    rounds: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(repeat):
+        measured = []
+        for build in (component.smaller, component.larger):
+            path = folder / "component.dcm"
+            build(path)
+            rows = [*file_rows(path, folder), chunk_row(path, folder, copies=1)]
+            path.unlink()
+            if rows[0]["status"] != "200":
+                raise RuntimeError(f"{component.name}: a file of it is refused ({rows[0]['rule']})")
+            measured.append(rows)
+        for small, large in zip(*measured, strict=True):
+            rounds.setdefault(small["command"], []).append((
+                (large["maxrss_kb"] - small["maxrss_kb"]) * 1024 / component.units,
+                (large["cpu_s"] - small["cpu_s"]) * 1e6 / component.units))
+    return [{"component": component.name, "command": command,
+             "bytes": statistics.median(b for b, _ in figures),
+             "us": statistics.median(us for _, us in figures)}
+            for command, figures in rounds.items()]
+
+
+def weights(repeat: int) -> None:
+    print("| counted thing | command | peak bytes / unit | CPU us / unit |")
+    print("|---|---|---:|---:|")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-bombs-") as tmp:
+        for component in COMPONENTS:
+            for row in unit_costs(component, Path(tmp), repeat):
+                rows.append(row)
+                print(f"| {row['component']} | {row['command']} | {row['bytes']:.0f} "
+                      f"| {row['us']:.1f} |", flush=True)
+    write_results(rows, {}, "weights")
+
+
+def descriptor_memory_mb() -> int:
+    """The descriptor's MemorySize in template.yaml (that of Globals: it sets none)."""
+    template = (Path(__file__).resolve().parents[1] / "template.yaml").read_text()
+    globals_section = template.split("\nGlobals:", 1)[1]
+    return int(re.search(r"MemorySize: (\d+)", globals_section)[1])  # type: ignore[index]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="run only the families whose name contains this")
+    parser.add_argument("--weights", type=int, metavar="ROUNDS",
+                        help="measure what each thing the scan counts costs (the median of "
+                             "ROUNDS rounds), and stop")
+    parser.add_argument("--describe-chunk", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.describe_chunk:
+        describe_chunk(args.describe_chunk)
+        return 0
+    if args.weights:
+        weights(args.weights)
+        return 0
     families = [f for f in FAMILIES if not args.only or args.only in f.name]
+    chunks = [f for f in CHUNKS if not args.only or args.only in f.name]
+    memory_mb = descriptor_memory_mb()
     with tempfile.TemporaryDirectory(prefix="bench-bombs-") as tmp:
         folder = Path(tmp)
         base = {row["command"]: row["maxrss_kb"]
                 for row in run_family(Family("baseline: CT_small", baseline), folder)}
+        base[CHUNK_COMMAND] = run_chunk(Family("baseline: CT_small", baseline),
+                                        folder)["maxrss_kb"]
         rows = []
         for family in families:
             for row in run_family(family, folder):
                 row["growth_mb"] = (row["maxrss_kb"] - base[row["command"]]) / 1024
                 row["within_goals"] = row["growth_mb"] <= GOAL_MB and row["cpu_s"] <= GOAL_CPU_S
                 rows.append(row)
-                print_row(row)
+                print_row(row, memory_mb)
+        for chunk in chunks:
+            row = run_chunk(chunk, folder)
+            row["growth_mb"] = (row["maxrss_kb"] - base[CHUNK_COMMAND]) / 1024 if \
+                row["maxrss_kb"] else 0.0
+            row["within_goals"] = row["maxrss_kb"] / 1024 <= CHUNK_GOAL * memory_mb
+            rows.append(row)
+            print_row(row, memory_mb)
     print(f"\nbaseline peak RSS (CT_small): validate {base['validate'] / 1024:.0f} MB, "
-          f"describe --previews {base['describe --previews'] / 1024:.0f} MB")
+          f"describe --previews {base['describe --previews'] / 1024:.0f} MB, "
+          f"{CHUNK_COMMAND} {base[CHUNK_COMMAND] / 1024:.0f} MB")
     failing = [r for r in rows if not r["within_goals"]]
-    print(f"{len(rows) - len(failing)} of {len(rows)} rows within {GOAL_MB} MB and {GOAL_CPU_S} s")
+    print(f"{len(rows) - len(failing)} of {len(rows)} rows within goals: {GOAL_MB} MB of growth "
+          f"and {GOAL_CPU_S} s a file, a chunk's peak within {CHUNK_GOAL:.0%} of the "
+          f"descriptor's {memory_mb} MB")
     write_results(rows, base)
     return 1 if failing else 0
 
 
-HEADER = "| family | file | command | exit | status | rule | growth MB | CPU s |"
+HEADER = ("| family | file | command | exit | status | rule | growth MB | peak MB (% of "
+          "MemorySize) | CPU s | dciodvfy CPU s |")
 
 
-def print_row(row: dict[str, Any]) -> None:
+def print_row(row: dict[str, Any], memory_mb: int) -> None:
     if not getattr(print_row, "started", False):
         print(HEADER)
-        print("|---|---:|---|---:|---|---|---:|---:|")
+        print("|---|---:|---|---:|---|---|---:|---:|---:|---:|")
         print_row.started = True  # type: ignore[attr-defined]
     size = row["file_bytes"]
     shown = f"{size / MIB:.1f} MB" if size >= MIB else f"{size / 1024:.0f} KB"
     mark = "" if row["within_goals"] else " **over**"
+    peak = row["maxrss_kb"] / 1024
+    engine = "-" if row["command"].startswith(CHUNK_COMMAND) else f"{row['engine_cpu_s']:.2f}"
     print(f"| {row['family']} | {shown} | {row['command']} | {row['exit']} | {row['status']} "
-          f"| {row['rule']} | {row['growth_mb']:.0f}{mark} | {row['cpu_s']:.2f} |", flush=True)
+          f"| {row['rule']} | {row['growth_mb']:.0f}{mark} | {peak:.0f} ({peak / memory_mb:.0%}) "
+          f"| {row['cpu_s']:.2f} | {engine} |", flush=True)
 
 
-def write_results(rows: list[dict[str, Any]], base: dict[str, int]) -> None:
+def write_results(rows: list[dict[str, Any]], base: dict[str, int], kind: str = "bombs"
+                  ) -> None:
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc)
-    out = RESULTS_DIR / f"bombs-{stamp:%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS_DIR / f"{kind}-{stamp:%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps({"when": stamp.isoformat(), "machine": platform.platform(),
                                "python": platform.python_version(),
                                "pydicom": pydicom.__version__, "baseline_kb": base,
