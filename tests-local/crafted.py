@@ -9,6 +9,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
+from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 JPEG_2000_SIZ = b"\xff\x4f\xff\x51"
@@ -44,4 +45,24 @@ def with_raw_value(where: Callable[[Dataset], Dataset], keyword: str, vr: str | 
         where(dataset)[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, vr is None,
                                              True)
 
+    return edit
+
+
+def with_several(items: int = 0, values: int = 0, loaded_values: int = 0
+                 ) -> Callable[[Dataset], None]:
+    """Several things the scan counts, each within its own limit: ``items`` private items
+    holding one empty UL each, ``values`` DS values (30,000 an element) and
+    ``loaded_values`` top-level OB values of 64 KiB (pydicom's defer_size: loaded)."""
+    def edit(dataset: Dataset) -> None:
+        dataset.add_new(0x60010010, "LO", "BOUNDS")
+        for start in range(0, values, 30_000):
+            count = min(30_000, values - start)
+            dataset.add_new(0x60011000 + start // 30_000, "DS", "\\".join("0" * count))
+        for index in range(loaded_values):
+            dataset.add_new(0x60011100 + index, "OB", bytes(64 * 1024))
+        if items:
+            holders = [Dataset() for _ in range(items)]
+            for holder in holders:
+                holder.add_new(0x60011000, "UL", None)
+            dataset.add_new(0x60012000, "SQ", Sequence(holders))
     return edit

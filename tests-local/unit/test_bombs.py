@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from crafted import claim_codestream_size
+from crafted import claim_codestream_size, with_several
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -219,6 +219,34 @@ def test_values_over_the_limit_are_refused(vr, value, refused, mutate, validate)
     result = validate(mutate("CT_small.dcm", edit), limited(max_values=1000))
 
     assert error_rules(result) == (["format.value-count"] if refused else [])
+
+
+@pytest.mark.parametrize(("loaded_values", "refused"), [(640, True), (384, False)])
+def test_files_within_each_limit_are_refused_when_their_costs_add_up(loaded_values, refused,
+                                                                     mutate, validate):
+    """300,000 values (60 % of their limit) and 40 MiB loaded (62 %): each within its limit,
+    together estimated at more than the default budget (issue 31: such files cost the sum
+    of their costs). With 24 MiB loaded the file is just under it, and valid."""
+    path = mutate("CT_small.dcm", with_several(values=300_000, loaded_values=loaded_values))
+
+    result = validate(path)
+
+    assert error_rules(result) == (["format.estimated-size"] if refused else [])
+    assert result.status == (413 if refused else 200)
+
+
+def test_estimated_cost_is_refused_only_past_the_limit(mutate, validate, config):
+    """The scan's counts of items, elements, values and loaded bytes together: at the
+    limit a file is read as before, one byte under it refused."""
+    path = mutate("CT_small.dcm", with_several(items=200, values=3_000, loaded_values=4))
+    _, parsed = validate_instance(path, config)
+    estimate = parsed.estimated_bytes
+    assert estimate > config.limits.max_estimated_bytes // 1000  # not CT_small's alone
+
+    assert validate(path, limited(max_estimated_bytes=estimate)).status == 200
+    result = validate(path, limited(max_estimated_bytes=estimate - 1))
+    assert result.status == 413
+    assert error_rules(result) == ["format.estimated-size"]
 
 
 def test_data_elements_over_the_limit_are_refused(corpus, validate):

@@ -5,7 +5,10 @@ empty sequence items, an 8000 x 8000 frame in a 1 MB RLE file. Each cap below is
 before the work it bounds is done (inflating, pydicom's parse, decoding a frame), so every
 file gets a verdict within about 256 MB of memory growth and 5 s of CPU on one Lambda core.
 A file over a cap is refused with a finding naming the rule (``format.inflated-size``,
-``format.element-count`` ...); an image too large to preview only loses its preview.
+``format.element-count`` ...); an image too large to preview only loses its preview. A file
+under several caps at once costs the sum of their costs, so the things the scan counts are
+also bounded together, by one estimate of what they cost (:func:`estimated_bytes`,
+``format.estimated-size``), by which storing also cuts its chunks and paces its threads.
 
 The defaults are in ``data/config.json`` (a deployment overrides them under ``"limits"``);
 why each is what it is, is said on each field here. Measured costs are those of
@@ -16,6 +19,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
+
+CPU_WEIGHT = 64
+"""Bytes of the estimate one microsecond of CPU counts as: a file's budget is 256 MiB of
+memory and about 4 s of CPU above a process's own start (``bench_bombs.py``'s goals are
+256 MB of growth and 5 s of CPU, of which about 1 s is imports), 64 MiB a second. Each
+thing counted below weighs the larger of the memory it holds and its CPU at this rate, in
+the command where each costs the most: ``validate``, ``describe`` (validation, description
+and preview in one process) or a storing chunk (``bench_bombs.py --weights``, medians of
+three rounds on a shared 2-vCPU VM, where CPU figures vary by up to 2x)."""
+ELEMENT_WEIGHT = 2_000
+"""A data element: 13 to 20 us of CPU in the medians, 21 us (``validate``) and 32 us
+(``describe``) across the 99,000 of the "elements at cap" file, counted as 31 us; it holds
+730 bytes at most, where a storing chunk keeps its DICOM JSON object."""
+ITEM_WEIGHT = 3_200
+"""A sequence item (a Dataset): 26 to 62 us of CPU in the medians, 20 and 48 us across the
+"items at cap" file, counted as 50 us; it holds 740 bytes at most."""
+VALUE_WEIGHT = 460
+"""A value (a number, or a backslash-separated string): 450 bytes held where a storing
+chunk reads it (a DSfloat or IS object and its DICOM JSON number), 405 in validation;
+2 to 6 us of CPU."""
+LOADED_BYTE_WEIGHT = 4
+"""A byte of a loaded value: a text value is held decoded and in the DICOM JSON a storing
+chunk keeps, then in that JSON's encoding when the chunk's part is written: 3.65 bytes a
+byte (a binary value, a BulkDataURI there, 1.15; in validation 0.4 to 0.5)."""
+
+
+def estimated_bytes(elements: int, items: int, values: int, loaded_bytes: int) -> int:
+    """What reading, validating and describing a data set of these counts (the structural
+    scan's) is estimated to cost, in bytes of memory, CPU counted at :data:`CPU_WEIGHT`.
+
+    One number for both, so that a file's memory and time are bounded by one limit
+    (``Limits.max_estimated_bytes``) and a storing chunk is cut by one budget. The weights
+    are what ``benchmarks/bench_bombs.py --weights`` measures of each, in the command
+    where it costs the most."""
+    return (ELEMENT_WEIGHT * elements + ITEM_WEIGHT * items + VALUE_WEIGHT * values
+            + LOADED_BYTE_WEIGHT * loaded_bytes)
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,14 @@ class Limits:
     times a 50-megapixel 16-bit mammogram, and more than a native frame can be at the 1 GiB
     upload cap. Whole-slide images are tiled into small frames. Validation decodes nothing;
     a frame beyond this is a declaration no reader could act on."""
+    max_estimated_bytes: int
+    """What reading and describing the data set is estimated to cost, as :func:`estimated_bytes`
+    counts it (256 MiB, a quarter of the descriptor's 1,024 MB). Each cap above bounds one
+    thing alone, and a file at one cap alone is within this (at the loaded-size cap,
+    barely); a file just under four of them at once (issue 31, estimated at 846 MB) cost
+    298 MB and 7.3 s of CPU, and five of them in one storing chunk 1.9 GB. A 3,000-frame
+    enhanced multi-frame (about 50 000 elements, 25 000 items, 100 000 values) is
+    estimated at about 230 MB."""
     max_preview_frame_bytes: int
     """The decoded frame a preview may decode (100 MiB): a 50-megapixel 16-bit mammogram is
     100 MB. Decoders hold about two frames at once (a 98 MiB RLE frame peaked at 196 MB),

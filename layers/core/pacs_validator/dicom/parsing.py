@@ -128,6 +128,10 @@ class ParsedInstance:
     describing the data set costs grows with it."""
     wrong_widths: list[WrongWidth] = field(default_factory=list)
     """The elements the read took as empty, their values no whole number of values."""
+    estimated_bytes: int = 0
+    """What reading and describing the data set is estimated to cost, from the structural
+    scan's counts (:func:`~pacs_validator.dicom.limits.estimated_bytes`): what storing the
+    instance costs, known without reading it again."""
 
 
 
@@ -395,6 +399,7 @@ def _scan_structure(
     parsed.pixel_data = scanner.pixel_data
     parsed.frame_size_values = scanner.frame_size_values
     parsed.element_count = scanner.element_count
+    parsed.estimated_bytes = scanner.estimated_bytes
     return data_set
 
 

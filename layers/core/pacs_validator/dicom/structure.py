@@ -8,8 +8,9 @@ reads a single attribute.
 
 It also counts what pydicom would later pay for (elements, sequence items, nesting) and what
 counting itself costs (pixel data fragments), and stops at the first count over its
-:class:`~pacs_validator.dicom.limits.Limits`: a few kilobytes of hostile input can declare
-more than any memory holds, and the scan's count is the only cheap place to refuse them.
+:class:`~pacs_validator.dicom.limits.Limits`, or at the end when the counts together are
+estimated to cost more than their budget: a few kilobytes of hostile input can declare more
+than any memory holds, and the scan's count is the only cheap place to refuse them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import IO
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID
 
-from pacs_validator.dicom.limits import Limits
+from pacs_validator.dicom.limits import Limits, estimated_bytes
 from pacs_validator.dicom.rules import format_tag
 
 FILE_META_GROUP = 0x0002
@@ -118,7 +119,7 @@ class Garbled(Exception):
 
 LIMIT_RULES = frozenset({"format.inflated-size", "format.element-count", "format.item-count",
                          "format.nesting-depth", "format.fragment-count", "format.loaded-size",
-                         "format.value-count"})
+                         "format.value-count", "format.estimated-size"})
 """The rules of a :class:`LimitExceeded` raised while a file's structure is read."""
 
 
@@ -212,9 +213,22 @@ class StructureScanner:
             return vr, length
         raise Garbled(f"element {format_tag(tag)} has no valid VR", tag)
 
+    @property
+    def estimated_bytes(self) -> int:
+        """What reading and describing the data set scanned so far is estimated to cost."""
+        return estimated_bytes(self.element_count, self.item_count, self.value_count,
+                               self.loaded_bytes)
+
     def scan(self) -> None:
-        """Scan the whole data set; raises Truncated or Garbled on the first defect."""
+        """Scan the whole data set; raises Truncated or Garbled on the first defect, and
+        LimitExceeded on the first count over its limit, or when the counts together are
+        estimated to cost more than ``max_estimated_bytes`` (each may be within its own
+        limit: their costs add up)."""
         self._scan_elements(container_end=self.end, implicit=self.implicit, depth=0)
+        if self.estimated_bytes > self.limits.max_estimated_bytes:
+            raise LimitExceeded("format.estimated-size", "the data set's elements, items, "
+                                "values and loaded bytes together are estimated to cost more "
+                                f"than {self.limits.max_estimated_bytes} bytes")
 
     def _scan_elements(self, container_end: int | None, implicit: bool, depth: int) -> None:
         """Elements up to ``container_end``, or up to an item delimiter when it is None."""
