@@ -6,14 +6,17 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
 from corpus_studies import reidentified_study
+from crafted import with_several
 from pydicom.data import get_testdata_file
 from test_pipeline import (
     call_api,
@@ -27,7 +30,7 @@ from test_pipeline import (
 
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.validation import validate_instance
-from pacs_validator.flow import judging
+from pacs_validator.flow import judging, storing
 
 
 def small_chunks(stack: Stack, size: int) -> None:
@@ -149,17 +152,27 @@ def test_a_study_of_many_chunks_is_stored_whole(stack: Stack) -> None:
     assert report["studies"][0]["valid"] is True
 
 
-def test_instances_with_many_elements_are_stored_in_smaller_chunks(
-        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A chunk also stops at ``CHUNK_ELEMENTS`` data elements, whatever ``ChunkInstances``
-    allows: describing costs per element. With a budget of about three of these files'
-    elements, 12 files are stored in chunks of at most that many elements, whole."""
-    files = dict(reidentified_study(12, series=2, seed="elements"))
-    counts = [validate_instance(io.BytesIO(data), build_config())[1].element_count
-              for data in files.values()]
-    assert min(counts) > 50
-    budget = 3 * max(counts)
-    monkeypatch.setattr(judging, "CHUNK_ELEMENTS", budget)
+def heavy_study(instances: int, seed: str, loaded_values: int) -> dict[str, bytes]:
+    """A valid study whose files each hold ``loaded_values`` private values of 64 KiB,
+    loaded when read (they are at pydicom's defer_size): within every limit, and costly to
+    describe for their few hundred data elements."""
+    files = {}
+    for name, data in reidentified_study(instances, series=2, seed=seed):
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        with_several(loaded_values=loaded_values)(dataset)
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        files[name] = buffer.getvalue()
+    return files
+
+
+def test_instances_heavy_to_describe_are_stored_in_chunks_within_the_estimated_budget(
+        stack: Stack) -> None:
+    """A chunk stops at ``CHUNK_ESTIMATED_BYTES`` of estimated cost, whatever
+    ``ChunkInstances`` allows: 24 files of nearly 5 MiB of loaded values each (the stack's
+    upload cap) are stored in chunks within it, whole. Weighed by their data elements,
+    they were one chunk."""
+    files = heavy_study(24, seed="estimated", loaded_values=78)
     study_id = run_study(stack, files)
 
     status = study_status(stack, study_id)
@@ -167,14 +180,43 @@ def test_instances_with_many_elements_are_stored_in_smaller_chunks(
     chunks = [json.loads(stack.s3.get_object(Bucket=UPLOADS, Key=key)["Body"].read())
               for key in stack.keys(UPLOADS, f"work/{study_id}/chunks/")]
     assert len(chunks) > 1  # one chunk of ChunkInstances without the budget
-    assert all(sum(file["elements"] for file in chunk) <= budget for chunk in chunks)
+    assert all(sum(file["estimated_bytes"] for file in chunk) <= judging.CHUNK_ESTIMATED_BYTES
+               for chunk in chunks)
     assert sorted(file["name"] for chunk in chunks for file in chunk) == sorted(files)
     metadata = json.loads(stack.s3.get_object(
         Bucket=STORE, Key=f"studies/{study_id}/metadata.json")["Body"].read())
-    assert metadata["counts"] == {"series": 2, "instances": 12}
+    assert metadata["counts"] == {"series": 2, "instances": 24}
     sidecar = json.loads(stack.s3.get_object(
         Bucket=STORE, Key=f"studies/{study_id}/dicom.json")["Body"].read())
-    assert len(sidecar) == 12
+    assert len(sidecar) == 24
+
+
+def test_a_chunks_threads_describe_at_once_no_more_than_its_memory_budget(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The descriptor's threads claim each instance's estimated cost while they describe
+    it: with room for two of these files, no more than two are described at once, however
+    many the chunk holds and threads it has."""
+    files = heavy_study(6, seed="threads", loaded_values=78)
+    estimate = max(validate_instance(io.BytesIO(data), build_config())[1].estimated_bytes
+                   for data in files.values())
+    budget = 2 * estimate
+    held: list[int] = []
+
+    class Recorded(storing.ByteBudget):
+        @contextmanager
+        def holding(self, size: int) -> Iterator[None]:
+            with super().holding(size):
+                if self.limit == budget:
+                    held.append(self.held)
+                yield
+
+    monkeypatch.setattr(storing, "ByteBudget", Recorded)
+    monkeypatch.setattr(storing, "ESTIMATED_BYTES_AT_ONCE", budget)
+    study_id = run_study(stack, files)
+
+    assert study_status(stack, study_id)["state"] == "STORED"
+    assert len(held) == len(files)  # one chunk: the judge's budget holds them all
+    assert max(held) <= budget
 
 
 def test_a_rejected_study_of_many_chunks_is_copied_whole_to_rejected(stack: Stack) -> None:

@@ -1,5 +1,5 @@
-"""What bounds one storing chunk: how many instances and data elements it describes, and
-the instance heads its threads hold in /tmp at once."""
+"""What bounds one storing chunk: how many instances it describes and what describing them
+is estimated to cost, and the instance heads its threads hold in /tmp at once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from pacs_validator.flow.judging import split
+from crafted import with_several
+
+from pacs_validator.dicom.validation import validate_instance
+from pacs_validator.flow.judging import CHUNK_ESTIMATED_BYTES, chunk_file, chunks_of, split
+from pacs_validator.flow.receiving import storing_fields
 from pacs_validator.flow.storing import ByteBudget
 
 
@@ -40,3 +44,24 @@ def test_heads_held_at_once_stay_within_the_budget_and_a_larger_one_is_held_alon
     assert max(small) == 80  # two fit; a third would pass the budget
     assert [held for size, held in seen if size == 250] == [250]
     assert budget.held == 0
+
+
+def test_the_judge_cuts_chunks_of_files_heavy_to_describe_within_the_estimated_budget(
+        mutate, config) -> None:
+    """Files each within every limit, but with 200,000 values (a quarter of the estimate a
+    chunk may hold): the judge stops a chunk before its estimated cost passes the budget,
+    where their few data elements would have let all ten in one."""
+    path = mutate("CT_small.dcm", with_several(values=200_000))
+    result, parsed = validate_instance(path, config)
+    assert result.status == 200
+    record = {**result.to_record(), "key": "incoming/heavy.dcm", **storing_fields(parsed)}
+    files = [chunk_file({**record, "name": f"{index}.dcm"}, preview=False)
+             for index in range(10)]
+
+    chunks = chunks_of(files, 500)
+
+    assert len(chunks) > 1
+    costs = [sum(file["estimated_bytes"] for file in chunk) for chunk in chunks]
+    assert all(cost <= CHUNK_ESTIMATED_BYTES for cost in costs)
+    assert all(cost + parsed.estimated_bytes > CHUNK_ESTIMATED_BYTES for cost in costs[:-1])
+    assert [file["name"] for chunk in chunks for file in chunk] == [f["name"] for f in files]

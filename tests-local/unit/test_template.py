@@ -13,7 +13,7 @@ import tomllib
 from cfnlint.decode import decode_str
 
 from pacs_validator.contract.auth import authenticate, token_book
-from pacs_validator.flow.storing import HEAD_BYTES_AT_ONCE
+from pacs_validator.flow.storing import DESCRIPTOR_MEMORY_BYTES, HEAD_BYTES_AT_ONCE
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE, _ = decode_str((ROOT / "template.yaml").read_text("utf-8"))
@@ -98,6 +98,13 @@ def test_the_functions_reading_uploads_whole_have_tmp_for_the_largest_one_allowe
     for function in ("ValidatorFunction", "DescriptorFunction"):
         settings = {**TEMPLATE["Globals"]["Function"], **RESOURCES[function]["Properties"]}
         assert settings["EphemeralStorage"]["Size"] * 2**20 >= largest + HEAD_BYTES_AT_ONCE
+
+
+def test_the_descriptor_has_the_memory_its_chunks_are_budgeted_by() -> None:
+    """The judge cuts chunks, and the descriptor's threads wait, by shares of the memory
+    ``DESCRIPTOR_MEMORY_BYTES`` says the descriptor has."""
+    settings = {**TEMPLATE["Globals"]["Function"], **RESOURCES["DescriptorFunction"]["Properties"]}
+    assert settings["MemorySize"] * 2**20 == DESCRIPTOR_MEMORY_BYTES
 
 
 def test_snapstart_is_the_apis_alone_with_the_tmp_it_allows() -> None:

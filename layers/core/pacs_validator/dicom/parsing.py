@@ -123,9 +123,6 @@ class ParsedInstance:
     sha256: str = ""
     """Hex SHA-256 of the whole file, taken from the same stream that was read ("" over the
     size cap): a non-seekable source cannot be read a second time."""
-    element_count: int = 0
-    """Data elements at every depth, as the structural scan counted them: what reading and
-    describing the data set costs grows with it."""
     wrong_widths: list[WrongWidth] = field(default_factory=list)
     """The elements the read took as empty, their values no whole number of values."""
     estimated_bytes: int = 0
@@ -398,7 +395,6 @@ def _scan_structure(
                      "TransferSyntaxUID names", TRANSFER_SYNTAX_UID)
     parsed.pixel_data = scanner.pixel_data
     parsed.frame_size_values = scanner.frame_size_values
-    parsed.element_count = scanner.element_count
     parsed.estimated_bytes = scanner.estimated_bytes
     return data_set
 

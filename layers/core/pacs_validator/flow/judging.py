@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pacs_validator.contract.keys import work_key
 from pacs_validator.contract.states import OPEN_STATES, State
+from pacs_validator.dicom.limits import ELEMENT_WEIGHT
 from pacs_validator.dicom.metadata import instance_order
 from pacs_validator.dicom.rules import NOT_DICOM, OVER_A_CAP
 from pacs_validator.dicom.study import Manifest, StudyResult, check_study
@@ -21,18 +22,19 @@ from pacs_validator.dicom.validation import InstanceResult
 from pacs_validator.flow.manifests import Manifests
 from pacs_validator.flow.reports import validation_json, validation_log
 from pacs_validator.flow.services import Services
-from pacs_validator.flow.storing import Storage
+from pacs_validator.flow.storing import ESTIMATED_BYTES_AT_ONCE, Storage
 
 Item = TypeVar("Item")
 
 
-CHUNK_ELEMENTS = 500_000
-"""Data elements of the instances one chunk describes, at most (an instance with more than
-this is a chunk alone). Describing costs about 40 us of CPU an element, and the chunk holds
-some 500 bytes of DICOM JSON objects an element until its part is written: at most about
-20 s and 250 MB a chunk, where a chunk of ``ChunkInstances`` files at the element cap
-(``Limits.max_elements``) would pass Lambda's 15 minutes and its memory. A CT or MR slice
-has a few hundred elements, so ordinary chunks are cut by their count alone."""
+CHUNK_ESTIMATED_BYTES = ESTIMATED_BYTES_AT_ONCE
+"""What describing the instances of one chunk is estimated to cost, at most (see
+:func:`~pacs_validator.dicom.limits.estimated_bytes`; an instance over it is a chunk
+alone): no more than the chunk's threads may describe at once, so a chunk keeps no more
+DICOM JSON until its part is written than it held while describing, and its time is
+bounded alike. Five files each just under the element, item, value and loaded-size caps
+made one chunk by their elements alone, and peaked at 1.9 GB; a CT or MR slice is
+estimated at a megabyte or two, so ordinary chunks are cut by their count alone."""
 
 
 def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lambda _: 0,
@@ -55,13 +57,15 @@ def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lamb
 
 def chunk_file(record: dict[str, Any], preview: bool) -> dict[str, Any]:
     """A file as a chunk lists it: what storing needs of its record (where it is, the bytes
-    it was judged on, its head and what describing it costs) and whether it is its series'
-    preview instance."""
+    it was judged on, its head and what describing it is estimated to cost) and whether it
+    is its series' preview instance. A record written before estimates were is weighed by
+    its data elements alone."""
     summary = record["summary"]
     return {"name": record["name"], "key": record["key"], "size": record["size"],
             "version_id": record.get("version_id"), "etag": record.get("etag"),
             "sha256": record.get("sha256") or None, "head": record.get("head"),
-            "elements": record.get("elements", 0),
+            "estimated_bytes": record.get("estimated_bytes",
+                                          ELEMENT_WEIGHT * record.get("elements", 0)),
             "transfer_syntax": summary.get("transfer_syntax"),
             "sop_instance_uid": summary["sop_instance_uid"],
             "series_instance_uid": summary["series_instance_uid"], "preview": preview}
@@ -69,8 +73,9 @@ def chunk_file(record: dict[str, Any], preview: bool) -> dict[str, Any]:
 
 def chunks_of(files: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
     """The chunks of :func:`chunk_file` entries one study is stored or rejected in: at most
-    ``size`` files and :data:`CHUNK_ELEMENTS` data elements each."""
-    return split(files, size, weight=lambda file: int(file["elements"]), budget=CHUNK_ELEMENTS)
+    ``size`` files and :data:`CHUNK_ESTIMATED_BYTES` of estimated cost each."""
+    return split(files, size, weight=lambda file: int(file["estimated_bytes"]),
+                 budget=CHUNK_ESTIMATED_BYTES)
 
 
 def _middle_of_each_series(records: Iterable[dict[str, Any]]) -> set[str]:

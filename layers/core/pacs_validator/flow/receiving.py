@@ -41,8 +41,9 @@ class Received:
 
 def storing_fields(parsed: ParsedInstance) -> dict[str, Any]:
     """What storing needs of a valid file's record: the length of its head, to describe it
-    from that alone, and how many data elements it has (what describing it costs)."""
-    return {"head": head_of(parsed), "elements": parsed.element_count}
+    from that alone, and what describing it is estimated to cost (the judge weighs chunks by
+    it, the descriptor its threads)."""
+    return {"head": head_of(parsed), "estimated_bytes": parsed.estimated_bytes}
 
 
 class Receiver:

@@ -50,6 +50,15 @@ HEAD_BYTES_AT_ONCE = 512 * 1024 * 1024
 kilobytes, but one holding a large value other than pixel data (an encapsulated document, a
 private blob) is as large as its file, and eight of those could fill the function's
 ephemeral storage. A head larger than this is read while no other is held."""
+DESCRIPTOR_MEMORY_BYTES = 1024 * 1024 * 1024
+"""The descriptor's MemorySize (template.yaml; a test holds the two equal)."""
+ESTIMATED_BYTES_AT_ONCE = DESCRIPTOR_MEMORY_BYTES * 3 // 8
+"""What the instances one chunk's threads describe at once are estimated to cost, at most
+(``estimated_bytes`` of their file records; an instance estimated at more is described
+while no other is). Three eighths of the descriptor's memory: with the process's own
+(about 100 MB), a chunk of the worst valid files stays within 60 % of it, where eight
+threads each describing a file just under several caps at once peaked at 1.9 GB. A series'
+preview (up to two frames of ``max_preview_frame_bytes``) is not in the estimate."""
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -162,8 +171,10 @@ class Storage:
         the previews of the series whose middle instance is in the chunk.
 
         A preview's instance is read whole once, for its description and its preview; an
-        instance without pixel data has no preview to render. Previews are rendered one at
-        a time, as a decoded frame can be large. pydicom's messages while the instances are
+        instance without pixel data has no preview to render. Threads describe instances
+        while their heads fit :data:`HEAD_BYTES_AT_ONCE` in ``/tmp`` and their estimated
+        costs :data:`ESTIMATED_BYTES_AT_ONCE` in memory, and render previews one at a time,
+        as a decoded frame can be large. pydicom's messages while the instances are
         read are counted, never logged as they are (they may quote values); the count
         covers the chunk's threads, which is why it is taken around them all."""
         # Imported here, as for a preview: pydicom, which a chunk of a rejected study and
@@ -171,7 +182,8 @@ class Storage:
         from pacs_validator.dicom.description import describe, described_again, dicom_json
 
         services = self.services
-        budget = ByteBudget(HEAD_BYTES_AT_ONCE)
+        heads = ByteBudget(HEAD_BYTES_AT_ONCE)
+        memory = ByteBudget(ESTIMATED_BYTES_AT_ONCE)
         one_preview_at_a_time = threading.Lock()
 
         def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any, Preview | None]:
@@ -181,7 +193,9 @@ class Storage:
             previewed = bool(file.get("preview")) and (head is None or "pixel_tag" in head)
             first_bytes = int(head["bytes"]) if head is not None and not previewed else None
             size = first_bytes if first_bytes is not None else int(file["size"])
-            with budget.holding(size), services.uploads.downloaded(
+            # Always claimed in this order, so that no two threads wait on each other.
+            estimate = int(file.get("estimated_bytes", 0))  # 0: a chunk planned before it
+            with heads.holding(size), memory.holding(estimate), services.uploads.downloaded(
                     file["key"], file.get("version_id"), first_bytes) as download:
                 instance = described_again(
                     download.path, head, size=file["size"], sha256=file["sha256"] or "",
