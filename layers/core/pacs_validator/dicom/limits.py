@@ -20,19 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-CPU_WEIGHT = 64
+CPU_WEIGHT = 72
 """Bytes of the estimate one microsecond of CPU counts as: a file's budget is 256 MiB of
-memory and about 4 s of CPU above a process's own start (``bench_bombs.py``'s goals are
-256 MB of growth and 5 s of CPU, of which about 1 s is imports), 64 MiB a second. Each
-thing counted below weighs the larger of the memory it holds and its CPU at this rate, in
-the command where each costs the most: ``validate``, ``describe`` (validation, description
-and preview in one process) or a storing chunk (``bench_bombs.py --weights``, medians of
-three rounds on a shared 2-vCPU VM, where CPU figures vary by up to 2x)."""
-ELEMENT_WEIGHT = 2_000
+memory and 3.7 s of CPU above a process's own start (``bench_bombs.py``'s goals are
+256 MB of growth and 5 s of CPU, of which about 1.05 s is imports; 0.25 s is left for
+noise), 72 bytes a microsecond. Each thing counted below weighs the larger of the memory it
+holds and its CPU at this rate, in the command where each costs the most: ``validate``,
+``describe`` (validation, description and preview in one process) or a storing chunk
+(``bench_bombs.py --weights``, medians of three rounds on a shared 2-vCPU VM, where CPU
+figures vary by up to 2x). At 64 bytes a microsecond, a file of items and elements at the
+estimate's limit took 5.25 s in ``describe``."""
+ELEMENT_WEIGHT = 2_250
 """A data element: 13 to 20 us of CPU in the medians, 21 us (``validate``) and 32 us
 (``describe``) across the 99,000 of the "elements at cap" file, counted as 31 us; it holds
 730 bytes at most, where a storing chunk keeps its DICOM JSON object."""
-ITEM_WEIGHT = 3_200
+ITEM_WEIGHT = 3_600
 """A sequence item (a Dataset): 26 to 62 us of CPU in the medians, 20 and 48 us across the
 "items at cap" file, counted as 50 us; it holds 740 bytes at most."""
 VALUE_WEIGHT = 460
@@ -106,10 +108,10 @@ class Limits:
     """What reading and describing the data set is estimated to cost, as :func:`estimated_bytes`
     counts it (256 MiB, a quarter of the descriptor's 1,024 MB). Each cap above bounds one
     thing alone, and a file at one cap alone is within this (at the loaded-size cap,
-    barely); a file just under four of them at once (issue 31, estimated at 846 MB) cost
+    barely); a file just under four of them at once (issue 31, estimated at 890 MB) cost
     298 MB and 7.3 s of CPU, and five of them in one storing chunk 1.9 GB. A 3,000-frame
     enhanced multi-frame (about 50 000 elements, 25 000 items, 100 000 values) is
-    estimated at about 230 MB."""
+    estimated at about 250 MB."""
     max_preview_frame_bytes: int
     """The decoded frame a preview may decode (100 MiB): a 50-megapixel 16-bit mammogram is
     100 MB. Decoders hold about two frames at once (a 98 MiB RLE frame peaked at 196 MB),
