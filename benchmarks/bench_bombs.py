@@ -10,7 +10,9 @@ Growth is that peak minus the peak of the same command on CT_small, a small vali
 Goals: at most 256 MB of growth and 5 s of CPU for each row.
 
 Families beyond a limit show the refusal; the "at cap" families sit just under a limit,
-where the most work is done before a verdict, and so are the honest worst case.
+where the most work is done before a verdict, and the "estimate at limit" ones just under
+the estimated cost of several counts together (``limits.max_estimated_bytes``): the honest
+worst cases.
 
 The "chunk" rows store, as the descriptor does (``Storage.process_chunk`` over a local
 folder), the first chunk the judge makes of copies of one file: goal, a peak within 60 % of
@@ -21,7 +23,7 @@ The wrapper caps the command's address space (``RLIMIT_AS``, 6 GiB) so that a re
 cannot take the shared machine down: a row that hits it shows a MemoryError or a kill.
 
 Run: ``.venv/bin/python benchmarks/bench_bombs.py [--only SUBSTRING] [--weights N]`` (about
-8 minutes; needs about 2 GB free in /tmp). Results are also written as JSON to
+10 minutes; needs about 2 GB free in /tmp). Results are also written as JSON to
 ``benchmarks/results/``.
 """
 
@@ -29,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
-import re
 import shutil
 import statistics
 import struct
@@ -40,8 +42,9 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +59,14 @@ from crafted import claim_codestream_size
 
 from pacs_validator.contract.keys import work_key
 from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.limits import estimated_bytes
 from pacs_validator.dicom.rules import Severity
 from pacs_validator.dicom.validation import validate_instance
-from pacs_validator.flow.judging import chunk_file, chunks_of
+from pacs_validator.flow.judging import CHUNK_ESTIMATED_BYTES, chunk_file, chunks_of
 from pacs_validator.flow.ports import Downloaded, SourceObject
 from pacs_validator.flow.receiving import storing_fields
 from pacs_validator.flow.services import Services
-from pacs_validator.flow.storing import Storage
+from pacs_validator.flow.storing import DESCRIPTOR_MEMORY_BYTES, Storage
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLI = Path(sys.executable).with_name("pacs-validator")
@@ -250,27 +254,82 @@ def value_bomb(path: Path, count: int, value: bytes, vr: bytes = b"OB") -> None:
 
 DS_ZEROS = b"0\\" * 32766 + b"0 "
 """The longest explicit VR DS value (65 534 bytes) of the most values: 32 767 zeros."""
+DS_VALUES = DS_ZEROS.count(b"\\") + 1
+
+
+LT_TEXT = b"A" * 65534
+"""The longest explicit VR LT value: one string, kept whole in the DICOM JSON."""
 
 
 @dataclass(frozen=True)
 class Mix:
     """What a file adds to CT_small to sit near several caps at once."""
 
-    items: int
+    items: int = 0
     """Items of a private sequence, each holding one empty UL (an element, no value)."""
-    empty_elements: int
+    empty_elements: int = 0
     """Top-level empty UL elements, in the odd groups after 6001."""
-    ds_elements: int
+    ds_elements: int = 0
     """DS elements of :data:`DS_ZEROS` (32 767 values, 64 KiB loaded each)."""
-    ob_values: int
+    ob_values: int = 0
     """OB values of 64 KiB: at pydicom's defer_size, so loaded."""
+    lt_values: int = 0
+    """LT values of :data:`LT_TEXT` (loaded, as the OB values)."""
+
+    def scaled(self, factor: float) -> Mix:
+        return Mix(*(math.floor(count * factor) for count in astuple(self)))
+
+    def estimate(self) -> int:
+        """What the scan estimates of this file: CT_small's, and what the mix adds (its
+        private creator, the sequence, the values, the items and the UL each holds)."""
+        binary = self.ds_elements + self.ob_values + self.lt_values
+        return ct_small_estimate() + estimated_bytes(
+            elements=2 + binary + self.items + self.empty_elements, items=self.items,
+            values=1 + self.ds_elements * DS_VALUES + self.ob_values + self.lt_values,
+            loaded_bytes=4 + len(DS_ZEROS) * self.ds_elements + 65536 * self.ob_values
+            + len(LT_TEXT) * self.lt_values)
+
+    def at_estimate(self, target: int) -> Mix:
+        """This mix scaled to the largest one whose estimate is at most ``target``."""
+        low, high = 0.0, 1.0
+        while self.scaled(high).estimate() <= target:
+            high *= 2
+        for _ in range(40):
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.scaled(middle).estimate() <= target else (
+                low, middle)
+        return self.scaled(low)
 
 
-CT_SMALL_ELEMENTS = 262
-ALL_CAPS = Mix(items=49_000, empty_elements=98_000 - 49_000 - 1_000 - 15 - 2 - CT_SMALL_ELEMENTS,
+@cache
+def ct_small_estimate() -> int:
+    """The estimate of CT_small as :func:`write` writes it, without its trailing padding."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ct.dcm"
+        write(path, corpus("CT_small.dcm"))
+        return validate_instance(path, build_config())[1].estimated_bytes
+
+
+CT_SMALL_ELEMENTS = 261
+"""CT_small's data elements once :func:`corpus` has dropped its trailing padding."""
+ALL_CAPS = Mix(items=49_000, empty_elements=98_000 - CT_SMALL_ELEMENTS - 2 - 15 - 1_000 - 49_000,
                ds_elements=15, ob_values=1_000)
 """98,000 elements, 49,002 items, 492,800 values and 66.5 MB loaded: each just under its
 cap (100,000, 50,000, 500,000, 64 MiB), the file of issue 31."""
+SHAPES = {
+    "items and elements": Mix(items=1, empty_elements=1),
+    "the four of issue 31": ALL_CAPS,
+    "values and loaded text": Mix(ds_elements=15, lt_values=1_000),
+}
+"""The worst valid files: one costly in CPU (a chunk describes it cheaply), one of
+everything, one costly in memory where a chunk keeps its DICOM JSON."""
+
+
+LIMITS = build_config().limits
+
+
+def at_estimate(mix: Mix, target: int) -> Callable[[Path], None]:
+    return lambda path: mixed(path, mix.at_estimate(target))
 
 
 def mixed(path: Path, mix: Mix) -> None:
@@ -283,6 +342,8 @@ def mixed(path: Path, mix: Mix) -> None:
           for index in range(mix.ds_elements)),
         *(element((PRIVATE_GROUP << 16) | (0x1100 + index), b"OB", bytes(65536))
           for index in range(mix.ob_values)),
+        *(element((PRIVATE_GROUP << 16) | (0x1500 + index), b"LT", LT_TEXT)
+          for index in range(mix.lt_values)),
         sequence, in_item * mix.items, SEQUENCE_DELIMITER,
         *uls(mix.empty_elements, b"", first_group=PRIVATE_GROUP + 2)])
 
@@ -406,6 +467,8 @@ FAMILIES = (
     Family("UN of length 0xFFFFFFFE", huge_un),
     Family("all caps at once: 49,000 items, 98,000 elements, 492,800 values, 66.5 MB loaded",
            lambda p: mixed(p, ALL_CAPS)),
+    *(Family(f"estimate at limit: {shape}", at_estimate(mix, LIMITS.max_estimated_bytes))
+      for shape, mix in SHAPES.items()),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -597,6 +660,8 @@ def run_chunk(family: Family, folder: Path) -> dict[str, Any]:
 
 CHUNKS = (
     Family("chunk: all caps at once", lambda p: mixed(p, ALL_CAPS)),
+    *(Family(f"chunk: {shape} at half the chunk budget",
+             at_estimate(mix, CHUNK_ESTIMATED_BYTES // 2)) for shape, mix in SHAPES.items()),
 )
 """Files offered to the judge by the :data:`CANDIDATES`: the chunk it makes is measured."""
 
@@ -615,8 +680,6 @@ class Component:
     units: int
 
 
-DS_VALUES = DS_ZEROS.count(b"\\") + 1
-LT_TEXT = b"A" * 65534
 
 
 def empty_elements(path: Path, count: int) -> None:
@@ -672,16 +735,9 @@ def weights(repeat: int) -> None:
         for component in COMPONENTS:
             for row in unit_costs(component, Path(tmp), repeat):
                 rows.append(row)
-                print(f"| {row['component']} | {row['command']} | {row['bytes']:.0f} "
-                      f"| {row['us']:.1f} |", flush=True)
+                print(f"| {row['component']} | {row['command']} | {row['bytes']:.3g} "
+                      f"| {row['us']:.3g} |", flush=True)
     write_results(rows, {}, "weights")
-
-
-def descriptor_memory_mb() -> int:
-    """The descriptor's MemorySize in template.yaml (that of Globals: it sets none)."""
-    template = (Path(__file__).resolve().parents[1] / "template.yaml").read_text()
-    globals_section = template.split("\nGlobals:", 1)[1]
-    return int(re.search(r"MemorySize: (\d+)", globals_section)[1])  # type: ignore[index]
 
 
 def main() -> int:
@@ -700,7 +756,7 @@ def main() -> int:
         return 0
     families = [f for f in FAMILIES if not args.only or args.only in f.name]
     chunks = [f for f in CHUNKS if not args.only or args.only in f.name]
-    memory_mb = descriptor_memory_mb()
+    memory_mb = DESCRIPTOR_MEMORY_BYTES // MIB
     with tempfile.TemporaryDirectory(prefix="bench-bombs-") as tmp:
         folder = Path(tmp)
         base = {row["command"]: row["maxrss_kb"]
