@@ -15,6 +15,7 @@ with garbage_collection_paused():
     import hashlib
     import re
     import time
+    from collections.abc import Mapping
     from functools import cache, lru_cache
     from pathlib import Path
     from typing import Any
@@ -183,17 +184,21 @@ def readable_study(study_id: str, action: str) -> dict[str, Any]:
     return study
 
 
-def study_form(study_id: str, files: int, expires_in: int) -> dict[str, Any]:
+def study_form(study: Mapping[str, Any], expires_in: int) -> dict[str, Any]:
     """The answer carrying a study's study-wide upload form: a presigned POST for any key
-    under ``incoming/<id>/``, valid ``expires_in`` seconds from now."""
+    under ``incoming/<id>/``, valid ``expires_in`` seconds from now, each file at most the
+    largest size the study declared (``MaxUploadBytes`` for a study recorded before the
+    item kept it): a form for a study of small files lets no large one in."""
+    study_id = str(study["study_id"])
     prefix = incoming_prefix(study_id)
-    form = uploads.presigned_post(prefix + "${filename}", settings.max_upload_bytes, expires_in)
+    max_bytes = int(study.get("largest_declared") or settings.max_upload_bytes)
+    form = uploads.presigned_post(prefix + "${filename}", max_bytes, expires_in)
     return {
         "study_id": study_id,
         "upload": {**form, "key_prefix": prefix},
         "expires_in": expires_in,
-        "max_bytes": settings.max_upload_bytes,
-        "files": files,
+        "max_bytes": max_bytes,
+        "files": int(study["expected"]),
     }
 
 
@@ -228,9 +233,12 @@ def create_upload() -> Response[dict[str, Any]]:
     study_id = new_study_id()
     logger.set_correlation_id(study_id)
     uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-    table.create(study_id, expected=len(files), deadline_seconds=deadline, owner=owner)
+    largest = max(f.size for f in files)
+    table.create(study_id, expected=len(files), deadline_seconds=deadline, owner=owner,
+                 largest_declared=largest)
     expires_in = form_expiry(settings.presign_expiry_seconds, deadline)
-    answer = study_form(study_id, len(files), expires_in)
+    answer = study_form({"study_id": study_id, "expected": len(files),
+                         "largest_declared": largest}, expires_in)
     if len(files) <= settings.per_file_forms_max:
         answer["uploads"] = [
             {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
@@ -263,7 +271,7 @@ def renew_upload(study_id: str) -> dict[str, Any]:
     metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
     logger.info("upload form renewed", extra={"study_id": study_id})
     audit("renew", "ok", study_id)
-    return study_form(study_id, int(study["expected"]), expires_in)
+    return study_form(study, expires_in)
 
 
 def _page_size(text: str | None) -> int:

@@ -129,12 +129,25 @@ def test_the_study_wide_form_refuses_keys_outside_the_study_prefix(
     assert deployment.keys(deployment.uploads_bucket, "incoming/elsewhere.dcm") == []
 
 
+def test_the_study_wide_form_refuses_a_file_larger_than_any_declared(
+    deployment: Deployment,
+) -> None:
+    declared = deployment.api.declare({"ct.dcm": 1000, "other.dcm": 2000})
+    response = PacsClient.post_file(declared["upload"], "ct.dcm", CT_SMALL.read_bytes())
+
+    assert response.status == 400
+    assert b"EntityTooLarge" in response.body
+    assert deployment.keys(deployment.uploads_bucket, f"incoming/{declared['study_id']}/") == []
+
+
 def test_a_file_larger_than_declared_through_the_study_wide_form_is_rejected_413(
     deployment: Deployment,
 ) -> None:
-    declared = deployment.api.declare({"ct.dcm": 1000})
+    size = CT_SMALL.stat().st_size
+    declared = deployment.api.declare({"ct.dcm": 1000, "larger.dcm": size})
     response = PacsClient.post_file(declared["upload"], "ct.dcm", CT_SMALL.read_bytes())
-    assert response.status == 204, response.body
+    assert response.status == 204, response.body  # within the largest declared size
+    PacsClient.post_file(declared["upload"], "larger.dcm", CT_SMALL.read_bytes())
     status = deployment.api.wait(declared["study_id"])
 
     assert (status["state"], status["status"]) == ("REJECTED", 413)

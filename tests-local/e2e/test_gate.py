@@ -135,10 +135,14 @@ def test_a_rejected_study_sent_junk_keeps_only_its_declared_readable_dicom(
     valid = CT_SMALL.read_bytes()
     invalid = Path(get_testdata_file("JPEGLSNearLossless_08.dcm")).read_bytes()  # 422
     junk = random.Random(31).randbytes(4 * 1024 * 1024)
+    largest = max(len(valid), len(invalid))
     declared = api.declare({"ct.dcm": len(valid), "jls.dcm": len(invalid), "small.dcm": 10,
                             "noise.dcm": 4096})
     study_id, form = declared["study_id"], declared["upload"]
-    sent = {"ct.dcm": valid, "jls.dcm": invalid, "small.dcm": junk, "noise.dcm": junk[:4096]}
+    refused = PacsClient.post_file(form, "small.dcm", junk)  # over the largest declared size
+    assert refused.status == 400 and b"EntityTooLarge" in refused.body
+    sent = {"ct.dcm": valid, "jls.dcm": invalid, "small.dcm": junk[:largest],
+            "noise.dcm": junk[:4096]}
     for name, data in sent.items():  # the study-wide form lets each of them in
         api.send_file(form, name, data)
     status = api.wait(study_id, timeout=180)

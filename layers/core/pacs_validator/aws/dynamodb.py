@@ -83,11 +83,13 @@ class DynamoDBStatusTable:
 
     @service_errors()
     def create(self, study_id: str, expected: int, deadline_seconds: int,
-               manifest: bool = True, *, owner: str | None = None) -> bool:
+               manifest: bool = True, *, owner: str | None = None,
+               largest_declared: int | None = None) -> bool:
         """A new study expecting ``expected`` files; False when the id already exists
         (a redelivered event). ``manifest`` says whether declared names are stored;
         ``owner``, the API caller that declared it, alone (with the admins) may read it.
-        A plain drop has none."""
+        A plain drop has none. ``largest_declared``: the largest size declared, which
+        caps each file its study-wide form lets in, renewed forms too."""
         now = epoch_seconds()
         item: dict[str, Any] = {
             **self._key(study_id),
@@ -107,6 +109,8 @@ class DynamoDBStatusTable:
         }
         if owner is not None:
             item.update(owner=owner, open_owner=owner)
+        if largest_declared is not None:
+            item["largest_declared"] = largest_declared
         try:
             self.table.put_item(Item=item, ConditionExpression=Attr("study_id").not_exists())
         except ClientError as error:
