@@ -53,6 +53,7 @@ from pydicom.data import get_testdata_file
 
 from pacs_validator.aws.redrive import REDRIVE
 from pacs_validator.contract.invocations import is_sweep_payload
+from pacs_validator.contract.keys import incoming_prefix
 
 RESULTS = ROOT / "benchmarks" / "results"
 ATTEMPTS = 3
@@ -204,7 +205,7 @@ def main() -> int:
             uploads[body["study_id"]] = files
             injector.active = True
             for index, (name, data) in enumerate(files.items()):
-                key = body["upload"]["key_prefix"] + name
+                key = incoming_prefix(body["study_id"]) + name
                 stack.client("s3").put_object(Bucket=UPLOADS, Key=key, Body=data)
                 delivery.deliver("validator", s3_put_event(UPLOADS, key, f"{index:04X}"))
             delivery.drain()

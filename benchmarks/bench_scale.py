@@ -1,9 +1,9 @@
 """Cost per instance as a study grows: the three handlers on moto, 1 to 10,000 instances.
 
 For each study size N, a fresh in-process AWS (moto) gets the deployed resources, the API
-declares N files, each file is put where the study-wide form sends it and handed to the
-validator as its S3 event, the descriptor receives every validation.success and chunk
-event, as EventBridge and Lambda would deliver them, and the status is asked for once. The
+declares N files, each file is put where its form sends it (the study's prefix and its
+name) and handed to the validator as its S3 event, the descriptor receives every
+validation.success and chunk event, as EventBridge and Lambda would deliver them, and the status is asked for once. The
 study is made of real corpus files re-identified per instance in 4 series
 (``tests-local/corpus_studies.py``).
 
@@ -63,6 +63,8 @@ from moto_stack import (
     reidentified_study,
     s3_put_event,
 )
+
+from pacs_validator.contract.keys import incoming_prefix
 
 RESULTS = ROOT / "benchmarks" / "results"
 FUNCTIONS = ("api", "validator", "descriptor")
@@ -125,7 +127,7 @@ def upload(stack: MotoStack, calls: Invocations, files: dict[str, bytes]) -> dic
     declared = {"files": [{"name": n, "size": len(d)} for n, d in files.items()]}
     body: dict[str, Any] = json.loads(calls.call(stack.functions["api"], api_event(
         "POST", "/upload", declared))["body"])
-    prefix = body["upload"]["key_prefix"]
+    prefix = incoming_prefix(body["study_id"])
     s3 = stack.client("s3")
     for index, (name, data) in enumerate(files.items()):
         s3.put_object(Bucket=UPLOADS, Key=prefix + name, Body=data)

@@ -1,5 +1,6 @@
-"""API: POST /upload (study-wide presigned POST + manifest), POST /upload/{study_id} (a fresh
-form for a study still taking files), GET /status/{study_id}, GET /health, and GET / (the
+"""API: POST /upload (the manifest, and presigned POSTs for the first declared files),
+POST /upload/{study_id} (forms for more of them, by name, while the study takes files),
+GET /status/{study_id}, GET /health, and GET / (the
 browser upload page).
 
 Each study belongs to the caller that declared it: another caller's study answers 404 as an
@@ -15,7 +16,7 @@ with garbage_collection_paused():
     import hashlib
     import re
     import time
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from functools import cache, lru_cache
     from pathlib import Path
     from typing import Any
@@ -67,8 +68,10 @@ with garbage_collection_paused():
         DeclaredFile,
         StudyClosedError,
         UploadRequestError,
+        declared_files,
         form_expiry,
         manifest_document,
+        parse_form_request,
         parse_upload_request,
         renewed_form_expiry,
         requested_deadline,
@@ -185,21 +188,40 @@ def readable_study(study_id: str, action: str) -> dict[str, Any]:
 
 
 def study_form(study: Mapping[str, Any], expires_in: int) -> dict[str, Any]:
-    """The answer carrying a study's study-wide upload form: a presigned POST for any key
+    """The study-wide upload form (``StudyWideForms`` enabled): a presigned POST for any key
     under ``incoming/<id>/``, valid ``expires_in`` seconds from now, each file at most the
     largest size the study declared (``MaxUploadBytes`` for a study recorded before the
     item kept it): a form for a study of small files lets no large one in."""
-    study_id = str(study["study_id"])
-    prefix = incoming_prefix(study_id)
+    prefix = incoming_prefix(str(study["study_id"]))
     max_bytes = int(study.get("largest_declared") or settings.max_upload_bytes)
     form = uploads.presigned_post(prefix + "${filename}", max_bytes, expires_in)
-    return {
+    return {**form, "key_prefix": prefix}
+
+
+def file_forms(study_id: str, files: Iterable[DeclaredFile], expires_in: int
+               ) -> list[dict[str, Any]]:
+    """One presigned POST per declared file, for its exact key and exact size: what such a
+    form lets in is that file or nothing."""
+    return [{"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
+                                                      expires_in, min_bytes=f.size)}
+            for f in files]
+
+
+def forms_answer(study: Mapping[str, Any], expires_in: int,
+                 files: Iterable[DeclaredFile]) -> dict[str, Any]:
+    """A study's forms, as ``POST /upload`` and ``POST /upload/{id}`` answer them: per-file
+    forms for ``files``, and the study-wide form when the deployment hands it out."""
+    study_id = str(study["study_id"])
+    answer: dict[str, Any] = {
         "study_id": study_id,
-        "upload": {**form, "key_prefix": prefix},
         "expires_in": expires_in,
-        "max_bytes": max_bytes,
+        "max_bytes": int(study.get("largest_declared") or settings.max_upload_bytes),
         "files": int(study["expected"]),
+        "uploads": file_forms(study_id, files, expires_in),
     }
+    if settings.study_wide_forms:
+        answer["upload"] = study_form(study, expires_in)
+    return answer
 
 
 def require_declared_sizes(files: list[DeclaredFile]) -> None:
@@ -237,14 +259,9 @@ def create_upload() -> Response[dict[str, Any]]:
     table.create(study_id, expected=len(files), deadline_seconds=deadline, owner=owner,
                  largest_declared=largest)
     expires_in = form_expiry(settings.presign_expiry_seconds, deadline)
-    answer = study_form({"study_id": study_id, "expected": len(files),
-                         "largest_declared": largest}, expires_in)
-    if len(files) <= settings.per_file_forms_max:
-        answer["uploads"] = [
-            {"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
-                                                      expires_in)}
-            for f in files
-        ]
+    answer = forms_answer({"study_id": study_id, "expected": len(files),
+                           "largest_declared": largest}, expires_in,
+                          files[:settings.per_file_forms_max])
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
     logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
     audit("create", "ok", study_id)
@@ -254,12 +271,17 @@ def create_upload() -> Response[dict[str, Any]]:
 @app.post("/upload/<study_id>", middlewares=AUTHENTICATED)
 @tracer.capture_method(capture_response=False)
 def renew_upload(study_id: str) -> dict[str, Any]:
-    """A fresh study-wide form for a study still taking files (AWAITING_UPLOAD or RECEIVING,
-    before its upload deadline), for an upload that outlasts its form: no body, or ``{}``.
-    The form expires at the deadline at the latest: a file it lets in is never late."""
+    """Fresh forms for a study still taking files (AWAITING_UPLOAD or RECEIVING, before its
+    upload deadline): ``{"names": [...]}`` asks per-file forms for declared files by name
+    (the files past the first page of ``POST /upload``'s answer, or a form that expired);
+    no body, or ``{}``, asks for the study-wide form alone, where the deployment hands it
+    out. The forms expire at the deadline at the latest: a file they let in is never
+    late."""
     require_study_id(study_id)
-    if request_json() not in (None, {}):
-        raise BadRequestError("this route takes no body (or an empty JSON object)")
+    names = parse_form_request(request_json())
+    if names is None and not settings.study_wide_forms:
+        raise BadRequestError('this deployment hands out per-file forms only: ask for them '
+                              'with {"names": [file names]}')
     logger.set_correlation_id(study_id)
     study = readable_study(study_id, "renew")
     try:
@@ -268,10 +290,32 @@ def renew_upload(study_id: str) -> dict[str, Any]:
     except StudyClosedError:
         audit("renew", "closed", study_id)
         raise
+    asked = declared_by_name(study_id, names or [])
     metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
-    logger.info("upload form renewed", extra={"study_id": study_id})
+    logger.info("upload forms renewed", extra={"study_id": study_id, "files": len(asked)})
     audit("renew", "ok", study_id)
-    return study_form(study, expires_in)
+    return forms_answer(study, expires_in, asked)
+
+
+@lru_cache(maxsize=16)
+def declared_files_of(study_id: str) -> dict[str, DeclaredFile]:
+    """The study's declared files by name, from its manifest (none for a plain drop). A
+    manifest never changes once its study exists, so the last few read are kept: a study
+    asking for its forms 100 at a time is read once per execution environment."""
+    document = uploads.find_json(manifest_key(study_id))
+    return {} if document is None else {f.name: f for f in declared_files(document)}
+
+
+def declared_by_name(study_id: str, names: list[str]) -> list[DeclaredFile]:
+    """The declared files named, in the order asked; 400 when any name was not declared
+    (how many, not which: a name can carry a patient's)."""
+    by_name = declared_files_of(study_id)
+    undeclared = sum(1 for name in names if name not in by_name)
+    if undeclared:
+        audit("renew", "undeclared", study_id)
+        raise BadRequestError(f"{undeclared} of the {len(names)} names asked for were not "
+                              "declared for this study")
+    return [by_name[name] for name in names]
 
 
 def _page_size(text: str | None) -> int:

@@ -118,40 +118,32 @@ def test_an_upload_larger_than_declared_is_refused_by_the_post_policy(
     assert status["state"] == "AWAITING_UPLOAD"
 
 
-def test_the_study_wide_form_refuses_keys_outside_the_study_prefix(
-    deployment: Deployment,
-) -> None:
-    declared = deployment.api.declare({"ct.dcm": CT_SMALL.stat().st_size})
-    form = {**declared["upload"], "key_prefix": "incoming/"}
-    response = PacsClient.post_file(form, "elsewhere.dcm", CT_SMALL.read_bytes())
+def test_a_per_file_form_refuses_any_other_key_or_size(deployment: Deployment) -> None:
+    size = CT_SMALL.stat().st_size
+    declared = deployment.api.declare({"ct.dcm": size})
+    [form] = declared["uploads"]
+    elsewhere = {**form, "fields": {**form["fields"],
+                                    "key": f"incoming/{declared['study_id']}/other.dcm"}}
 
-    assert response.status == 403, response.body
-    assert deployment.keys(deployment.uploads_bucket, "incoming/elsewhere.dcm") == []
+    refused_key = PacsClient.post_file(elsewhere, "other.dcm", CT_SMALL.read_bytes())
+    refused_size = PacsClient.post_file(form, "ct.dcm", CT_SMALL.read_bytes()[:size - 1])
 
-
-def test_the_study_wide_form_refuses_a_file_larger_than_any_declared(
-    deployment: Deployment,
-) -> None:
-    declared = deployment.api.declare({"ct.dcm": 1000, "other.dcm": 2000})
-    response = PacsClient.post_file(declared["upload"], "ct.dcm", CT_SMALL.read_bytes())
-
-    assert response.status == 400
-    assert b"EntityTooLarge" in response.body
+    assert refused_key.status == 403, refused_key.body
+    assert refused_size.status == 400 and b"EntityTooSmall" in refused_size.body
     assert deployment.keys(deployment.uploads_bucket, f"incoming/{declared['study_id']}/") == []
 
 
-def test_a_file_larger_than_declared_through_the_study_wide_form_is_rejected_413(
-    deployment: Deployment,
-) -> None:
-    size = CT_SMALL.stat().st_size
-    declared = deployment.api.declare({"ct.dcm": 1000, "larger.dcm": size})
-    response = PacsClient.post_file(declared["upload"], "ct.dcm", CT_SMALL.read_bytes())
-    assert response.status == 204, response.body  # within the largest declared size
-    PacsClient.post_file(declared["upload"], "larger.dcm", CT_SMALL.read_bytes())
-    status = deployment.api.wait(declared["study_id"])
+def test_no_study_wide_form_is_handed_out_by_default(deployment: Deployment) -> None:
+    declared = deployment.api.declare({"ct.dcm": 1000, "other.dcm": 2000})
+    assert "upload" not in declared
+    assert [form["name"] for form in declared["uploads"]] == ["ct.dcm", "other.dcm"]
 
-    assert (status["state"], status["status"]) == ("REJECTED", 413)
-    assert "size.declared" in {f["rule"] for f in status["findings"]}
+    api = deployment.api
+    response = request("POST", f"{api.api_base}/upload/{declared['study_id']}", None,
+                       {"Authorization": f"Bearer {api.token}"})
+
+    assert response.status == 400
+    assert "per-file forms only" in response.json()["message"]
 
 
 def test_a_plain_s3_drop_is_processed_as_a_one_file_study(deployment: Deployment) -> None:
@@ -187,29 +179,30 @@ def test_status_answers_404_and_400_over_http(deployment: Deployment) -> None:
     assert deployment.api.status("not-an-id").status == 400
 
 
-def test_a_renewed_form_takes_the_rest_of_the_study_and_a_stored_one_is_409(
+def test_forms_asked_for_by_name_take_the_rest_of_the_study_and_a_stored_one_is_409(
         deployment: Deployment) -> None:
-    """POST /upload/{id} through API Gateway: the renewed form uploads into the same study;
-    once the study is STORED it takes no more files."""
+    """POST /upload/{id} through API Gateway: forms asked for by name upload into the same
+    study; once the study is STORED it takes no more files."""
     files = read_files(max(studies_in(CORPUS / "dicomdirtests" / "98892003").values(),
                            key=len))
     declared = deployment.api.declare({name: len(data) for name, data in files.items()})
     study_id = declared["study_id"]
     names = sorted(files)
-    deployment.api.send_file(declared["upload"], names[0], files[names[0]])
+    first = {form["name"]: form for form in declared["uploads"]}
+    deployment.api.send_file(first[names[0]], names[0], files[names[0]])
 
-    renewed = deployment.api.renew(study_id)
+    asked = deployment.api.forms(study_id, names[1:])
 
-    assert renewed["study_id"] == study_id and renewed["files"] == len(files)
-    assert renewed["upload"]["key_prefix"] == declared["upload"]["key_prefix"]
-    for name in names[1:]:
-        deployment.api.send_file(renewed["upload"], name, files[name])
+    assert asked["study_id"] == study_id and asked["files"] == len(files)
+    assert [form["name"] for form in asked["uploads"]] == names[1:]
+    for form in asked["uploads"]:
+        deployment.api.send_file(form, form["name"], files[form["name"]])
     assert deployment.api.wait(study_id)["state"] == "STORED"
     with pytest.raises(ApiError) as refused:
-        deployment.api.renew(study_id)
+        deployment.api.forms(study_id, names[:1])
     assert refused.value.status == 409 and "STORED" in refused.value.body
     with pytest.raises(ApiError) as unknown:
-        deployment.api.renew("0" * 32)
+        deployment.api.forms("0" * 32, names[:1])
     assert unknown.value.status == 404
 
 
@@ -280,8 +273,8 @@ def test_the_checksum_s3_verified_is_recorded_and_a_wrong_one_is_refused(
     deployment: Deployment,
 ) -> None:
     data = CT_SMALL.read_bytes()
-    form = deployment.api.declare({"ct.dcm": len(data)})["upload"]
-    fields = {**form["fields"], "key": form["key_prefix"] + "ct.dcm",
+    [form] = deployment.api.declare({"ct.dcm": len(data)})["uploads"]
+    fields = {**form["fields"],
               "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(b"x").digest()).decode()}
     head, tail, content_type = multipart_form(fields, "ct.dcm")
     refused = request("POST", form["url"], head + data + tail, {"Content-Type": content_type})

@@ -13,6 +13,7 @@ from conftest import ROOT, STACK_NAME, Deployment, aws
 from pydicom.data import get_testdata_file
 
 from pacs_validator.cli.client import PacsClient
+from pacs_validator.contract.keys import incoming_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +97,7 @@ def test_a_study_missing_files_ends_incomplete_and_a_late_file_is_recorded(
     response = client.declare({"ct.dcm": CT_SMALL.stat().st_size,
                                "mr.dcm": MR_SMALL.stat().st_size}, deadline_seconds=60)
     study_id = response["study_id"]
-    PacsClient.post_file(response["upload"], "ct.dcm", CT_SMALL.read_bytes())
+    PacsClient.post_file(response["uploads"][0], "ct.dcm", CT_SMALL.read_bytes())
 
     status = client.wait(study_id, timeout=210, interval=2)  # the sweep runs every minute
     assert (status["state"], status["status"]) == ("INCOMPLETE", 422)
@@ -105,7 +106,7 @@ def test_a_study_missing_files_ends_incomplete_and_a_late_file_is_recorded(
                                                             f"rejected/{study_id}/")
 
     # the form expired at the deadline: the late file is an S3 drop (or a post still in flight)
-    late_key = response["upload"]["key_prefix"] + "mr.dcm"
+    late_key = incoming_prefix(study_id) + "mr.dcm"
     aws("s3").put_object(Bucket=deployment.uploads_bucket, Key=late_key,
                          Body=MR_SMALL.read_bytes())
     wait_for(lambda: any(f["late"] for f in client.status(study_id).json()["files"]), 60,

@@ -225,6 +225,15 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         yield moto
 
 
+@pytest.fixture
+def study_wide_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack deployed with ``StudyWideForms=Enabled``."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    serialize_dynamodb(monkeypatch)
+    with moto_stack(monkeypatch.setenv, {"STUDY_WIDE_FORMS": "Enabled"}) as moto:
+        yield moto
+
+
 class FakeContext:
     """The parts of a Lambda context that Powertools reads."""
 

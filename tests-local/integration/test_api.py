@@ -43,7 +43,7 @@ def expiration_of(form: dict[str, Any]) -> int:
     return timegm(time.strptime(policy_of(form)["expiration"], "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def test_upload_returns_a_study_wide_form_and_the_manifest_outside_the_table(
+def test_upload_answers_exact_per_file_forms_and_keeps_the_manifest_outside_the_table(
     stack: Stack,
 ) -> None:
     declared = [{"name": "a.dcm", "size": 10}, {"name": "b.dcm", "size": 20}]
@@ -51,15 +51,17 @@ def test_upload_returns_a_study_wide_form_and_the_manifest_outside_the_table(
     assert status == 201
     study_id = body["study_id"]
     assert len(study_id) == 32
+    assert set(body) == {"study_id", "expires_in", "max_bytes", "files", "uploads"}
     assert body["files"] == 2
-    assert body["upload"]["key_prefix"] == f"incoming/{study_id}/"
-    assert UPLOADS in body["upload"]["url"]
-    conditions = policy_of(body["upload"])["conditions"]
-    assert ["starts-with", "$key", f"incoming/{study_id}/"] in conditions
-    assert ["content-length-range", 1, 20] in conditions  # the largest declared, not the cap
     assert [u["name"] for u in body["uploads"]] == ["a.dcm", "b.dcm"]
-    for upload in body["uploads"]:
+    for upload, size in zip(body["uploads"], (10, 20), strict=True):
+        assert UPLOADS in upload["url"]
         assert upload["fields"]["key"] == f"incoming/{study_id}/{upload['name']}"
+        conditions = policy_of(upload)["conditions"]
+        assert {"key": f"incoming/{study_id}/{upload['name']}"} in conditions
+        assert ["content-length-range", size, size] in conditions  # that file, or nothing
+        assert not any(c[0] == "starts-with" and c[1] == "$key" for c in conditions
+                       if isinstance(c, list))
     assert body["max_bytes"] == 20
     assert body["expires_in"] == 900
     manifest = stack.s3.get_object(Bucket=UPLOADS, Key=f"manifests/{study_id}.json")
@@ -71,7 +73,22 @@ def test_upload_returns_a_study_wide_form_and_the_manifest_outside_the_table(
     assert status_body["next"] is None
 
 
-def test_a_20000_file_declaration_gets_a_small_answer_with_only_the_study_wide_form(
+def test_a_deployment_with_study_wide_forms_also_answers_one_for_the_prefix(
+    study_wide_stack: Stack,
+) -> None:
+    declared = [{"name": "a.dcm", "size": 10}, {"name": "b.dcm", "size": 20}]
+    status, body = call_api(study_wide_stack, "POST", "/upload", {"files": declared})
+    assert status == 201
+    study_id = body["study_id"]
+    assert body["upload"]["key_prefix"] == f"incoming/{study_id}/"
+    assert UPLOADS in body["upload"]["url"]
+    conditions = policy_of(body["upload"])["conditions"]
+    assert ["starts-with", "$key", f"incoming/{study_id}/"] in conditions
+    assert ["content-length-range", 1, 20] in conditions  # the largest declared, not the cap
+    assert [u["name"] for u in body["uploads"]] == ["a.dcm", "b.dcm"]
+
+
+def test_a_20000_file_declaration_gets_a_small_answer_with_the_first_files_forms(
     stack: Stack,
 ) -> None:
     declared = [{"name": f"IM{n:06d}.dcm", "size": 600_000} for n in range(20_000)]
@@ -82,8 +99,8 @@ def test_a_20000_file_declaration_gets_a_small_answer_with_only_the_study_wide_f
     assert len(response["body"]) <= 64 * 1024
     body = json.loads(response["body"])
     assert body["files"] == 20_000
-    assert "uploads" not in body
-    assert body["upload"]["key_prefix"] == f"incoming/{body['study_id']}/"
+    assert [u["name"] for u in body["uploads"]] == [f"IM{n:06d}.dcm" for n in range(20)]
+    assert "upload" not in body
 
 
 def test_more_files_than_the_cap_per_study_is_400(stack: Stack) -> None:
@@ -160,15 +177,68 @@ def renew(stack: Stack, study_id: str, body: Any = None) -> tuple[int, dict[str,
     return call_api(stack, "POST", f"/upload/{study_id}", body, params={"study_id": study_id})
 
 
-def test_renewal_answers_a_fresh_study_wide_form_while_the_study_takes_files(
+def test_forms_asked_by_name_are_exact_fresh_and_in_the_order_asked(stack: Stack) -> None:
+    declared = declare_study(stack, {"a.dcm": CT, "b.dcm": MR})
+    study_id = declared["study_id"]
+
+    status, body = renew(stack, study_id, {"names": ["b.dcm", "a.dcm", "b.dcm"]})
+    assert status == 200, body
+    assert set(body) == {"study_id", "expires_in", "max_bytes", "files", "uploads"}
+    assert (body["study_id"], body["files"], body["expires_in"]) == (study_id, 2, 900)
+    assert [u["name"] for u in body["uploads"]] == ["b.dcm", "a.dcm"]
+    for upload, size in zip(body["uploads"], (len(MR), len(CT)), strict=True):
+        conditions = policy_of(upload)["conditions"]
+        assert {"key": f"incoming/{study_id}/{upload['name']}"} in conditions
+        assert ["content-length-range", size, size] in conditions
+        assert {"x-amz-checksum-algorithm": "SHA256"} in conditions
+        assert abs(expiration_of(upload) - (time.time() + 900)) < 60
+
+    deliver_upload(stack, f"incoming/{study_id}/a.dcm", CT)
+    assert call_api(stack, "GET", f"/status/{study_id}",
+                    params={"study_id": study_id})[1]["state"] == "RECEIVING"
+    status, body = renew(stack, study_id, {"names": ["b.dcm"]})  # RECEIVING
+    assert status == 200, body
+    assert [u["name"] for u in body["uploads"]] == ["b.dcm"]
+
+
+@pytest.mark.parametrize("body", [
+    {"names": ["a.dcm", "never-declared.dcm"]},
+    {"names": []},
+    {"names": [f"{n}.dcm" for n in range(101)]},
+    {"names": ["a.dcm", 7]},
+    {"names": "a.dcm"},
+    {"names": ["a.dcm"], "files": []},
+])
+def test_forms_for_undeclared_names_or_a_malformed_list_are_400(
+    stack: Stack, body: dict[str, Any],
+) -> None:
+    study_id = declare_study(stack, {"a.dcm": CT})["study_id"]
+    status, answer = renew(stack, study_id, body)
+    assert status == 400, answer
+    assert "never-declared" not in answer["message"]  # how many, never which
+
+
+def test_without_study_wide_forms_a_bodiless_renewal_is_400_saying_how_to_ask(
     stack: Stack,
 ) -> None:
+    study_id = declare_study(stack, {"a.dcm": CT})["study_id"]
+    for body in (None, {}):
+        status, answer = renew(stack, study_id, body)
+        assert status == 400
+        assert '{"names": [file names]}' in answer["message"]
+
+
+def test_renewal_answers_a_fresh_study_wide_form_where_the_deployment_has_them(
+    study_wide_stack: Stack,
+) -> None:
+    stack = study_wide_stack
     declared = declare_study(stack, {"a.dcm": CT, "b.dcm": CT})
     study_id = declared["study_id"]
 
     status, body = renew(stack, study_id)  # AWAITING_UPLOAD
     assert status == 200, body
-    assert set(body) == {"study_id", "upload", "expires_in", "max_bytes", "files"}
+    assert set(body) == {"study_id", "upload", "uploads", "expires_in", "max_bytes", "files"}
+    assert body["uploads"] == []
     assert (body["study_id"], body["files"], body["expires_in"], body["max_bytes"]) == (
         study_id, 2, 900, len(CT))  # a renewed form too caps files at the largest declared
     assert body["upload"]["key_prefix"] == f"incoming/{study_id}/"
@@ -180,8 +250,6 @@ def test_renewal_answers_a_fresh_study_wide_form_while_the_study_takes_files(
     assert abs(expiration_of(body["upload"]) - (time.time() + 900)) < 60
 
     deliver_upload(stack, f"incoming/{study_id}/a.dcm", CT)
-    assert call_api(stack, "GET", f"/status/{study_id}",
-                    params={"study_id": study_id})[1]["state"] == "RECEIVING"
     status, body = renew(stack, study_id, {})  # RECEIVING, with an empty JSON object
     assert status == 200, body
     assert body["study_id"] == study_id and body["files"] == 2
@@ -194,7 +262,7 @@ def test_renewal_for_a_study_past_receiving_is_409_naming_its_state(
 ) -> None:
     study_id = run_study(stack, files)  # two studies' files in one: REJECTED as mixed
 
-    status, body = renew(stack, study_id)
+    status, body = renew(stack, study_id, {"names": ["ct.dcm"]})
 
     assert status == 409
     assert state in body["message"]
@@ -210,15 +278,15 @@ def test_a_renewed_form_expires_at_the_upload_deadline_and_none_is_given_after_i
     assert status == 201
     study_id = declared["study_id"]
 
-    status, body = renew(stack, study_id)
+    status, body = renew(stack, study_id, {"names": ["a.dcm"]})
     assert status == 200
     assert 110 <= body["expires_in"] <= 120
-    assert abs(expiration_of(body["upload"]) - (time.time() + body["expires_in"])) < 5
+    assert abs(expiration_of(body["uploads"][0]) - (time.time() + body["expires_in"])) < 5
 
     boto3.resource("dynamodb").Table(STATUS_TABLE).update_item(
         Key={"study_id": study_id, "item": "study"}, UpdateExpression="SET deadline = :past",
         ExpressionAttributeValues={":past": int(time.time()) - 1})
-    status, body = renew(stack, study_id)
+    status, body = renew(stack, study_id, {"names": ["a.dcm"]})
     assert status == 409
     assert "past its upload deadline" in body["message"]
 
@@ -229,7 +297,7 @@ def test_the_first_forms_expire_at_a_deadline_shorter_than_their_lifetime(stack:
     assert status == 201
 
     assert declared["expires_in"] == 60
-    for form in (declared["upload"], *declared["uploads"]):
+    for form in declared["uploads"]:
         assert abs(expiration_of(form) - (time.time() + 60)) < 5
     default = call_api(stack, "POST", "/upload", {"files": [{"name": "a.dcm", "size": 1}]})[1]
     assert default["expires_in"] == 900  # the form's lifetime, shorter than the deadline
@@ -273,9 +341,10 @@ def test_a_declared_name_is_named_within_the_sort_key_limit(stack: Stack) -> Non
 
 
 def test_renewal_for_an_unknown_study_is_404_and_for_a_malformed_id_400(stack: Stack) -> None:
-    assert renew(stack, "0" * 32) == (404, {"statusCode": 404, "message": "no such study"})
+    assert renew(stack, "0" * 32, {"names": ["a.dcm"]}) == (
+        404, {"statusCode": 404, "message": "no such study"})
     for bad in ("xyz", "A" * 32, "g" * 32, "0" * 31, "0" * 33):
-        status, body = renew(stack, bad)
+        status, body = renew(stack, bad, {"names": ["a.dcm"]})
         assert status == 400 and "study_id" in body["message"], bad
 
 
@@ -288,7 +357,7 @@ def test_renewal_for_an_unknown_study_is_404_and_for_a_malformed_id_400(stack: S
         ("{}", "text/plain", 415),
     ],
 )
-def test_renewal_takes_no_body_but_an_empty_object(
+def test_renewal_takes_a_json_object_of_names_or_an_empty_one(
     stack: Stack, raw_body: str, content_type: str, expected: int
 ) -> None:
     study_id = declare_study(stack, {"a.dcm": CT})["study_id"]
@@ -307,14 +376,6 @@ def test_storage_outage_is_503_not_a_bare_500(stack: Stack) -> None:
     status, response = call_api(stack, "POST", "/upload", {"filename": "a.dcm", "size": 1})
     assert status == 503
     assert "unavailable" in response["message"]
-
-
-def test_each_presigned_post_is_capped_at_its_declared_size(stack: Stack) -> None:
-    declared = [{"name": "a.dcm", "size": 1000}, {"name": "b.dcm", "size": 4096}]
-    status, body = call_api(stack, "POST", "/upload", {"files": declared})
-    assert status == 201
-    for upload, entry in zip(body["uploads"], declared, strict=True):
-        assert ["content-length-range", 1, entry["size"]] in policy_of(upload)["conditions"]
 
 
 def answer(stack: Stack, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
@@ -461,13 +522,17 @@ def test_none_and_iam_modes_do_not_check_tokens_in_the_function(
     status, declared, _ = answer(stack, unsigned("POST", "/upload", UPLOAD))
     assert status == 201
     path = f"/upload/{declared['study_id']}"
-    assert answer(stack, unsigned("POST", path))[0] == 200
+    assert answer(stack, unsigned("POST", path, {"names": ["a.dcm"]}))[0] == 200
 
 
-def test_every_upload_form_requires_the_files_sha256_checksum(stack: Stack) -> None:
+@pytest.mark.parametrize("deployment", ["stack", "study_wide_stack"])
+def test_every_upload_form_requires_the_files_sha256_checksum(
+        deployment: str, request: pytest.FixtureRequest) -> None:
+    stack: Stack = request.getfixturevalue(deployment)
     status, body = call_api(stack, "POST", "/upload", {"files": [{"name": "a.dcm", "size": 9}]})
     assert status == 201
-    for form in (body["upload"], *body["uploads"]):
+    assert ("upload" in body) == (deployment == "study_wide_stack")
+    for form in (*([body["upload"]] if "upload" in body else []), *body["uploads"]):
         assert form["fields"]["x-amz-checksum-algorithm"] == "SHA256"
         conditions = policy_of(form)["conditions"]
         assert {"x-amz-checksum-algorithm": "SHA256"} in conditions
@@ -498,6 +563,6 @@ def test_a_caller_at_its_cap_of_open_studies_is_429_until_one_finishes(
     assert (status, body["message"]) == (429, "this caller has 2 studies open, the most it "
                                          "may: finish them, or wait for their deadlines, "
                                          "before declaring another")
-    deliver_upload(stack, first["upload"]["key_prefix"] + "ct.dcm", ct)  # the first one ends
+    deliver_upload(stack, first["uploads"][0]["fields"]["key"], ct)  # the first one ends
     deliver_success_events(stack)
     assert call_api(stack, "POST", "/upload", {"files": [{"name": "a", "size": 1}]})[0] == 201

@@ -27,9 +27,19 @@ from hypothesis import strategies as st
 EVENTS = int(os.environ.get("API_FUZZ_EVENTS", "10000"))
 STUDY_ID = "0123456789abcdef0123456789abcdef"
 OPEN_STUDY = "0123456789abcdef0123456789abc0de"
-"""A study the test creates, AWAITING_UPLOAD: its form can be renewed."""
+"""A study the test creates, AWAITING_UPLOAD, declaring :data:`OPEN_STUDY_FILES`: forms for
+them can be asked for."""
+OPEN_STUDY_FILES = ["a.dcm", "b.dcm"]
 STORED_STUDY = "0123456789abcdef0123456789ab0570"
 """A study the test creates and marks STORED: a renewal is refused (409)."""
+
+def mostly(usual: st.SearchStrategy[Any], others: st.SearchStrategy[Any],
+           in_ten: int = 6) -> st.SearchStrategy[Any]:
+    """``usual`` in ``in_ten`` draws out of ten, else ``others``: most events get past the
+    checks before the one the other draws aim at."""
+    return st.integers(min_value=0, max_value=9).flatmap(
+        lambda n: usual if n < in_ten else others)
+
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
@@ -49,6 +59,9 @@ declared_file = st.fixed_dictionaries(
 )
 good_file = st.fixed_dictionaries({"name": st.text(min_size=1, max_size=80),
                                    "size": st.integers(min_value=1, max_value=10**6)})
+hostile_names = st.lists(
+    st.sampled_from(OPEN_STUDY_FILES) | st.sampled_from(["../a.dcm", "c.dcm", ""])
+    | st.text(max_size=20), max_size=4)
 declarations = (
     st.fixed_dictionaries({"files": st.lists(good_file, min_size=1, max_size=3,
                                              unique_by=lambda f: f["name"])})
@@ -56,8 +69,14 @@ declarations = (
     | declared_file
     | st.fixed_dictionaries({"files": json_values})
 )
+form_requests = mostly(
+    st.fixed_dictionaries({"names": st.lists(st.sampled_from(OPEN_STUDY_FILES), min_size=1,
+                                             max_size=3)}),
+    st.fixed_dictionaries({"names": hostile_names})
+    | st.fixed_dictionaries({}, optional={"names": json_values, "files": json_values}))
 text_bodies = st.one_of(
     declarations.map(json.dumps),
+    form_requests.map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=120),
     st.sampled_from(["not json", "{", "}", "[]", "null", '"x"', "1e999999", "-0", "NaN",
@@ -66,14 +85,6 @@ text_bodies = st.one_of(
     st.integers(min_value=1, max_value=5000).map(lambda n: "9" * n),
 )
 binary_bodies = st.binary(max_size=120)
-
-
-def mostly(usual: st.SearchStrategy[Any], others: st.SearchStrategy[Any],
-           in_ten: int = 6) -> st.SearchStrategy[Any]:
-    """``usual`` in ``in_ten`` draws out of ten, else ``others``: most events get past the
-    checks before the one the other draws aim at."""
-    return st.integers(min_value=0, max_value=9).flatmap(
-        lambda n: usual if n < in_ten else others)
 
 
 content_types = mostly(st.just("application/json"), st.one_of(
@@ -137,6 +148,7 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
     authorization = draw(authorizations)
     if authorization is not None:
         headers["Authorization"] = authorization
+    method, path = request_line(draw)
     encoded = draw(st.integers(min_value=0, max_value=9)) < 3
     if encoded:
         raw = draw(st.one_of(
@@ -146,8 +158,8 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
             st.text(max_size=100),
         ))
     else:
-        raw = draw(mostly(declarations.map(json.dumps), st.none() | text_bodies, in_ten=4))
-    method, path = request_line(draw)
+        usual = form_requests if path.startswith("/upload/") else declarations
+        raw = draw(mostly(usual.map(json.dumps), st.none() | text_bodies, in_ten=4))
     event = api_event(method, path, raw_body=raw, headers=headers,
                       base64_encoded=encoded, query=draw(queries), token=None)
     event["body"] = raw
@@ -157,7 +169,9 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
 def test_10000_hostile_events_get_a_4xx_or_better_never_a_5xx(stack: Stack) -> None:
     api = stack.handler("api")
     for study_id in (OPEN_STUDY, STORED_STUDY):
-        api.table.create(study_id, expected=1, deadline_seconds=3600)
+        api.table.create(study_id, expected=len(OPEN_STUDY_FILES), deadline_seconds=3600)
+    stack.s3.put_object(Bucket=UPLOADS, Key=f"manifests/{OPEN_STUDY}.json", Body=json.dumps(
+        {"files": [{"name": name, "size": 10} for name in OPEN_STUDY_FILES]}))
     api.table.table.update_item(Key={"study_id": STORED_STUDY, "item": "study"},
                                 UpdateExpression="SET #state = :stored",
                                 ExpressionAttributeNames={"#state": "state"},
@@ -175,17 +189,18 @@ def test_10000_hostile_events_get_a_4xx_or_better_never_a_5xx(stack: Stack) -> N
         if event["path"].startswith("/upload/") and event["httpMethod"] == "POST":
             renewed[response["statusCode"]] += 1
         if response["statusCode"] == 200:
-            if event["httpMethod"] == "POST":  # a renewed form, for the open study only
+            if event["httpMethod"] == "POST":  # forms by name, for the open study only
                 body = json.loads(response["body"])
-                assert body["study_id"] == OPEN_STUDY and "uploads" not in body
-                assert body["upload"]["key_prefix"] == f"incoming/{OPEN_STUDY}/"
+                assert body["study_id"] == OPEN_STUDY and "upload" not in body
+                assert {f["fields"]["key"] for f in body["uploads"]} <= {
+                    f"incoming/{OPEN_STUDY}/{name}" for name in OPEN_STUDY_FILES}
             return  # else /health, or the HTML upload page at GET /
         body = json.loads(response["body"])
         assert isinstance(body, dict) and (body.get("message") or response["statusCode"] < 300)
         if response["statusCode"] == 201:
             prefix = f"incoming/{body['study_id']}/"
-            assert body["upload"]["key_prefix"] == prefix
-            for form in body.get("uploads", []):
+            assert "upload" not in body
+            for form in body["uploads"]:
                 name = form["fields"]["key"].removeprefix(prefix)
                 assert form["fields"]["key"] == prefix + name and name and "/" not in name
 

@@ -75,12 +75,13 @@ def origin(url: str) -> str:
 def test_another_callers_study_is_404_exactly_as_an_unknown_one(sites: Stack) -> None:
     study = declare(sites, SITE_A[0])
     unknown = "f" * 32
-    for method, path in (("GET", "/status/{}"), ("POST", "/upload/{}")):
-        refused = call(sites, method, path.format(study), token=SITE_B)[:2]
-        missing = call(sites, method, path.format(unknown), token=SITE_B)[:2]
+    for method, path, body in (("GET", "/status/{}", None),
+                               ("POST", "/upload/{}", {"names": ["a.dcm"]})):
+        refused = call(sites, method, path.format(study), body, token=SITE_B)[:2]
+        missing = call(sites, method, path.format(unknown), body, token=SITE_B)[:2]
         assert refused == missing
         assert refused[0] == 404
-        assert call(sites, method, path.format(study), token=SITE_A[1])[0] == 200
+        assert call(sites, method, path.format(study), body, token=SITE_A[1])[0] == 200
 
 
 def test_an_admin_reads_and_renews_every_study_and_alone_sees_plain_drops(sites: Stack) -> None:
@@ -91,7 +92,7 @@ def test_an_admin_reads_and_renews_every_study_and_alone_sees_plain_drops(sites:
     assert owner_of(plain) is None
     for study in studies:
         assert call(sites, "GET", f"/status/{study}")[0] == 200
-        assert call(sites, "POST", f"/upload/{study}")[0] == 200
+        assert call(sites, "POST", f"/upload/{study}", {"names": ["a.dcm"]})[0] == 200
     assert call(sites, "GET", f"/status/{plain}")[0] == 200
     for token in (SITE_A[0], SITE_B):
         assert call(sites, "GET", f"/status/{plain}", token=token)[0] == 404
@@ -121,7 +122,7 @@ def test_each_access_is_audited_once_without_file_names_or_patient_data(
     study = run_study(sites, {"secret-name-of-a-patient.dcm": data})
     call(sites, "GET", f"/status/{study}", token=SITE_B)
     call(sites, "GET", f"/status/{study}")
-    call(sites, "POST", f"/upload/{study}")
+    call(sites, "POST", f"/upload/{study}", {"names": ["secret-name-of-a-patient.dcm"]})
     call(sites, "POST", "/upload", {"filename": "a.dcm", "size": 10**15}, SITE_B)
 
     logged = repr([vars(record) for record in caplog.records])  # messages and extras
@@ -217,7 +218,7 @@ def sha256_source(text: str) -> str:
 
 def test_the_upload_page_is_served_with_a_strict_content_security_policy(stack: Stack) -> None:
     form_origin = origin(call(stack, "POST", "/upload", {"filename": "a", "size": 1})[1]
-                         ["upload"]["url"])
+                         ["uploads"][0]["url"])
     study = run_study(stack, {"a.dcm": Path(get_testdata_file("CT_small.dcm")).read_bytes()})
     link_origin = origin(call(stack, "GET", f"/status/{study}")[1]["links"]["metadata"])
     response = stack.handler("api").lambda_handler(api_event("GET", "/", token=None),

@@ -27,6 +27,7 @@ from test_pipeline import (
 )
 
 from pacs_validator.contract.events import DetailType, Event
+from pacs_validator.contract.keys import incoming_prefix
 from pacs_validator.flow.ports import DependencyUnavailable, PublishError
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
@@ -360,7 +361,7 @@ def declared_study_of_three(stack: Stack, seed: str) -> tuple[str, list[dict[str
     body = declare_study(stack, files)
     events = []
     for name, data in files.items():
-        key = body["upload"]["key_prefix"] + name
+        key = incoming_prefix(body["study_id"]) + name
         version = stack.s3.put_object(Bucket=UPLOADS, Key=key, Body=data)["VersionId"]
         events.append(s3_put_event(UPLOADS, key, "0A", len(data), version))
     return str(body["study_id"]), events

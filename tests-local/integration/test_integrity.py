@@ -18,6 +18,7 @@ from test_pipeline import (
     study_status,
 )
 
+from pacs_validator.contract.keys import incoming_prefix
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.data import data_document
 from pacs_validator.flow.ports import CopyMismatch, SourceObject
@@ -32,7 +33,7 @@ def mr_files(count: int) -> dict[str, bytes]:
 def upload_all(stack: Stack, files: dict[str, bytes], sequencer: str = "0A") -> str:
     body = declare_study(stack, files)
     for name, data in files.items():
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, data, sequencer)
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data, sequencer)
     return str(body["study_id"])
 
 
@@ -138,12 +139,12 @@ def test_an_undeclared_object_is_never_validated(stack: Stack,
                         lambda key, version_id=None: read.append(key) or
                         downloaded(key, version_id))
 
-    extra = deliver_upload(stack, body["upload"]["key_prefix"] + "extra.dcm", files["mr0.dcm"])
+    extra = deliver_upload(stack, incoming_prefix(body["study_id"]) + "extra.dcm", files["mr0.dcm"])
     assert extra["processed"][0] == {"study_id": study_id, "status": None,
                                      "outcome": "undeclared"}
     assert read == []
     for name, data in files.items():
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data)
     deliver_success_events(stack)
 
     status = study_status(stack, study_id)
@@ -159,7 +160,7 @@ def test_an_undeclared_object_is_never_validated(stack: Stack,
 def test_a_replacement_before_judgment_is_judged_on_the_latest_bytes(stack: Stack) -> None:
     files = mr_files(2)
     body = declare_study(stack, files)
-    study_id, prefix = body["study_id"], body["upload"]["key_prefix"]
+    study_id, prefix = body["study_id"], incoming_prefix(body["study_id"])
     assert deliver_upload(stack, prefix + "mr0.dcm", NOT_DICOM, "0A")["processed"][0][
         "status"] == 400
     replaced = deliver_upload(stack, prefix + "mr0.dcm", files["mr0.dcm"], "0B")
@@ -176,7 +177,7 @@ def test_a_replacement_before_judgment_is_judged_on_the_latest_bytes(stack: Stac
 def test_an_earlier_upload_announced_after_a_later_one_changes_nothing(stack: Stack) -> None:
     files = mr_files(2)
     body = declare_study(stack, files)
-    study_id, prefix = body["study_id"], body["upload"]["key_prefix"]
+    study_id, prefix = body["study_id"], incoming_prefix(body["study_id"])
     early = stack.s3.put_object(Bucket=UPLOADS, Key=prefix + "mr0.dcm", Body=NOT_DICOM)
     deliver_upload(stack, prefix + "mr0.dcm", files["mr0.dcm"], "0B")
     stale = stack.handler("validator").lambda_handler(
@@ -209,7 +210,7 @@ def test_uploads_with_one_sequencer_are_told_apart_by_their_version(stack: Stack
     """LocalStack sends every notification with the same sequencer."""
     files = mr_files(2)
     body = declare_study(stack, files)
-    study_id, prefix = body["study_id"], body["upload"]["key_prefix"]
+    study_id, prefix = body["study_id"], incoming_prefix(body["study_id"])
     deliver_upload(stack, prefix + "mr0.dcm", NOT_DICOM, "0A")
     again = deliver_upload(stack, prefix + "mr0.dcm", files["mr0.dcm"], "0A")
     assert again["processed"][0]["outcome"] == "replaced"

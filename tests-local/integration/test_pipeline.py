@@ -15,6 +15,7 @@ from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
 from pydicom.data import get_testdata_file
 
 from pacs_validator.cli.client import studies_in
+from pacs_validator.contract.keys import incoming_prefix
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -65,11 +66,11 @@ def declare_study(stack: Stack, files: dict[str, bytes]) -> dict[str, Any]:
 
 
 def run_study(stack: Stack, files: dict[str, bytes]) -> str:
-    """POST /upload, put every file where the study-wide form lets the client put it
-    (``key_prefix`` + name), run the functions."""
+    """POST /upload, put every file where its form puts it (the study's prefix + name), run
+    the functions."""
     body = declare_study(stack, files)
     for name, data in files.items():
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data)
     deliver_success_events(stack)
     return str(body["study_id"])
 
@@ -175,7 +176,7 @@ def test_a_rejected_study_keeps_only_its_declared_readable_dicom_files(stack: St
     assert status == 201, body
     sent = {"ct.dcm": valid, "jls.dcm": invalid, "small.dcm": junk, "noise.dcm": junk[:4096]}
     for name, data in sent.items():  # the study-wide form lets any of them through
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data)
     study_id = body["study_id"]
 
     status_of = study_status(stack, study_id)
@@ -187,7 +188,7 @@ def test_a_rejected_study_keeps_only_its_declared_readable_dicom_files(stack: St
         prefix + leaf for leaf in ("ct.dcm", "jls.dcm", "validation.log", "validation.json"))
     log = stack.s3.get_object(Bucket=STORE, Key=prefix + "validation.log")["Body"].read()
     assert b"file small.dcm: INVALID" in log and b"file noise.dcm: INVALID 400" in log
-    assert stack.s3.get_object(Bucket=UPLOADS, Key=body["upload"]["key_prefix"] + "small.dcm")[
+    assert stack.s3.get_object(Bucket=UPLOADS, Key=incoming_prefix(body["study_id"]) + "small.dcm")[
         "Body"].read() == junk  # left where it was sent, to expire with incoming/
 
 
@@ -338,6 +339,6 @@ def test_the_validator_reads_a_study_s_manifest_once_for_its_arrivals_and_judgme
 
     monkeypatch.setattr(client, "get_object", counted)
     for name, data in files.items():
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data)
     assert study_status(stack, str(body["study_id"]))["state"] == "VALID"
     assert keys.count(f"manifests/{body['study_id']}.json") == 1

@@ -28,6 +28,7 @@ from test_pipeline import (
     study_status,
 )
 
+from pacs_validator.contract.keys import incoming_prefix
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.validation import validate_instance
 from pacs_validator.flow import judging, storing
@@ -86,11 +87,11 @@ def test_concurrent_arrivals_keep_every_verdict_and_judge_the_study_once(
     body = declare_study(stack, files)
     study_id = body["study_id"]
     for name, data in files.items():
-        stack.s3.put_object(Bucket=UPLOADS, Key=body["upload"]["key_prefix"] + name, Body=data)
+        stack.s3.put_object(Bucket=UPLOADS, Key=incoming_prefix(body["study_id"]) + name, Body=data)
 
     def arrive(item: tuple[int, str]) -> dict[str, Any]:
         index, name = item
-        event = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + name, f"{index:04X}")
+        event = s3_put_event(UPLOADS, incoming_prefix(body["study_id"]) + name, f"{index:04X}")
         result: dict[str, Any] = stack.handler("validator").lambda_handler(event, FakeContext())
         return result
 
@@ -113,11 +114,11 @@ def test_a_redelivered_last_file_judges_the_study_once(stack: Stack) -> None:
     body = declare_study(stack, files)
     names = list(files)
     for name in names:
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, files[name], sequencer="01")
-    last_key = body["upload"]["key_prefix"] + names[-1]
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, files[name], sequencer="01")
+    last_key = incoming_prefix(body["study_id"]) + names[-1]
     last = s3_put_event(UPLOADS, last_key, "01", version_id=stack.version_of(UPLOADS, last_key))
     stack.handler("validator").lambda_handler(last, FakeContext())
-    again = s3_put_event(UPLOADS, body["upload"]["key_prefix"] + names[-1], "02")  # re-upload
+    again = s3_put_event(UPLOADS, incoming_prefix(body["study_id"]) + names[-1], "02")  # re-upload
     stack.handler("validator").lambda_handler(again, FakeContext())
     deliver_success_events(stack)
 
@@ -244,7 +245,7 @@ def test_a_file_larger_than_declared_rejects_the_study_with_size_declared(stack:
                             {"files": [{"name": n, "size": s} for n, s in declared.items()]})
     assert status == 201
     for name, data in files.items():
-        deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+        deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data)
 
     status_body = study_status(stack, body["study_id"])
     assert (status_body["state"], status_body["status"]) == ("REJECTED", 413)
@@ -291,7 +292,7 @@ def test_events_and_answers_stay_small_for_a_large_study(stack: Stack) -> None:
 def test_a_key_below_the_study_prefix_belongs_to_the_study(stack: Stack, name: str) -> None:
     data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     body = declare_study(stack, {name: data})
-    deliver_upload(stack, body["upload"]["key_prefix"] + name, data)
+    deliver_upload(stack, incoming_prefix(body["study_id"]) + name, data)
     deliver_success_events(stack)
 
     assert study_status(stack, body["study_id"])["state"] == "STORED"

@@ -87,9 +87,9 @@ class Gateway:
             event["pathParameters"] = {"study_id": url.path.rsplit("/", 1)[-1]}
         response = self.stack.handler("api").lambda_handler(event, FakeContext())
         status, text = int(response["statusCode"]), str(response["body"])
-        if method == "POST" and status in (200, 201):  # a declaration or a renewed form
+        if method == "POST" and status in (200, 201):  # a declaration, or forms asked for
             declared = json.loads(text)
-            for form in [declared["upload"], *declared.get("uploads", [])]:
+            for form in declared["uploads"]:
                 form["url"] = f"{self.s3_url}/{UPLOADS}"
             text = json.dumps(declared)
         return status, text
@@ -412,13 +412,15 @@ def interrupted_after_four_files(api: Api, folder: Path, expiring_forms: Expirin
     return entry_found
 
 
-def test_a_kept_form_that_expired_is_renewed_and_the_same_study_resumed(
+def test_an_interrupted_study_is_resumed_later_with_fresh_forms_in_one_request(
         api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Interrupted after four files; the command is run again 16 minutes later, when the
-    kept form (15 minutes) has expired: the form is renewed and the study resumed."""
+    declaration's forms (15 minutes) have expired: it keeps no form, asks for the seven
+    files' forms in one request, and resumes the same study."""
     folder = mr_folder(in_tmp)
     entry = interrupted_after_four_files(api, folder, expiring_forms, capsys)
+    assert set(entry) == {"study_id", "files"}  # no form is kept on disk
     state_file = in_tmp / STATE_FILE
     expiring_forms.aws.offset = expiring_forms.command.offset = 16 * 60
 
@@ -431,21 +433,22 @@ def test_a_kept_form_that_expired_is_renewed_and_the_same_study_resumed(
     assert document["state"] == "STORED"
     assert document["study_id"] == entry["study_id"]
     assert (document["counts"]["declared"], document["counts"]["received"]) == (11, 11)
-    assert api.gateway.count("POST", "/upload") == 1 + 1  # one declaration, one renewal
+    assert api.gateway.count("POST", "/upload") == 1 + 1  # one declaration, one request
     assert api.gateway.calls.count(("POST", f"/upload/{entry['study_id']}")) == 1
-    assert expiring_forms.refused() == []  # renewed before sending, not after a 403
-    kept_policy = entry["upload"]["fields"]["policy"]
-    resumed = expiring_forms.accepted()[4:]
-    assert len(resumed) == 7 and all(policy != kept_policy for _, policy in resumed)
-    assert "its upload form expired; renewed it" in captured.err
+    assert expiring_forms.refused() == []
+    first, resumed = expiring_forms.accepted()[:4], expiring_forms.accepted()[4:]
+    assert len(resumed) == 7 and {name for name, _ in first}.isdisjoint(
+        name for name, _ in resumed)
+    assert all(expiration_of(policy) > expiring_forms.aws.time() for _, policy in resumed)
+    assert "resuming study" in captured.err
     assert not state_file.exists()
 
 
-def test_a_form_expiring_mid_upload_is_renewed_before_the_next_file(
+def test_forms_expiring_mid_upload_are_replaced_in_one_request_before_the_next_file(
         api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """Once four files are sent, 16 minutes pass: the first form has expired, and is renewed
-    once before the fifth file is sent."""
+    """Once four files are sent, 16 minutes pass: the declaration's forms have expired, and
+    the seven left are asked for anew, in one request, before the fifth file is sent."""
     def time_passes_after_four(forms: ExpiringForms) -> None:
         if len(forms.posts) == 4:
             forms.aws.offset = forms.command.offset = 16 * 60
@@ -460,23 +463,22 @@ def test_a_form_expiring_mid_upload_is_renewed_before_the_next_file(
     assert api.gateway.count("POST", "/upload") == 2
     assert api.gateway.calls.count(("POST", f"/upload/{document['study_id']}")) == 1
     assert expiring_forms.refused() == []
-    policies = [policy for _, policy in expiring_forms.accepted()]
-    assert len(policies) == 11
-    assert len(set(policies[:4])) == 1 and len(set(policies[4:])) == 1
-    assert policies[0] != policies[4]
+    expirations = [expiration_of(policy) for _, policy in expiring_forms.accepted()]
+    assert len(expirations) == 11 and len(set(expirations[:4])) == 1
+    assert all(later >= expirations[0] + 16 * 60 for later in expirations[4:])
 
 
-def test_a_form_renewed_up_to_the_upload_deadline_is_not_renewed_again_for_each_file(
+def test_forms_that_end_at_the_upload_deadline_are_not_asked_for_again_for_each_file(
         api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """After four files, 14.5 minutes pass (the form has 30 s left) and the study's upload
-    deadline is 30 s away: the API renews the form only up to the deadline, and the command,
-    seeing that a renewal gives no later expiry, sends the other seven files with it instead
-    of asking again before each."""
+    """After four files, 14.5 minutes pass (the forms have 30 s left) and the study's upload
+    deadline is 30 s away: the API's fresh forms end at the deadline too, and the command,
+    seeing that they live no longer than its margin, sends the other seven files with them
+    instead of asking again before each."""
     def deadline_near_after_four(forms: ExpiringForms) -> None:
         if len(forms.posts) == 4:
             forms.aws.offset = forms.command.offset = 14.5 * 60
-            [study_id] = {policy_prefix(policy) for _, policy, _ in forms.posts}
+            [study_id] = {policy_study(policy) for _, policy, _ in forms.posts}
             api.gateway.stack.handler("api").table.table.update_item(
                 Key={"study_id": study_id, "item": "study"},
                 UpdateExpression="SET deadline = :soon",
@@ -490,24 +492,23 @@ def test_a_form_renewed_up_to_the_upload_deadline_is_not_renewed_again_for_each_
     assert document["state"] == "STORED"
     assert api.gateway.calls.count(("POST", f"/upload/{document['study_id']}")) == 1
     assert expiring_forms.refused() == []
-    policies = [policy for _, policy in expiring_forms.accepted()]
-    assert len(policies) == 11 and len(set(policies[4:])) == 1
+    assert len(expiring_forms.accepted()) == 11
 
 
-def policy_prefix(policy: str) -> str:
-    """The study id of a study-wide form's policy (its ``starts-with $key incoming/<id>/``)."""
+def policy_study(policy: str) -> str:
+    """The study id of a per-file form's policy (its ``key`` ``incoming/<id>/<name>``)."""
     conditions = json.loads(base64.b64decode(policy))["conditions"]
-    [prefix] = [condition[2] for condition in conditions
-                if isinstance(condition, list) and condition[:2] == ["starts-with", "$key"]]
-    return str(prefix).split("/")[1]
+    [key] = [condition["key"] for condition in conditions
+             if isinstance(condition, dict) and "key" in condition]
+    return str(key).split("/")[1]
 
 
-def test_files_s3_refuses_for_an_expired_form_are_sent_again_after_one_renewal(
+def test_files_s3_refuses_for_expired_forms_are_sent_again_after_one_request(
         api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """The form expires while 4 threads send their first files with it, and the command's
-    clock, 16 minutes behind S3's, does not know it: S3 refuses the 4 files, and they are
-    sent again with a form renewed once for all the threads."""
+    """The forms expire while 4 threads send their first files, and the command's clock,
+    16 minutes behind S3's, does not know it: S3 refuses the 4 files, and they and the
+    seven others are sent with forms asked for in one request for all the threads."""
     first_four = threading.Barrier(4)
     arrivals = itertools.count()
 
@@ -524,7 +525,7 @@ def test_files_s3_refuses_for_an_expired_form_are_sent_again_after_one_renewal(
     assert document["state"] == "STORED"
     assert (document["counts"]["declared"], document["counts"]["received"]) == (11, 11)
     assert len(expiring_forms.refused()) == 4  # S3 refused the first four files ...
-    assert api.gateway.count("POST", "/upload") == 2  # ... and the form was renewed once
+    assert api.gateway.count("POST", "/upload") == 2  # ... and forms were asked for once
     accepted = sorted(name for name, _ in expiring_forms.accepted())
     assert accepted == sorted(f["name"] for f in document["files"])
     assert not (in_tmp / ".pacs-validator-upload.json").exists()
@@ -534,7 +535,7 @@ def test_a_study_that_can_take_no_more_files_is_declared_anew(
         api: Api, in_tmp: Path, expiring_forms: ExpiringForms,
         capsys: pytest.CaptureFixture[str]) -> None:
     """A kept study past RECEIVING (here INCOMPLETE, as after the upload deadline) is not
-    renewed (409) but declared anew, and the new study is stored."""
+    resumed but declared anew, and the new study is stored."""
     folder = mr_folder(in_tmp)
     entry = interrupted_after_four_files(api, folder, expiring_forms, capsys)
     api.gateway.stack.handler("api").table.table.update_item(
@@ -546,5 +547,5 @@ def test_a_study_that_can_take_no_more_files_is_declared_anew(
 
     assert code == 0
     assert document["state"] == "STORED" and document["study_id"] != entry["study_id"]
-    assert api.gateway.count("POST", "/upload") == 2  # two declarations, no renewal
+    assert api.gateway.count("POST", "/upload") == 2  # two declarations, no form request
     assert api.gateway.calls.count(("POST", f"/upload/{entry['study_id']}")) == 0

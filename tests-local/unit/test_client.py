@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +26,15 @@ class Script:
     def __init__(self, answers: list[HttpResponse | Exception]) -> None:
         self.answers = answers
         self.calls: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[Any] = []
+        """The JSON of each API request's body (None for none, or for a file's)."""
 
     def __call__(self, method: str, url: str, body: Any = None,
                  headers: dict[str, str] | None = None, timeout: float = 60) -> HttpResponse:
         self.calls.append((method, url, dict(headers or {})))
+        json_sent = isinstance(body, bytes) and (headers or {}).get(
+            "Content-Type") == "application/json"
+        self.bodies.append(json.loads(body) if json_sent else None)
         if not isinstance(body, (bytes, type(None))):
             b"".join(body)  # a streamed body is read, as the connection would
         answer = self.answers.pop(0)
@@ -96,20 +102,39 @@ def test_progress_of_a_refused_file_is_taken_back(script: Any, tmp_path: Path) -
     assert sum(reported) == 0 and 5000 in reported
 
 
-def test_renew_posts_to_the_studys_upload_route_and_refusals_raise(script: Any) -> None:
-    fake = script(HttpResponse(200, b'{"study_id": "s", "upload": {"url": "u"}, '
+def test_forms_are_asked_for_by_name_and_refusals_raise(script: Any) -> None:
+    fake = script(HttpResponse(200, b'{"study_id": "s", "uploads": [{"name": "a.dcm"}], '
                                     b'"expires_in": 900}'),
                   HttpResponse(409, b'{"message": "the study is STORED"}'))
     api = PacsClient("https://api.test", token="t0k3n")
 
-    assert api.renew("s")["upload"] == {"url": "u"}
+    assert api.forms("s", ["a.dcm"])["uploads"] == [{"name": "a.dcm"}]
     with pytest.raises(client_module.ApiError) as refused:
-        api.renew("s")
+        api.forms("s", ["a.dcm"])
 
     assert refused.value.status == 409 and "STORED" in refused.value.body
     assert [(method, url) for method, url, _ in fake.calls] == [
         ("POST", "https://api.test/upload/s")] * 2
+    assert fake.bodies == [{"names": ["a.dcm"]}] * 2
     assert fake.calls[0][2]["Authorization"] == "Bearer t0k3n"
+
+
+def forms_answer(names: list[str]) -> HttpResponse:
+    uploads = [{"name": name, "url": "u", "fields": {}} for name in names]
+    return HttpResponse(200, json.dumps({"uploads": uploads, "expires_in": 900}).encode())
+
+
+def test_the_forms_past_the_declarations_are_asked_for_100_at_a_time(script: Any) -> None:
+    names = [f"IM{n:04d}.dcm" for n in range(250)]
+    fake = script(forms_answer(names[20:120]), forms_answer(names[120:220]),
+                  forms_answer(names[220:]))
+    declared = {"study_id": "s", "uploads": [{"name": name} for name in names[:20]]}
+
+    forms = PacsClient("https://api.test").all_forms(declared, names)
+
+    assert list(forms) == names
+    assert [body["names"] for body in fake.bodies] == [
+        names[20:120], names[120:220], names[220:]]
 
 
 def test_the_token_goes_to_the_api_and_never_to_s3(script: Any) -> None:

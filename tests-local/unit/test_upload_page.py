@@ -18,6 +18,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from pacs_validator.contract.names import safe_name
+from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "functions" / "api" / "upload.html").read_text("utf-8")
@@ -86,57 +87,78 @@ def test_page_names_files_as_the_api_does() -> None:
     assert run_page_script([], names)["names"] == [safe_name(n) for n in names]
 
 
-STUDY_FORM = re.search(r"^(const RENEW_MARGIN_MS = .*?;).*?^(class StudyForm \{.*?^\})$",
-                       PAGE, re.S | re.M)
-FORM_HARNESS = """
+STUDY_FORMS = re.search(r"^(const RENEW_MARGIN_MS = .*?;).*?^(class StudyForms \{.*?^\})$",
+                        PAGE, re.S | re.M)
+FORMS_HARNESS = """
 const assert = require("assert");
 const api = "https://api.test";
 const authHeaders = () => ({ Authorization: "Bearer t" });
-const fetches = [];
+const requests = [];
 let answer = 200, issued = 0, lifetime = 900;
 globalThis.fetch = async (url, init) => {
-  fetches.push([url, init.method, init.headers.Authorization]);
+  const names = JSON.parse(init.body).names;
+  requests.push([url, init.method, init.headers.Authorization, names]);
   await new Promise((resolve) => setTimeout(resolve, 20));
   issued += 1;
-  return { status: answer, json: async () => ({ upload: { id: issued }, expires_in: lifetime }) };
+  const uploads = names.map((name) => ({ name, id: issued }));
+  return { status: answer, json: async () => ({ uploads, expires_in: lifetime }) };
 };
+const declared = (names, expires_in) => ({
+  uploads: names.map((name) => ({ name, id: 0 })), expires_in });
+const names = Array.from({ length: 250 }, (_, n) => `IM${String(n).padStart(4, "0")}.dcm`);
 (async () => {
-  const study = new StudyForm("abc", { upload: { id: 0 }, expires_in: 30 });
-  const first = await Promise.all([1, 2, 3, 4].map(() => study.current()));
-  assert.deepStrictEqual(first.map((form) => form.id), [1, 1, 1, 1]);
-  assert.deepStrictEqual(fetches, [["https://api.test/upload/abc", "POST", "Bearer t"]]);
-  assert.strictEqual((await study.current()).id, 1);
-  const used = study.upload;
-  const again = await Promise.all([1, 2, 3].map(() => study.refused(used)));
-  assert.deepStrictEqual(again.map((form) => form.id), [2, 2, 2]);
-  assert.strictEqual((await study.refused(used)).id, 2);
-  assert.strictEqual(fetches.length, 2);
+  // The declaration's 20 forms, then the others 100 at a time, never one for a sent file.
+  const study = new StudyForms("abc", names, declared(names.slice(0, 20), 900));
+  for (const name of names) {
+    assert.strictEqual((await study.form(name)).name, name);
+    study.sent(name);
+  }
+  assert.deepStrictEqual(requests.map((r) => r[3]),
+    [names.slice(20, 120), names.slice(120, 220), names.slice(220)]);
+  assert.deepStrictEqual(requests[0].slice(0, 3),
+    ["https://api.test/upload/abc", "POST", "Bearer t"]);
+  // Four workers asking together share one request; three refused with one form, one more.
+  requests.length = 0;
+  const shared = new StudyForms("def", names.slice(0, 4), declared([], 900));
+  const first = await Promise.all(names.slice(0, 4).map((name) => shared.form(name)));
+  assert.deepStrictEqual(requests.map((r) => r[3]), [names.slice(0, 4)]);
+  const again = await Promise.all(
+    names.slice(0, 3).map((name, n) => shared.refused(name, first[n])));
+  assert.deepStrictEqual(again.map((form) => form.id), [issued, issued, issued]);
+  assert.strictEqual(requests.length, 2);
+  assert.strictEqual((await shared.form(names[3])).id, issued);  // replaced with the others
+  // A request the API refused is not made again.
   answer = 409;
-  await assert.rejects(study.refused(study.upload), /HTTP 409/);
-  await assert.rejects(study.current().then(() => study.refused(study.upload)), /HTTP 409/);
-  assert.strictEqual(fetches.length, 3);
-  answer = 200; lifetime = 20;  // the API ends the form at the study's deadline
-  const closing = new StudyForm("late", { upload: { id: 0 }, expires_in: 30 });
-  assert.strictEqual((await closing.current()).id, issued);
-  await closing.current();
-  await closing.current();
-  assert.strictEqual(fetches.length, 4);  // a renewal that gave no later expiry: not again
+  await assert.rejects(shared.refused(names[0], again[0]), /HTTP 409/);
+  await assert.rejects(shared.refused(names[1], again[1]), /HTTP 409/);
+  assert.strictEqual(requests.length, 3);
+  // Forms ending at the study's deadline are not asked for again before each file.
+  answer = 200; lifetime = 20;
+  requests.length = 0;
+  const closing = new StudyForms("late", names.slice(0, 3), declared([], 30));
+  for (const name of names.slice(0, 3)) { await closing.form(name); closing.sent(name); }
+  assert.strictEqual(requests.length, 1);
   console.log("ok");
 })().catch((error) => { console.error(error); process.exit(1); });
 """
 
 
-def test_page_renews_its_upload_form_once_for_all_workers() -> None:
-    """StudyForm (the page's second script) with a fake fetch: a form expiring within a
-    minute is renewed once for four workers asking together, a fresh one is not, three
-    workers refused with one form share one renewal, a refused renewal is not asked again,
-    nor one that ended at the deadline (no later expiry) before each file."""
-    assert STUDY_FORM is not None
+def test_page_asks_for_per_file_forms_in_batches_shared_by_its_workers() -> None:
+    """StudyForms (the page's second script) with a fake fetch: the forms past the
+    declaration's are asked for 100 at a time, never for a file already sent; workers asking
+    together share one request, and three refused with one form share one more, which
+    replaces the forms kept as early; a refused request is not made again, nor, before each
+    file, one for forms that end at the study's deadline."""
+    assert STUDY_FORMS is not None
     result = subprocess.run(
-        [str(NODE), "-e", STUDY_FORM.group(1) + "\n" + STUDY_FORM.group(2) + FORM_HARNESS],
+        [str(NODE), "-e", STUDY_FORMS.group(1) + "\n" + STUDY_FORMS.group(2) + FORMS_HARNESS],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_page_asks_for_as_many_forms_at_a_time_as_the_api_allows() -> None:
+    assert re.search(r"FORMS_PER_REQUEST = (\d+);", PAGE)[1] == str(NAMES_PER_FORM_REQUEST)
 
 
 CHECKSUM = re.search(r'<script id="checksum">(.*?)</script>', PAGE, re.S)

@@ -89,7 +89,7 @@ class DynamoDBStatusTable:
         (a redelivered event). ``manifest`` says whether declared names are stored;
         ``owner``, the API caller that declared it, alone (with the admins) may read it.
         A plain drop has none. ``largest_declared``: the largest size declared, which
-        caps each file its study-wide form lets in, renewed forms too."""
+        caps each file a study-wide form lets in (``StudyWideForms``)."""
         now = epoch_seconds()
         item: dict[str, Any] = {
             **self._key(study_id),

@@ -170,9 +170,10 @@ class S3Bucket:
         return [item["Key"] for item in page.get("Contents", [])], bool(page.get("IsTruncated"))
 
     @service_errors()
-    def presigned_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
-        """A presigned POST whose policy caps the size at ``max_bytes``: a presigned PUT
-        cannot cap it at all.
+    def presigned_post(self, key: str, max_bytes: int, expires_in: int, min_bytes: int = 1
+                       ) -> dict[str, Any]:
+        """A presigned POST whose policy bounds the size (``min_bytes`` to ``max_bytes``): a
+        presigned PUT cannot bound it at all.
 
         A ``key`` ending in ``/${filename}`` makes one form for a whole prefix: the policy
         then says ``starts-with`` that prefix and the client sets ``key`` per file.
@@ -186,7 +187,7 @@ class S3Bucket:
             Key=key,
             Fields={CHECKSUM_ALGORITHM_FIELD: CHECKSUM_ALGORITHM},
             Conditions=[
-                ["content-length-range", 1, max_bytes],
+                ["content-length-range", min_bytes, max_bytes],
                 {CHECKSUM_ALGORITHM_FIELD: CHECKSUM_ALGORITHM},
                 ["starts-with", f"${CHECKSUM_FIELD}", ""],
             ],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,13 @@ from typing import Any
 from pacs_validator.contract.auth import AuthMode, admin_principals, auth_mode
 from pacs_validator.dicom.data import data_document
 
-ENVIRONMENT_OVERRIDES = {
+
+def enabled(value: str) -> bool:
+    """A template switch (``Enabled``/``Disabled``) as a setting."""
+    return value == "Enabled"
+
+
+ENVIRONMENT_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "PRESIGN_EXPIRY_SECONDS": ("presign_expiry_seconds", int),
     "UPLOAD_DEADLINE_SECONDS": ("upload_deadline_seconds", int),
@@ -29,6 +35,7 @@ ENVIRONMENT_OVERRIDES = {
     "MAX_STUDY_BYTES": ("max_study_bytes", int),
     "MAX_OPEN_STUDIES": ("max_open_studies", int),
     "TOKEN_CACHE_SECONDS": ("token_cache_seconds", int),
+    "STUDY_WIDE_FORMS": ("study_wide_forms", enabled),
 }
 
 
@@ -58,8 +65,11 @@ class Settings:
     """Largest API request body accepted (413 above): room for ``max_files_per_study``
     declared files with names of about 170 characters."""
     per_file_forms_max: int
-    """Studies of at most this many files also get one presigned POST per file, capped at
-    its declared size; larger ones get only the study-wide form (the response stays small)."""
+    """Per-file forms in the ``POST /upload`` answer, for its first files (the answer stays
+    small); the others are asked for by name (``POST /upload/{id}``)."""
+    study_wide_forms: bool
+    """Whether the API also hands out a study's study-wide form (``STUDY_WIDE_FORMS``,
+    template parameter ``StudyWideForms``), which lets in any name under its prefix."""
     chunk_instances: int
     """Most files one invocation copies (and describes) when a study is stored or rejected."""
     store_function: str
@@ -136,6 +146,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         max_files_per_study=int(document["max_files_per_study"]),
         max_request_bytes=int(document["max_request_bytes"]),
         per_file_forms_max=int(document["per_file_forms_max"]),
+        study_wide_forms=bool(document["study_wide_forms"]),
         chunk_instances=int(document["chunk_instances"]),
         store_function=env.get("STORE_FUNCTION", ""),
         reject_function=env.get("REJECT_FUNCTION", ""),

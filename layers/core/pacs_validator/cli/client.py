@@ -1,5 +1,5 @@
-"""A small HTTP client for the deployed API: declare, upload through presigned POSTs, renew
-an upload form, wait.
+"""A small HTTP client for the deployed API: declare, ask for upload forms, upload through
+presigned POSTs, wait.
 
 Standard library and pydicom only, so the demo, the end-to-end tests, the ``upload`` command
 and users' scripts share one way of talking to the service, on AWS or on LocalStack alike.
@@ -35,6 +35,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from pacs_validator.contract.names import CHECKSUM_ALGORITHM_FIELD, CHECKSUM_FIELD, safe_name
+from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
 
 TERMINAL_STATES = frozenset({"STORED", "REJECTED", "FAILED", "INCOMPLETE"})
 UPLOAD_CHUNK = 1024 * 1024
@@ -198,25 +199,38 @@ class PacsClient:
         declared: dict[str, Any] = response.json()
         return declared
 
-    def renew(self, study_id: str) -> dict[str, Any]:
-        """``POST /upload/{id}``: a fresh study-wide form for a study still taking files,
-        for an upload that outlasts its form; the 200 body (``upload``, ``expires_in``, as
-        :meth:`declare` answers them, without per-file forms). :class:`ApiError` for a study
-        that is unknown (404) or takes no more files (409)."""
-        response = self._api("POST", f"/upload/{study_id}")
+    def forms(self, study_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """``POST /upload/{id}`` for ``names`` (at most :data:`NAMES_PER_FORM_REQUEST`
+        declared files of a study still taking files): the 200 body, whose ``uploads`` are
+        fresh per-file forms in the order asked. :class:`ApiError` for a study that is
+        unknown (404) or takes no more files (409), or for a name it did not declare (400)."""
+        response = self._api("POST", f"/upload/{study_id}", {"names": list(names)})
         if response.status != 200:
             raise ApiError(response.status, response.body.decode(errors="replace"))
-        renewed: dict[str, Any] = response.json()
-        return renewed
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def all_forms(self, declared: Mapping[str, Any], names: Sequence[str]
+                  ) -> dict[str, dict[str, Any]]:
+        """{name: form} for every name: the forms the declaration answered, the others asked
+        for :data:`NAMES_PER_FORM_REQUEST` at a time."""
+        forms = {str(form["name"]): form for form in declared["uploads"]}
+        missing = [name for name in names if name not in forms]
+        for start in range(0, len(missing), NAMES_PER_FORM_REQUEST):
+            answer = self.forms(str(declared["study_id"]),
+                                missing[start:start + NAMES_PER_FORM_REQUEST])
+            forms.update((str(form["name"]), form) for form in answer["uploads"])
+        return forms
 
     @staticmethod
     def post_file(form: Mapping[str, Any], name: str, data: bytes | Path,
                   progress: Progress | None = None) -> HttpResponse:
         """Send one file (its bytes, or streamed from its path) through a presigned POST
-        form, once; S3 answers 204 (400 over the cap).
+        form, once; S3 answers 204 (400 for a size the form does not allow).
 
-        With the study-wide form (``declare(...)["upload"]``) the file's key is the form's
-        ``key_prefix`` followed by its name; a per-file form carries its own key."""
+        A per-file form carries its own key; with a study-wide form (a deployment with
+        ``StudyWideForms``) the file's key is the form's ``key_prefix`` followed by its
+        name."""
         fields = dict(form["fields"])
         if "key_prefix" in form:
             fields["key"] = str(form["key_prefix"]) + name
@@ -265,12 +279,12 @@ class PacsClient:
             raise ApiError(response.status, response.body.decode(errors="replace"))
 
     def upload(self, files: Mapping[str, bytes]) -> str:
-        """Declare and upload a study through its study-wide form, ``jobs`` files at a
-        time; its id."""
+        """Declare and upload a study through its per-file forms, ``jobs`` files at a time;
+        its id. The names are the API's own (:func:`upload_names`)."""
         declared = self.declare({name: len(data) for name, data in files.items()})
+        forms = self.all_forms(declared, list(files))
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            list(pool.map(lambda name: self.send_file(declared["upload"], name, files[name]),
-                          files))
+            list(pool.map(lambda name: self.send_file(forms[name], name, files[name]), files))
         return str(declared["study_id"])
 
     def status(self, study_id: str, limit: int | None = None, next_token: str | None = None

@@ -2,24 +2,25 @@
 
 Files are grouped into studies by StudyInstanceUID (as ``validate`` groups them); with
 ``--check`` a study the local rules reject is refused before anything is sent. Each study is
-declared (``POST /upload``), its files go straight to S3 through the study-wide presigned
-POST, ``--jobs`` at a time, and the command waits for each study's verdict.
+declared (``POST /upload``), its files go straight to S3, each through its own presigned
+POST (its exact key and size), ``--jobs`` at a time, and the command waits for each study's
+verdict.
 
-The study-wide form expires (``expires_in``, 15 minutes by default) and a big study can take
-longer to send, so the form is kept fresh: before a file is sent, a form that expires within
-``EXPIRY_MARGIN`` seconds is renewed (``POST /upload/{id}``, once for all the threads sending
-the study), and a file S3 refuses with 403 (an expired form) is retried once with a renewed
-form. A renewal the API refuses (the study is past RECEIVING, e.g. INCOMPLETE after the
-upload deadline) leaves the remaining files of that run unsent.
+The declaration answers the forms of the first files; the others are asked for by name
+(``POST /upload/{id}``, :data:`NAMES_PER_FORM_REQUEST` at a time) when a file needs one.
+Forms expire (``expires_in``, 15 minutes by default) and a big study can take longer to
+send, so a file whose form expires within ``EXPIRY_MARGIN`` seconds gets a fresh one first,
+and a file S3 refuses with 403 (an expired form) is sent once more with a fresh form. A
+request the API refuses (the study is past RECEIVING, e.g. INCOMPLETE after the upload
+deadline) leaves the remaining files of that run unsent.
 
-Resuming: the study id and its upload form are kept in a small state file (by default
-``.pacs-validator-upload.json`` in the current folder, readable by its owner only, since the
-form lets its holder upload into that study until it expires) from the declaration until
-every file is sent; a renewed form replaces the kept one. Running the same command again
-finds the unfinished study (same API, same StudyInstanceUID, same files and sizes), asks
-``GET /status`` which files arrived, renews the kept form if it has expired, and sends only
-the others. A study that can no longer take files (the API does not know it, or it already
-reached a state past RECEIVING, e.g. INCOMPLETE after the upload deadline) is declared anew.
+Resuming: each study's id and declared files are kept in a small state file (by default
+``.pacs-validator-upload.json`` in the current folder, readable by its owner only) from the
+declaration until every file is sent; no form is kept. Running the same command again finds
+the unfinished study (same API, same StudyInstanceUID, same files and sizes), asks
+``GET /status`` which files arrived, and sends only the others, with forms asked for then.
+A study that can no longer take files (the API does not know it, or it already reached a
+state past RECEIVING, e.g. INCOMPLETE after the upload deadline) is declared anew.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,13 @@ from pacs_validator.cli.common import (
 )
 from pacs_validator.cli.progress import ProgressView, progress_view
 from pacs_validator.cli.status import print_status
+from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
 from pacs_validator.dicom.config import ValidatorConfig, load_config
 
 STATE_FILE = ".pacs-validator-upload.json"
 EXPIRY_MARGIN = 60
-"""Seconds of validity an upload form must still have for a file to be sent with it; a form
-closer to its expiry is renewed first."""
+"""Seconds of validity an upload form must still have for a file to be sent with it; for a
+form closer to its expiry a fresh one is asked for first."""
 RESUMABLE_STATES = frozenset({"AWAITING_UPLOAD", "RECEIVING"})
 
 
@@ -132,62 +134,75 @@ class UploadState:
             json.dump({"version": 1, "uploads": self.entries}, stream, indent=1)
 
 
-class KeptForm:
-    """A study's kept upload (its entry in the state file) and the form its files are sent
-    with, renewed through ``POST /upload/{id}`` when it is about to expire or S3 refuses it.
-    Shared by the threads sending the study's files: a renewal is made once, under a lock,
-    and one the API refused is not asked for again in this run. A renewal that brought the
-    expiry no later (the API ends forms at the study's upload deadline) is not asked for
-    again before a file either: the form is used until S3 refuses it."""
+class StudyForms:
+    """The per-file forms of one study's files, each asked for when a file needs it: with
+    the next files of the study that have no fresh form, :data:`NAMES_PER_FORM_REQUEST`
+    at a time (module docstring). Shared by the threads sending the study's files: forms
+    are asked for under a lock, and a request the API refused is not made again in this
+    run (its error is raised for every file still to send)."""
 
-    def __init__(self, client: PacsClient, state: UploadState, study_instance_uid: str,
-                 entry: dict[str, Any]) -> None:
+    def __init__(self, client: PacsClient, study_id: str, names: Sequence[str]) -> None:
         self.client = client
-        self.state = state
-        self.study_instance_uid = study_instance_uid
-        self.entry = entry
+        self.study_id = study_id
+        self.unsent = dict.fromkeys(names)
+        """The files not yet sent, in the order they are sent: a request asks for the
+        next ones."""
+        self.forms: dict[str, dict[str, Any]] = {}
+        self.stale_at: dict[str, float] = {}
+        """When each form is to be replaced before a file is sent with it."""
         self.lock = threading.Lock()
         self.failure: Exception | None = None
-        self.at_deadline = False
 
-    def expiring(self) -> bool:
-        """Whether the form expires within ``EXPIRY_MARGIN`` seconds (or has expired) and a
-        renewal could give a later one."""
-        return not self.at_deadline and self.entry["expires_at"] < time.time() + EXPIRY_MARGIN
+    def keep(self, answer: Mapping[str, Any], asked: float) -> None:
+        """Keep the forms of an answer (the declaration's, or a request's). A form is
+        replaced ``EXPIRY_MARGIN`` seconds before it expires, its expiry counted from before
+        the request, so never later than S3's; one that lives no longer than that (the API
+        ends forms at the study's upload deadline, and a new one would end there too) is
+        used until S3 refuses it."""
+        expires_in = int(answer["expires_in"])
+        stale_at = asked + expires_in - EXPIRY_MARGIN if expires_in > EXPIRY_MARGIN \
+            else float("inf")
+        for form in answer["uploads"]:
+            self.forms[str(form["name"])] = form
+            self.stale_at[str(form["name"])] = stale_at
 
-    def renew(self) -> None:
-        """A fresh form from the API, kept in the entry and the state file (its expiry
-        counted from before the request, so never later than S3's)."""
-        asked = time.time()
-        renewed = self.client.renew(str(self.entry["study_id"]))
-        expires_at = asked + int(renewed["expires_in"])
-        self.at_deadline = expires_at < self.entry["expires_at"] + EXPIRY_MARGIN
-        self.entry["upload"] = renewed["upload"]
-        self.entry["expires_at"] = expires_at
-        self.state.put(self.client.api_base, self.study_instance_uid, self.entry)
+    def _fresh(self, name: str) -> bool:
+        return name in self.forms and self.stale_at[name] > time.time()
 
-    def form(self) -> dict[str, Any]:
-        """The form to send a file with now, renewed first when it is expiring."""
+    def form(self, name: str) -> dict[str, Any]:
+        """The form to send ``name`` with now, asked for first when it has none or it is
+        expiring."""
         with self.lock:
-            if self.expiring():
-                self._renew_once()
-            form: dict[str, Any] = self.entry["upload"]
-            return form
+            if not self._fresh(name):
+                self._ask(name)
+            return self.forms[name]
 
-    def refused(self, form: dict[str, Any]) -> dict[str, Any]:
-        """The form to send again a file S3 refused (403) when sent with ``form``: renewed,
-        unless another thread renewed it since."""
+    def refused(self, name: str, form: dict[str, Any]) -> dict[str, Any]:
+        """The form to send again a file S3 refused (403) when sent with ``form``: a fresh
+        one, unless another thread got one since. Every form kept no later than this one
+        has expired too (the command's clock was behind S3's): all are asked for anew."""
         with self.lock:
-            if self.entry["upload"] is form:
-                self._renew_once()
-            fresh: dict[str, Any] = self.entry["upload"]
-            return fresh
+            if self.forms.get(name) is form:
+                refused_at = self.stale_at[name]
+                for other, stale_at in self.stale_at.items():
+                    if stale_at <= refused_at:
+                        self.stale_at[other] = 0
+                self._ask(name)
+            return self.forms[name]
 
-    def _renew_once(self) -> None:
+    def sent(self, name: str) -> None:
+        """``name`` is sent: no form is asked for it any more."""
+        with self.lock:
+            self.unsent.pop(name, None)
+
+    def _ask(self, name: str) -> None:
         if self.failure is not None:
             raise self.failure
+        batch = [name, *(n for n in self.unsent if n != name and not self._fresh(n))]
+        asked = time.time()
         try:
-            self.renew()
+            self.keep(self.client.forms(self.study_id,
+                                        batch[:NAMES_PER_FORM_REQUEST]), asked)
         except (ApiError, *TRANSIENT_ERRORS) as error:
             self.failure = error
             raise
@@ -220,14 +235,12 @@ def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO) -> str | No
 
 
 def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
-               view: ProgressView) -> tuple[KeptForm, set[str]] | None:
-    """The kept upload of this study (its form renewed if it has expired) and the names of
-    its files that arrived, when it can still take the rest (else the kept entry is
-    dropped)."""
+               view: ProgressView) -> tuple[str, set[str]] | None:
+    """The kept study id of this study and the names of its files that arrived, when it
+    can still take the rest (else the kept entry is dropped)."""
     entry = state.get(client.api_base, study.study_instance_uid)
     if entry is None:
         return None
-    kept = KeptForm(client, state, study.study_instance_uid, entry)
     reason = None
     if entry["files"] != study.sizes:
         reason = "its files changed"
@@ -236,14 +249,11 @@ def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
             current = client.full_status(entry["study_id"])
             if current["state"] not in RESUMABLE_STATES:
                 reason = f"it is {current['state']}"
-            elif kept.expiring():
-                kept.renew()
-                view.note(f"study {entry['study_id']}: its upload form expired; renewed it")
         except ApiError as error:
             reason = f"the API answers HTTP {error.status}"
         else:
             if reason is None:
-                return kept, {f["name"] for f in current["files"]}
+                return str(entry["study_id"]), {f["name"] for f in current["files"]}
     view.note(f"study {entry['study_id']} cannot be resumed ({reason}): declaring it anew")
     state.drop(client.api_base, study.study_instance_uid)
     return None
@@ -255,24 +265,27 @@ def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadS
     ``client.jobs`` at a time; the kept entry is dropped once every file is sent."""
     sizes = study.sizes
     resumed = _resumable(study, client, state, view)
+    declared: dict[str, Any] | None = None
     if resumed is None:
         asked = time.time()
         declared = client.declare(sizes)
-        entry = {"study_id": declared["study_id"], "upload": declared["upload"],
-                 "expires_at": asked + int(declared["expires_in"]), "files": sizes}
-        state.put(client.api_base, study.study_instance_uid, entry)
-        kept = KeptForm(client, state, study.study_instance_uid, entry)
-        received: set[str] = set()
+        study_id, received = str(declared["study_id"]), set[str]()
+        state.put(client.api_base, study.study_instance_uid,
+                  {"study_id": study_id, "files": sizes})
     else:
-        kept, received = resumed
-        view.note(f"resuming study {kept.entry['study_id']}: {len(received)} of {len(sizes)} "
+        study_id, received = resumed
+        view.note(f"resuming study {study_id}: {len(received)} of {len(sizes)} "
                   f"file(s) already received")
+    unsent_names = sorted(sizes.keys() - received)
+    forms = StudyForms(client, study_id, unsent_names)
+    if declared is not None:
+        forms.keep(declared, asked)
     task = view.add(label, len(sizes), sum(sizes.values()))
     view.advance(task, sent=sum(sizes[n] for n in received if n in sizes),
                  files=len(received & sizes.keys()))
-    unsent = _send_files(study, sorted(sizes.keys() - received), kept, client,
+    unsent = _send_files(study, unsent_names, forms, client,
                          lambda sent, files: view.advance(task, sent, files))
-    outcome = Outcome(study, str(kept.entry["study_id"]))
+    outcome = Outcome(study, study_id)
     if unsent:
         outcome.problem = (f"{len(unsent)} of {len(sizes)} file(s) not sent; run the same "
                            f"command again to resume")
@@ -281,27 +294,29 @@ def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadS
     return outcome
 
 
-def _send_file(study: StudyFiles, name: str, kept: KeptForm, client: PacsClient,
+def _send_file(study: StudyFiles, name: str, forms: StudyForms, client: PacsClient,
                progress: Callable[[int], None]) -> None:
-    """Send one file with the kept form (renewed when expiring); once more with a renewed
-    form when S3 refuses it with 403, as it refuses a form that expired."""
-    form = kept.form()
+    """Send one file with its form (a fresh one when it has none or it is expiring); once
+    more with a fresh form when S3 refuses it with 403, as it refuses a form that
+    expired."""
+    form = forms.form(name)
     try:
         client.send_file(form, name, study.files[name], progress)
     except ApiError as error:
         if error.status != 403:
             raise
-        client.send_file(kept.refused(form), name, study.files[name], progress)
+        client.send_file(forms.refused(name, form), name, study.files[name], progress)
+    forms.sent(name)
 
 
-def _send_files(study: StudyFiles, names: list[str], kept: KeptForm, client: PacsClient,
+def _send_files(study: StudyFiles, names: list[str], forms: StudyForms, client: PacsClient,
                 advance: Callable[[int, int], None]) -> list[str]:
     """Send ``names`` in parallel; the names that could not be sent. On an interruption
     (Ctrl-C) the queued files are cancelled at once, not sent first."""
     pool = ThreadPoolExecutor(max_workers=client.jobs)
     try:
         futures: dict[Future[None], str] = {
-            pool.submit(_send_file, study, name, kept, client,
+            pool.submit(_send_file, study, name, forms, client,
                         lambda sent: advance(sent, 0)): name
             for name in names
         }

@@ -1,5 +1,6 @@
 """The ``POST /upload`` request: which files a client will upload, checked before any URL
-is handed out; and when ``POST /upload/{id}`` may renew a study's form."""
+is handed out; and the ``POST /upload/{id}`` request: which declared files a client asks
+forms for, and when a study may still have them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from pacs_validator.contract.states import OPEN_STATES
 
 class UploadRequestError(ValueError):
     """The request body is not a valid upload declaration (answered with 400)."""
+
+
+NAMES_PER_FORM_REQUEST = 100
+"""Most files one ``POST /upload/{id}`` asks forms for. A per-file form is about 3.5 KB on
+AWS (the function's session token is in its fields and its policy), so the answer stays
+near 350 KB, well under what Lambda may answer; a 20,000-file study needs 200 requests."""
 
 
 class StudyClosedError(Exception):
@@ -68,6 +75,23 @@ def declared_files(document: dict[str, Any]) -> list[DeclaredFile]:
     return [DeclaredFile(name=str(f["name"]), size=int(f["size"])) for f in document["files"]]
 
 
+def parse_form_request(body: Any) -> list[str] | None:
+    """The names ``POST /upload/{id}`` asks per-file forms for, sanitised as the declaration
+    sanitised them and without repeats, in the order asked; None for no body or ``{}``,
+    which asks for the study-wide form."""
+    if body is None or body == {}:
+        return None
+    if not isinstance(body, dict) or set(body) != {"names"}:
+        raise UploadRequestError('the body must be {"names": [file names]} or empty')
+    names = body["names"]
+    if not isinstance(names, list) or not 1 <= len(names) <= NAMES_PER_FORM_REQUEST:
+        raise UploadRequestError(
+            f"names must be a list of 1 to {NAMES_PER_FORM_REQUEST} file names")
+    if not all(isinstance(name, str) and name.strip() for name in names):
+        raise UploadRequestError("each name must be a non-empty string")
+    return list(dict.fromkeys(safe_name(name) for name in names))
+
+
 def requested_deadline(body: Any, minimum: int, maximum: int) -> int:
     """Seconds the client asks to have for uploading (``deadline_seconds``, from ``minimum``
     to ``maximum``, the deployment's deadline, which is also the default): a client that
@@ -83,15 +107,16 @@ def requested_deadline(body: Any, minimum: int, maximum: int) -> int:
 
 
 def form_expiry(expiry_seconds: int, until_deadline: int) -> int:
-    """Seconds a study-wide form stays valid: ``expiry_seconds``, but never past the study's
+    """Seconds a study's forms stay valid: ``expiry_seconds``, but never past the study's
     upload deadline (``until_deadline`` seconds away), so a file the form lets in is never
     late."""
     return min(expiry_seconds, until_deadline)
 
 
 def renewed_form_expiry(study: Mapping[str, Any], now: int, expiry_seconds: int) -> int:
-    """Seconds a renewed study-wide form stays valid (:func:`form_expiry`). Only a study
-    still taking files (AWAITING_UPLOAD or RECEIVING, before its deadline) gets one."""
+    """Seconds the forms ``POST /upload/{id}`` hands out stay valid (:func:`form_expiry`).
+    Only a study still taking files (AWAITING_UPLOAD or RECEIVING, before its deadline)
+    gets any."""
     if study["state"] not in {state.value for state in OPEN_STATES}:
         raise StudyClosedError(str(study["state"]))
     until_deadline = int(study["deadline"]) - now
