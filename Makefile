@@ -43,6 +43,7 @@ $(CHECKOV_STAMP): .ci/checkov-requirements.txt
 	$(STACK) venv $(CHECKOV_VENV) $(PYTHON) -- -r $<
 	touch $@
 
+# The docs site is built with --strict (a dead link or anchor fails) into .local/site.
 lint: $(STAMP) preflight
 	$(BIN)/ruff check . $(STACK) local-runtime/check-installs local-runtime/parameter_reference.py \
 		local-runtime/preflight.py
@@ -50,6 +51,7 @@ lint: $(STAMP) preflight
 	$(BIN)/mypy local-runtime/parameter_reference.py local-runtime/preflight.py
 	$(BIN)/lint-imports --no-cache
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .local/site
 
 # Offline, what AWS refuses and LocalStack forgives (README, Deploy on AWS): the template's
 # checks, then a `sam build` as for AWS (every layer: wheels of each architecture) checked by
