@@ -45,10 +45,10 @@ $(CHECKOV_STAMP): .ci/checkov-requirements.txt
 
 # The docs site is built with --strict (a dead link or anchor fails) into .local/site.
 lint: $(STAMP) preflight
-	$(BIN)/ruff check . $(STACK) local-runtime/check-installs local-runtime/parameter_reference.py \
-		local-runtime/preflight.py
+	$(BIN)/ruff check . $(STACK) local-runtime/check-installs local-runtime/preflight.py \
+		docs/generate.py
 	$(BIN)/mypy
-	$(BIN)/mypy local-runtime/parameter_reference.py local-runtime/preflight.py
+	$(BIN)/mypy local-runtime/preflight.py docs/generate.py
 	$(BIN)/lint-imports --no-cache
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .local/site

@@ -19,7 +19,8 @@ from pacs_validator.dicom.config import ConfigError
 COMMANDS = {"validate": validate, "describe": describe, "upload": upload, "status": status}
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, every subcommand included (also read by docs/generate.py)."""
     parser = argparse.ArgumentParser(prog="pacs-validator", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS.values():
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command].run(args))
     except (ConfigError, UsageError) as exc:
