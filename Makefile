@@ -1,4 +1,4 @@
-# The two commands of the README, and the steps they are made of.
+# The two commands of the README, and the steps they are made of (docs/getting-started.md).
 #   make demo   bring LocalStack up, deploy, upload two sample studies, print verdicts and metadata
 #   make test   lint, types, unit and integration tests, then end-to-end tests on LocalStack
 
@@ -53,7 +53,7 @@ lint: $(STAMP) preflight
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .local/site
 
-# Offline, what AWS refuses and LocalStack forgives (README, Deploy on AWS): the template's
+# Offline, what AWS refuses and LocalStack forgives (docs/deploy.md, Pre-flight): the template's
 # checks, then a `sam build` as for AWS (every layer: wheels of each architecture) checked by
 # local-runtime/preflight.py for ARCH (default both). The build stays in
 # $(SAM_BUILDS)/preflight.build, its log in $(PREFLIGHT).

@@ -29,8 +29,8 @@ $(PIP) install --quiet --disable-pip-version-check --no-compile --only-binary=:a
 	"has no wheel for CPython 3.12 on manylinux $(MACHINE) (pip names it above)." \
 	"Nothing is built from source for Lambda, and every sam build makes the layers of" \
 	"both architectures: pin a version with wheels for x86_64 and aarch64, or drop arm64" \
-	"(the *Arm64 layers and the Architecture parameter in template.yaml; README, Deploy on" \
-	"AWS)." >&2; exit 1; }
+	"(the *Arm64 layers and the Architecture parameter in template.yaml; docs/deploy.md," \
+	"Pre-flight)." >&2; exit 1; }
 endef
 
 wheels:

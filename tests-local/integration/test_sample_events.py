@@ -21,7 +21,7 @@ def load(name: str) -> dict[str, object]:
 
 def test_api_sample_events_get_their_documented_answers(stack: Stack) -> None:
     """The events carry ``Bearer sample-event-token-0123456789``: a deployed stack answers
-    them 401 until that token is put in its token secret (README, Authentication)."""
+    them 401 until that token is put in its token secret (docs/api.md, Sample events)."""
     boto3.client("secretsmanager").put_secret_value(
         SecretId=TOKENS_SECRET, SecretString=json.dumps({"samples": SAMPLE_EVENT_TOKEN}))
     parameters.clear_caches()
