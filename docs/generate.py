@@ -137,13 +137,20 @@ def _argument(action: argparse.Action) -> str:
                      for option in action.option_strings)
 
 
+def _unexplained(action: argparse.Action) -> str:
+    """What the table says of an argument the parser gives no help for."""
+    if action.option_strings:
+        return ""
+    return "one or more, required" if action.nargs == "+" else "required"
+
+
 def cli_reference(parser: argparse.ArgumentParser) -> str:
     """Each subcommand: what it does, its usage line and a table of its arguments."""
     parts: list[str] = []
     for name, help_text, sub in _subcommands(parser):
         parts += [f"### `{parser.prog} {name}`", "", f"{help_text[:1].upper()}{help_text[1:]}.",
                   "", "```", _usage(sub), "```", "", "| argument | what |", "| --- | --- |"]
-        parts += [f"| {_argument(action)} | {cell(action.help or '')} |"
+        parts += [f"| {_argument(action)} | {cell(action.help or _unexplained(action))} |"
                   for action in sub._actions if not isinstance(action, argparse._HelpAction)]
         parts.append("")
     return "\n".join(parts).rstrip()
