@@ -51,8 +51,7 @@ from moto_stack import (
 )
 from pydicom.data import get_testdata_file
 
-from pacs_validator.aws.redrive import REDRIVE
-from pacs_validator.contract.invocations import is_sweep_payload
+from pacs_validator.contract.invocations import REDRIVE, is_sweep_payload
 from pacs_validator.contract.keys import incoming_prefix
 
 RESULTS = ROOT / "benchmarks" / "results"

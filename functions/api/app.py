@@ -9,7 +9,7 @@ audited in one log line (caller, study id, action, outcome; nothing from the fil
 
 from __future__ import annotations
 
-from pacs_validator.aws.startup import garbage_collection_paused
+from pacs_validator.aws.runtime.startup import garbage_collection_paused
 
 with garbage_collection_paused():
     import base64
@@ -36,10 +36,10 @@ with garbage_collection_paused():
     from pacs_validator.aws.dynamodb import DynamoDBStatusTable
     from pacs_validator.aws.errors import DependencyUnavailable
     from pacs_validator.aws.links import study_links
+    from pacs_validator.aws.runtime.settings import load_settings
+    from pacs_validator.aws.runtime.snapstart import on_snapshot
+    from pacs_validator.aws.runtime.tracing import function_tracer
     from pacs_validator.aws.s3 import S3Bucket
-    from pacs_validator.aws.settings import load_settings
-    from pacs_validator.aws.snapstart import on_snapshot
-    from pacs_validator.aws.tracing import function_tracer
     from pacs_validator.contract.api_request import RequestBodyError, json_body
     from pacs_validator.contract.auth import (
         ANONYMOUS,

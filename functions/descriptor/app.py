@@ -8,7 +8,7 @@ the last chunk assembles metadata.json and dicom.json).
 
 from __future__ import annotations
 
-from pacs_validator.aws.startup import garbage_collection_paused
+from pacs_validator.aws.runtime.startup import garbage_collection_paused
 
 with garbage_collection_paused():
     from pathlib import Path
@@ -20,10 +20,10 @@ with garbage_collection_paused():
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from pacs_validator.aws.clients import Clients
-    from pacs_validator.aws.idempotency import OncePerEvent
-    from pacs_validator.aws.settings import load_settings
-    from pacs_validator.aws.tracing import function_tracer
-    from pacs_validator.aws.wiring import StoredStudy, storing_pipeline_from_settings
+    from pacs_validator.aws.runtime.idempotency import OncePerEvent
+    from pacs_validator.aws.runtime.settings import load_settings
+    from pacs_validator.aws.runtime.tracing import function_tracer
+    from pacs_validator.aws.runtime.wiring import StoredStudy, storing_pipeline_from_settings
     from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload
 
 logger = Logger()

@@ -8,7 +8,7 @@ studies to rejected/ when the pipeline hands them out.
 
 from __future__ import annotations
 
-from pacs_validator.aws.startup import garbage_collection_paused
+from pacs_validator.aws.runtime.startup import garbage_collection_paused
 
 with garbage_collection_paused():
     import time
@@ -23,10 +23,10 @@ with garbage_collection_paused():
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from pacs_validator.aws.clients import Clients
-    from pacs_validator.aws.idempotency import OncePerEvent
-    from pacs_validator.aws.settings import load_settings
-    from pacs_validator.aws.tracing import function_tracer
-    from pacs_validator.aws.wiring import pipeline_from_settings
+    from pacs_validator.aws.runtime.idempotency import OncePerEvent
+    from pacs_validator.aws.runtime.settings import load_settings
+    from pacs_validator.aws.runtime.tracing import function_tracer
+    from pacs_validator.aws.runtime.wiring import pipeline_from_settings
     from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload, is_sweep_payload
     from pacs_validator.contract.objects import UploadedObject
 

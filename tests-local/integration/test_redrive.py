@@ -13,8 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pacs_validator.aws import redrive as redrive_module
-from pacs_validator.aws.redrive import REDRIVE, Redriven, main, redrive, replay_of
+from pacs_validator.aws.operations import redrive as redrive_module
+from pacs_validator.aws.operations.redrive import Redriven, main, redrive, replay_of
+from pacs_validator.contract.invocations import REDRIVE
 
 ACCOUNT = "123456789012"
 FUNCTION = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:pv-descriptor:$LATEST"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pacs_validator.aws.settings import load_settings
+from pacs_validator.aws.runtime.settings import load_settings
 from pacs_validator.contract.api_request import RequestBodyError, json_body
 from pacs_validator.contract.auth import (
     ANONYMOUS,

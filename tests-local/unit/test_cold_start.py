@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Tracer
 
-from pacs_validator.aws import snapstart
 from pacs_validator.aws.clients import Clients
-from pacs_validator.aws.tracing import Untraced
+from pacs_validator.aws.runtime import snapstart
+from pacs_validator.aws.runtime.tracing import Untraced
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
@@ -78,7 +78,8 @@ def test_the_api_and_the_descriptor_load_nothing_of_pydicom_numpy_nor_pillow(
 
 def test_with_tracing_on_the_tracer_is_powertools_on_x_ray() -> None:
     traced = imported(
-        "import json, sys; from pacs_validator.aws.tracing import Untraced, function_tracer; "
+        "import json, sys; "
+        "from pacs_validator.aws.runtime.tracing import Untraced, function_tracer; "
         "t = function_tracer(); print(json.dumps({'untraced': isinstance(t.provider, Untraced),"
         " 'xray': 'aws_xray_sdk.core' in sys.modules, 'disabled': t.disabled}))", ROOT)
     assert traced == {"untraced": False, "xray": True, "disabled": False}
@@ -95,7 +96,7 @@ def fresh_tracer() -> Any:
 def test_with_tracing_off_the_decorators_still_run_the_function_untraced(
         fresh_tracer: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    from pacs_validator.aws.tracing import function_tracer
+    from pacs_validator.aws.runtime.tracing import function_tracer
 
     tracer = function_tracer()
     assert isinstance(tracer.provider, Untraced) and tracer.disabled

@@ -18,7 +18,7 @@ import realworld
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from pacs_validator.aws.settings import with_profile
+from pacs_validator.aws.runtime.settings import with_profile
 from pacs_validator.dicom import conformance
 from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.rules import Severity

@@ -25,11 +25,13 @@ def _core_imports(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("handler", HANDLERS, ids=lambda p: p.parent.name)
-def test_handlers_import_only_the_aws_wiring_and_the_contract(handler: Path) -> None:
+def test_handlers_import_only_the_aws_adapters_and_runtime_and_the_contract(handler: Path) -> None:
     imports = _core_imports(handler)
     assert imports, "every handler uses the core"
     assert [m for m in imports
             if not m.startswith(("pacs_validator.aws.", "pacs_validator.contract."))] == []
+    assert [m for m in imports if m.startswith("pacs_validator.aws.operations")] == [], (
+        "the operator tools are run by people, not by a handler")
 
 
 def test_a_renewed_form_lasts_its_expiry_or_until_the_upload_deadline() -> None:

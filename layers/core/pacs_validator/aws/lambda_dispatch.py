@@ -2,7 +2,8 @@
 an asynchronous invocation.
 
 Lambda retries a failed chunk and, when its retries run out, sends it to the function's
-on-failure destination like any other event (see :mod:`pacs_validator.aws.redrive`).
+on-failure destination like any other event (see
+:mod:`pacs_validator.aws.operations.redrive`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ A message names its function, and whoever may send to a queue writes that name: 
 stack's own functions (its validator and descriptor, from the stack's outputs) are invoked.
 A message naming any other function stays queued and is reported, never invoked.
 
-    python -m pacs_validator.aws.redrive --stack NAME [QUEUE_URL ...]   # AWS or LocalStack
-    local-runtime/stack redrive [--stack NAME]                          # the local stack
+    python -m pacs_validator.aws.operations.redrive --stack NAME [QUEUE_URL ...]  # anywhere
+    local-runtime/stack redrive [--stack NAME]                         # the local stack
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The wiring: the pipelines built from a function's settings.
 
-Handlers import :mod:`pacs_validator.aws` and :mod:`pacs_validator.contract`, nothing else
-of the core: what the validator and the descriptor need of the flow (the pipeline, the stored
-study) reaches them from here. The API imports the adapters it uses directly, not this
-module, so it never loads the flow, the rules nor pydicom; the descriptor's pipeline stores
-judged studies and loads nothing of pydicom either.
+Handlers import :mod:`pacs_validator.aws` (its adapters and this runtime, never its operator
+tools) and :mod:`pacs_validator.contract`, nothing else of the core: what the validator and
+the descriptor need of the flow (the pipeline, the stored study) reaches them from here. The
+API imports the adapters it uses directly, not this module, so it never loads the flow, the
+rules nor pydicom; the descriptor's pipeline stores judged studies and loads nothing of
+pydicom either.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.dynamodb import DynamoDBStatusTable
 from pacs_validator.aws.eventbridge import EventBridgePublisher
 from pacs_validator.aws.lambda_dispatch import LambdaDispatcher
+from pacs_validator.aws.runtime.settings import Settings
 from pacs_validator.aws.s3 import S3Bucket
-from pacs_validator.aws.settings import Settings
 from pacs_validator.contract.invocations import Work
 from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing import StoredStudy as StoredStudy
