@@ -59,6 +59,7 @@ from crafted import claim_codestream_size
 
 from pacs_validator.contract.keys import work_key
 from pacs_validator.dicom.config import build_config
+from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.limits import estimated_bytes
 from pacs_validator.dicom.rules import Severity
 from pacs_validator.dicom.validation import validate_instance
@@ -613,9 +614,12 @@ def describe_chunk(folder: Path) -> None:
     point, run in a fresh process): print how many instances its part describes."""
     files = json.loads((folder / work_key(STUDY_ID, "chunks", "0.json")).read_bytes())
     store = FolderStore(folder)
+    defaults = data_document("pipeline.json")
     services = Services(validator_overrides={}, table=OneChunkOfTwo(len(files)),  # type: ignore[arg-type]
                         uploads=store, store=store, publisher=None,  # type: ignore[arg-type]
-                        dispatcher=None)  # type: ignore[arg-type]
+                        dispatcher=None,  # type: ignore[arg-type]
+                        upload_deadline_seconds=defaults["upload_deadline_seconds"],
+                        chunk_instances=defaults["chunk_instances"])
     Storage(services).process_chunk(STUDY_ID, 0)
     part = json.loads((folder / work_key(STUDY_ID, "parts", "0.json")).read_bytes())
     print(json.dumps({"described": len(part["dicom_json"])}))

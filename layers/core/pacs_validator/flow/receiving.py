@@ -62,7 +62,7 @@ class Receiver:
     def _create_drop(self, upload: UploadedObject) -> str:
         study_id = study_id_for_drop(self.services.uploads.bucket, upload.key, upload.identity)
         self.services.table.create(study_id, expected=1,
-                                   deadline_seconds=self.services.deadline_seconds,
+                                   deadline_seconds=self.services.upload_deadline_seconds,
                                    manifest=False)
         return study_id
 

@@ -31,9 +31,9 @@ class Services:
     store: ObjectStore
     publisher: EventPublisher
     dispatcher: ChunkDispatcher
-    deadline_seconds: int = 3600
+    upload_deadline_seconds: int
     """How long a plain drop (a one-file study nobody declared) may take to arrive."""
-    chunk_instances: int = 500
+    chunk_instances: int
     """Most files one invocation copies when a study is stored or rejected."""
     fingerprint_secret: Callable[[], bytes] | None = None
     """Reads the deployment's fingerprint key (None: none is deployed, as in a test of one

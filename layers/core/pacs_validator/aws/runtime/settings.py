@@ -1,9 +1,10 @@
 """Function settings: each function's ``config.json`` with environment overrides.
 
-Defaults are ``data/pipeline.json``; a function's ``config.json`` states what it changes.
-The template sets resource names (buckets, table, bus) and deployment parameters through
-environment variables; everything else (prefixes, limits, rule overrides, required
-attributes) has its default in ``config.json`` beside the handler.
+Every default has one home, ``data/pipeline.json`` (the validator's own, ``data/config.json``);
+a function's ``config.json`` beside its handler states only what that function changes. The
+template sets resource names (buckets, table, bus) and its parameters through environment
+variables (:data:`ENVIRONMENT_OVERRIDES`); each parameter's ``Default:`` is the package's
+value, so a deployment that sets nothing runs as the package says.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MAX_OPEN_STUDIES": ("max_open_studies", int),
     "TOKEN_CACHE_SECONDS": ("token_cache_seconds", int),
     "STUDY_WIDE_FORMS": ("study_wide_forms", enabled),
+    "VALIDATION_PROFILE": ("validation_profile", str),
+    "API_AUTH": ("api_auth", str),
 }
+"""The environment variables the template sets from its parameters, and the key of
+``data/pipeline.json`` each overrides: that document holds every default, and the template's
+``Default:`` of each parameter equals it (``tests-local/unit/test_defaults.py``)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class Settings:
     configuration from it when first needed (``Services.config``), so a function that
     validates nothing (the API, the descriptor short of a preview) never loads the rules
     nor pydicom."""
-    api_auth: AuthMode = AuthMode.TOKEN
+    api_auth: AuthMode
     """How the API authenticates callers (``API_AUTH``)."""
     api_tokens_secret: str = ""
     """The Secrets Manager secret (ARN or name) holding the bearer tokens in TOKEN mode."""
@@ -124,7 +130,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
     for variable, (key, convert) in ENVIRONMENT_OVERRIDES.items():
         if env.get(variable):
             document[key] = convert(env[variable])
-    validator_overrides = with_profile(env.get("VALIDATION_PROFILE") or "default",
+    validator_overrides = with_profile(document["validation_profile"],
                                        dict(document.get("validator", {})))
     if env.get("REQUIRED_ATTRIBUTES"):
         required = [k.strip() for k in env["REQUIRED_ATTRIBUTES"].split(",") if k.strip()]
@@ -153,7 +159,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         processing_deadline_seconds=int(document["processing_deadline_seconds"]),
         token_cache_seconds=int(document["token_cache_seconds"]),
         validator_overrides=validator_overrides,
-        api_auth=auth_mode(env.get("API_AUTH")),
+        api_auth=auth_mode(document["api_auth"]),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
         fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
         admin_principals=admin_principals(env.get("ADMIN_PRINCIPALS", "")),

@@ -42,7 +42,7 @@ def services_from_settings(settings: Settings, clients: Clients) -> Services:
         dispatcher=LambdaDispatcher({Work.STORE: settings.store_function,
                                      Work.REJECT: settings.reject_function,
                                      Work.SWEEP: settings.reject_function}, clients),
-        deadline_seconds=settings.upload_deadline_seconds,
+        upload_deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
         fingerprint_secret=secret_reader(settings.fingerprint_key_secret),
     )
