@@ -27,6 +27,10 @@ SAM_BUILDS := .local/build
 DROP_LAYER_BYTECODE := find layers -name __pycache__ -prune -exec rm -rf {} +
 ARCH ?= x86_64 arm64
 E2E_TESTS ?= tests-local/e2e
+# make demo's steps: each prints one line with its time, its output goes to its log here, and
+# a failing step prints its log's last lines and stops the demo.
+DEMO_LOGS := .local/demo
+STEP := local-runtime/steps.py
 
 .PHONY: test lint preflight unit e2e e2e-browser browser demo up deploy down \
 	bench-scale-e2e install-check
@@ -48,7 +52,7 @@ lint: $(STAMP) preflight
 	$(BIN)/ruff check . $(STACK) local-runtime/check-installs local-runtime/preflight.py \
 		docs/generate.py
 	$(BIN)/mypy
-	$(BIN)/mypy local-runtime/preflight.py docs/generate.py
+	$(BIN)/mypy local-runtime/preflight.py local-runtime/steps.py docs/generate.py
 	$(BIN)/lint-imports --no-cache
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .local/site
@@ -113,8 +117,16 @@ e2e-browser:
 
 test: lint unit install-check e2e
 
-demo: $(STAMP) deploy
-	$(BIN)/python local-runtime/demo.py
+# Quiet where make deploy (CI's) shows everything: the same steps, one line each.
+demo:
+	@$(STEP) venv $(DEMO_LOGS)/venv.log -- $(MAKE) --no-print-directory $(STAMP)
+	@$(STEP) install $(DEMO_LOGS)/install.log -- $(STACK) install
+	@$(STEP) "LocalStack up" $(DEMO_LOGS)/up.log -- $(STACK) up
+	@$(DROP_LAYER_BYTECODE)
+	@$(STEP) build $(DEMO_LOGS)/build.log -- $(STACK) build template.yaml $(STACK_NAME)
+	@$(STEP) deploy $(DEMO_LOGS)/deploy.log -- $(STACK) deploy-built $(STACK_NAME) \
+		--parameter-overrides $(DEPLOY_PARAMETERS)
+	@PACS_STACK_NAME=$(STACK_NAME) $(BIN)/python local-runtime/demo.py
 
 # Not in CI: one 2,000-instance study end to end next to a 20-instance one (~15 min).
 bench-scale-e2e: $(STAMP) deploy

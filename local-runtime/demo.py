@@ -3,7 +3,9 @@ wait for their verdicts, and show what was stored.
 
 Run by `make demo` after `local-runtime/stack up` and `deploy`; reads the stack's outputs
 through `local-runtime/stack`, talks HTTP to the API Gateway endpoint and uploads through
-the presigned POSTs the API hands out — exactly what a client of the service does.
+the presigned POSTs the API hands out — exactly what a client of the service does. Its two
+steps (upload, verdict) print their time as the demo's other steps do (`steps.py`), then
+what each study became.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydicom
+from steps import step_label, step_time  # local-runtime/steps.py, beside this script
 
 from pacs_validator.cli.client import PacsClient, read_files, request, studies_in
 
 HERE = Path(__file__).resolve().parent
 STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
+T = TypeVar("T")
 
 
 def stack_json(*args: str) -> Any:
@@ -51,18 +57,31 @@ def print_metadata(document: dict[str, Any]) -> None:
               f"{series['description']!r}: {len(series['instances'])} instance(s), {preview}")
 
 
+def timed_step(name: str, step: Callable[[], T]) -> T:
+    """``step``'s result, its line printed as the demo's other steps print theirs."""
+    print(step_label(name), end="", flush=True)
+    started = time.monotonic()
+    result = step()
+    print(step_time(time.monotonic() - started))
+    return result
+
+
 def main() -> int:
     outputs = stack_json("outputs", STACK_NAME)
     environment = stack_json("env", "--json", STACK_NAME)
     api_base = environment["PACS_VALIDATOR_API"]
     store = outputs["StoreBucketName"]
     client = PacsClient(api_base, token=environment.get("PACS_VALIDATOR_TOKEN"))
-    print(f"API: {api_base}")
+    studies = sample_studies()
+    study_ids = timed_step("upload", lambda: {title: client.upload(read_files(paths))
+                                              for title, paths in studies.items()})
+    statuses = timed_step("verdict", lambda: {title: client.wait(study_id)
+                                              for title, study_id in study_ids.items()})
+    print(f"\nAPI: {api_base}")
     all_stored = True
-    for title, paths in sample_studies().items():
+    for title, paths in studies.items():
+        study_id, status = study_ids[title], statuses[title]
         print(f"\n== {title}: {len(paths)} file(s)")
-        study_id = client.upload(read_files(paths))
-        status = client.wait(study_id)
         print(f"  study_id {study_id}: {status['state']} (status {status['status']})")
         counts = status["counts"]
         print(f"  files: {counts['received']} of {counts['declared']} declared received, "
