@@ -2,13 +2,14 @@
 
 Each study (real corpus files re-identified per instance, 4 series; see
 ``tests-local/corpus_studies.py``) is uploaded through POST /upload and its per-file
-presigned POSTs (those past the first 20 asked for 100 at a time), 8 files at a time, and timed from the start of the upload to the STORED
-entry of its timeline; the VALIDATING entry (every file validated and counted) and the VALID
-one (the judge's verdict) split that time into validating, judging and storing. Studies run
-one after another, so each has the stack to itself. On a local stack, the CPU of LocalStack,
-of its DynamoDB backend and of the whole machine (read from /proc every half second) is split
-the same way, per phase: where the machine's two cores went while the study was in it.
-Goal: the 2,000-instance study's time per instance at most 1.5x the 20-instance one's.
+presigned POSTs (those past the first 20 asked for 100 at a time), 8 files at a time, and
+timed from the start of the upload to the STORED entry of its timeline; the VALIDATING entry
+(every file validated and counted) and the VALID one (the judge's verdict) split that time
+into validating, judging and storing. Studies run one after another, so each has the stack
+to itself. On a local stack, the CPU of LocalStack, of its DynamoDB backend and of the whole
+machine (read from /proc every half second) is split the same way, per phase: where the
+machine's two cores went while the study was in it. Goal: the 2,000-instance study's time
+per instance at most 1.5x the 20-instance one's.
 
     make bench-scale-e2e                      # deploys if needed; 20 and 2,000: ~15 min
     .venv/bin/python benchmarks/bench_e2e_scale.py --sizes 20,300

@@ -1,11 +1,11 @@
 """Cost per instance as a study grows: the three handlers on moto, 1 to 10,000 instances.
 
 For each study size N, a fresh in-process AWS (moto) gets the deployed resources, the API
-declares N files, each file is put where its form sends it (the study's prefix and its
-name) and handed to the validator as its S3 event, the descriptor receives every
-validation.success and chunk event, as EventBridge and Lambda would deliver them, and the status is asked for once. The
-study is made of real corpus files re-identified per instance in 4 series
-(``tests-local/corpus_studies.py``).
+declares N files, each file is put where its form sends it (the study's prefix and its name)
+and handed to the validator as its S3 event, the descriptor receives every
+validation.success and chunk event, as EventBridge and Lambda would deliver them, and the
+status is asked for once. The study is made of real corpus files re-identified per instance
+in 4 series (``tests-local/corpus_studies.py``).
 
 Printed per size, from botocore's event hooks on the handlers' own clients
 (``benchmarks/aws_meter.py``; the harness's uploads, which stand for the client's presigned

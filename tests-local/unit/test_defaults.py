@@ -39,6 +39,7 @@ PACKAGE_DEFAULTS = {
     "TokenCacheSeconds": "token_cache_seconds",
     "ValidationProfile": "validation_profile",
     "ApiAuth": "api_auth",
+    "StudyWideForms": "study_wide_forms",
 }
 """Template parameter -> the key of ``data/pipeline.json`` holding its default."""
 
