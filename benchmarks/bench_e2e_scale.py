@@ -2,7 +2,7 @@
 
 Each study (real corpus files re-identified per instance, 4 series; see
 ``tests-local/corpus_studies.py``) is uploaded through POST /upload and its per-file
-presigned POSTs (those past the first 20 asked for 100 at a time), 8 files at a time, and
+presigned POSTs (those past the first 10 asked for 100 at a time), 8 files at a time, and
 timed from the start of the upload to the STORED entry of its timeline; the VALIDATING entry
 (every file validated and counted) and the VALID one (the judge's verdict) split that time
 into validating, judging and storing. Studies run one after another, so each has the stack
