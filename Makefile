@@ -54,6 +54,7 @@ lint: $(STAMP) preflight
 	$(BIN)/mypy
 	$(BIN)/mypy local-runtime/preflight.py local-runtime/steps.py docs/generate.py
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/openapi-spec-validator docs/api/openapi.yaml
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .local/site
 
