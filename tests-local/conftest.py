@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from document_schemas import VALIDATION_REPORT, check
 from pydicom.dataset import Dataset
 
 from pacs_validator.dicom.config import ValidatorConfig, build_config
@@ -174,13 +175,15 @@ def validate(config: ValidatorConfig, corpus: Corpus) -> Validate:
     """``validate(source, config=None, name=None)`` -> the InstanceResult.
 
     Every validation of a file on disk also checks the PHI contract: no finding message
-    quotes the file's PatientName, PatientID or PatientBirthDate.
+    quotes the file's PatientName, PatientID or PatientBirthDate; and every result's report
+    entry (its findings with it) is held to the package's validation report schema.
     """
 
     def run(
         source: Source, cfg: ValidatorConfig | None = None, name: str | None = None
     ) -> InstanceResult:
         result, _ = validate_instance(source, cfg or config, name=name)
+        check(VALIDATION_REPORT, {"files": [result.to_dict()], "studies": []}, result.name)
         if isinstance(source, (str, Path)):
             corpus.assert_no_patient_values(result.findings, Path(source))
         return result

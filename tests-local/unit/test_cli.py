@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from document_schemas import METADATA, VALIDATION_REPORT, check
 
 from pacs_validator.cli.main import main
 from pacs_validator.dicom.rules import LOCATION_FIELDS
@@ -18,9 +19,17 @@ FINDING_KEYS = {"rule", "severity", "status", "tag", "keyword", "message"}
 
 
 def run_json(capsys, *argv: str) -> tuple[int, dict]:
+    """The command's exit code and JSON, the JSON held to the package's schema for it: the
+    validation report (validate), metadata.json (describe: one document, or one a study)."""
     code = main([*argv])
     out = capsys.readouterr().out
-    return code, json.loads(out)
+    document = json.loads(out)
+    if argv[0] == "validate":
+        check(VALIDATION_REPORT, document, "validate --json")
+    else:
+        for described in document if isinstance(document, list) else [document]:
+            check(METADATA, described, "describe --json")
+    return code, document
 
 
 def copy_study(corpus, folder: str, target: Path) -> Path:
