@@ -3,22 +3,35 @@
 `make test` starts LocalStack and deploys the stack before these run; here the tests only
 find the deployment (stack outputs, API URL) and observe the event bus through an SQS queue.
 They fail, not skip, when no deployment answers: an e2e run that tests nothing is a lie.
+
+Every answer of the deployment's API that a test gets through the package's HTTP client
+(:class:`PacsClient`, or its ``request``) is held to ``docs/api/openapi.yaml`` on the way
+(:class:`AnswerCheck`), and every ``metadata.json`` and ``validation.json`` the session's
+studies left in the store to the package's JSON Schemas.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import time
+import urllib.request
+import urllib.response
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from api_contract import ContractViolation, check_answer
+from document_schemas import METADATA, VALIDATION_REPORT, check
 
+from pacs_validator.cli import client
 from pacs_validator.cli.client import PacsClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +46,73 @@ def _stack_json(*args: str) -> Any:
     if completed.returncode != 0:
         pytest.fail(f"local-runtime/stack {' '.join(args)} failed: {completed.stderr[-2000:]}")
     return json.loads(completed.stdout)
+
+
+DOCUMENT_SCHEMAS = {"metadata.json": METADATA, "validation.json": VALIDATION_REPORT}
+"""The store's documents by leaf name, and the schema each is held to."""
+
+
+def check_stored_document(key: str, data: bytes) -> None:
+    """A ``metadata.json`` or ``validation.json`` read from the store, held to its schema."""
+    schema = DOCUMENT_SCHEMAS.get(key.rsplit("/", 1)[-1])
+    if schema is not None:
+        check(schema, json.loads(data), key)
+
+
+class AnswerCheck(urllib.request.BaseHandler):
+    """A urllib response processor in the package client's opener: each answer from the API
+    (``api_base`` and below) is held to the OpenAPI document before the client reads it,
+    the test failing on a mismatch. Violations are also kept, for the rare caller that
+    swallows an exception (a thread nobody joins)."""
+
+    handler_order = 100
+    """Before urllib's error processor, so 4xx answers are checked too."""
+
+    def __init__(self) -> None:
+        self.api_base: str | None = None
+        self.checked = 0
+        self.violations: list[str] = []
+
+    def http_response(self, request: urllib.request.Request,
+                      response: Any) -> Any:
+        url = request.full_url
+        if self.api_base is None or not (url == self.api_base
+                                         or url.startswith(self.api_base + "/")):
+            return response
+        body = response.read()
+        path = urlsplit(url).path[len(urlsplit(self.api_base).path):]
+        self.checked += 1
+        try:
+            check_answer(request.get_method(), path, response.status, dict(response.headers),
+                         body, through_gateway=True)
+        except ContractViolation as violation:
+            self.violations.append(str(violation))
+            raise
+        replayed = urllib.response.addinfourl(io.BytesIO(body), response.headers, url,
+                                              response.status)
+        replayed.msg = response.reason
+        return replayed
+
+    https_response = http_response
+
+
+ANSWERS = AnswerCheck()
+client._OPENER.add_handler(ANSWERS)  # the one opener every request of the client goes through
+
+
+@pytest.fixture(autouse=True)
+def answers_conform() -> Iterator[None]:
+    """Fails a test that got an answer the OpenAPI document does not allow, even one whose
+    exception was swallowed."""
+    yield
+    violations, ANSWERS.violations[:] = list(ANSWERS.violations), []
+    assert not violations, violations[0]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if ANSWERS.checked:
+        terminalreporter.write_line(f"API answers checked against docs/api/openapi.yaml: "
+                                    f"{ANSWERS.checked}")
 
 
 def aws(service: str) -> Any:
@@ -60,8 +140,18 @@ class Deployment:
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
     def read(self, bucket: str, key: str) -> bytes:
+        """An object's bytes; a ``metadata.json`` or ``validation.json`` is held to its
+        schema first."""
         body: bytes = aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        check_stored_document(key, body)
         return body
+
+    def documents_since(self, since: datetime) -> list[str]:
+        """The store's ``metadata.json`` and ``validation.json`` written since ``since``."""
+        pages = aws("s3").get_paginator("list_objects_v2").paginate(Bucket=self.store_bucket)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", [])
+                      if o["Key"].rsplit("/", 1)[-1] in DOCUMENT_SCHEMAS
+                      and o["LastModified"] >= since)
 
     def events_for(self, study_id: str, until: str, timeout: float = 60) -> list[dict[str, Any]]:
         """The study's events, in the order they were put, once ``until`` has been seen."""
@@ -81,6 +171,7 @@ class Deployment:
 
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
+    started = datetime.now(timezone.utc).replace(microsecond=0)
     outputs = _stack_json("outputs", STACK_NAME)
     environment = _stack_json("env", "--json", STACK_NAME)
     sqs, events = aws("sqs"), aws("events")
@@ -94,7 +185,12 @@ def deployment() -> Iterator[Deployment]:
                        Targets=[{"Id": "observer", "Arn": queue_arn}])
     api = PacsClient(environment["PACS_VALIDATOR_API"],
                      token=environment.get("PACS_VALIDATOR_TOKEN"))
-    yield Deployment(outputs=outputs, api=api, queue_url=queue_url)
+    ANSWERS.api_base = api.api_base
+    deployed = Deployment(outputs=outputs, api=api, queue_url=queue_url)
+    yield deployed
+    ANSWERS.api_base = None
     events.remove_targets(Rule=rule, EventBusName=outputs["EventBusName"], Ids=["observer"])
     events.delete_rule(Name=rule, EventBusName=outputs["EventBusName"])
     sqs.delete_queue(QueueUrl=queue_url)
+    for key in deployed.documents_since(started):  # every report the session's studies left
+        deployed.read(deployed.store_bucket, key)

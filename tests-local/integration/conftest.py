@@ -6,6 +6,7 @@ queue, so tests can assert on what was published.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import sys
@@ -19,7 +20,9 @@ from typing import Any
 
 import boto3
 import pytest
+from api_contract import check_answer
 from aws_lambda_powertools.utilities import parameters
+from document_schemas import METADATA, VALIDATION_REPORT, check
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
@@ -211,10 +214,50 @@ def moto_stack(setenv: Callable[[str, str], None],
         sqs = boto3.client("sqs")
         queue_url = _observe_bus(boto3.client("events"), sqs)
         functions = {name: load_function(name) for name in ("api", "validator", "descriptor")}
+        functions["api"].lambda_handler = contract_checked(functions["api"].lambda_handler)
         stack = Stack(s3=s3, sqs=sqs, events_queue_url=queue_url, functions=functions)
         for name in ("validator", "descriptor"):
             functions[name].pipeline.services.dispatcher = RecordingDispatcher(stack.chunk_events)
         yield stack
+        check_stored_documents(stack)
+
+
+DOCUMENT_SCHEMAS = {"metadata.json": METADATA, "validation.json": VALIDATION_REPORT}
+"""The store's documents by leaf name, and the schema each is held to."""
+
+
+def check_stored_documents(stack: Stack) -> None:
+    """Every ``metadata.json`` and ``validation.json`` a test's studies left in the store,
+    held to the package's JSON Schemas."""
+    for key in stack.keys(STORE):
+        schema = DOCUMENT_SCHEMAS.get(key.rsplit("/", 1)[-1])
+        if schema is not None:
+            body = stack.s3.get_object(Bucket=STORE, Key=key)["Body"].read()
+            check(schema, json.loads(body), key)
+
+
+def proxy_headers(response: Mapping[str, Any]) -> dict[str, str]:
+    """An API Gateway proxy answer's headers, several values of one joined as HTTP does."""
+    headers = {name: str(value) for name, value in (response.get("headers") or {}).items()}
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers[name] = ", ".join(map(str, values))
+    return headers
+
+
+def contract_checked(handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+                     ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The API function's handler, each answer held to docs/api/openapi.yaml (see
+    ``api_contract``): every integration test that calls the API checks its contract."""
+
+    def checked(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response = handler(event, context)
+        body = str(response.get("body") or "")
+        raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+        check_answer(str(event["httpMethod"]), str(event["path"]), int(response["statusCode"]),
+                     proxy_headers(response), raw, through_gateway=False)
+        return response
+
+    return checked
 
 
 @pytest.fixture
