@@ -109,10 +109,16 @@ def answers_conform() -> Iterator[None]:
     assert not violations, violations[0]
 
 
+SUMMARY: list[str] = []
+"""Lines a test module leaves for the end of the run (its figures)."""
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if ANSWERS.checked:
         terminalreporter.write_line(f"API answers checked against docs/api/openapi.yaml: "
                                     f"{ANSWERS.checked}")
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
 
 
 def aws(service: str) -> Any:
