@@ -198,5 +198,7 @@ def deployment() -> Iterator[Deployment]:
     events.remove_targets(Rule=rule, EventBusName=outputs["EventBusName"], Ids=["observer"])
     events.delete_rule(Name=rule, EventBusName=outputs["EventBusName"])
     sqs.delete_queue(QueueUrl=queue_url)
-    for key in deployed.documents_since(started):  # every report the session's studies left
+    documents = deployed.documents_since(started)  # every report the session's studies left
+    for key in documents:
         deployed.read(deployed.store_bucket, key)
+    SUMMARY.append(f"stored reports checked against the package's schemas: {len(documents)}")
