@@ -276,7 +276,7 @@ def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadS
         study_id, received = resumed
         view.note(f"resuming study {study_id}: {len(received)} of {len(sizes)} "
                   f"file(s) already received")
-    unsent_names = sorted(sizes.keys() - received)
+    unsent_names = [name for name in sizes if name not in received]  # as declared
     forms = StudyForms(client, study_id, unsent_names)
     if declared is not None:
         forms.keep(declared, asked)
