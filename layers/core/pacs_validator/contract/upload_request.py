@@ -17,10 +17,10 @@ class UploadRequestError(ValueError):
 
 
 NAMES_PER_FORM_REQUEST = 100
-"""Most files one ``POST /upload/{id}`` asks forms for. A per-file form is 3.7 to 4.1 KB on
-AWS (the function's session token is in its fields and its policy; the longer for names of
-128 characters), so the answer stays near 410 KB at most, well under the 6 MB Lambda may
-answer; a 20,000-file study needs 200 requests."""
+"""Most files one ``POST /upload/{id}`` asks forms for. A per-file form is about 4 KB on AWS
+(the function's session token is in its fields and its policy), so the answer stays under
+512 KB (``tests-local/unit/test_form_sizes.py``), far below the 6 MB Lambda may answer; a
+20,000-file study needs 200 requests."""
 
 
 class StudyClosedError(Exception):

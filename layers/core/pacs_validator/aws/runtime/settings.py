@@ -72,8 +72,9 @@ class Settings:
     declared files with names of about 170 characters."""
     per_file_forms_max: int
     """Per-file forms in the ``POST /upload`` answer, for its first files; the others are
-    asked for by name (``POST /upload/{id}``). A form is up to 4.1 KB on AWS (the function's
-    session token is in its fields and its policy), so the answer stays under 64 KB."""
+    asked for by name (``POST /upload/{id}``). A form is about 4 KB on AWS (the function's
+    session token is in its fields and its policy): ten keep the answer near 41 KB, under
+    64 KB (``tests-local/unit/test_form_sizes.py``)."""
     study_wide_forms: bool
     """Whether the API also hands out a study's study-wide form (``STUDY_WIDE_FORMS``,
     template parameter ``StudyWideForms``), which lets in any name under its prefix."""
