@@ -26,7 +26,7 @@ with garbage_collection_paused():
     from pacs_validator.aws.runtime.idempotency import OncePerEvent
     from pacs_validator.aws.runtime.settings import load_settings
     from pacs_validator.aws.runtime.tracing import function_tracer
-    from pacs_validator.aws.runtime.wiring import pipeline_from_settings
+    from pacs_validator.aws.runtime.wiring import validating_pipeline_from_settings
     from pacs_validator.contract.invocations import REDRIVE, is_chunk_payload, is_sweep_payload
     from pacs_validator.contract.objects import UploadedObject
 
@@ -35,7 +35,7 @@ metrics = Metrics()
 tracer = function_tracer()
 settings = load_settings(Path(__file__).with_name("config.json"))
 clients = Clients()
-pipeline = pipeline_from_settings(settings, clients)
+pipeline = validating_pipeline_from_settings(settings, clients)
 
 
 def uploaded_object(record: S3EventRecord) -> UploadedObject:

@@ -33,7 +33,7 @@ from pacs_validator.aws.file_records import FileRecords
 from pacs_validator.contract.objects import is_later
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
 from pacs_validator.contract.status_view import FilePage
-from pacs_validator.flow.ports import Arrival, Outcome, StudyNotFound
+from pacs_validator.flow.ports import Arrival, StudyNotFound, UploadOutcome
 
 STUDY_ITEM = "study"
 
@@ -143,7 +143,7 @@ class DynamoDBStatusTable:
     @service_errors()
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
         """Store one upload's verdict and count it on its study (see
-        :class:`~pacs_validator.flow.ports.Outcome`). ``record["key_version"]`` (the
+        :class:`~pacs_validator.flow.ports.UploadOutcome`). ``record["key_version"]`` (the
         notification's sequencer) tells a redelivered notification from another upload of
         the name, and orders the uploads of a name.
 
@@ -193,9 +193,9 @@ class DynamoDBStatusTable:
             if not is_conditional_failure(error):
                 raise
             if previous is not None:  # the same upload: its study was judged since
-                return self._arrival(Outcome.REPEATED, self._existing(study_id))
+                return self._arrival(UploadOutcome.REPEATED, self._existing(study_id))
             raise StudyNotFound(study_id) from error
-        return self._arrival(Outcome.COUNTED, study)
+        return self._arrival(UploadOutcome.COUNTED, study)
 
     def _another_upload(self, study_id: str, name: str, record: dict[str, Any],
                         previous: dict[str, Any]) -> Arrival | None:
@@ -205,18 +205,18 @@ class DynamoDBStatusTable:
             if same_upload(previous, record):
                 return None
             if is_later(str(previous["key_version"]), str(record["key_version"])):
-                return self._arrival(Outcome.STALE, self._existing(study_id))
+                return self._arrival(UploadOutcome.STALE, self._existing(study_id))
             replaced = self.file_records.replace(study_id, name, record, previous,
                                                  self._key(study_id))
             if replaced is False:
-                return self.record_aside(study_id, name, Outcome.LATE, record)
+                return self.record_aside(study_id, name, UploadOutcome.LATE, record)
             if replaced:
-                return self._arrival(Outcome.REPLACED, self._existing(study_id))
+                return self._arrival(UploadOutcome.REPLACED, self._existing(study_id))
             previous = self.file_records.get(study_id, name)  # another upload came between
-        return self._arrival(Outcome.STALE, self._existing(study_id))
+        return self._arrival(UploadOutcome.STALE, self._existing(study_id))
 
     @service_errors()
-    def record_aside(self, study_id: str, name: str, outcome: Outcome,
+    def record_aside(self, study_id: str, name: str, outcome: UploadOutcome,
                      record: dict[str, Any]) -> Arrival:
         """Count an upload kept aside (``late_uploads``, ``undeclared_uploads``) on the study
         item, and keep its item (see :meth:`FileRecords.keep_aside`); the file records and
@@ -244,7 +244,7 @@ class DynamoDBStatusTable:
         return study
 
     @staticmethod
-    def _arrival(outcome: Outcome, study: dict[str, Any]) -> Arrival:
+    def _arrival(outcome: UploadOutcome, study: dict[str, Any]) -> Arrival:
         return Arrival(outcome, received=int(study["received"]),
                        expected=int(study["expected"]), owner=study.get("owner"))
 

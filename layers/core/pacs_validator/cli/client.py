@@ -35,9 +35,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from pacs_validator.contract.names import CHECKSUM_ALGORITHM_FIELD, CHECKSUM_FIELD, safe_name
+from pacs_validator.contract.states import TERMINAL_STATES
 from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
 
-TERMINAL_STATES = frozenset({"STORED", "REJECTED", "FAILED", "INCOMPLETE"})
 UPLOAD_CHUNK = 1024 * 1024
 """Bytes read and sent at a time when a file is streamed from disk."""
 STATUS_PAGE = 1000

@@ -16,6 +16,7 @@ from pacs_validator.cli.common import (
     api_client,
     finding_line,
 )
+from pacs_validator.contract.states import State
 from pacs_validator.dicom.rules import Finding
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         print_status(document, sys.stdout)
-    return EXIT_VALID if document["state"] == "STORED" else EXIT_INVALID
+    return EXIT_VALID if document["state"] == State.STORED else EXIT_INVALID
 
 
 def print_status(document: dict[str, Any], out: TextIO) -> None:

@@ -56,6 +56,7 @@ from pacs_validator.cli.common import (
 )
 from pacs_validator.cli.progress import ProgressView, progress_view
 from pacs_validator.cli.status import print_status
+from pacs_validator.contract.states import OPEN_STATES, State
 from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
 from pacs_validator.dicom.config import ValidatorConfig, load_config
 
@@ -63,7 +64,6 @@ STATE_FILE = ".pacs-validator-upload.json"
 EXPIRY_MARGIN = 60
 """Seconds of validity an upload form must still have for a file to be sent with it; for a
 form closer to its expiry a fresh one is asked for first."""
-RESUMABLE_STATES = frozenset({"AWAITING_UPLOAD", "RECEIVING"})
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class StudyFiles:
 
 
 @dataclass
-class Outcome:
+class StudyOutcome:
     """What became of one study: its id and final status, or why it has none."""
 
     study: StudyFiles
@@ -89,7 +89,7 @@ class Outcome:
 
     @property
     def stored(self) -> bool:
-        return self.document is not None and self.document["state"] == "STORED"
+        return self.document is not None and self.document["state"] == State.STORED
 
 
 class WaitInterrupted(Exception):
@@ -247,7 +247,7 @@ def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
     else:
         try:
             current = client.full_status(entry["study_id"])
-            if current["state"] not in RESUMABLE_STATES:
+            if current["state"] not in OPEN_STATES:
                 reason = f"it is {current['state']}"
         except ApiError as error:
             reason = f"the API answers HTTP {error.status}"
@@ -260,7 +260,7 @@ def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
 
 
 def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadState,
-               view: ProgressView) -> Outcome:
+               view: ProgressView) -> StudyOutcome:
     """Declare the study (or resume its kept upload) and send the files not yet received,
     ``client.jobs`` at a time; the kept entry is dropped once every file is sent."""
     sizes = study.sizes
@@ -285,7 +285,7 @@ def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadS
                  files=len(received & sizes.keys()))
     unsent = _send_files(study, unsent_names, forms, client,
                          lambda sent, files: view.advance(task, sent, files))
-    outcome = Outcome(study, study_id)
+    outcome = StudyOutcome(study, study_id)
     if unsent:
         outcome.problem = (f"{len(unsent)} of {len(sizes)} file(s) not sent; run the same "
                            f"command again to resume")
@@ -332,7 +332,7 @@ def _send_files(study: StudyFiles, names: list[str], forms: StudyForms, client: 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def await_verdict(outcome: Outcome, client: PacsClient, timeout: float) -> None:
+def await_verdict(outcome: StudyOutcome, client: PacsClient, timeout: float) -> None:
     """Wait for the study's terminal state and keep its whole status document."""
     if outcome.problem is not None or outcome.study_id is None:
         return
@@ -387,18 +387,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig | None,
-         state: UploadState, out: TextIO, timeout: float) -> list[Outcome]:
+         state: UploadState, out: TextIO, timeout: float) -> list[StudyOutcome]:
     """Check, send, then wait: each study's outcome, printed as it is known."""
-    outcomes: list[Outcome] = []
+    outcomes: list[StudyOutcome] = []
     accepted: list[StudyFiles] = []
     for study in studies:
         problem = refusal(study, config, out) if config is not None else None
         if problem is None:
             accepted.append(study)
         else:
-            outcomes.append(Outcome(study, problem=problem))
+            outcomes.append(StudyOutcome(study, problem=problem))
             print(f"REFUSED    {study.study_instance_uid}: {problem}", file=out)
-    sent: list[Outcome] = []
+    sent: list[StudyOutcome] = []
     with progress_view(out) as view:
         for index, study in enumerate(accepted, 1):
             common = Path(os.path.commonpath(list(study.files.values())))
@@ -406,7 +406,7 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
             try:
                 sent.append(send_study(study, label, client, state, view))
             except (ApiError, *TRANSIENT_ERRORS) as error:  # refused (413, 401 ...), or no API
-                sent.append(Outcome(study, problem=f"not declared: {error}"))
+                sent.append(StudyOutcome(study, problem=f"not declared: {error}"))
     for outcome in sent:
         try:
             await_verdict(outcome, client, timeout)

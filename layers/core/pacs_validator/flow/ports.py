@@ -61,7 +61,7 @@ class SourceObject:
     sha256: str | None = None
 
 
-class Outcome(str, Enum):
+class UploadOutcome(str, Enum):
     """What one upload of a file name did to its study."""
 
     COUNTED = "counted"
@@ -82,10 +82,10 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True)
 class Arrival:
-    """A file upload recorded on its study: what it did (:class:`Outcome`), the study's
+    """A file upload recorded on its study: what it did (:class:`UploadOutcome`), the study's
     counters after, and the study's owner."""
 
-    outcome: Outcome
+    outcome: UploadOutcome
     received: int
     expected: int
     owner: str | None = None
@@ -93,8 +93,8 @@ class Arrival:
     @property
     def complete(self) -> bool:
         """Whether every expected file is in, for an upload that may complete the study."""
-        return self.outcome in {Outcome.COUNTED, Outcome.REPLACED, Outcome.REPEATED} and \
-            self.received >= self.expected
+        counted = {UploadOutcome.COUNTED, UploadOutcome.REPLACED, UploadOutcome.REPEATED}
+        return self.outcome in counted and self.received >= self.expected
 
 
 class ObjectStore(Protocol):
@@ -139,11 +139,11 @@ class StatusStore(Protocol):
     def get(self, study_id: str) -> dict[str, Any] | None: ...
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
-        """Store one upload's verdict and count it once per name (see :class:`Outcome`);
+        """Store one upload's verdict and count it once per name (see :class:`UploadOutcome`);
         raises :class:`StudyNotFound` when the study is unknown, or when a first upload of
         the name comes after the study stopped receiving."""
 
-    def record_aside(self, study_id: str, name: str, outcome: Outcome,
+    def record_aside(self, study_id: str, name: str, outcome: UploadOutcome,
                      record: dict[str, Any]) -> Arrival:
         """Keep an upload that must not touch the study's verdict (``LATE`` or
         ``UNDECLARED``) beside the study's file records, and count it on the study."""

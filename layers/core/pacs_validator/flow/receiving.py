@@ -21,7 +21,7 @@ from pacs_validator.dicom.parsing import ParsedInstance
 from pacs_validator.dicom.validation import InstanceResult, validate_instance
 from pacs_validator.flow.judging import Judge
 from pacs_validator.flow.manifests import Manifests
-from pacs_validator.flow.ports import Arrival, Outcome, StudyNotFound
+from pacs_validator.flow.ports import Arrival, StudyNotFound, UploadOutcome
 from pacs_validator.flow.services import Services
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Received:
     name: str
     status: int | None
     study_complete: bool
-    outcome: Outcome
+    outcome: UploadOutcome
 
 
 def storing_fields(parsed: ParsedInstance) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class Receiver:
         manifest = self.manifests.of(study_id)
         declared = None if manifest is None else manifest.places
         if declared is not None and name not in declared:
-            arrival = services.table.record_aside(study_id, name, Outcome.UNDECLARED, {
+            arrival = services.table.record_aside(study_id, name, UploadOutcome.UNDECLARED, {
                 "key_version": upload.sequencer, "version_id": upload.version_id,
                 "size": upload.size})
             logger.warning("upload of a name the manifest does not declare: not validated",
@@ -104,16 +104,16 @@ class Receiver:
                     services.table.mark_late(study_id, name)
                     logger.warning("file arrived for a study that is no longer receiving",
                                    extra={"study_id": study_id, "status": result.status})
-                    return Received(study_id, name, result.status, False, Outcome.LATE)
+                    return Received(study_id, name, result.status, False, UploadOutcome.LATE)
                 services.table.forget_file(study_id, name)
                 study_id = self._create_drop(upload)  # an id we never handed out
                 arrival = self._record(study_id, source, result, parsed)
-        if arrival.outcome is Outcome.LATE:
+        if arrival.outcome is UploadOutcome.LATE:
             logger.warning("file replaced after its study was judged: kept aside",
                            extra={"study_id": study_id, "status": result.status})
         self._announce(study_id, upload, arrival, (declared or {}).get(name))
         if arrival.complete and self.judge.judge_study(study_id) is None and \
-                arrival.outcome is Outcome.REPEATED:
+                arrival.outcome is UploadOutcome.REPEATED:
             self.judge.resume(study_id)  # a retry of the last file: finish what the try left
         return Received(study_id, name, result.status, arrival.complete, arrival.outcome)
 

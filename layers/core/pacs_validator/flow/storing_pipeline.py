@@ -6,7 +6,8 @@ and assembled from what validation kept, so the descriptor's cold start loads no
 (nor the numpy and Pillow that pydicom loads whenever it can import them). A chunk with a
 series preview imports the preview code when it renders one
 (:meth:`~pacs_validator.flow.storing.Storage.process_chunk`).
-:class:`~pacs_validator.flow.pipeline.Pipeline`, the validator's, adds receiving and judging.
+:class:`~pacs_validator.flow.validating_pipeline.ValidatingPipeline`, the validator's, adds
+receiving and judging.
 """
 
 from __future__ import annotations

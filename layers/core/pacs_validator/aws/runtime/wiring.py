@@ -24,8 +24,8 @@ from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing import StoredStudy as StoredStudy
 from pacs_validator.flow.storing_pipeline import StoringPipeline
 
-if TYPE_CHECKING:  # imported by pipeline_from_settings: see there
-    from pacs_validator.flow.pipeline import Pipeline
+if TYPE_CHECKING:  # imported by validating_pipeline_from_settings: see there
+    from pacs_validator.flow.validating_pipeline import ValidatingPipeline
 
 
 def services_from_settings(settings: Settings, clients: Clients) -> Services:
@@ -62,13 +62,13 @@ def secret_reader(secret: str) -> Callable[[], bytes] | None:
     return read
 
 
-def pipeline_from_settings(settings: Settings, clients: Clients) -> Pipeline:
+def validating_pipeline_from_settings(settings: Settings, clients: Clients) -> ValidatingPipeline:
     """The validator's pipeline: every step, receiving and judging included."""
     # Imported here, not with this module: receiving and judging validate with pydicom, and
     # the descriptor, which imports this module too, must not load it (its cold start).
-    from pacs_validator.flow.pipeline import Pipeline
+    from pacs_validator.flow.validating_pipeline import ValidatingPipeline
 
-    return Pipeline(services_from_settings(settings, clients))
+    return ValidatingPipeline(services_from_settings(settings, clients))
 
 
 def storing_pipeline_from_settings(settings: Settings, clients: Clients) -> StoringPipeline:

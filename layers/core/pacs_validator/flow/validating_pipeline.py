@@ -6,7 +6,7 @@ decides what happens to a study is in this package, written against the ports of
 :mod:`pacs_validator.flow.ports`, so tests can run it against moto or anything else. Each
 step is its own module: :mod:`~pacs_validator.flow.receiving`,
 :mod:`~pacs_validator.flow.judging`, :mod:`~pacs_validator.flow.storing` and
-:mod:`~pacs_validator.flow.recovery`; :class:`Pipeline` puts them together, on top of the
+:mod:`~pacs_validator.flow.recovery`; :class:`ValidatingPipeline` puts them together, on top of the
 :class:`~pacs_validator.flow.storing_pipeline.StoringPipeline` that is all the descriptor
 needs.
 """
@@ -24,7 +24,7 @@ from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing_pipeline import StoringPipeline
 
 
-class Pipeline(StoringPipeline):
+class ValidatingPipeline(StoringPipeline):
     """Every step of the flow over one set of :class:`Services`, as the validator uses them."""
 
     def __init__(self, services: Services) -> None:
