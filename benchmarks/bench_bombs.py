@@ -58,6 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests-local"))
 from crafted import claim_codestream_size
 
 from pacs_validator.contract.keys import work_key
+from pacs_validator.contract.records import StudyCounts, StudyRecord
+from pacs_validator.contract.states import State
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.limits import estimated_bytes
@@ -599,11 +601,11 @@ class OneChunkOfTwo:
     its part is written, and the study is left for the other chunk to finish."""
 
     def __init__(self, files: int) -> None:
-        self.study = {"study_id": STUDY_ID, "state": "VALID", "chunks": 2,
-                      "counts": {"instances": files}}
+        self.record = StudyRecord(STUDY_ID, State.VALID, expected=files, chunks=2,
+                                  counts=StudyCounts(instances=files))
 
-    def get(self, study_id: str) -> dict[str, Any]:
-        return self.study
+    def study(self, study_id: str) -> StudyRecord:
+        return self.record
 
     def chunk_done(self, study_id: str, index: int) -> int:
         return 1

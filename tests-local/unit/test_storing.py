@@ -61,7 +61,7 @@ def test_the_judge_cuts_chunks_of_files_heavy_to_describe_within_the_estimated_b
     chunks = chunks_of(files, 500)
 
     assert len(chunks) > 1
-    costs = [sum(file["estimated_bytes"] for file in chunk) for chunk in chunks]
+    costs = [sum(file.estimated_bytes for file in chunk) for chunk in chunks]
     assert all(cost <= CHUNK_ESTIMATED_BYTES for cost in costs)
     assert all(cost + parsed.estimated_bytes > CHUNK_ESTIMATED_BYTES for cost in costs[:-1])
-    assert [file["name"] for chunk in chunks for file in chunk] == [f["name"] for f in files]
+    assert [file.name for chunk in chunks for file in chunk] == [f.name for f in files]

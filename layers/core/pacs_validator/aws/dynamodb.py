@@ -26,11 +26,13 @@ from pacs_validator.aws.dynamodb_items import (
     epoch_seconds,
     item_key,
     plain,
+    study_record,
     timestamp,
 )
 from pacs_validator.aws.errors import is_conditional_failure, service_errors
 from pacs_validator.aws.file_records import FileRecords
 from pacs_validator.contract.objects import is_later
+from pacs_validator.contract.records import StudyRecord
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
 from pacs_validator.contract.status_view import FilePage
 from pacs_validator.flow.ports import Arrival, StudyNotFound, UploadOutcome
@@ -139,6 +141,11 @@ class DynamoDBStatusTable:
         """The study item (small whatever the study size), read consistently."""
         item = self.table.get_item(Key=self._key(study_id), ConsistentRead=True).get("Item")
         return plain(item) if item else None
+
+    def study(self, study_id: str) -> StudyRecord | None:
+        """The study item as a record (see :meth:`get`)."""
+        item = self.get(study_id)
+        return None if item is None else study_record(item)
 
     @service_errors()
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
@@ -282,7 +289,7 @@ class DynamoDBStatusTable:
         reason: str | None = None,
         overdue_at: int | None = None,
         **fields: Any,
-    ) -> dict[str, Any] | None:
+    ) -> StudyRecord | None:
         """Move to ``state`` if the study is in one of ``expected`` (and, with
         ``overdue_at``, still past its deadline then), setting ``fields`` (status, findings,
         keys, counts, ...): the item after the change, or None (nothing changed) when it was
@@ -311,7 +318,7 @@ class DynamoDBStatusTable:
                 raise
 
     @service_errors()
-    def settle(self, study_id: str, state: State, **fields: Any) -> dict[str, Any] | None:
+    def settle(self, study_id: str, state: State, **fields: Any) -> StudyRecord | None:
         """Set ``fields`` on a study that is in ``state``, leaving its state as it is."""
         return self._update(study_id, (state,), fields)
 
@@ -323,7 +330,7 @@ class DynamoDBStatusTable:
         append_entry: dict[str, Any] | None = None,
         leave_open_index: bool = False,
         overdue_at: int | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> StudyRecord | None:
         sets, names, values = assignments(fields)
         names["#state"] = "state"
         condition = ""
@@ -353,8 +360,7 @@ class DynamoDBStatusTable:
             if is_conditional_failure(error):
                 return None
             raise
-        item: dict[str, Any] = plain(response["Attributes"])
-        return item
+        return study_record(plain(response["Attributes"]))
 
     @service_errors()
     def chunk_done(self, study_id: str, index: int) -> int:

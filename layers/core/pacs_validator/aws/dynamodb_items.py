@@ -1,11 +1,15 @@
 """How the status table's items look to DynamoDB: their keys, their numbers, and the
-assignments of an update, shared by the study items and the file items."""
+assignments of an update, shared by the study items and the file items; and a study item
+read as the flow's :class:`~pacs_validator.contract.records.StudyRecord`."""
 
 from __future__ import annotations
 
 import time
 from decimal import Decimal
 from typing import Any
+
+from pacs_validator.contract.records import LastError, StudyCounts, StudyRecord
+from pacs_validator.contract.states import State
 
 
 def item_key(study_id: str, item: str) -> dict[str, str]:
@@ -40,3 +44,22 @@ def assignments(fields: dict[str, Any]) -> tuple[list[str], dict[str, str], dict
     names = {f"#f{index}": field for index, field in enumerate(fields)}
     values = {f":f{index}": value for index, value in enumerate(fields.values())}
     return clauses, names, values
+
+
+def study_record(item: dict[str, Any]) -> StudyRecord:
+    """A study item (:func:`plain` already) as the flow reads it. Fields a study has not
+    reached yet (no verdict, no keys, no error) are absent from its item."""
+    counts, error = item.get("counts"), item.get("last_error")
+    return StudyRecord(
+        study_id=str(item["study_id"]), state=State(item["state"]),
+        expected=int(item["expected"]), received=int(item.get("received", 0)),
+        manifest=bool(item.get("manifest")), owner=item.get("owner"),
+        deadline=item.get("deadline"), largest_declared=item.get("largest_declared"),
+        status=item.get("status"),
+        outcome=State(item["outcome"]) if item.get("outcome") else None,
+        counts=StudyCounts(**counts) if counts else None,
+        chunks=int(item.get("chunks", 0)), reports=item.get("reports", {}),
+        findings=item.get("findings", []), rules=item.get("rules", []),
+        keys=item.get("keys", {}), series=item.get("series"),
+        last_error=LastError(int(error["status"]), str(error["reason"])) if error else None,
+        failed_from=State(item["failed_from"]) if item.get("failed_from") else None)

@@ -1,15 +1,14 @@
-"""The events that announce where a study stands, derived from its status item alone."""
+"""The events that announce where a study stands, derived from its record alone."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pacs_validator.contract.events import DetailType, Event
+from pacs_validator.contract.records import StudyCounts, StudyRecord
 from pacs_validator.contract.states import State
 
 
-def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
-    """The events that announce the state a study item is in, from the item alone.
+def announcements(study: StudyRecord, uploads_bucket: str) -> list[Event]:
+    """The events that announce the state a study is in, from its record alone.
 
     Publishing follows the change of state, so a retry that finds a study already past a
     step announces it again (the events' ids are the same, so consumers see one copy): an
@@ -17,33 +16,31 @@ def announcements(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
     the study's ``owner`` (the label of the caller that created it; None for a plain drop),
     so a consumer can route studies by who sent them.
     """
-    events = _events_of_state(study, uploads_bucket)
-    owner = study.get("owner")
-    return [Event(e.detail_type, {**e.detail, "owner": owner}, e.subject) for e in events]
+    return [Event(e.detail_type, {**e.detail, "owner": study.owner}, e.subject)
+            for e in _events_of_state(study, uploads_bucket)]
 
 
-def _events_of_state(study: dict[str, Any], uploads_bucket: str) -> list[Event]:
-    state, status = State(study["state"]), int(study.get("status") or 0)
-    counts, keys = study.get("counts", {}), study.get("keys", {})
-    files = counts.get("valid", 0) + counts.get("invalid", 0)
+def _events_of_state(study: StudyRecord, uploads_bucket: str) -> list[Event]:
+    state, status = study.state, study.status or 0
+    counts = study.counts or StudyCounts()
     validated = Event(DetailType.STUDY_VALIDATED, {"valid": state is not State.REJECTED
                                                    and state is not State.INCOMPLETE,
                                                    "status": status})
     if state is State.VALID:
         return [Event(DetailType.VALIDATION_SUCCESS, {
-            "bucket": uploads_bucket, "files": files, "instances": counts["instances"],
+            "bucket": uploads_bucket, "files": counts.files, "instances": counts.instances,
             "status": status}), validated]
     if state in (State.REJECTED, State.INCOMPLETE):
         return [Event(DetailType.VALIDATION_FAILED, {
-            "status": status, "state": state.value, "rules": study.get("rules", []),
-            "prefix": keys["prefix"], "files": files}), validated]
+            "status": status, "state": state.value, "rules": study.rules,
+            "prefix": study.keys["prefix"], "files": counts.files}), validated]
     processed = Event(DetailType.STUDY_PROCESSED, {"state": state.value, "status": status})
     if state is State.STORED:
         return [Event(DetailType.METADATA_EXTRACTED, {
-                    "key": keys["metadata"], "series": study["series"],
-                    "instances": counts["instances"]}),
+                    "key": study.keys["metadata"], "series": study.series,
+                    "instances": counts.instances}),
                 Event(DetailType.STORAGE_COMPLETED, {
-                    "prefix": keys["prefix"], "objects": counts["instances"] + 4,
-                    "bytes": counts["bytes"]}),
+                    "prefix": study.keys["prefix"], "objects": counts.instances + 4,
+                    "bytes": counts.bytes}),
                 processed]
     return [processed] if state is State.FAILED else []

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
 from typing import Any, TypeVar
 
 from pacs_validator.contract.keys import work_key
+from pacs_validator.contract.records import PlannedFile, StudyCounts, StudyRecord, Verdict
 from pacs_validator.contract.states import OPEN_STATES, State
 from pacs_validator.dicom.limits import ELEMENT_WEIGHT
 from pacs_validator.dicom.metadata import instance_order
@@ -55,26 +57,27 @@ def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lamb
     return chunks
 
 
-def chunk_file(record: dict[str, Any], preview: bool) -> dict[str, Any]:
+def chunk_file(record: dict[str, Any], preview: bool) -> PlannedFile:
     """A file as a chunk lists it: what storing needs of its record (where it is, the bytes
     it was judged on, its head and what describing it is estimated to cost) and whether it
     is its series' preview instance. A record written before estimates were is weighed by
     its data elements alone."""
     summary = record["summary"]
-    return {"name": record["name"], "key": record["key"], "size": record["size"],
-            "version_id": record.get("version_id"), "etag": record.get("etag"),
-            "sha256": record.get("sha256") or None, "head": record.get("head"),
-            "estimated_bytes": record.get("estimated_bytes",
-                                          ELEMENT_WEIGHT * record.get("elements", 0)),
-            "transfer_syntax": summary.get("transfer_syntax"),
-            "sop_instance_uid": summary["sop_instance_uid"],
-            "series_instance_uid": summary["series_instance_uid"], "preview": preview}
+    return PlannedFile(
+        name=record["name"], key=record["key"], size=record["size"],
+        version_id=record.get("version_id"), etag=record.get("etag"),
+        sha256=record.get("sha256") or None, head=record.get("head"),
+        estimated_bytes=record.get("estimated_bytes",
+                                   ELEMENT_WEIGHT * record.get("elements", 0)),
+        transfer_syntax=summary.get("transfer_syntax"),
+        sop_instance_uid=summary["sop_instance_uid"],
+        series_instance_uid=summary["series_instance_uid"], preview=preview)
 
 
-def chunks_of(files: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
-    """The chunks of :func:`chunk_file` entries one study is stored or rejected in: at most
-    ``size`` files and :data:`CHUNK_ESTIMATED_BYTES` of estimated cost each."""
-    return split(files, size, weight=lambda file: int(file["estimated_bytes"]),
+def chunks_of(files: Sequence[PlannedFile], size: int) -> list[list[PlannedFile]]:
+    """The chunks one study is stored or rejected in: at most ``size`` files and
+    :data:`CHUNK_ESTIMATED_BYTES` of estimated cost each."""
+    return split(files, size, weight=lambda file: file.estimated_bytes,
                  budget=CHUNK_ESTIMATED_BYTES)
 
 
@@ -109,6 +112,21 @@ def kept_when_rejected(records: Iterable[dict[str, Any]],
             and int(r["size"]) <= declared.get(r["name"], int(r["size"]))]
 
 
+class Judging(Enum):
+    """Why a study is judged, which says from which states the judge may claim it and what
+    becomes of it when some of its files are missing."""
+
+    COMPLETE = "complete"
+    """Its last expected file arrived: claimed from RECEIVING; a file found missing (an
+    arrival counted twice) sends it back to wait for the rest."""
+    OVERDUE = "overdue"
+    """Its upload deadline passed: claimed from AWAITING_UPLOAD or RECEIVING and judged as
+    it is, INCOMPLETE when files are missing."""
+    RESUMED = "resumed"
+    """A try failed after claiming it and before its verdict was recorded: claimed again
+    from VALIDATING."""
+
+
 class Judge:
     """Claims a study, runs the study rules and routes it: VALID (announced, stored by the
     descriptor), else REJECTED or INCOMPLETE once its files are copied to ``rejected/``."""
@@ -118,81 +136,92 @@ class Judge:
         self.storage = storage
         self.manifests = manifests
 
-    def judge_study(self, study_id: str, overdue: bool = False, resuming: bool = False,
-                    overdue_at: int | None = None) -> StudyResult | None:
-        """Run the study rules once (the caller that wins the claim) and route the study:
-        VALID (announced, stored by the descriptor), else REJECTED or, when ``overdue``,
-        INCOMPLETE, once its files are copied to ``rejected/<id>/``. ``resuming`` judges a
-        study whose judging failed before its verdict was recorded."""
+    def judge_study(self, study_id: str) -> StudyResult | None:
+        """Judge a study whose last expected file arrived (:attr:`Judging.COMPLETE`): the
+        study rules' result, or None when another caller won the claim or files are
+        still missing."""
+        claimed = self.services.table.transition(study_id, State.VALIDATING,
+                                                 (State.RECEIVING,))
+        return None if claimed is None else self._judge(claimed, Judging.COMPLETE)
+
+    def judge_overdue(self, study_id: str, overdue_at: int) -> StudyResult | None:
+        """Judge a study still open past its upload deadline at ``overdue_at``
+        (:attr:`Judging.OVERDUE`); None when it moved on meanwhile."""
+        claimed = self.services.table.transition(
+            study_id, State.VALIDATING, OPEN_STATES, reason="upload deadline passed",
+            overdue_at=overdue_at)
+        return None if claimed is None else self._judge(claimed, Judging.OVERDUE)
+
+    def resume(self, study_id: str) -> None:
+        """Finish what a failed try of the study's last step left undone: judge it again if
+        the verdict was not recorded (:attr:`Judging.RESUMED`), copy its rejected chunks
+        again if it was, or announce the state it reached (the events may be what
+        failed)."""
         table = self.services.table
-        if resuming:
+        study = table.study(study_id)
+        if study is None:
+            return
+        if study.state is not State.VALIDATING:
+            self.services.announce(study)
+        elif study.outcome:
+            self.storage.run_chunks(study)
+        else:
             claimed = table.transition(study_id, State.VALIDATING, (State.VALIDATING,),
                                        reason="judging resumed")
-        else:
-            claimed = table.transition(
-                study_id, State.VALIDATING, OPEN_STATES if overdue else (State.RECEIVING,),
-                reason="upload deadline passed" if overdue else None, overdue_at=overdue_at)
-        if claimed is None:
-            return None
+            if claimed is not None:
+                self._judge(claimed, Judging.RESUMED)
+
+    def _judge(self, claimed: StudyRecord, why: Judging) -> StudyResult | None:
+        """Run the study rules once (the caller that won the claim) and route the study:
+        VALID (announced, stored by the descriptor), else REJECTED or INCOMPLETE, once its
+        files are copied to ``rejected/<id>/``."""
+        table, study_id = self.services.table, claimed.study_id
         # Every file item, those marked late too: a file that arrived while an earlier
         # judgment was released or resumed belongs to the study as much as the others.
         records = list(table.files(study_id))
-        missing = len(records) < int(claimed["expected"])
-        if missing and not overdue:
+        missing = len(records) < claimed.expected
+        if missing and why is not Judging.OVERDUE:
             # A retried arrival was counted twice: wait for the files still missing.
             table.transition(study_id, State.RECEIVING, (State.VALIDATING,), reason="recounted")
             return None
         instances = [InstanceResult.from_record(r) for r in records]
-        manifest = self._manifest(study_id, claimed)
+        manifest = self._manifest(claimed)
         study = check_study(instances, self.services.config, manifest)
         outcome = State.INCOMPLETE if missing else (
             State.VALID if study.valid else State.REJECTED)
         chunks, reports = self._plan(study_id, study, records, outcome, manifest)
         unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
-        verdict: dict[str, Any] = {
-            "status": study.status,
-            "findings": [f.to_dict() for f in study.findings],
-            "counts": {"instances": len(unique), "valid": sum(i.valid for i in instances),
-                       "invalid": sum(not i.valid for i in instances),
-                       "bytes": sum(unique.values())},
-            "chunks": chunks,
-            "reports": reports,
-            "rules": sorted({f.rule for f in study.findings}
-                            | {f.rule for i in instances if not i.valid for f in i.findings}),
-        }
+        verdict = Verdict(
+            status=study.status,
+            findings=[f.to_dict() for f in study.findings],
+            counts=StudyCounts(instances=len(unique), valid=sum(i.valid for i in instances),
+                               invalid=sum(not i.valid for i in instances),
+                               bytes=sum(unique.values())),
+            chunks=chunks,
+            reports=reports,
+            rules=sorted({f.rule for f in study.findings}
+                         | {f.rule for i in instances if not i.valid for f in i.findings}),
+        )
         if outcome is State.VALID:
-            valid = table.transition(study_id, State.VALID, (State.VALIDATING,), **verdict)
+            valid = table.transition(study_id, State.VALID, (State.VALIDATING,),
+                                     **verdict.fields())
             if valid is not None:
                 self.services.announce(valid)
         else:
-            settled = table.settle(study_id, State.VALIDATING, outcome=outcome.value, **verdict)
+            settled = table.settle(study_id, State.VALIDATING, outcome=outcome.value,
+                                   **verdict.fields())
             if settled is not None:
-                self.storage.run_chunks(study_id, settled)
+                self.storage.run_chunks(settled)
         return study
 
-    def resume(self, study_id: str) -> None:
-        """Finish what a failed try of the study's last step left undone: judge it again if
-        the verdict was not recorded, copy its rejected chunks again if it was, or announce
-        the state it reached (the events may be what failed)."""
-        study = self.services.table.get(study_id)
-        if study is None:
-            return
-        if study["state"] != State.VALIDATING.value:
-            self.services.announce(study)
-        elif study.get("outcome"):
-            self.storage.run_chunks(study_id, study)
-        else:
-            self.judge_study(study_id, resuming=True)
-
-    def _manifest(self, study_id: str, study: dict[str, Any]) -> Manifest:
-        if not study.get("manifest"):
-            return Manifest(count=int(study["expected"]))
-        declared = self.manifests.of(study_id)
+    def _manifest(self, study: StudyRecord) -> Manifest:
+        if not study.manifest:
+            return Manifest(count=study.expected)
+        declared = self.manifests.of(study.study_id)
         if declared is None:
-            raise LookupError(f"the manifest of study {study_id} is missing")
+            raise LookupError(f"the manifest of study {study.study_id} is missing")
         return Manifest(names=tuple(f.name for f in declared.files),
                         sizes=tuple(f.size for f in declared.files))
-
     def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
               outcome: State, manifest: Manifest) -> tuple[int, dict[str, int]]:
         """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
@@ -217,5 +246,6 @@ class Judge:
         files = [chunk_file(r, preview=r["name"] in previewed) for r in records]
         chunks = chunks_of(files, self.services.chunk_instances)
         for index, chunk in enumerate(chunks):
-            uploads.put_json(work_key(study_id, "chunks", f"{index}.json"), chunk, indent=None)
+            uploads.put_json(work_key(study_id, "chunks", f"{index}.json"),
+                             [file.to_dict() for file in chunk], indent=None)
         return len(chunks), reports

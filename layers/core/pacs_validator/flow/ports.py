@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pacs_validator.contract.events import Event
 from pacs_validator.contract.invocations import Work
+from pacs_validator.contract.records import StudyRecord
 from pacs_validator.contract.states import State
 
 
@@ -136,7 +137,8 @@ class StatusStore(Protocol):
         """A new study expecting ``expected`` files; False when the id already exists.
         ``owner`` is the caller that declared it (None for a plain drop)."""
 
-    def get(self, study_id: str) -> dict[str, Any] | None: ...
+    def study(self, study_id: str) -> StudyRecord | None:
+        """The study, read consistently; None for an unknown id."""
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
         """Store one upload's verdict and count it once per name (see :class:`UploadOutcome`);
@@ -157,11 +159,11 @@ class StatusStore(Protocol):
 
     def transition(self, study_id: str, state: State, expected: tuple[State, ...],
                    reason: str | None = None, overdue_at: int | None = None,
-                   **fields: Any) -> dict[str, Any] | None:
-        """Move to ``state`` from one of ``expected``: the item after, or None."""
+                   **fields: Any) -> StudyRecord | None:
+        """Move to ``state`` from one of ``expected``: the study after, or None."""
 
-    def settle(self, study_id: str, state: State, **fields: Any) -> dict[str, Any] | None:
-        """Set ``fields`` on a study that is in ``state``: the item after, or None."""
+    def settle(self, study_id: str, state: State, **fields: Any) -> StudyRecord | None:
+        """Set ``fields`` on a study that is in ``state``: the study after, or None."""
 
     def note_failure(self, study_id: str, status: int, reason: str) -> None: ...
 

@@ -100,7 +100,7 @@ class Receiver:
             try:
                 arrival = self._record(study_id, source, result, parsed)
             except StudyNotFound:
-                if services.table.get(study_id) is not None:
+                if services.table.study(study_id) is not None:
                     services.table.mark_late(study_id, name)
                     logger.warning("file arrived for a study that is no longer receiving",
                                    extra={"study_id": study_id, "status": result.status})

@@ -14,8 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pacs_validator.contract.records import LastError, StudyRecord
 from pacs_validator.contract.states import OPEN_STATES, State
 from pacs_validator.flow.ports import DependencyUnavailable
 from pacs_validator.flow.services import Services
@@ -68,26 +69,26 @@ class Recovery:
                 ended["handed_back"] = list(study_ids[index:])
                 self.services.dispatcher.dispatch_sweep(ended["handed_back"], overdue_at)
                 break
-            study = self.services.table.get(study_id)
-            if study is None or int(study.get("deadline", overdue_at)) >= overdue_at:
+            study = self.services.table.study(study_id)
+            if study is None or (study.deadline is None or study.deadline >= overdue_at):
                 continue  # moved on since the index was read
-            if study["state"] in {s.value for s in OPEN_STATES}:
-                if judge.judge_study(study_id, overdue=True, overdue_at=overdue_at) is not None:
+            if study.state in OPEN_STATES:
+                if judge.judge_overdue(study_id, overdue_at) is not None:
                     ended["incomplete"].append(study_id)
             elif self.fail(study_id, study, overdue_at):
                 ended["failed"].append(study_id)
         return ended
 
-    def fail(self, study_id: str, study: dict[str, Any], now: int) -> bool:
+    def fail(self, study_id: str, study: StudyRecord, now: int) -> bool:
         """FAILED: 503 when the last error was an AWS dependency, else 500. False when the
         study moved on meanwhile (a new state has a new deadline)."""
-        error = study.get("last_error") or {"status": PROCESSING_ERROR, "reason": "no progress"}
-        state = State(study["state"])
+        error = study.last_error or LastError(PROCESSING_ERROR, "no progress")
+        state = study.state
         failed = self.services.table.transition(
-            study_id, State.FAILED, (state,), overdue_at=now, status=int(error["status"]),
+            study_id, State.FAILED, (state,), overdue_at=now, status=error.status,
             failed_from=state.value,
             reason=f"no progress in {state.value} by its deadline (last error: "
-                   f"{error['reason']})")
+                   f"{error.reason})")
         if failed is None:
             return False
         self.services.announce(failed)
@@ -96,10 +97,10 @@ class Recovery:
     def reopen(self, study_id: str) -> bool:
         """Take a FAILED study back to the state it failed in, for a redriven event to
         finish; False when it is not FAILED (nothing to do)."""
-        study = self.services.table.get(study_id)
-        if study is None or study["state"] != State.FAILED.value or not study.get("failed_from"):
+        study = self.services.table.study(study_id)
+        if study is None or study.state is not State.FAILED or study.failed_from is None:
             return False
-        return self.services.table.transition(study_id, State(study["failed_from"]),
+        return self.services.table.transition(study_id, study.failed_from,
                                               (State.FAILED,), reason="redriven") is not None
 
     @contextmanager

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from pacs_validator.contract.events import Event
+from pacs_validator.contract.records import StudyRecord
 from pacs_validator.flow.announcements import announcements
 from pacs_validator.flow.ports import ChunkDispatcher, EventPublisher, ObjectStore, StatusStore
 
@@ -69,11 +70,11 @@ class Services:
         else:
             held.setdefault(study_id, []).extend(events)
 
-    def announce(self, study: dict[str, Any]) -> None:
+    def announce(self, study: StudyRecord) -> None:
         """Publish the events of the state ``study`` is in (see :func:`announcements`)."""
         events = announcements(study, self.uploads.bucket)
         if events:
-            self.publish(str(study["study_id"]), *events)
+            self.publish(study.study_id, *events)
 
     @contextlib.contextmanager
     def events_held(self) -> Iterator[None]:

@@ -31,6 +31,7 @@ from pacs_validator.contract.keys import (
     study_prefix,
     work_key,
 )
+from pacs_validator.contract.records import PlannedFile, StudyCounts, StudyRecord
 from pacs_validator.contract.states import State
 from pacs_validator.contract.status_view import linked_previews
 from pacs_validator.dicom.library_messages import library_messages_counted
@@ -94,10 +95,10 @@ class StoredStudy:
     bytes: int
 
 
-def judged_object(file: dict[str, Any]) -> SourceObject:
+def judged_object(file: PlannedFile) -> SourceObject:
     """A file of a chunk as the judge planned it: pinned to the bytes it judged."""
-    return SourceObject(file["key"], file["size"], version_id=file.get("version_id"),
-                        etag=file.get("etag"), sha256=file.get("sha256"))
+    return SourceObject(file.key, file.size, version_id=file.version_id, etag=file.etag,
+                        sha256=file.sha256)
 
 
 def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
@@ -106,7 +107,8 @@ def _in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[
 
 
 class Storage:
-    """The copy work of a judged study, chunk by chunk, and its completion."""
+    """The copy work of a judged study, chunk by chunk, and its completion: a VALID study's
+    files are stored (:meth:`_store`), a rejected one's copied aside (:meth:`_reject`)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -114,57 +116,72 @@ class Storage:
     def start(self, study_id: str) -> StoredStudy | None:
         """Begin storing a VALID study: the stored study when one invocation was enough,
         None when its chunks were handed out (or the study is not VALID: nothing to do)."""
-        study = self.services.table.get(study_id)
-        if study is None or study["state"] != State.VALID.value:
+        study = self.services.table.study(study_id)
+        if study is None or study.state is not State.VALID:
             logger.warning("study is not VALID; nothing to store", extra={"study_id": study_id})
             return None
-        return self.run_chunks(study_id, study)
+        return self.run_chunks(study)
 
-    def run_chunks(self, study_id: str, study: dict[str, Any]) -> StoredStudy | None:
+    def run_chunks(self, study: StudyRecord) -> StoredStudy | None:
         """One chunk is done here and now; more go to the dispatcher, one invocation each."""
-        if int(study["chunks"]) == 1:
-            return self.process_chunk(study_id, 0, study)
-        work = Work.STORE if study["state"] == State.VALID.value else Work.REJECT
-        self.services.dispatcher.dispatch(study_id, int(study["chunks"]), work)
+        if study.chunks == 1:
+            return self.process_chunk(study.study_id, 0, study)
+        work = Work.STORE if study.state is State.VALID else Work.REJECT
+        self.services.dispatcher.dispatch(study.study_id, study.chunks, work)
         return None
 
-    def process_chunk(self, study_id: str, index: int, study: dict[str, Any] | None = None
+    def process_chunk(self, study_id: str, index: int, study: StudyRecord | None = None
                       ) -> StoredStudy | None:
         """Copy one chunk of a VALID study to ``studies/<id>/`` (with its descriptions), or of
-        a rejected one to ``rejected/<id>/``; the worker completing the last chunk finishes
-        the study. Returns the stored study when this call finished storing it. ``study`` is
-        the study item when the caller has just read it."""
-        services = self.services
-        study = study or services.table.get(study_id)
-        storing = study is not None and study["state"] == State.VALID.value
-        rejecting = (study is not None and study["state"] == State.VALIDATING.value
-                     and bool(study.get("outcome")))
-        if study is None or not (storing or rejecting):
-            logger.warning("chunk for a study with nothing to copy",
-                           extra={"study_id": study_id, "chunk": index})
-            if study is not None:
-                services.announce(study)  # a retry after the study moved on: its events again
+        a rejected one (VALIDATING, its outcome settled) to ``rejected/<id>/``; the worker
+        completing the last chunk finishes the study. Returns the stored study when this call
+        finished storing it. ``study`` is the study when the caller has just read it."""
+        study = study or self.services.table.study(study_id)
+        if study is not None and study.state is State.VALID:
+            return self._store(study, index)
+        if study is not None and study.state is State.VALIDATING and study.outcome:
+            self._reject(study, index)
             return None
-        chunks = int(study["chunks"])
-        files: list[dict[str, Any]] = services.uploads.get_json(
-            work_key(study_id, "chunks", f"{index}.json"))
-        if storing:
-            part = self._store_chunk(study_id, files, single=study["counts"]["instances"] == 1)
-            if chunks > 1:  # another worker may be the one to assemble
-                services.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), part,
-                                          indent=None)
-        else:
-            _in_parallel(lambda f: services.store.copy_from(
-                services.uploads.bucket, judged_object(f), rejected_key(study_id, f["name"])),
-                files)
-        if chunks > 1 and services.table.chunk_done(study_id, index) < chunks:
-            return None  # the worker completing the set of chunks finishes the study
-        if storing:
-            return self._finish_storage(study_id, study, {index: part})
-        self._finish_rejection(study_id, study)
+        logger.warning("chunk for a study with nothing to copy",
+                       extra={"study_id": study_id, "chunk": index})
+        if study is not None:
+            self.services.announce(study)  # a retry after the study moved on: its events again
         return None
 
-    def _store_chunk(self, study_id: str, files: list[dict[str, Any]], single: bool
+    def _store(self, study: StudyRecord, index: int) -> StoredStudy | None:
+        """Store chunk ``index`` of a VALID study, then, for the last chunk done, the study."""
+        services, study_id = self.services, study.study_id
+        single = study.counts is not None and study.counts.instances == 1
+        part = self._store_chunk(study_id, self._planned(study_id, index), single)
+        if study.chunks > 1:  # another worker may be the one to assemble
+            services.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), part,
+                                      indent=None)
+        if not self._last_done(study, index):
+            return None
+        return self._finish_storage(study, {index: part})
+
+    def _reject(self, study: StudyRecord, index: int) -> None:
+        """Copy chunk ``index`` of a rejected study aside, then, for the last chunk done,
+        end the study."""
+        services, study_id = self.services, study.study_id
+        _in_parallel(lambda f: services.store.copy_from(
+            services.uploads.bucket, judged_object(f), rejected_key(study_id, f.name)),
+            self._planned(study_id, index))
+        if self._last_done(study, index):
+            self._finish_rejection(study)
+
+    def _planned(self, study_id: str, index: int) -> list[PlannedFile]:
+        """The files of chunk ``index``, as the judge planned them."""
+        documents = self.services.uploads.get_json(work_key(study_id, "chunks", f"{index}.json"))
+        return [PlannedFile.from_dict(document) for document in documents]
+
+    def _last_done(self, study: StudyRecord, index: int) -> bool:
+        """Mark chunk ``index`` done; whether it completed the set, so that its worker is the
+        one to finish the study."""
+        return study.chunks == 1 or \
+            self.services.table.chunk_done(study.study_id, index) >= study.chunks
+
+    def _store_chunk(self, study_id: str, files: list[PlannedFile], single: bool
                      ) -> dict[str, Any]:
         """Copy the chunk's instances; their descriptions and DICOM JSON (the chunk's part
         of metadata.json and dicom.json), read from the head of the version validated, and
@@ -186,20 +203,20 @@ class Storage:
         memory = ByteBudget(ESTIMATED_BYTES_AT_ONCE)
         one_preview_at_a_time = threading.Lock()
 
-        def store_one(file: dict[str, Any]) -> tuple[InstanceDescription, Any, Preview | None]:
-            target = stored_instance_key(study_id, file["sop_instance_uid"], single)
+        def store_one(file: PlannedFile) -> tuple[InstanceDescription, Any, Preview | None]:
+            target = stored_instance_key(study_id, str(file.sop_instance_uid), single)
             services.store.copy_from(services.uploads.bucket, judged_object(file), target)
-            head = file.get("head")
-            previewed = bool(file.get("preview")) and (head is None or "pixel_tag" in head)
+            head = file.head
+            previewed = file.preview and (head is None or "pixel_tag" in head)
             first_bytes = int(head["bytes"]) if head is not None and not previewed else None
-            size = first_bytes if first_bytes is not None else int(file["size"])
+            size = first_bytes if first_bytes is not None else file.size
             # Always claimed in this order, so that no two threads wait on each other.
-            estimate = int(file.get("estimated_bytes", 0))  # 0: a chunk planned before it
-            with heads.holding(size), memory.holding(estimate), services.uploads.downloaded(
-                    file["key"], file.get("version_id"), first_bytes) as download:
+            with heads.holding(size), memory.holding(file.estimated_bytes), \
+                    services.uploads.downloaded(file.key, file.version_id,
+                                                first_bytes) as download:
                 instance = described_again(
-                    download.path, head, size=file["size"], sha256=file["sha256"] or "",
-                    transfer_syntax=file.get("transfer_syntax"), config=services.config,
+                    download.path, head, size=file.size, sha256=file.sha256 or "",
+                    transfer_syntax=file.transfer_syntax, config=services.config,
                     key=target)
                 preview = None
                 if previewed:
@@ -216,9 +233,10 @@ class Storage:
                 continue
             findings.extend(f.to_dict() for f in preview.findings)
             if preview.png is not None:
-                key = preview_key(study_id, file["series_instance_uid"])
+                series = str(file.series_instance_uid)
+                key = preview_key(study_id, series)
                 services.store.put_bytes(key, preview.png, "image/png")
-                previews[file["series_instance_uid"]] = key
+                previews[series] = key
         return {"descriptions": [d.to_dict() for d in first_of(d for d, _, _ in stored)],
                 "dicom_json": [document for _, document, _ in stored],
                 "previews": previews, "findings": findings}
@@ -232,11 +250,11 @@ class Storage:
         return render_preview(path, self.services.config.rules,
                               limits=self.services.config.limits)
 
-    def _finish_storage(self, study_id: str, study: dict[str, Any],
+    def _finish_storage(self, study: StudyRecord,
                         at_hand: dict[int, dict[str, Any]]) -> StoredStudy:
         """``metadata.json`` and ``dicom.json`` from the chunks' parts (those ``at_hand`` are
         not read again), the reports, STORED."""
-        services = self.services
+        services, study_id = self.services, study.study_id
         keys: dict[str, Any] = {
             "prefix": study_prefix(study_id),
             "metadata": study_key(study_id, "metadata.json"),
@@ -247,11 +265,11 @@ class Storage:
         }
         descriptions: list[InstanceDescription] = []
         previews: dict[str, str] = {}
-        findings: list[dict[str, Any]] = list(study.get("findings", []))
+        findings: list[dict[str, Any]] = list(study.findings)
 
         def dicom_json_pieces() -> Iterator[bytes]:
             separator = b"[\n"
-            for index in range(int(study["chunks"])):
+            for index in range(study.chunks):
                 part = at_hand.get(index) or services.uploads.get_json(
                     work_key(study_id, "parts", f"{index}.json"))
                 descriptions.extend(InstanceDescription.from_dict(d)
@@ -266,8 +284,8 @@ class Storage:
         services.store.put_stream(keys["dicom_json"], dicom_json_pieces(), "application/json")
         metadata = assemble_metadata(study_id, descriptions, previews)
         services.store.put_json(keys["metadata"], metadata)
-        self._copy_reports(study_id, study, study_key)
-        counts = study["counts"]
+        self._copy_reports(study, study_key)
+        counts = study.counts or StudyCounts()
         linked = {"series": linked_previews(keys["previews"], previews.values()),
                   "count": len(previews)}  # what the status links, without listing the store
         stored = services.table.transition(study_id, State.STORED, (State.VALID,), keys=keys,
@@ -275,24 +293,23 @@ class Storage:
                                            findings=findings, previews=linked)
         if stored is not None:
             services.announce(stored)
-        return StoredStudy(keys=keys, instances=counts["instances"], bytes=counts["bytes"])
+        return StoredStudy(keys=keys, instances=counts.instances, bytes=counts.bytes)
 
-    def _finish_rejection(self, study_id: str, study: dict[str, Any]) -> None:
+    def _finish_rejection(self, study: StudyRecord) -> None:
         """The reports beside the copied files, then REJECTED (or INCOMPLETE), announced."""
-        self._copy_reports(study_id, study, rejected_key)
-        outcome = State(study["outcome"])
+        study_id = study.study_id
+        self._copy_reports(study, rejected_key)
         keys = {"prefix": rejected_prefix(study_id),
                 "validation_log": rejected_key(study_id, "validation.log"),
                 "validation_json": rejected_key(study_id, "validation.json")}
-        ended = self.services.table.transition(study_id, outcome, (State.VALIDATING,),
-                                               keys=keys)
+        ended = self.services.table.transition(study_id, study.outcome or State.REJECTED,
+                                               (State.VALIDATING,), keys=keys)
         if ended is not None:
             self.services.announce(ended)
 
-    def _copy_reports(self, study_id: str, study: dict[str, Any],
-                      key_for: Callable[[str, str], str]) -> None:
-        services = self.services
-        for leaf, size in study["reports"].items():
+    def _copy_reports(self, study: StudyRecord, key_for: Callable[[str, str], str]) -> None:
+        services, study_id = self.services, study.study_id
+        for leaf, size in study.reports.items():
             services.store.copy_from(services.uploads.bucket,
                                      SourceObject(work_key(study_id, leaf), size),
                                      key_for(study_id, leaf))
