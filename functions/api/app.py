@@ -3,9 +3,12 @@ POST /upload/{study_id} (forms for more of them, by name, while the study takes 
 GET /status/{study_id}, GET /health, and GET / (the
 browser upload page).
 
-Each study belongs to the caller that declared it: another caller's study answers 404 as an
-unknown one does, except to an admin. Every create, renewal, status read and link issue is
-audited in one log line (caller, study id, action, outcome; nothing from the files)."""
+What a caller may declare, which forms a study gets and who may read it are decided by the
+flow (:mod:`pacs_validator.flow.uploads`, wired in :mod:`pacs_validator.aws.runtime.wiring`);
+this module maps requests to it and its answers and refusals to HTTP. Each study belongs to
+the caller that declared it: another caller's study answers 404 as an unknown one does,
+except to an admin. Every create, renewal, status read and link issue is audited in one log
+line (caller, study id, action, outcome; nothing from the files)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,11 @@ with garbage_collection_paused():
     import hashlib
     import re
     import time
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterator
+    from contextlib import contextmanager
     from functools import cache, lru_cache
     from pathlib import Path
-    from typing import Any
+    from typing import Any, TypeVar
     from urllib.parse import urlsplit
 
     from aws_lambda_powertools import Logger, Metrics
@@ -39,6 +43,7 @@ with garbage_collection_paused():
     from pacs_validator.aws.runtime.settings import load_settings
     from pacs_validator.aws.runtime.snapstart import on_snapshot
     from pacs_validator.aws.runtime.tracing import function_tracer
+    from pacs_validator.aws.runtime.wiring import uploads_from_settings
     from pacs_validator.aws.s3 import S3Bucket
     from pacs_validator.contract.api_request import RequestBodyError, json_body
     from pacs_validator.contract.auth import (
@@ -51,13 +56,8 @@ with garbage_collection_paused():
         iam_caller,
         token_book,
     )
-    from pacs_validator.contract.keys import (
-        incoming_key,
-        incoming_prefix,
-        is_study_id,
-        manifest_key,
-        new_study_id,
-    )
+    from pacs_validator.contract.keys import incoming_prefix, is_study_id
+    from pacs_validator.contract.records import StudyRecord
     from pacs_validator.contract.status_view import (
         PageTokenError,
         decode_token,
@@ -65,27 +65,54 @@ with garbage_collection_paused():
         public_view,
     )
     from pacs_validator.contract.upload_request import (
-        DeclaredFile,
+        DeclarationTooLarge,
+        PerFileFormsOnly,
+        Refusal,
         StudyClosedError,
+        TooManyOpenStudies,
+        UndeclaredNames,
+        UnreadableStudy,
         UploadRequestError,
-        declared_files,
-        form_expiry,
-        manifest_document,
-        parse_form_request,
-        parse_upload_request,
-        renewed_form_expiry,
-        requested_deadline,
     )
+
+Route = TypeVar("Route", bound=Callable[..., Any])
+PATH_PARAMETER = r"[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+"
+"""What a ``<name>`` of a route's rule matches: the characters Powertools' resolver takes."""
+
+
+class Resolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, also keeping the methods of each route's rule, which it
+    keeps in private attributes only: a 405 names them in its ``Allow``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.methods: dict[re.Pattern[str], set[str]] = {}
+
+    def route(self, rule: str, method: str | list[str] | tuple[str], *args: Any,
+              **kwargs: Any) -> Callable[[Route], Route]:
+        pattern = "".join(PATH_PARAMETER if part.startswith("<") else re.escape(part)
+                          for part in re.split(r"(<\w+>)", rule))
+        methods = [method] if isinstance(method, str) else method
+        self.methods.setdefault(re.compile(pattern), set()).update(m.upper() for m in methods)
+        decorator: Callable[[Route], Route] = super().route(rule, method, *args, **kwargs)
+        return decorator
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """The methods of the routes whose rule matches ``path``."""
+        return sorted({method for pattern, methods in self.methods.items()
+                       if pattern.fullmatch(path) for method in methods})
+
 
 logger = Logger()
 metrics = Metrics()
 tracer = function_tracer()
-app = APIGatewayRestResolver()
+app = Resolver()
 settings = load_settings(Path(__file__).with_name("config.json"))
 clients = Clients()
 table = DynamoDBStatusTable(settings.status_table, settings.retention_days, clients)
 uploads = S3Bucket(settings.uploads_bucket, clients)
 store = S3Bucket(settings.store_bucket, clients)
+studies = uploads_from_settings(settings, clients)
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
@@ -94,30 +121,16 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-
 Referer when a link is followed."""
 
 
-class PayloadTooLargeError(ServiceError):
-    def __init__(self, message: str) -> None:
-        super().__init__(413, message)
-
-
-class TooManyOpenStudiesError(ServiceError):
-    def __init__(self, cap: int) -> None:
-        super().__init__(429, f"this caller has {cap} studies open, the most it may: finish "
-                              "them, or wait for their deadlines, before declaring another")
-
-
 class BadRequestError(ServiceError):
     def __init__(self, message: str) -> None:
         super().__init__(400, message)
 
 
-class UnknownStudyError(ServiceError):
-    """404 for a study id of our format that no study has (Powertools' own NotFoundError
-    means that no route matched)."""
-
-    def __init__(self) -> None:
-        super().__init__(404, "no such study")
-
-
+REFUSAL_STATUS: dict[type[Refusal], int] = {
+    DeclarationTooLarge: 413, TooManyOpenStudies: 429, UndeclaredNames: 400,
+    UnreadableStudy: 404, StudyClosedError: 409}
+"""The answer of each refusal of the flow's (a 404 for a study the caller may not read is
+this one, not Powertools' own NotFoundError, which means that no route matched)."""
 def request_json() -> Any:
     """The request's JSON body (None when it has none), or a 4xx :class:`RequestBodyError`."""
     event = app.current_event
@@ -177,145 +190,51 @@ def audit(action: str, outcome: str, study_id: str | None) -> None:
                                           "outcome": outcome}})
 
 
-def readable_study(study_id: str, action: str) -> dict[str, Any]:
-    """The study, when the caller may read it; else 404 exactly as for an unknown id, so
-    an answer never tells another caller that the study exists."""
-    study = table.get(study_id)
-    if study is None or not current_caller().may_read(study.get("owner")):
-        audit(action, "not-found" if study is None else "refused", study_id)
-        raise UnknownStudyError()
-    return study
+@contextmanager
+def audited(action: str, study_id: str | None) -> Iterator[None]:
+    """Audit a refusal raised in the block with its own outcome word, and let it go on to
+    its answer (:data:`REFUSAL_STATUS`)."""
+    try:
+        yield
+    except Refusal as refusal:
+        audit(action, refusal.audit, study_id)
+        raise
 
 
-def study_form(study: Mapping[str, Any], expires_in: int) -> dict[str, Any]:
-    """The study-wide upload form (``StudyWideForms`` enabled): a presigned POST for any key
-    under ``incoming/<id>/``, valid ``expires_in`` seconds from now, each file at most the
-    largest size the study declared (``MaxUploadBytes`` for a study recorded before the
-    item kept it): a form for a study of small files lets no large one in."""
-    prefix = incoming_prefix(str(study["study_id"]))
-    max_bytes = int(study.get("largest_declared") or settings.max_upload_bytes)
-    form = uploads.presigned_post(prefix + "${filename}", max_bytes, expires_in)
-    return {**form, "key_prefix": prefix}
-
-
-def file_forms(study_id: str, files: Iterable[DeclaredFile], expires_in: int
-               ) -> list[dict[str, Any]]:
-    """One presigned POST per declared file, for its exact key and exact size: what such a
-    form lets in is that file or nothing."""
-    return [{"name": f.name, **uploads.presigned_post(incoming_key(study_id, f.name), f.size,
-                                                      expires_in, min_bytes=f.size)}
-            for f in files]
-
-
-def forms_answer(study: Mapping[str, Any], expires_in: int,
-                 files: Iterable[DeclaredFile]) -> dict[str, Any]:
-    """A study's forms, as ``POST /upload`` and ``POST /upload/{id}`` answer them: per-file
-    forms for ``files``, and the study-wide form when the deployment hands it out."""
-    study_id = str(study["study_id"])
-    answer: dict[str, Any] = {
-        "study_id": study_id,
-        "expires_in": expires_in,
-        "max_bytes": int(study.get("largest_declared") or settings.max_upload_bytes),
-        "files": int(study["expected"]),
-        "uploads": file_forms(study_id, files, expires_in),
-    }
-    if settings.study_wide_forms:
-        answer["upload"] = study_form(study, expires_in)
-    return answer
-
-
-def require_declared_sizes(files: list[DeclaredFile]) -> None:
-    """413 for a declaration over the size caps: of one file, or of the whole study."""
-    too_large = sum(1 for f in files if f.size > settings.max_upload_bytes)
-    if too_large:
-        raise PayloadTooLargeError(f"{too_large} file(s) exceed the cap of "
-                                   f"{settings.max_upload_bytes} bytes")
-    if sum(f.size for f in files) > settings.max_study_bytes:
-        raise PayloadTooLargeError("the declared sizes add up to more than the cap of "
-                                   f"{settings.max_study_bytes} bytes per study")
+def readable_study(study_id: str, action: str) -> StudyRecord:
+    """The study, when the caller may read it; else 404 exactly as for an unknown id."""
+    with audited(action, study_id):
+        return studies.readable(current_caller(), study_id)
 
 
 @app.post("/upload", middlewares=AUTHENTICATED)
 @tracer.capture_method(capture_response=False)
 def create_upload() -> Response[dict[str, Any]]:
     body = request_json()
-    files = parse_upload_request(body, settings.max_files_per_study)
-    deadline = requested_deadline(body, settings.min_upload_deadline_seconds,
-                                  settings.upload_deadline_seconds)
-    try:
-        require_declared_sizes(files)
-    except PayloadTooLargeError:
-        audit("create", "too-large", None)
-        raise
-    owner = current_caller().identity
-    cap = settings.max_open_studies
-    if cap and table.open_studies(owner, cap) >= cap:
-        audit("create", "too-many-open", None)
-        raise TooManyOpenStudiesError(cap)
-    study_id = new_study_id()
-    logger.set_correlation_id(study_id)
-    uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-    largest = max(f.size for f in files)
-    table.create(study_id, expected=len(files), deadline_seconds=deadline, owner=owner,
-                 largest_declared=largest)
-    expires_in = form_expiry(settings.presign_expiry_seconds, deadline)
-    answer = forms_answer({"study_id": study_id, "expected": len(files),
-                           "largest_declared": largest}, expires_in,
-                          files[:settings.per_file_forms_max])
+    with audited("create", None):
+        forms = studies.declare(current_caller(), body)
+    logger.set_correlation_id(forms.study_id)
     metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
-    logger.info("upload created", extra={"study_id": study_id, "files": len(files)})
-    audit("create", "ok", study_id)
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
+    logger.info("upload created", extra={"study_id": forms.study_id, "files": forms.files})
+    audit("create", "ok", forms.study_id)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON,
+                    body=forms.answer())
 
 
 @app.post("/upload/<study_id>", middlewares=AUTHENTICATED)
 @tracer.capture_method(capture_response=False)
 def renew_upload(study_id: str) -> dict[str, Any]:
-    """Fresh forms for a study still taking files (AWAITING_UPLOAD or RECEIVING, before its
-    upload deadline): ``{"names": [...]}`` asks per-file forms for declared files by name
-    (the files past the first page of ``POST /upload``'s answer, or a form that expired);
-    no body, or ``{}``, asks for the study-wide form alone, where the deployment hands it
-    out. The forms expire at the deadline at the latest: a file they let in is never
-    late."""
+    """Fresh forms for a study still taking files (see
+    :meth:`~pacs_validator.flow.uploads.Uploads.renew`)."""
     require_study_id(study_id)
-    names = parse_form_request(request_json())
-    if names is None and not settings.study_wide_forms:
-        raise BadRequestError('this deployment hands out per-file forms only: ask for them '
-                              'with {"names": [file names]}')
+    body = request_json()
     logger.set_correlation_id(study_id)
-    study = readable_study(study_id, "renew")
-    try:
-        expires_in = renewed_form_expiry(study, int(time.time()),
-                                         settings.presign_expiry_seconds)
-    except StudyClosedError:
-        audit("renew", "closed", study_id)
-        raise
-    asked = declared_by_name(study_id, names or [])
+    with audited("renew", study_id):
+        forms = studies.renew(current_caller(), study_id, body, int(time.time()))
     metrics.add_metric("UploadFormsRenewed", MetricUnit.Count, 1)
-    logger.info("upload forms renewed", extra={"study_id": study_id, "files": len(asked)})
+    logger.info("upload forms renewed", extra={"study_id": study_id, "files": len(forms.uploads)})
     audit("renew", "ok", study_id)
-    return forms_answer(study, expires_in, asked)
-
-
-@lru_cache(maxsize=16)
-def declared_files_of(study_id: str) -> dict[str, DeclaredFile]:
-    """The study's declared files by name, from its manifest (none for a plain drop). A
-    manifest never changes once its study exists, so the last few read are kept: a study
-    asking for its forms 100 at a time is read once per execution environment."""
-    document = uploads.find_json(manifest_key(study_id))
-    return {} if document is None else {f.name: f for f in declared_files(document)}
-
-
-def declared_by_name(study_id: str, names: list[str]) -> list[DeclaredFile]:
-    """The declared files named, in the order asked; 400 when any name was not declared
-    (how many, not which: a name can carry a patient's)."""
-    by_name = declared_files_of(study_id)
-    undeclared = sum(1 for name in names if name not in by_name)
-    if undeclared:
-        audit("renew", "undeclared", study_id)
-        raise BadRequestError(f"{undeclared} of the {len(names)} names asked for were not "
-                              "declared for this study")
-    return [by_name[name] for name in names]
+    return forms.answer()
 
 
 def _page_size(text: str | None) -> int:
@@ -335,7 +254,7 @@ def get_status(study_id: str) -> dict[str, Any]:
     limit = _page_size(app.current_event.get_query_string_value("limit"))
     token = app.current_event.get_query_string_value("next")
     after = decode_token(token) if token is not None else None
-    study = readable_study(study_id, "status")
+    study = dict(readable_study(study_id, "status").stored)
     view = public_view(study, table.file_page(study_id, limit, after,
                                               kept_aside=after is None and has_kept_aside(study)))
     audit("status", "ok", study_id)
@@ -410,12 +329,6 @@ on_snapshot(before=before_snapshot, after_restore=clients.forget)
 
 
 # --- every error becomes an HTTP answer here, and only here --------------------------------------
-def _allowed_methods(path: str) -> list[str]:
-    """The methods of the routes whose path matches ``path`` (for a 405's ``Allow``)."""
-    routes = app._static_routes + app._dynamic_routes
-    return sorted({route.method for route in routes if route.rule.match(path)})
-
-
 def client_error(status: int, message: str,
                  headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
     """A 4xx answer; logged with its status and the route, never the request's body."""
@@ -429,7 +342,7 @@ def client_error(status: int, message: str,
 @app.not_found
 def no_route(error: NotFoundError) -> Response[dict[str, Any]]:
     """No route for this method and path: 405 when the path has other methods, else 404."""
-    allowed = _allowed_methods(app.current_event.path)
+    allowed = app.allowed_methods(app.current_event.path)
     if allowed:
         return client_error(405, "method not allowed", {"Allow": ", ".join(allowed)})
     return client_error(404, "no such resource")
@@ -451,14 +364,14 @@ def bad_body(error: RequestBodyError) -> Response[dict[str, Any]]:
     return client_error(error.status, str(error))
 
 
-@app.exception_handler([UploadRequestError, PageTokenError])
+@app.exception_handler([UploadRequestError, PageTokenError, PerFileFormsOnly])
 def bad_request(error: ValueError) -> Response[dict[str, Any]]:
     return client_error(400, str(error))
 
 
-@app.exception_handler(StudyClosedError)
-def study_closed(error: StudyClosedError) -> Response[dict[str, Any]]:
-    return client_error(409, str(error))
+@app.exception_handler(list(REFUSAL_STATUS))
+def refused(error: Refusal) -> Response[dict[str, Any]]:
+    return client_error(REFUSAL_STATUS[type(error)], str(error))
 
 
 @app.exception_handler([DependencyUnavailable, GetParameterError])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pacs_validator.contract.states import State
 from pacs_validator.contract.upload_request import StudyClosedError, renewed_form_expiry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,21 +36,20 @@ def test_handlers_import_only_the_aws_adapters_and_runtime_and_the_contract(hand
 
 
 def test_a_renewed_form_lasts_its_expiry_or_until_the_upload_deadline() -> None:
-    receiving = {"state": "RECEIVING", "deadline": 10_000}
-    assert renewed_form_expiry(receiving, now=1_000, expiry_seconds=900) == 900
-    assert renewed_form_expiry(receiving, now=9_700, expiry_seconds=900) == 300
-    assert renewed_form_expiry({**receiving, "state": "AWAITING_UPLOAD"}, 1_000, 900) == 900
+    receiving = State.RECEIVING
+    assert renewed_form_expiry(receiving, 10_000, now=1_000, expiry_seconds=900) == 900
+    assert renewed_form_expiry(receiving, 10_000, now=9_700, expiry_seconds=900) == 300
+    assert renewed_form_expiry(State.AWAITING_UPLOAD, 10_000, 1_000, 900) == 900
 
 
-@pytest.mark.parametrize(("study", "message"), [
-    ({"state": "VALIDATING", "deadline": 10_000},
-     "the study is VALIDATING and takes no more files"),
-    ({"state": "STORED", "deadline": 10_000}, "the study is STORED and takes no more files"),
-    ({"state": "RECEIVING", "deadline": 1_000},
+@pytest.mark.parametrize(("state", "deadline", "message"), [
+    (State.VALIDATING, 10_000, "the study is VALIDATING and takes no more files"),
+    (State.STORED, 10_000, "the study is STORED and takes no more files"),
+    (State.RECEIVING, 1_000,
      "the study is RECEIVING past its upload deadline and takes no more files"),
 ])
 def test_no_form_for_a_study_past_receiving_or_past_its_deadline(
-    study: dict[str, object], message: str
+    state: State, deadline: int, message: str
 ) -> None:
     with pytest.raises(StudyClosedError, match=f"^{message}$"):
-        renewed_form_expiry(study, now=1_000, expiry_seconds=900)
+        renewed_form_expiry(state, deadline, now=1_000, expiry_seconds=900)

@@ -94,6 +94,10 @@ class StudyRecord:
     series: int | None = None
     last_error: LastError | None = None
     failed_from: State | None = None
+    stored: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The item as the table keeps it, whole: what ``GET /status`` shows of the study (its
+    timeline, its uploads kept aside, its previews) is a view of the item as it is
+    (:func:`~pacs_validator.contract.status_view.public_view`)."""
 
 
 @dataclass(frozen=True)

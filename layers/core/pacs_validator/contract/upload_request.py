@@ -4,12 +4,11 @@ forms for, and when a study may still have them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pacs_validator.contract.names import safe_name
-from pacs_validator.contract.states import OPEN_STATES
+from pacs_validator.contract.states import OPEN_STATES, State
 
 
 class UploadRequestError(ValueError):
@@ -23,11 +22,65 @@ NAMES_PER_FORM_REQUEST = 100
 20,000-file study needs 200 requests."""
 
 
-class StudyClosedError(Exception):
+class Refusal(Exception):
+    """A request the API refuses after it knows the caller: each kind is audited with its
+    own outcome word (``audit``) and answered with its own status."""
+
+    audit = "refused"
+
+
+class StudyClosedError(Refusal):
     """A form asked for a study that takes no more files (answered with 409)."""
+
+    audit = "closed"
 
     def __init__(self, state: str) -> None:
         super().__init__(f"the study is {state} and takes no more files")
+
+
+class DeclarationTooLarge(Refusal):
+    """A declared file over the size cap, or a study over its total (answered with 413)."""
+
+    audit = "too-large"
+
+
+class TooManyOpenStudies(Refusal):
+    """The caller has as many studies open as it may (answered with 429)."""
+
+    audit = "too-many-open"
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"this caller has {cap} studies open, the most it may: finish "
+                         "them, or wait for their deadlines, before declaring another")
+
+
+class UndeclaredNames(Refusal):
+    """Forms asked for names the study did not declare (answered with 400): how many, not
+    which, as a name can carry a patient's."""
+
+    audit = "undeclared"
+
+    def __init__(self, undeclared: int, asked: int) -> None:
+        super().__init__(f"{undeclared} of the {asked} names asked for were not declared "
+                         "for this study")
+
+
+class UnreadableStudy(Refusal):
+    """No study the caller may read has this id (answered with 404, exactly as for an
+    unknown id, so an answer never tells another caller that the study exists)."""
+
+    def __init__(self, exists: bool) -> None:
+        super().__init__("no such study")
+        self.audit = "refused" if exists else "not-found"
+
+
+class PerFileFormsOnly(ValueError):
+    """The study-wide form asked of a deployment that hands out per-file forms only
+    (answered with 400, before any study is read)."""
+
+    def __init__(self) -> None:
+        super().__init__('this deployment hands out per-file forms only: ask for them with '
+                         '{"names": [file names]}')
 
 
 @dataclass(frozen=True)
@@ -114,13 +167,14 @@ def form_expiry(expiry_seconds: int, until_deadline: int) -> int:
     return min(expiry_seconds, until_deadline)
 
 
-def renewed_form_expiry(study: Mapping[str, Any], now: int, expiry_seconds: int) -> int:
+def renewed_form_expiry(state: State, deadline: int | None, now: int,
+                        expiry_seconds: int) -> int:
     """Seconds the forms ``POST /upload/{id}`` hands out stay valid (:func:`form_expiry`).
-    Only a study still taking files (AWAITING_UPLOAD or RECEIVING, before its deadline)
-    gets any."""
-    if study["state"] not in {state.value for state in OPEN_STATES}:
-        raise StudyClosedError(str(study["state"]))
-    until_deadline = int(study["deadline"]) - now
+    Only a study still taking files (``state`` AWAITING_UPLOAD or RECEIVING, before its
+    ``deadline``) gets any."""
+    if state not in OPEN_STATES:
+        raise StudyClosedError(state.value)
+    until_deadline = (deadline or now) - now
     if until_deadline <= 0:
-        raise StudyClosedError(f"{study['state']} past its upload deadline")
+        raise StudyClosedError(f"{state.value} past its upload deadline")
     return form_expiry(expiry_seconds, until_deadline)

@@ -133,9 +133,14 @@ class StatusStore(Protocol):
     callers racing for one step exactly one wins (the others get None)."""
 
     def create(self, study_id: str, expected: int, deadline_seconds: int,
-               manifest: bool = True, *, owner: str | None = None) -> bool:
+               manifest: bool = True, *, owner: str | None = None,
+               largest_declared: int | None = None) -> bool:
         """A new study expecting ``expected`` files; False when the id already exists.
-        ``owner`` is the caller that declared it (None for a plain drop)."""
+        ``owner`` is the caller that declared it (None for a plain drop);
+        ``largest_declared`` caps each file its study-wide form lets in."""
+
+    def open_studies(self, owner: str, at_most: int) -> int:
+        """How many studies of ``owner`` are open, counted up to ``at_most``."""
 
     def study(self, study_id: str) -> StudyRecord | None:
         """The study, read consistently; None for an unknown id."""
@@ -173,6 +178,16 @@ class StatusStore(Protocol):
     def overdue(self, now: int, limit: int) -> list[str]:
         """Ids of at most ``limit`` unfinished studies past their deadline at ``now``,
         those overdue longest first."""
+
+
+class UploadForms(Protocol):
+    """Signs the forms a client uploads a study's files with, straight to the bucket."""
+
+    def presigned_post(self, key: str, max_bytes: int, expires_in: int, min_bytes: int = 1
+                       ) -> dict[str, Any]:
+        """A presigned POST (``url`` and ``fields``) for ``key`` (a prefix's, when it ends in
+        ``${filename}``), valid ``expires_in`` seconds, for a file of ``min_bytes`` to
+        ``max_bytes``."""
 
 
 class EventPublisher(Protocol):

@@ -6,9 +6,10 @@ decides what happens to a study is in this package, written against the ports of
 :mod:`pacs_validator.flow.ports`, so tests can run it against moto or anything else. Each
 step is its own module: :mod:`~pacs_validator.flow.receiving`,
 :mod:`~pacs_validator.flow.judging`, :mod:`~pacs_validator.flow.storing` and
-:mod:`~pacs_validator.flow.recovery`; :class:`ValidatingPipeline` puts them together, on top of the
-:class:`~pacs_validator.flow.storing_pipeline.StoringPipeline` that is all the descriptor
-needs.
+:mod:`~pacs_validator.flow.recovery`; :class:`ValidatingPipeline` puts them together, on top
+of the :class:`~pacs_validator.flow.storing_pipeline.StoringPipeline` that is all the
+descriptor needs. What comes before a study's first file (declaring it, its upload forms,
+who may read it) is :mod:`~pacs_validator.flow.uploads`, the API's.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 Handlers import :mod:`pacs_validator.aws` (its adapters and this runtime, never its operator
 tools) and :mod:`pacs_validator.contract`, nothing else of the core: what the validator and
-the descriptor need of the flow (the pipeline, the stored study) reaches them from here. The
-API imports the adapters it uses directly, not this module, so it never loads the flow, the
-rules nor pydicom; the descriptor's pipeline stores judged studies and loads nothing of
-pydicom either.
+the descriptor need of the flow (the pipeline, the stored study) reaches them from here, as
+what the API needs (its uploads). Neither the API's uploads nor the descriptor's pipeline
+loads the rules or pydicom: only the validator's pipeline does, when it is built.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from pacs_validator.contract.invocations import Work
 from pacs_validator.flow.services import Services
 from pacs_validator.flow.storing import StoredStudy as StoredStudy
 from pacs_validator.flow.storing_pipeline import StoringPipeline
+from pacs_validator.flow.uploads import UploadRules, Uploads
 
 if TYPE_CHECKING:  # imported by validating_pipeline_from_settings: see there
     from pacs_validator.flow.validating_pipeline import ValidatingPipeline
@@ -75,3 +75,19 @@ def storing_pipeline_from_settings(settings: Settings, clients: Clients) -> Stor
     """The descriptor's pipeline: storing judged studies and recovering, nothing of pydicom
     until a chunk has a preview to render."""
     return StoringPipeline(services_from_settings(settings, clients))
+
+
+def uploads_from_settings(settings: Settings, clients: Clients) -> Uploads:
+    """The API's uploads: declaring studies, handing out their forms, reading them."""
+    uploads = S3Bucket(settings.uploads_bucket, clients)
+    rules = UploadRules(
+        max_upload_bytes=settings.max_upload_bytes, max_study_bytes=settings.max_study_bytes,
+        max_files_per_study=settings.max_files_per_study,
+        max_open_studies=settings.max_open_studies,
+        upload_deadline_seconds=settings.upload_deadline_seconds,
+        min_upload_deadline_seconds=settings.min_upload_deadline_seconds,
+        presign_expiry_seconds=settings.presign_expiry_seconds,
+        per_file_forms_max=settings.per_file_forms_max,
+        study_wide_forms=settings.study_wide_forms)
+    table = DynamoDBStatusTable(settings.status_table, settings.retention_days, clients)
+    return Uploads(rules, table, uploads, forms=uploads)

@@ -1,0 +1,173 @@
+"""Declaring a study, handing out its upload forms, and reading it for a caller: the
+decisions behind ``POST /upload``, ``POST /upload/{id}`` and ``GET /status/{id}``.
+
+The API's handler parses the HTTP request, calls these and turns what they return or raise
+into an answer; what a caller may declare, which forms a study gets and who may read it
+are decided here, against the ports, like the rest of a study's fate. Nothing here reads
+DICOM: the API's cold start loads no pydicom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pacs_validator.contract.auth import Caller
+from pacs_validator.contract.keys import incoming_key, incoming_prefix, manifest_key, new_study_id
+from pacs_validator.contract.records import StudyRecord
+from pacs_validator.contract.upload_request import (
+    DeclarationTooLarge,
+    DeclaredFile,
+    PerFileFormsOnly,
+    TooManyOpenStudies,
+    UndeclaredNames,
+    UnreadableStudy,
+    declared_files,
+    form_expiry,
+    manifest_document,
+    parse_form_request,
+    parse_upload_request,
+    renewed_form_expiry,
+    requested_deadline,
+)
+from pacs_validator.flow.ports import ObjectStore, StatusStore, UploadForms
+
+
+@dataclass(frozen=True)
+class UploadRules:
+    """What the deployment lets a caller declare and how long its forms last."""
+
+    max_upload_bytes: int
+    max_study_bytes: int
+    max_files_per_study: int
+    max_open_studies: int
+    """0: no cap."""
+    upload_deadline_seconds: int
+    min_upload_deadline_seconds: int
+    presign_expiry_seconds: int
+    per_file_forms_max: int
+    """Per-file forms ``POST /upload`` answers with (the first declared files)."""
+    study_wide_forms: bool
+
+
+@dataclass(frozen=True)
+class Forms:
+    """A study's upload forms: per-file forms, and the study-wide form when the deployment
+    hands it out."""
+
+    study_id: str
+    expires_in: int
+    max_bytes: int
+    files: int
+    uploads: list[dict[str, Any]]
+    upload: dict[str, Any] | None
+
+    def answer(self) -> dict[str, Any]:
+        """The forms as ``POST /upload`` and ``POST /upload/{id}`` answer them."""
+        answer: dict[str, Any] = {"study_id": self.study_id, "expires_in": self.expires_in,
+                                  "max_bytes": self.max_bytes, "files": self.files,
+                                  "uploads": self.uploads}
+        if self.upload is not None:
+            answer["upload"] = self.upload
+        return answer
+
+
+class Uploads:
+    """Declares studies, hands out their forms and reads them for their owners, over the
+    status table, the uploads bucket and its form signer."""
+
+    def __init__(self, rules: UploadRules, table: StatusStore, uploads: ObjectStore,
+                 forms: UploadForms) -> None:
+        self.rules = rules
+        self.table = table
+        self.uploads = uploads
+        self.forms = forms
+        self._declared_files = lru_cache(maxsize=16)(self._read_declared_files)
+
+    def declare(self, caller: Caller, body: Any) -> Forms:
+        """A new study of the files ``body`` declares (``POST /upload``), owned by
+        ``caller``: its manifest, its status record (AWAITING_UPLOAD), and forms for its
+        first declared files. Refused over the size caps, or when the caller has as many
+        studies open as it may."""
+        rules = self.rules
+        files = parse_upload_request(body, rules.max_files_per_study)
+        deadline = requested_deadline(body, rules.min_upload_deadline_seconds,
+                                      rules.upload_deadline_seconds)
+        self._check_sizes(files)
+        cap = rules.max_open_studies
+        if cap and self.table.open_studies(caller.identity, cap) >= cap:
+            raise TooManyOpenStudies(cap)
+        study_id = new_study_id()
+        self.uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
+        largest = max(f.size for f in files)
+        self.table.create(study_id, expected=len(files), deadline_seconds=deadline,
+                          owner=caller.identity, largest_declared=largest)
+        return self._forms(study_id, len(files), largest,
+                           form_expiry(rules.presign_expiry_seconds, deadline),
+                           files[:rules.per_file_forms_max])
+
+    def renew(self, caller: Caller, study_id: str, body: Any, now: int) -> Forms:
+        """Fresh forms for a study still taking files (``POST /upload/{id}``):
+        ``{"names": [...]}`` asks per-file forms for declared files by name; no body, or
+        ``{}``, the study-wide form alone, where the deployment hands it out. The forms
+        expire at the study's upload deadline at the latest: a file they let in is never
+        late."""
+        names = parse_form_request(body)
+        if names is None and not self.rules.study_wide_forms:
+            raise PerFileFormsOnly()
+        study = self.readable(caller, study_id)
+        expires_in = renewed_form_expiry(study.state, study.deadline, now,
+                                         self.rules.presign_expiry_seconds)
+        by_name = self._declared_files(study_id)
+        asked = names or []
+        undeclared = sum(1 for name in asked if name not in by_name)
+        if undeclared:
+            raise UndeclaredNames(undeclared, len(asked))
+        return self._forms(study_id, study.expected, study.largest_declared, expires_in,
+                           [by_name[name] for name in asked])
+
+    def readable(self, caller: Caller, study_id: str) -> StudyRecord:
+        """The study, when ``caller`` may read it (its owner, or an admin)."""
+        study = self.table.study(study_id)
+        if study is None or not caller.may_read(study.owner):
+            raise UnreadableStudy(exists=study is not None)
+        return study
+
+    def _check_sizes(self, files: list[DeclaredFile]) -> None:
+        """Refuse a declaration over the size caps: of one file, or of the whole study."""
+        rules = self.rules
+        too_large = sum(1 for f in files if f.size > rules.max_upload_bytes)
+        if too_large:
+            raise DeclarationTooLarge(f"{too_large} file(s) exceed the cap of "
+                                      f"{rules.max_upload_bytes} bytes")
+        if sum(f.size for f in files) > rules.max_study_bytes:
+            raise DeclarationTooLarge("the declared sizes add up to more than the cap of "
+                                      f"{rules.max_study_bytes} bytes per study")
+
+    def _forms(self, study_id: str, expected: int, largest_declared: int | None,
+               expires_in: int, files: Iterable[DeclaredFile]) -> Forms:
+        """Per-file forms for ``files``, each for its exact key and exact size (what it lets
+        in is that file or nothing), and the study-wide form when the deployment hands it
+        out: any key under ``incoming/<id>/``, each file at most the largest size the study
+        declared (``MaxUploadBytes`` for a study recorded before its item kept it), so that
+        a form for a study of small files lets no large one in."""
+        max_bytes = largest_declared or self.rules.max_upload_bytes
+        uploads = [{"name": f.name, **self.forms.presigned_post(
+                        incoming_key(study_id, f.name), f.size, expires_in, min_bytes=f.size)}
+                   for f in files]
+        upload = None
+        if self.rules.study_wide_forms:
+            prefix = incoming_prefix(study_id)
+            upload = {**self.forms.presigned_post(prefix + "${filename}", max_bytes,
+                                                  expires_in), "key_prefix": prefix}
+        return Forms(study_id, expires_in, max_bytes, expected, uploads, upload)
+
+    def _read_declared_files(self, study_id: str) -> dict[str, DeclaredFile]:
+        """The study's declared files by name, from its manifest (none for a plain drop). A
+        manifest never changes once its study exists, so the last few read are kept: a
+        study asking for its forms 100 at a time is read once per execution
+        environment."""
+        document = self.uploads.find_json(manifest_key(study_id))
+        return {} if document is None else {f.name: f for f in declared_files(document)}
