@@ -5,17 +5,19 @@
   their local stack to deploy a new version of this one.
 - New code moves an alias to the function's new version (the API function's ``live``).
   Without the plugin the update failed with "Alias already exists": every ``make deploy``
-  of changed code over a running stack rolled back."""
+  of changed code over a running stack rolled back.
+- The deployed stack deploys again over itself, as a second ``make demo`` does it."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import ENDPOINT, aws
+from conftest import ENDPOINT, ROOT, Deployment, aws
 
 from pacs_validator.cli.client import request
 
@@ -146,3 +148,15 @@ def test_new_code_moves_the_alias_to_its_new_version() -> None:
         settled(cloudformation, name)
     assert not [f for f in lambda_.list_functions()["Functions"]
                 if f["FunctionName"] == function]
+
+
+def test_the_deployed_stack_deploys_again_over_itself(deployment: Deployment) -> None:
+    """The update of a stack by its own template: its change set is described before it is
+    made, and a condition LocalStack evaluated otherwise than AWS would (a parameter given
+    as text against a number) failed that description on every redeploy."""
+    redeploy = subprocess.run(["make", "--no-print-directory", "deploy"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    tail = "\n".join((redeploy.stdout + redeploy.stderr).splitlines()[-30:])
+    assert redeploy.returncode == 0, tail
+    assert request("GET", f"{deployment.api.api_base}/health").status == 200

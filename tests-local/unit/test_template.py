@@ -189,3 +189,26 @@ def test_local_deploys_attach_no_web_acl() -> None:
     assert re.search(r"^DEPLOY_PARAMETERS [:+]= .*\bRequestsPerAddress=0\b", makefile, re.M)
     local = tomllib.loads((ROOT / "samconfig.toml").read_text("utf-8"))["local"]
     assert "RequestsPerAddress=0" in local["deploy"]["parameters"]["parameter_overrides"]
+
+
+def equals_of(value: Any) -> list[list[Any]]:
+    """The Fn::Equals argument pairs in a decoded template expression."""
+    if isinstance(value, dict):
+        return [pair for key, inner in value.items()
+                for pair in ([inner] if key == "Fn::Equals" else []) + equals_of(inner)]
+    if isinstance(value, list):
+        return [pair for inner in value for pair in equals_of(inner)]
+    return []
+
+
+def test_conditions_on_a_parameter_the_local_deploy_overrides_compare_it_as_text() -> None:
+    """DEPLOY_PARAMETERS reach CloudFormation as strings; LocalStack's Fn::Equals compares
+    them with the template's literal as they are, so ``"0" == 0`` is false there."""
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    overridden = set(re.findall(r"(\w+)=", " ".join(
+        re.findall(r"^DEPLOY_PARAMETERS [:+]= (.*)$", makefile, re.M))))
+    pairs = equals_of(TEMPLATE["Conditions"])
+    compared = [pair for pair in pairs if isinstance(pair[0], dict)
+                and pair[0].get("Ref") in overridden]
+    assert {pair[0]["Ref"] for pair in compared} >= {"RequestsPerAddress"}
+    assert [pair for pair in compared if not isinstance(pair[1], str)] == []
