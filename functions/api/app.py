@@ -112,7 +112,7 @@ clients = Clients()
 table = DynamoDBStatusTable(settings.status_table, settings.retention_days, clients)
 uploads = S3Bucket(settings.uploads_bucket, clients)
 store = S3Bucket(settings.store_bucket, clients)
-studies = uploads_from_settings(settings, clients)
+studies = uploads_from_settings(settings, table, uploads)
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
@@ -131,6 +131,8 @@ REFUSAL_STATUS: dict[type[Refusal], int] = {
     UnreadableStudy: 404, StudyClosedError: 409}
 """The answer of each refusal of the flow's (a 404 for a study the caller may not read is
 this one, not Powertools' own NotFoundError, which means that no route matched)."""
+
+
 def request_json() -> Any:
     """The request's JSON body (None when it has none), or a 4xx :class:`RequestBodyError`."""
     event = app.current_event

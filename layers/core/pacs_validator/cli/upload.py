@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -198,11 +199,11 @@ class StudyForms:
     def _ask(self, name: str) -> None:
         if self.failure is not None:
             raise self.failure
-        batch = [name, *(n for n in self.unsent if n != name and not self._fresh(n))]
+        others = (n for n in self.unsent if n != name and not self._fresh(n))
+        batch = [name, *islice(others, NAMES_PER_FORM_REQUEST - 1)]
         asked = time.time()
         try:
-            self.keep(self.client.forms(self.study_id,
-                                        batch[:NAMES_PER_FORM_REQUEST]), asked)
+            self.keep(self.client.forms(self.study_id, batch), asked)
         except (ApiError, *TRANSIENT_ERRORS) as error:
             self.failure = error
             raise

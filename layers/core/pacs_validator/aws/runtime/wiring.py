@@ -77,9 +77,10 @@ def storing_pipeline_from_settings(settings: Settings, clients: Clients) -> Stor
     return StoringPipeline(services_from_settings(settings, clients))
 
 
-def uploads_from_settings(settings: Settings, clients: Clients) -> Uploads:
-    """The API's uploads: declaring studies, handing out their forms, reading them."""
-    uploads = S3Bucket(settings.uploads_bucket, clients)
+def uploads_from_settings(settings: Settings, table: DynamoDBStatusTable,
+                          uploads: S3Bucket) -> Uploads:
+    """The API's uploads: declaring studies, handing out their forms, reading them, over the
+    handler's own status table and uploads bucket."""
     rules = UploadRules(
         max_upload_bytes=settings.max_upload_bytes, max_study_bytes=settings.max_study_bytes,
         max_files_per_study=settings.max_files_per_study,
@@ -89,5 +90,4 @@ def uploads_from_settings(settings: Settings, clients: Clients) -> Uploads:
         presign_expiry_seconds=settings.presign_expiry_seconds,
         per_file_forms_max=settings.per_file_forms_max,
         study_wide_forms=settings.study_wide_forms)
-    table = DynamoDBStatusTable(settings.status_table, settings.retention_days, clients)
     return Uploads(rules, table, uploads, forms=uploads)
