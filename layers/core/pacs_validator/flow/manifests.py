@@ -35,8 +35,9 @@ class Declared:
 class Manifests:
     """The declared files of recently seen studies, from ``manifests/<id>.json``."""
 
-    def __init__(self, uploads: ObjectStore) -> None:
+    def __init__(self, uploads: ObjectStore, kept: int = MANIFESTS_KEPT) -> None:
         self.uploads = uploads
+        self.kept = kept
         self._kept: OrderedDict[str, Declared | None] = OrderedDict()
 
     def of(self, study_id: str) -> Declared | None:
@@ -48,6 +49,6 @@ class Manifests:
             document = self.uploads.find_json(manifest_key(study_id))
             self._kept[study_id] = None if document is None else \
                 Declared(tuple(declared_files(document)))
-            if len(self._kept) > MANIFESTS_KEPT:
+            if len(self._kept) > self.kept:
                 self._kept.popitem(last=False)
         return self._kept[study_id]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from pacs_validator.contract.auth import Caller
@@ -24,7 +23,6 @@ from pacs_validator.contract.upload_request import (
     TooManyOpenStudies,
     UndeclaredNames,
     UnreadableStudy,
-    declared_files,
     form_expiry,
     manifest_document,
     parse_form_request,
@@ -32,12 +30,14 @@ from pacs_validator.contract.upload_request import (
     renewed_form_expiry,
     requested_deadline,
 )
+from pacs_validator.flow.manifests import Manifests
 from pacs_validator.flow.ports import ObjectStore, StatusStore, UploadForms
 
-MANIFESTS_KEPT = 4
-"""Studies whose declared files one API environment keeps. The largest manifest (20,000
-names of 128 characters, 3.2 MB) is 6 MB in memory, so four stay within a quarter of the
-function's 256 MB; a study asking for its forms 100 at a time mostly meets one environment."""
+API_MANIFESTS_KEPT = 4
+"""Studies whose declared files one API environment keeps (:class:`Manifests`). The
+largest manifest (20,000 names of 128 characters, 3.2 MB) is 6.7 MB in memory, so four stay
+within a tenth of the function's 256 MB; a study asking for its forms 100 at a time mostly
+meets one environment."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Uploads:
         self.table = table
         self.uploads = uploads
         self.forms = forms
-        self._declared_files = lru_cache(maxsize=MANIFESTS_KEPT)(self._read_declared_files)
+        self.manifests = Manifests(uploads, kept=API_MANIFESTS_KEPT)
 
     def declare(self, caller: Caller, body: Any) -> Forms:
         """A new study of the files ``body`` declares (``POST /upload``), owned by
@@ -125,13 +125,14 @@ class Uploads:
         study = self.readable(caller, study_id)
         expires_in = renewed_form_expiry(study.state, study.deadline, now,
                                          self.rules.presign_expiry_seconds)
-        by_name = self._declared_files(study_id)
+        declared = self.manifests.of(study_id)
+        files, places = (declared.files, declared.places) if declared else ((), {})
         asked = names or []
-        undeclared = sum(1 for name in asked if name not in by_name)
+        undeclared = sum(1 for name in asked if name not in places)
         if undeclared:
             raise UndeclaredNames(undeclared, len(asked))
         return self._forms(study_id, study.expected, study.largest_declared, expires_in,
-                           [by_name[name] for name in asked])
+                           [files[places[name]] for name in asked])
 
     def readable(self, caller: Caller, study_id: str) -> StudyRecord:
         """The study, when ``caller`` may read it (its owner, or an admin)."""
@@ -168,11 +169,3 @@ class Uploads:
             upload = {**self.forms.presigned_post(prefix + "${filename}", max_bytes,
                                                   expires_in), "key_prefix": prefix}
         return Forms(study_id, expires_in, max_bytes, expected, uploads, upload)
-
-    def _read_declared_files(self, study_id: str) -> dict[str, DeclaredFile]:
-        """The study's declared files by name, from its manifest (none for a plain drop). A
-        manifest never changes once its study exists, so the last few read are kept: a
-        study asking for its forms 100 at a time is read once per execution
-        environment."""
-        document = self.uploads.find_json(manifest_key(study_id))
-        return {} if document is None else {f.name: f for f in declared_files(document)}
