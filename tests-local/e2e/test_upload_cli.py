@@ -55,7 +55,7 @@ def test_a_folder_of_two_studies_is_stored_and_exits_0(deployment: Deployment,
     documents = json.loads(done.stdout)
     assert [d["state"] for d in documents] == ["STORED", "STORED"]
     assert sorted(d["counts"]["received"] for d in documents) == [1, len(mr)]
-    assert "skipped (no readable StudyInstanceUID)" in done.stderr
+    assert "skipped (not DICOM)" in done.stderr
     assert "all 2 study(ies): 12/12 files" in done.stderr  # plain progress: not a terminal
     for document in documents:
         stored = deployment.keys(deployment.store_bucket, f"studies/{document['study_id']}/")
@@ -111,6 +111,48 @@ def test_an_interrupted_upload_resumes_the_same_study(deployment: Deployment,
     assert resumed.group(1) == study_id and int(resumed.group(3)) == len(files)
     assert int(resumed.group(2)) >= received
     assert not state_file.exists()
+
+
+def test_a_five_study_upload_interrupted_after_two_stores_each_study_once(
+        deployment: Deployment, tmp_path: Path) -> None:
+    folder = tmp_path / "five"
+    seed = f"five-{time.time()}"
+    uids = []
+    for number in range(1, 6):
+        (folder / f"study-{number}").mkdir(parents=True)
+        for name, data in reidentified_study(20, series=2, seed=f"{seed}-{number}"):
+            (folder / f"study-{number}" / name).write_bytes(data)
+        uids.append(str(pydicom.dcmread(folder / f"study-{number}" / name).StudyInstanceUID))
+    first = subprocess.Popen([str(COMMAND), "upload", "five", "--jobs", "2"], cwd=tmp_path,
+                             env=environment(deployment), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert first.stdout is not None
+    for line in first.stdout:  # plain progress: each study's first line as it starts
+        if line.startswith("study 3/5"):
+            break
+    else:
+        pytest.fail("the upload ended before its third study")
+    first.send_signal(signal.SIGINT)
+    _, errors = first.communicate(timeout=60)
+    assert first.returncode == 1
+    assert "run the same command again to resume" in errors
+    kept = json.loads((tmp_path / ".pacs-validator-upload.json").read_text())["uploads"]
+    assert len(kept) == 3  # the two sent and the one interrupted
+
+    second = pacs_validator(deployment, tmp_path, "upload", "five", "--json")
+
+    assert second.returncode == 0, second.stderr
+    documents = json.loads(second.stdout)
+    assert [d["state"] for d in documents] == ["STORED"] * 5
+    study_ids = {d["study_id"] for d in documents}
+    assert {entry["study_id"] for entry in kept.values()} <= study_ids
+    assert "5 studies: 5 STORED" in second.stderr
+    stored = [json.loads(deployment.read(deployment.store_bucket, key))
+              for key in deployment.keys(deployment.store_bucket, "studies/")
+              if key.endswith("/metadata.json")]
+    ours = [m["study_id"] for m in stored if m["study"]["instance_uid"] in uids]
+    assert sorted(ours) == sorted(study_ids)
 
 
 def test_a_rejected_study_prints_its_findings_and_exits_1(deployment: Deployment,

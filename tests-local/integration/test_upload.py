@@ -20,7 +20,6 @@ import calendar
 import datetime
 import itertools
 import json
-import re
 import shutil
 import threading
 import time
@@ -35,6 +34,7 @@ import botocore.signers
 import pydicom
 import pytest
 from conftest import API_TOKEN, UPLOADS, FakeContext, Stack, api_event, s3_put_event
+from corpus_studies import reidentified_study
 from moto.server import ThreadedMotoServer
 from pydicom.data import get_testdata_file
 from test_pipeline import deliver_success_events
@@ -309,25 +309,95 @@ def test_interrupted_upload_resumes_with_only_the_missing_files(
     assert not (in_tmp / ".pacs-validator-upload.json").exists()
 
 
-def test_interrupted_while_waiting_names_the_study_to_ask_about_not_a_resume(
+def five_study_folder(root: Path) -> Path:
+    """Five valid studies of three files each, one folder per study."""
+    folder = root / "five"
+    for number in range(1, 6):
+        study = folder / f"study-{number}"
+        study.mkdir(parents=True)
+        for name, data in reidentified_study(3, series=1, seed=f"five-{number}"):
+            (study / name).write_bytes(data)
+    return folder
+
+
+def test_a_multi_study_upload_interrupted_resumes_without_declaring_any_study_again(
+        api: Api, in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = five_study_folder(in_tmp)
+    declare, post_file = PacsClient.declare, PacsClient.post_file
+    declared: list[str] = []
+
+    def counted(client: PacsClient, files: Any, deadline_seconds: Any = None) -> Any:
+        answer = declare(client, files, deadline_seconds)
+        declared.append(str(answer["study_id"]))
+        return answer
+
+    def interrupted_in_the_third_study(form: Any, name: str, data: Any,
+                                       progress: Any = None) -> Any:
+        if len(declared) == 3:
+            raise KeyboardInterrupt
+        return post_file(form, name, data, progress)
+
+    monkeypatch.setattr(PacsClient, "declare", counted)
+    monkeypatch.setattr(PacsClient, "post_file", staticmethod(interrupted_in_the_third_study))
+    assert main(["upload", str(folder), "--api", api.url, "--jobs", "1"]) == 1
+    assert "run the same command again to resume" in capsys.readouterr().err
+    kept = json.loads((in_tmp / STATE_FILE).read_text())["uploads"]
+    assert sorted(entry["study_id"] for entry in kept.values()) == sorted(declared)
+
+    monkeypatch.setattr(PacsClient, "post_file", staticmethod(post_file))
+    code, documents = run_json(capsys, "upload", str(folder), "--api", api.url, "--json")
+
+    assert code == 0
+    assert [d["state"] for d in documents] == ["STORED"] * 5
+    assert len(declared) == 5
+    assert sorted(d["study_id"] for d in documents) == sorted(declared)
+    assert not (in_tmp / STATE_FILE).exists()
+
+
+def test_a_study_interrupted_while_waiting_is_waited_for_again_not_sent_again(
         api: Api, in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     folder = two_study_folder(in_tmp) / "mr"
+    wait, post_file = PacsClient.wait, PacsClient.post_file
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(PacsClient, "wait", interrupted)
     assert main(["upload", str(folder), "--api", api.url]) == 1
+    assert "run the same command again to resume" in capsys.readouterr().err
+    [entry] = json.loads((in_tmp / STATE_FILE).read_text())["uploads"].values()
 
-    errors = capsys.readouterr().err
-    [study_id] = re.findall(r"every file of study (\w+) was sent; its verdict: "
-                            r"pacs-validator status (?:\w+)", errors)
-    assert f"pacs-validator status {study_id}" in errors
-    assert "resume" not in errors
-    assert not (in_tmp / ".pacs-validator-upload.json").exists()
-    status = PacsClient(api.url, token=API_TOKEN).status(study_id).json()
-    assert status["counts"]["received"] == 11
+    sent: list[str] = []
+    monkeypatch.setattr(PacsClient, "wait", wait)
+    monkeypatch.setattr(PacsClient, "post_file", staticmethod(
+        lambda form, name, data, progress=None: sent.append(name) or post_file(
+            form, name, data, progress)))
+    assert main(["upload", str(folder), "--api", api.url]) == 0
+
+    out = command_output(capsys)
+    assert sent == []
+    assert f"STORED     200 {entry['study_id']}" in out
+    assert out.rstrip().endswith("1 study: 1 STORED")
+    assert not (in_tmp / STATE_FILE).exists()
+
+
+def test_each_verdict_names_the_study_as_people_know_it_and_totals_end_the_output(
+        api: Api, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = two_study_folder(in_tmp)
+    rejected = without_patient_id(folder)
+
+    assert main(["upload", str(folder), "--api", api.url]) == 1
+
+    out = command_output(capsys)
+    mr = pydicom.dcmread(next(p for p in (folder / "mr").rglob("*") if p.is_file()),
+                         stop_before_pixels=True)
+    date = f"{mr.StudyDate[:4]}-{mr.StudyDate[4:6]}-{mr.StudyDate[6:]}"
+    assert f"{folder / 'mr'} · {mr.StudyDescription or '(no description)'} · {date} · " \
+           f"{mr.StudyInstanceUID}" in out
+    assert f"{rejected.parent} · " in out  # with ct.dcm, whose study it is
+    assert out.rstrip().endswith("2 studies: 1 STORED, 1 REJECTED")
 
 
 def test_rejected_study_prints_its_findings_and_exits_1(
@@ -420,7 +490,7 @@ def test_an_interrupted_study_is_resumed_later_with_fresh_forms_in_one_request(
     files' forms in one request, and resumes the same study."""
     folder = mr_folder(in_tmp)
     entry = interrupted_after_four_files(api, folder, expiring_forms, capsys)
-    assert set(entry) == {"study_id", "files"}  # no form is kept on disk
+    assert set(entry) == {"study_id", "files", "modified"}  # no form is kept on disk
     state_file = in_tmp / STATE_FILE
     expiring_forms.aws.offset = expiring_forms.command.offset = 16 * 60
     first_run = len(api.gateway.calls)

@@ -20,8 +20,14 @@ PLAIN_STEPS = 4
 class ProgressView(Protocol):
     """Where upload progress goes: bars on a terminal, a few plain lines elsewhere."""
 
-    def add(self, label: str, files: int, size: int) -> int:
-        """A new study of ``files`` files and ``size`` bytes; its task id."""
+    def add(self, label: str, files: int, size: int, files_done: int = 0, size_done: int = 0
+            ) -> int:
+        """A study of ``files`` files and ``size`` bytes, ``files_done`` and ``size_done`` of
+        them received already (by an earlier run); its task id. Every study is added before
+        any is started, so the overall total is known before the first byte is sent."""
+
+    def start(self, task: int) -> None:
+        """The study's files start to be sent: its throughput is counted from now."""
 
     def advance(self, task: int, sent: int = 0, files: int = 0) -> None:
         """``sent`` more bytes and ``files`` more files of the study done (thread-safe)."""
@@ -37,6 +43,8 @@ class _Task:
     size: int
     files_done: int = 0
     sent: int = 0
+    sent_before: int = 0
+    """Bytes received by an earlier run: not counted in the throughput."""
     started: float = field(default_factory=time.monotonic)
     printed: int = -1
 
@@ -51,10 +59,16 @@ class PlainProgress:
         self.lock = threading.Lock()
         self.started = time.monotonic()
 
-    def add(self, label: str, files: int, size: int) -> int:
+    def add(self, label: str, files: int, size: int, files_done: int = 0, size_done: int = 0
+            ) -> int:
         with self.lock:
-            self.tasks.append(_Task(label, files, size))
+            self.tasks.append(_Task(label, files, size, files_done, size_done, size_done))
             return len(self.tasks) - 1
+
+    def start(self, task: int) -> None:
+        with self.lock:
+            self.tasks[task].started = time.monotonic()
+        self.advance(task)
 
     def advance(self, task: int, sent: int = 0, files: int = 0) -> None:
         with self.lock:
@@ -65,7 +79,7 @@ class PlainProgress:
             if step > state.printed:
                 state.printed = step
                 self._line(state.label, state.files_done, state.files, state.sent, state.size,
-                           state.started)
+                           state.sent - state.sent_before, state.started)
 
     def note(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -74,12 +88,16 @@ class PlainProgress:
         files = sum(t.files_done for t in self.tasks)
         sent = sum(t.sent for t in self.tasks)
         self._line(f"all {len(self.tasks)} study(ies)", files, sum(t.files for t in self.tasks),
-                   sent, sum(t.size for t in self.tasks), self.started)
+                   sent, sum(t.size for t in self.tasks),
+                   sent - sum(t.sent_before for t in self.tasks), self.started)
 
-    def _line(self, label: str, files: int, of: int, sent: int, size: int, since: float) -> None:
+    def _line(self, label: str, files: int, of: int, sent: int, size: int, sent_now: int,
+              since: float) -> None:
+        """Files and bytes done of the total; the throughput of ``sent_now``, the bytes this
+        run sent (what an earlier run sent took no time of this one)."""
         elapsed = max(time.monotonic() - since, 1e-6)
         print(f"{label}: {files}/{of} files, {_bytes(sent)} of {_bytes(size)}, "
-              f"{_bytes(sent / elapsed)}/s", file=self.out, flush=True)
+              f"{_bytes(sent_now / elapsed)}/s", file=self.out, flush=True)
 
 
 def _bytes(size: float) -> str:
@@ -124,12 +142,20 @@ def _rich_view(out: TextIO) -> Iterator[ProgressView]:
             self.lock = threading.Lock()
             self.overall = progress.add_task("all studies", total=0, files=0, of=0)
 
-        def add(self, label: str, files: int, size: int) -> int:
+        def add(self, label: str, files: int, size: int, files_done: int = 0,
+                size_done: int = 0) -> int:
+            """Done work is set, not advanced: rich would count it in the throughput."""
             with self.lock:
                 overall = self.progress.tasks[self.overall]
-                self.progress.update(self.overall, total=(overall.total or 0) + size,
-                                     of=overall.fields["of"] + files)
-                return self.progress.add_task(label, total=size, files=0, of=files)
+                self.progress.reset(self.overall, total=(overall.total or 0) + size,
+                                    completed=int(overall.completed) + size_done,
+                                    files=overall.fields["files"] + files_done,
+                                    of=overall.fields["of"] + files)
+                return self.progress.add_task(label, total=size, completed=size_done,
+                                              files=files_done, of=files, start=False)
+
+        def start(self, task: int) -> None:
+            self.progress.start_task(TaskID(task))
 
         def advance(self, task: int, sent: int = 0, files: int = 0) -> None:
             with self.lock:  # the file counts are read, then written

@@ -15,12 +15,14 @@ request the API refuses (the study is past RECEIVING, e.g. INCOMPLETE after the 
 deadline) leaves the remaining files of that run unsent.
 
 Resuming: each study's id and declared files are kept in a small state file (by default
-``.pacs-validator-upload.json`` in the current folder, readable by its owner only) from the
-declaration until every file is sent; no form is kept. Running the same command again finds
-the unfinished study (same API, same StudyInstanceUID, same files and sizes), asks
-``GET /status`` which files arrived, and sends only the others, with forms asked for then.
-A study that can no longer take files (the API does not know it, or it already reached a
-state past RECEIVING, e.g. INCOMPLETE after the upload deadline) is declared anew.
+``.pacs-validator-upload.json`` in the current folder, readable by its owner only) from its
+declaration until the command has every study's verdict; no form is kept. Running the same
+command again after an interruption finds each study it had declared (same API, same
+StudyInstanceUID, same files, sizes and modification times) and asks ``GET /status`` where
+it is: a study still taking files gets only the files that did not arrive, with forms asked
+for then; a study that has all its files is waited for, and one with a verdict (STORED or
+REJECTED) is reported, neither sent again. A study that can take no files and will get no
+verdict (the API does not know it, or it is INCOMPLETE or FAILED) is declared anew.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ from pacs_validator.cli.client import (
     ApiError,
     PacsClient,
     group_by_study_uid,
+    study_headings,
     upload_names,
 )
 from pacs_validator.cli.common import (
@@ -57,7 +61,7 @@ from pacs_validator.cli.common import (
 )
 from pacs_validator.cli.progress import ProgressView, progress_view
 from pacs_validator.cli.status import print_status
-from pacs_validator.contract.states import OPEN_STATES, State
+from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
 from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
 from pacs_validator.dicom.config import ValidatorConfig, load_config
 
@@ -69,14 +73,38 @@ form closer to its expiry a fresh one is asked for first."""
 
 @dataclass(frozen=True)
 class StudyFiles:
-    """One study found on disk: its files under the names they are uploaded as."""
+    """One study found on disk: its files under the names they are uploaded as, and what
+    people know it by (its folder, description and date)."""
 
     study_instance_uid: str
     files: dict[str, Path]
+    description: str | None = None
+    date: str | None = None
 
     @property
     def sizes(self) -> dict[str, int]:
         return {name: path.stat().st_size for name, path in self.files.items()}
+
+    @property
+    def modified(self) -> dict[str, int]:
+        """Each file's modification time (ns): a file changed since its study was declared
+        has another."""
+        return {name: path.stat().st_mtime_ns for name, path in self.files.items()}
+
+    @property
+    def folder(self) -> str:
+        """The folder holding the study's files (their common parent)."""
+        paths = list(self.files.values())
+        common = Path(os.path.commonpath([p.parent for p in paths])) if paths else Path()
+        return str(common) if str(common) not in ("", ".") else "."
+
+    def heading(self) -> str:
+        """The study as people know it: folder, StudyInstanceUID, description and date."""
+        date = self.date or ""
+        shown_date = f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 and \
+            date.isdigit() else date or "(no date)"
+        return (f"{self.folder} · {self.description or '(no description)'} · {shown_date} "
+                f"· {self.study_instance_uid}")
 
 
 @dataclass
@@ -87,24 +115,34 @@ class StudyOutcome:
     study_id: str | None = None
     document: dict[str, Any] | None = None
     problem: str | None = None
+    refused: bool = False
+    """Refused by the local rules (``--check``): nothing was sent."""
 
     @property
     def stored(self) -> bool:
         return self.document is not None and self.document["state"] == State.STORED
 
+    @property
+    def verdict(self) -> str:
+        """The study's state, REFUSED (by ``--check``) or NOT DONE (no verdict)."""
+        if self.document is not None:
+            return str(self.document["state"])
+        return "REFUSED" if self.refused else "NOT DONE"
 
-class WaitInterrupted(Exception):
-    """Ctrl-C while waiting for verdicts. The studies named had every file sent, so their kept
-    uploads are gone and running the command again would declare them anew: the verdict is
-    for ``pacs-validator status`` to tell."""
 
-    def __init__(self, study_ids: list[str]) -> None:
-        super().__init__(study_ids)
-        self.study_ids = study_ids
+@dataclass(frozen=True)
+class KeptStudy:
+    """A study an earlier run of the command declared, as the API sees it now: its id, the
+    files that arrived, and whether it still takes files (else it has them all)."""
+
+    study_id: str
+    received: set[str]
+    taking_files: bool
 
 
 class UploadState:
-    """Unfinished uploads by API and StudyInstanceUID, kept in a JSON file (module docstring)."""
+    """The studies of an unfinished command by API and StudyInstanceUID, kept in a JSON file
+    (module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -214,11 +252,12 @@ def find_studies(paths: Sequence[str], view_note: Callable[[str], None]
     """The studies among the files and folders named, files without a readable
     StudyInstanceUID reported and left out."""
     studies, left_out = group_by_study_uid(collect_files(paths))
-    for path in left_out:
-        view_note(f"skipped (no readable StudyInstanceUID): {path}")
+    for path, reason in left_out.items():
+        view_note(f"skipped ({reason}): {path}")
     if not studies:
         raise UsageError("no DICOM study among the files given")
-    return [StudyFiles(uid, upload_names(files)) for uid, files in studies.items()]
+    return [StudyFiles(uid, upload_names(files), *study_headings(files[0]))
+            for uid, files in studies.items()]
 
 
 def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO) -> str | None:
@@ -235,63 +274,62 @@ def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO) -> str | No
     return "refused: the local rules reject it (--check); nothing was sent"
 
 
-def _resumable(study: StudyFiles, client: PacsClient, state: UploadState,
-               view: ProgressView) -> tuple[str, set[str]] | None:
-    """The kept study id of this study and the names of its files that arrived, when it
-    can still take the rest (else the kept entry is dropped)."""
+def kept_study(study: StudyFiles, client: PacsClient, state: UploadState,
+               view: ProgressView) -> KeptStudy | None:
+    """The study as an earlier run declared it, when it can still take its files or give its
+    verdict (else its kept entry is dropped, and it is to be declared anew)."""
     entry = state.get(client.api_base, study.study_instance_uid)
     if entry is None:
         return None
     reason = None
-    if entry["files"] != study.sizes:
+    if entry["files"] != study.sizes or entry.get("modified", study.modified) != study.modified:
         reason = "its files changed"
     else:
         try:
             current = client.full_status(entry["study_id"])
-            if current["state"] not in OPEN_STATES:
-                reason = f"it is {current['state']}"
         except ApiError as error:
             reason = f"the API answers HTTP {error.status}"
         else:
-            if reason is None:
-                return str(entry["study_id"]), {f["name"] for f in current["files"]}
+            if current["state"] not in (State.FAILED, State.INCOMPLETE):
+                return KeptStudy(str(entry["study_id"]), {f["name"] for f in current["files"]},
+                                 current["state"] in OPEN_STATES)
+            reason = f"it is {current['state']}"
     view.note(f"study {entry['study_id']} cannot be resumed ({reason}): declaring it anew")
     state.drop(client.api_base, study.study_instance_uid)
     return None
 
 
-def send_study(study: StudyFiles, label: str, client: PacsClient, state: UploadState,
-               view: ProgressView) -> StudyOutcome:
-    """Declare the study (or resume its kept upload) and send the files not yet received,
-    ``client.jobs`` at a time; the kept entry is dropped once every file is sent."""
+def send_study(study: StudyFiles, kept: KeptStudy | None, task: int, client: PacsClient,
+               state: UploadState, view: ProgressView) -> StudyOutcome:
+    """Declare the study (or resume the one an earlier run declared) and send the files not
+    yet received, ``client.jobs`` at a time. The kept entry stays until the command has the
+    study's verdict."""
     sizes = study.sizes
-    resumed = _resumable(study, client, state, view)
     declared: dict[str, Any] | None = None
-    if resumed is None:
+    if kept is None:
         asked = time.time()
         declared = client.declare(sizes)
         study_id, received = str(declared["study_id"]), set[str]()
         state.put(client.api_base, study.study_instance_uid,
-                  {"study_id": study_id, "files": sizes})
-    else:
-        study_id, received = resumed
+                  {"study_id": study_id, "files": sizes, "modified": study.modified})
+    elif kept.taking_files:
+        study_id, received = kept.study_id, kept.received
         view.note(f"resuming study {study_id}: {len(received)} of {len(sizes)} "
                   f"file(s) already received")
+    else:
+        view.note(f"study {kept.study_id} has every file already: not sent again")
+        return StudyOutcome(study, kept.study_id)
     unsent_names = [name for name in sizes if name not in received]  # as declared
     forms = StudyForms(client, study_id, unsent_names)
     if declared is not None:
         forms.keep(declared, asked)
-    task = view.add(label, len(sizes), sum(sizes.values()))
-    view.advance(task, sent=sum(sizes[n] for n in received if n in sizes),
-                 files=len(received & sizes.keys()))
+    view.start(task)
     unsent = _send_files(study, unsent_names, forms, client,
                          lambda sent, files: view.advance(task, sent, files))
     outcome = StudyOutcome(study, study_id)
     if unsent:
         outcome.problem = (f"{len(unsent)} of {len(sizes)} file(s) not sent; run the same "
                            f"command again to resume")
-    else:
-        state.drop(client.api_base, study.study_instance_uid)
     return outcome
 
 
@@ -377,11 +415,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INVALID
-    except WaitInterrupted as interrupted:
-        for study_id in interrupted.study_ids:
-            print(f"interrupted: every file of study {study_id} was sent; its verdict: "
-                  f"pacs-validator status {study_id}", file=sys.stderr)
-        return EXIT_INVALID
     if args.json:
         print(json.dumps([o.document for o in outcomes if o.document is not None], indent=2))
     return EXIT_VALID if all(o.stored for o in outcomes) else EXIT_INVALID
@@ -389,7 +422,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig | None,
          state: UploadState, out: TextIO, timeout: float) -> list[StudyOutcome]:
-    """Check, send, then wait: each study's outcome, printed as it is known."""
+    """Check, send, then wait: each study's outcome, printed as it is known, then the
+    totals. Every study is looked up in the kept state and added to the progress before the
+    first is sent, so the overall total is known from the start."""
     outcomes: list[StudyOutcome] = []
     accepted: list[StudyFiles] = []
     for study in studies:
@@ -397,15 +432,16 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
         if problem is None:
             accepted.append(study)
         else:
-            outcomes.append(StudyOutcome(study, problem=problem))
-            print(f"REFUSED    {study.study_instance_uid}: {problem}", file=out)
+            outcomes.append(StudyOutcome(study, problem=problem, refused=True))
+            print(f"REFUSED    {study.heading()}: {problem}", file=out)
     sent: list[StudyOutcome] = []
     with progress_view(out) as view:
-        for index, study in enumerate(accepted, 1):
-            common = Path(os.path.commonpath(list(study.files.values())))
-            label = f"study {index}/{len(accepted)} {common.name}"
+        kept = [kept_study(study, client, state, view) for study in accepted]
+        tasks = [_add_task(view, index, len(accepted), study, found)
+                 for index, (study, found) in enumerate(zip(accepted, kept, strict=True), 1)]
+        for study, found, task in zip(accepted, kept, tasks, strict=True):
             try:
-                sent.append(send_study(study, label, client, state, view))
+                sent.append(send_study(study, found, task, client, state, view))
             except (ApiError, *TRANSIENT_ERRORS) as error:  # refused (413, 401 ...), or no API
                 sent.append(StudyOutcome(study, problem=f"not declared: {error}"))
     for outcome in sent:
@@ -413,14 +449,34 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
             await_verdict(outcome, client, timeout)
         except (ApiError, *TRANSIENT_ERRORS) as error:
             outcome.problem = f"no status: {error}"
-        except KeyboardInterrupt:
-            raise WaitInterrupted([str(o.study_id) for o in sent if o.study_id is not None
-                                   and o.problem is None and o.document is None]) from None
+        print(outcome.study.heading(), file=out)
         if outcome.document is not None:
             print_status(outcome.document, out)
+            if outcome.document["state"] in TERMINAL_STATES:
+                state.drop(client.api_base, outcome.study.study_instance_uid)
         else:
-            print(f"{'NOT DONE':10} {outcome.study_id or outcome.study.study_instance_uid}: "
-                  f"{outcome.problem}", file=out)
-    return outcomes + sent
+            print(f"{'NOT DONE':10} {outcome.study_id or '-'}: {outcome.problem}", file=out)
+    outcomes += sent
+    print(totals_line(outcomes), file=out)
+    return outcomes
 
 
+def _add_task(view: ProgressView, index: int, count: int, study: StudyFiles,
+              kept: KeptStudy | None) -> int:
+    """The study's progress task, with what an earlier run sent counted as done."""
+    sizes = study.sizes
+    received = kept.received & sizes.keys() if kept is not None else set()
+    return view.add(f"study {index}/{count} {Path(study.folder).name or study.folder}",
+                    len(sizes), sum(sizes.values()), len(received),
+                    sum(sizes[name] for name in received))
+
+
+def totals_line(outcomes: Sequence[StudyOutcome]) -> str:
+    """``5 studies: 4 STORED, 1 REJECTED`` (REFUSED by ``--check``, NOT DONE without a
+    verdict)."""
+    verdicts = Counter(o.verdict for o in outcomes)
+    order = [State.STORED.value, State.REJECTED.value, "REFUSED", "NOT DONE"]
+    counted = sorted(verdicts.items(), key=lambda item: (
+        order.index(item[0]) if item[0] in order else len(order), item[0]))
+    studies = "study" if len(outcomes) == 1 else "studies"
+    return f"{len(outcomes)} {studies}: " + ", ".join(f"{n} {v}" for v, n in counted)
