@@ -124,6 +124,27 @@ def test_instance_without_pixel_data_has_no_preview_and_no_finding() -> None:
     assert preview.findings == ()
 
 
+@pytest.mark.parametrize("as_stream", [False, True])
+def test_a_data_set_encoded_unlike_its_meta_says_is_previewed_as_pydicom_reads_it(
+        as_stream: bool) -> None:
+    """SC_rgb_jpeg.dcm's meta says explicit VR, its data set is implicit VR: pydicom reads
+    it (with a warning) and decodes its JPEG frame; its frame reader alone fails."""
+    path = corpus_file("SC_rgb_jpeg.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        expected = pydicom.dcmread(path).pixel_array
+        if as_stream:
+            with path.open("rb") as stream:
+                preview = render_preview(stream, RULES)
+        else:
+            preview = render_preview(path, RULES)
+
+    assert preview.findings == ()
+    assert preview.png is not None
+    image = Image.open(io.BytesIO(preview.png))
+    assert image.mode == "RGB" and image.size == expected.shape[1::-1]
+
+
 def test_undecodable_pixels_give_no_preview_and_a_warning(tmp_path: Path) -> None:
     """A JPEG 2000 frame whose codestream stops after its first markers."""
     dataset = pydicom.dcmread(corpus_file("JPEG2000.dcm"))

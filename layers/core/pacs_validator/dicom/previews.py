@@ -21,13 +21,16 @@ frame is ever made.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
@@ -93,8 +96,7 @@ def render_preview(
             return Preview(None)
         frame_index = _middle_frame_within_limits(scanned, limits)
         _check_codestream_size(source, scanned, frame_index, limits)
-        display = Dataset()
-        frame = pixel_array(source, index=frame_index, ds_out=display)
+        frame, display = _decoded_frame(source, frame_index, limits)
         png = _png(_to_8bit(_reduced(frame, size, display), display), size)
     except _NoPreview as refusal:
         findings.add(refusal.rule, refusal.message, tag=PIXEL_DATA)
@@ -105,6 +107,38 @@ def render_preview(
                      tag=PIXEL_DATA)
         return Preview(None, tuple(findings.items))
     return Preview(png)
+
+
+def _decoded_frame(source: Source, index: int, limits: Limits
+                   ) -> tuple[NDArray[Any], Dataset]:
+    """Frame ``index`` of the instance, and the attributes that display it.
+
+    pydicom's frame reader trusts the file meta's transfer syntax, while its data set reader
+    notices a data set encoded otherwise (implicit VR under an explicit VR syntax, as in
+    pydicom's own SC_rgb_jpeg.dcm) and reads it as it is. So when the frame reader fails
+    on a file no larger than one frame may be, the whole file is read and the frame taken
+    from it: that costs no more memory than the frame alone is allowed.
+    """
+    start = _tell(source)
+    display = Dataset()
+    try:
+        return pixel_array(source, index=index, ds_out=display), display
+    except ValueError:
+        if _size(source) > limits.max_preview_frame_bytes:
+            raise
+    _seek(source, start)
+    dataset = dcmread(source)
+    return pixel_array(dataset, index=index), dataset
+
+
+def _size(source: Source) -> int:
+    """How many bytes the instance at ``source`` has (from its position to the end)."""
+    if isinstance(source, (str, PathLike)):
+        return Path(source).stat().st_size
+    position = source.tell()
+    end = source.seek(0, os.SEEK_END)
+    source.seek(position)
+    return end - position
 
 
 class _NoPreview(Exception):
