@@ -208,7 +208,7 @@ def test_no_engine_falls_back_to_the_iod_table_and_says_so(monkeypatch):
 
 @pytest.mark.parametrize(("limits", "reason"), [
     ({"max_file_bytes": 100}, "larger than conformance.max_file_bytes"),
-    ({"max_memory_bytes": 4 * 2**20}, "stopped on signal"),
+    ({"max_memory_bytes": 4 * 2**20}, "dciodvfy crashed (SIG"),
     ({"max_output_bytes": 200}, "said more than conformance.max_output_bytes"),
 ])
 def test_a_bounded_engine_never_fails_the_file(limits, reason):

@@ -18,6 +18,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections import Counter, defaultdict
@@ -162,12 +163,23 @@ def run_engine(path: str, settings: ConformanceSettings) -> EngineRun:
         text = output.read(settings.max_output_bytes + 1)
     stopped = None
     if returncode < 0:
-        stopped = (f"the engine stopped on signal {-returncode} (an internal assertion, or "
-                   "conformance.max_memory_bytes)")
+        stopped = _crash_reason(-returncode)
     elif len(text) > settings.max_output_bytes:
         stopped = "the engine said more than conformance.max_output_bytes"
         text = text[:settings.max_output_bytes]
     return _parsed_run(text.decode("latin-1"), stopped)
+
+
+def _crash_reason(number: int) -> str:
+    """Why dciodvfy ended on signal ``number``, for people: it cannot tell apart a defect
+    of its own on this file (an assertion aborts it) from reaching the memory cap (an
+    allocation refused also aborts it, or faults)."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return (f"dciodvfy crashed ({name}) before it finished: a defect in dciodvfy on this "
+            "file, or it reached conformance.max_memory_bytes")
 
 
 def _ended(process: subprocess.Popen[bytes], timeout: float) -> int:
