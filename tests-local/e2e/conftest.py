@@ -40,7 +40,7 @@ STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 
 
-def _stack_json(*args: str) -> Any:
+def stack_json(*args: str) -> Any:
     completed = subprocess.run([str(STACK_SCRIPT), *args], capture_output=True, text=True,
                                timeout=120, check=False)
     if completed.returncode != 0:
@@ -178,8 +178,8 @@ class Deployment:
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
     started = datetime.now(timezone.utc).replace(microsecond=0)
-    outputs = _stack_json("outputs", STACK_NAME)
-    environment = _stack_json("env", "--json", STACK_NAME)
+    outputs = stack_json("outputs", STACK_NAME)
+    environment = stack_json("env", "--json", STACK_NAME)
     sqs, events = aws("sqs"), aws("events")
     queue_url = sqs.create_queue(QueueName=f"e2e-observer-{int(time.time())}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import ROOT, Deployment, aws
+from conftest import ROOT, STACK_NAME, Deployment, aws, stack_json
 
 pytestmark = pytest.mark.e2e
 
@@ -117,3 +117,14 @@ def test_each_lambda_invocation_is_counted_once(deployment: Deployment) -> None:
     time.sleep(1.5)  # one flush more: a count sent twice would show now
     assert invocations_counted(function_name) == before + 7
 
+
+
+def test_the_local_outputs_name_the_api_url_that_answers_here(deployment: Deployment) -> None:
+    """The template's ApiUrl is AWS's form (https://ID.execute-api...), which does not
+    resolve on this machine: ``stack outputs`` gives the local one, and ``stack env``
+    quiets awslocal's deprecation banner."""
+    environment = stack_json("env", "--json", STACK_NAME)
+
+    assert deployment.outputs["ApiUrl"] == environment["PACS_VALIDATOR_API"]
+    assert deployment.api.status("0" * 32).status == 404
+    assert environment["DISABLE_DEPRECATION_NOTICE"] == "1"
