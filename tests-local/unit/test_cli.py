@@ -13,7 +13,7 @@ from document_schemas import METADATA, VALIDATION_REPORT, check
 from pacs_validator.cli.main import main
 from pacs_validator.dicom.rules import LOCATION_FIELDS
 
-FILE_KEYS = {"path", "valid", "status", "findings"}
+FILE_KEYS = {"path", "study_instance_uid", "valid", "status", "findings"}
 STUDY_KEYS = {"study_instance_uid", "valid", "status", "findings"}
 FINDING_KEYS = {"rule", "severity", "status", "tag", "keyword", "message"}
 
@@ -88,7 +88,8 @@ def test_json_report_has_exactly_the_contract_shape(corpus, tmp_path, capsys):
     (folder / "notes.txt").write_text("not dicom")
     code, report = run_json(capsys, "validate", "--json", str(folder))
     assert code == 1
-    assert set(report) == {"files", "studies"}
+    assert set(report) == {"files", "studies", "skipped"}
+    assert report["skipped"] == []
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     assert sorted(f["path"] for f in report["files"]) == sorted(str(p) for p in files)
     for entry in report["files"]:
@@ -103,6 +104,7 @@ def test_json_report_has_exactly_the_contract_shape(corpus, tmp_path, capsys):
     uids = {str(corpus.read(p, pixels=False).StudyInstanceUID) for p in files
             if p.suffix != ".txt"}
     assert {s["study_instance_uid"] for s in report["studies"]} == uids
+    assert {f["study_instance_uid"] for f in report["files"]} == uids | {None}
     for study in report["studies"]:
         assert set(study) >= STUDY_KEYS
         assert study["valid"] is True and study["status"] == 200

@@ -5,55 +5,178 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
-from pacs_validator.cli.client import PacsClient
-from pacs_validator.dicom.config import ValidatorConfig
+from pydicom.dataset import Dataset
+
+from pacs_validator.cli.client import ApiError, PacsClient
+from pacs_validator.dicom.config import ValidatorConfig, build_config
+from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Finding
 from pacs_validator.dicom.study import StudyResult, check_study, group_by_study
-from pacs_validator.dicom.validation import InstanceResult, validate_instance
+from pacs_validator.dicom.validation import InstanceResult, is_media_directory, validate_instance
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a command SIGPIPE ended (128 + 13): the reader went away."""
 
 
 class UsageError(Exception):
     """A path or option the user gave cannot be used."""
 
 
-def collect_files(paths: Sequence[str]) -> list[Path]:
-    """Files named directly, and every file below named folders (hidden ones skipped)."""
+@dataclass(frozen=True)
+class Skipped:
+    """A file a command passes over, and why (said to the user, never judged)."""
+
+    path: Path
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": str(self.path), "reason": self.reason}
+
+
+NOT_REGULAR = "not a regular file (a pipe, device, socket or broken link): not read"
+MEDIA_DIRECTORY = "a DICOMDIR (the index of a file set, not an instance): not judged"
+
+
+def collect_inputs(paths: Sequence[str], limits: Limits) -> tuple[list[Path], list[Skipped]]:
+    """The files to read, named directly or below named folders (hidden ones left out),
+    and those passed over: what is not a regular file (opening a pipe would wait for a
+    writer forever) and DICOMDIRs. A folder is walked whatever its name ends with."""
     files: list[Path] = []
+    skipped: list[Skipped] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path)))
-        elif path.is_file():
-            files.append(path)
+            found = sorted(p for p in path.rglob("*") if not _hidden(p, path) and not p.is_dir())
+        elif path.exists() or path.is_symlink():
+            found = [path]
         else:
             raise UsageError(f"no such file or folder: {name}")
+        for candidate in found:
+            reason = _skip_reason(candidate, limits)
+            if reason is None:
+                files.append(candidate)
+            else:
+                skipped.append(Skipped(candidate, reason))
+    if not files and not skipped:
+        raise UsageError("no files to read")
+    return files, skipped
+
+
+def _skip_reason(path: Path, limits: Limits) -> str | None:
+    if not path.is_file():
+        return NOT_REGULAR
+    if is_media_directory(path, limits):
+        return MEDIA_DIRECTORY
+    return None
+
+
+def collect_files(paths: Sequence[str]) -> list[Path]:
+    """The files to read (see :func:`collect_inputs`), those passed over noted on stderr;
+    a usage error when nothing is left to read."""
+    files, skipped = collect_inputs(paths, build_config().limits)
+    print_skipped(skipped, sys.stderr)
     if not files:
         raise UsageError("no files to read")
     return files
+
+
+def print_skipped(skipped: Sequence[Skipped], out: TextIO) -> None:
+    for entry in skipped:
+        print(f"SKIPPED {entry.path}: {entry.reason}", file=out)
 
 
 def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def validate_files(
-    files: Sequence[Path], config: ValidatorConfig
-) -> tuple[list[InstanceResult], list[StudyResult]]:
-    """Every file's verdict, then every study's (files with no readable study have none)."""
-    results = [validate_instance(path, config, name=str(path))[0] for path in files]
+@dataclass(frozen=True)
+class StudyLabel:
+    """What people know a study by, beside its UID: the folder its files share and its
+    StudyDescription and StudyDate. Values of the files: for the user's terminal only,
+    never for logs or events."""
+
+    folder: str
+    description: str | None = None
+    date: str | None = None
+
+    def text(self) -> str:
+        parts = [f"in {self.folder}"]
+        if self.description:
+            parts.append(f'"{self.description}"')
+        if self.date:
+            parts.append(self.date)
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A run's verdicts: every file's, every study's, and each study's label by UID."""
+
+    results: list[InstanceResult]
+    studies: list[StudyResult]
+    labels: dict[str, StudyLabel] = field(default_factory=dict)
+
+
+def validate_paths(files: Sequence[Path], config: ValidatorConfig) -> Validation:
+    """Every file's verdict, then every study's (files with no readable study have none),
+    with the labels the studies' files give them."""
+    results: list[InstanceResult] = []
+    described: dict[str, list[tuple[Path, Dataset]]] = {}
+    for path in files:
+        result, parsed = validate_instance(path, config, name=str(path))
+        results.append(result)
+        uid = result.summary.study_instance_uid
+        if uid is not None and parsed.dataset is not None:
+            described.setdefault(uid, []).append((path, parsed.dataset))
     studies = [
         check_study(members, config)
         for uid, members in group_by_study(results).items()
         if uid is not None
     ]
-    return results, studies
+    labels = {uid: _study_label(members) for uid, members in described.items()}
+    return Validation(results, studies, labels)
+
+
+def validate_files(
+    files: Sequence[Path], config: ValidatorConfig
+) -> tuple[list[InstanceResult], list[StudyResult]]:
+    """Every file's verdict, then every study's (see :func:`validate_paths`)."""
+    validation = validate_paths(files, config)
+    return validation.results, validation.studies
+
+
+def _study_label(members: Sequence[tuple[Path, Dataset]]) -> StudyLabel:
+    folders = [str(path.parent) for path, _ in members]
+    folder = os.path.commonpath(folders) if len(set(folders)) > 1 else folders[0]
+    return StudyLabel(
+        folder=folder,
+        description=_first_text(members, "StudyDescription"),
+        date=_readable_date(_first_text(members, "StudyDate")),
+    )
+
+
+def _first_text(members: Sequence[tuple[Path, Dataset]], keyword: str) -> str | None:
+    for _, dataset in members:
+        value = str(dataset.get(keyword) or "").strip("\x00 ")
+        if value:
+            return value
+    return None
+
+
+def _readable_date(value: str | None) -> str | None:
+    """A DA value as YYYY-MM-DD when it is one; as it is otherwise."""
+    if value and len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
 
 
 def finding_line(finding: Finding) -> str:
@@ -62,11 +185,40 @@ def finding_line(finding: Finding) -> str:
     return f"{finding.severity.value:7} {finding.rule:28} {tag}{finding.message}"
 
 
+API_ENVIRONMENT = (
+    "environment: PACS_VALIDATOR_API, the API's base URL (when --api is not given); "
+    "PACS_VALIDATOR_TOKEN, the bearer token an API with token auth asks for. "
+    'For the local stack: eval "$(local-runtime/stack env)" sets both.'
+)
+
+
 def add_api_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--api`` and ``--json``, for the commands that talk to the deployed API."""
+    """``--api`` and ``--json``, for the commands that talk to the deployed API, and the
+    environment they read, in the help's epilog."""
     parser.add_argument("--api", metavar="URL",
                         help="the API's base URL (default: $PACS_VALIDATOR_API)")
     parser.add_argument("--json", action="store_true", help="print the status documents")
+    parser.epilog = API_ENVIRONMENT
+
+
+def api_error_hint(error: ApiError) -> str | None:
+    """What to do about an API's refusal, for the answers a user can act on: no or a wrong
+    token (401, 403), an unknown study (404)."""
+    if error.status in (401, 403):
+        return ("the API wants a valid bearer token in PACS_VALIDATOR_TOKEN; for the local "
+                'stack, eval "$(local-runtime/stack env)" sets it and PACS_VALIDATOR_API')
+    if error.status == 404:
+        return ("no such study at this API: check the STUDY_ID that upload printed, "
+                "and that --api or PACS_VALIDATOR_API names the API it was sent to")
+    return None
+
+
+def print_api_error(error: ApiError, out: TextIO) -> None:
+    """The API's refusal, and a hint when there is one."""
+    print(f"pacs-validator: {error}", file=out)
+    hint = api_error_hint(error)
+    if hint:
+        print(f"pacs-validator: hint: {hint}", file=out)
 
 
 def api_client(args: argparse.Namespace) -> PacsClient:

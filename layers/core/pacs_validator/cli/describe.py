@@ -103,7 +103,7 @@ def _write_previews(document: dict[str, Any], folder: Path, config: ValidatorCon
 def _print_summary(document: dict[str, Any], out: TextIO) -> None:
     study = document["study"]
     print(f"study {document['study_id']}: {study['description'] or '(no description)'}, "
-          f"date {study['date']}, {document['counts']['series']} series, "
+          f"date {study['date'] or '(no date)'}, {document['counts']['series']} series, "
           f"{document['counts']['instances']} instance(s)", file=out)
     for series in document["series"]:
         print(f"  series {series['number']} {series['modality']}: "

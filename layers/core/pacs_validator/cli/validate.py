@@ -6,53 +6,96 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, TextIO
 
 from pacs_validator.cli.common import (
     EXIT_INVALID,
     EXIT_VALID,
-    collect_files,
-    finding_line,
-    validate_files,
+    Skipped,
+    Validation,
+    collect_inputs,
+    print_skipped,
+    validate_paths,
 )
+from pacs_validator.cli.report import print_findings, print_warning_counts, totals_line
 from pacs_validator.dicom.config import load_config
 from pacs_validator.dicom.study import StudyResult
-from pacs_validator.dicom.validation import InstanceResult
 
 
 def add_parser(commands: Any) -> None:
-    validate = commands.add_parser("validate", help="validate files or folders of DICOM files")
+    validate = commands.add_parser(
+        "validate", help="validate files or folders of DICOM files",
+        description="Judge each file and each study the files form. Prints each file's "
+                    "verdict and errors, each study's warnings counted by rule, and totals; "
+                    "-v lists every finding, --json prints the whole report.")
     validate.add_argument("paths", nargs="+", metavar="PATH")
     validate.add_argument("--json", action="store_true", help="print the JSON report")
+    validate.add_argument("-v", "--verbose", action="store_true",
+                          help="list every finding, warnings included (identical ones once, "
+                               "with their count)")
     validate.add_argument("--config", metavar="FILE", help="JSON configuration overrides")
 
 
 def run(args: argparse.Namespace) -> int:
-    """0 when every file and study is valid, 1 otherwise."""
+    """0 when every file and study is valid, 1 otherwise (and when no file was judged)."""
     config = load_config(args.config)
-    results, studies = validate_files(collect_files(args.paths), config)
+    files, skipped = collect_inputs(args.paths, config.limits)
+    validation = validate_paths(files, config)
     if args.json:
-        report = {
-            "files": [r.to_dict() for r in results],
-            "studies": [s.to_dict() for s in studies],
-        }
-        print(json.dumps(report, indent=2))
+        print(json.dumps(json_report(validation, skipped), indent=2))
     else:
-        _print_validation(results, studies, sys.stdout)
+        print_validation(validation, skipped, sys.stdout, verbose=args.verbose)
+    results, studies = validation.results, validation.studies
     all_valid = all(r.valid for r in results) and all(s.valid for s in studies)
-    return EXIT_VALID if all_valid else EXIT_INVALID
+    return EXIT_VALID if results and all_valid else EXIT_INVALID
 
 
-def _print_validation(
-    results: Sequence[InstanceResult], studies: Sequence[StudyResult], out: TextIO
-) -> None:
-    for result in results:
-        print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}", file=out)
-        for finding in result.findings:
-            print(f"    {finding_line(finding)}", file=out)
-    for study in studies:
-        verdict = "VALID  " if study.valid else "INVALID"
-        print(f"study {verdict} {study.status} {study.study_instance_uid} "
-              f"({study.instance_count} instance(s))", file=out)
-        for finding in study.findings:
-            print(f"    {finding_line(finding)}", file=out)
+def json_report(validation: Validation, skipped: Sequence[Skipped]) -> dict[str, Any]:
+    """The validation report: each file names its study, and the files passed over why."""
+    return {
+        "files": [
+            {**r.to_dict(), "study_instance_uid": r.summary.study_instance_uid}
+            for r in validation.results
+        ],
+        "studies": [s.to_dict() for s in validation.studies],
+        "skipped": [entry.to_dict() for entry in skipped],
+    }
+
+
+def print_validation(validation: Validation, skipped: Sequence[Skipped], out: TextIO, *,
+                     verbose: bool = False) -> None:
+    """Files, then studies, then the totals. Each file's errors are listed; warnings are
+    counted by rule under their study (listed, with ``verbose``, under their file). A file
+    with no study has its every finding listed: there is no study to count them under."""
+    print_skipped(skipped, out)
+    for result in validation.results:
+        print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}",
+              file=out)
+        no_study = result.summary.study_instance_uid is None
+        print_findings(result.findings, out, verbose=verbose or no_study)
+    for study in validation.studies:
+        _print_study(study, validation, out, verbose=verbose)
+    print(_totals(validation, skipped), file=out)
+
+
+def _print_study(study: StudyResult, validation: Validation, out: TextIO, *,
+                 verbose: bool) -> None:
+    verdict = "VALID  " if study.valid else "INVALID"
+    label = validation.labels.get(study.study_instance_uid or "")
+    print(f"study {verdict} {study.status} {study.study_instance_uid} "
+          f"({study.instance_count} instance(s))" + (f" {label.text()}" if label else ""),
+          file=out)
+    print_findings(study.findings, out, verbose=verbose)
+    if not verbose:
+        members = (f for r in validation.results
+                   if r.summary.study_instance_uid == study.study_instance_uid
+                   for f in r.findings)
+        print_warning_counts(chain(study.findings, members), out)
+
+
+def _totals(validation: Validation, skipped: Sequence[Skipped]) -> str:
+    valid_files = sum(r.valid for r in validation.results)
+    valid_studies = sum(s.valid for s in validation.studies)
+    return totals_line(valid_files, len(validation.results) - valid_files, len(skipped),
+                       valid_studies, len(validation.studies) - valid_studies)

@@ -13,6 +13,7 @@ import hmac
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -23,9 +24,17 @@ from pacs_validator.dicom.conformance import check_conformance
 from pacs_validator.dicom.data import data_document
 from pacs_validator.dicom.iod import check_iod
 from pacs_validator.dicom.library_messages import library_messages_counted
-from pacs_validator.dicom.parsing import ParsedInstance, Source, read_instance
+from pacs_validator.dicom.limits import Limits
+from pacs_validator.dicom.parsing import (
+    MEDIA_STORAGE_SOP_CLASS_UID,
+    PREAMBLE_LENGTH,
+    ParsedInstance,
+    Source,
+    read_instance,
+)
 from pacs_validator.dicom.pixels import check_pixel_data
 from pacs_validator.dicom.rules import VALID, Finding, Findings, verdict_status
+from pacs_validator.dicom.structure import Garbled, LimitExceeded, Truncated, read_file_meta
 from pacs_validator.dicom.values import (
     check_dates,
     check_file_meta_agreement,
@@ -249,7 +258,12 @@ def validate_instance(
     findings = Findings(config.rules)
     summary = InstanceSummary()
     with library_messages_counted():
-        parsed = read_instance(source, config, findings)
+        try:
+            parsed = read_instance(source, config, findings)
+        except OSError as exc:  # denied, vanished since it was listed, a device that fails
+            reason = exc.strerror or type(exc).__name__  # never the path: it may name a patient
+            findings.add("format.unreadable", f"the file cannot be read: {reason}")
+            parsed = ParsedInstance(name=name or str(source), size=0)
         with findings.last_resort():
             check_instance(parsed, config, findings, source)
             summary = summarise(parsed, config)
@@ -263,3 +277,26 @@ def validate_instance(
     )
     return result, parsed
 
+
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+"""The SOP class of a DICOMDIR (PS3.10 7.2): an index of a file set, not an instance."""
+
+
+def is_media_directory(path: str | os.PathLike[str], limits: Limits) -> bool:
+    """Whether the file at ``path`` is a DICOMDIR: a Part 10 file whose file meta names the
+    Media Storage Directory SOP class. A folder copied off a CD or DVD carries one beside
+    its instances; it has no study of its own, so a reader skips it rather than judge it
+    an instance that lacks every instance attribute. Reads the file meta alone, within
+    ``limits``; False for a file that is no Part 10 file or cannot be read (its reader
+    reports why)."""
+    try:
+        with Path(path).open("rb") as stream:
+            head = stream.read(PREAMBLE_LENGTH + 4)
+            if head[PREAMBLE_LENGTH:] != b"DICM":
+                return False
+            meta = read_file_meta(stream, os.fstat(stream.fileno()).st_size, limits)
+    except (OSError, Truncated, Garbled, LimitExceeded):
+        return False
+    sop_class = meta.get(MEDIA_STORAGE_SOP_CLASS_UID, b"").rstrip(b"\x00 ")
+    return sop_class == MEDIA_STORAGE_DIRECTORY.encode()
