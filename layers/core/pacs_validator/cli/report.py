@@ -53,7 +53,7 @@ def print_findings(findings: Sequence[Finding], out: TextIO, *, verbose: bool,
 
 
 def print_warning_counts(findings: Iterable[Finding], out: TextIO) -> None:
-    """One line per rule that warned: ``23 x conformance.missing-type2c`` (x: the multiplication sign)."""
+    """One line per rule that warned: ``23 x conformance.missing-type2c``."""
     counts = warnings_by_rule(findings)
     if not counts:
         return
