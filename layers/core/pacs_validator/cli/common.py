@@ -18,7 +18,7 @@ from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Finding
 from pacs_validator.dicom.study import StudyResult, check_study, group_by_study
-from pacs_validator.dicom.validation import InstanceResult, is_media_directory, validate_instance
+from pacs_validator.dicom.validation import InstanceResult, is_media_directory, validate_file
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -132,7 +132,7 @@ def validate_paths(files: Sequence[Path], config: ValidatorConfig) -> Validation
     results: list[InstanceResult] = []
     described: dict[str, list[tuple[Path, Dataset]]] = {}
     for path in files:
-        result, parsed = validate_instance(path, config, name=str(path))
+        result, parsed = validate_file(path, config, name=str(path))
         results.append(result)
         uid = result.summary.study_instance_uid
         if uid is not None and parsed.dataset is not None:

@@ -21,7 +21,7 @@ from pacs_validator.contract.names import safe_name
 from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.description import DescribedInstance, build_metadata, dicom_json
 from pacs_validator.dicom.metadata import middle_instance
-from pacs_validator.dicom.validation import validate_instance
+from pacs_validator.dicom.validation import validate_file
 
 
 def add_parser(commands: Any) -> None:
@@ -68,7 +68,7 @@ def _describe_files(
     instance (made while its file is open), BulkDataURIs pointing at the file."""
     described: dict[str, list[DescribedInstance]] = {}
     for path in files:
-        result, parsed = validate_instance(path, config, name=str(path))
+        result, parsed = validate_file(path, config, name=str(path))
         instance = DescribedInstance.of(result, parsed, key=str(path))
         study_uid = result.summary.study_instance_uid
         if instance is None or study_uid is None:

@@ -258,12 +258,7 @@ def validate_instance(
     findings = Findings(config.rules)
     summary = InstanceSummary()
     with library_messages_counted():
-        try:
-            parsed = read_instance(source, config, findings)
-        except OSError as exc:  # denied, vanished since it was listed, a device that fails
-            reason = exc.strerror or type(exc).__name__  # never the path: it may name a patient
-            findings.add("format.unreadable", f"the file cannot be read: {reason}")
-            parsed = ParsedInstance(name=name or str(source), size=0)
+        parsed = read_instance(source, config, findings)
         with findings.last_resort():
             check_instance(parsed, config, findings, source)
             summary = summarise(parsed, config)
@@ -277,6 +272,25 @@ def validate_instance(
     )
     return result, parsed
 
+
+def validate_file(
+    path: str | os.PathLike[str], config: ValidatorConfig, name: str | None = None
+) -> tuple[InstanceResult, ParsedInstance]:
+    """:func:`validate_instance` for a file on this machine, where one that cannot be read
+    (permission denied, gone since it was listed) is that file's verdict, the finding
+    ``format.unreadable``, and the others are still judged. Not for the pipeline: there a
+    read that fails (S3, the network) raises, to be retried rather than judged."""
+    try:
+        return validate_instance(path, config, name)
+    except OSError as exc:
+        findings = Findings(config.rules)
+        reason = exc.strerror or type(exc).__name__  # never the path: it may name a patient
+        findings.add("format.unreadable", f"the file cannot be read: {reason}")
+        parsed = ParsedInstance(name=name or os.fspath(path), size=0)
+        result = InstanceResult(name=parsed.name, size=0, sha256="",
+                                status=verdict_status(findings.items),
+                                findings=tuple(findings.items), summary=InstanceSummary())
+        return result, parsed
 
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
