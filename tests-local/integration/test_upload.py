@@ -456,7 +456,8 @@ def test_token_goes_to_the_api_only_and_status_prints_one_study(
     assert posted_headers and all("Authorization" not in h for h in posted_headers)
     assert main(["status", document["study_id"]]) == 0
     assert command_output(capsys).startswith(f"STORED     200 {document['study_id']}")
-    assert main(["status", "0" * 32]) == 2
+    assert main(["status", "0" * 32]) == 1  # an unknown study: not a usage error
+    assert "hint: no such study" in capsys.readouterr().err
 
 
 # --- upload forms that expire --------------------------------------------------------------------
