@@ -40,7 +40,8 @@ def test_validate_counts_warnings_by_study_and_rule_and_ends_with_totals(corpus,
     assert not [line for line in lines if line.lstrip().startswith("warning ")]
     # The 11-instance MR study: one line for the Type 2C attribute each of its files lacks.
     brain_mra = lines.index(next(line for line in lines if '"Brain-MRA"' in line))
-    assert "(11 instance(s)) in " in lines[brain_mra]
+    assert lines[brain_mra].endswith(
+        f'(11 instance(s)) in {corpus.dicomdir_tests / "98892003"}, "Brain-MRA", 2003-05-05')
     counted = lines[brain_mra + 1:brain_mra + 4]
     assert f"11 {TIMES} conformance.missing-type2c" in [line.strip() for line in counted]
     # Errors are listed under their file.
@@ -94,6 +95,12 @@ def test_a_dicomdir_is_skipped_not_judged(corpus, tmp_path, capsys):
     assert f"SKIPPED {folder / 'DICOMDIR'}: {common.MEDIA_DIRECTORY}" in lines
     assert not [line for line in lines if line.startswith("INVALID")]
     assert lines[-1] == "8 files: 7 valid, 0 invalid, 1 skipped · 1 study: 1 valid, 0 invalid"
+
+
+def test_a_run_that_judges_nothing_exits_1(corpus, capsys):
+    code, lines = run_text(capsys, "validate", str(corpus.dicomdir_tests / "DICOMDIR"))
+    assert code == 1
+    assert lines[-1] == "1 file: 0 valid, 0 invalid, 1 skipped · 0 studies: 0 valid, 0 invalid"
 
 
 def awkward_folder(corpus, root: Path) -> tuple[Path, list[Path]]:

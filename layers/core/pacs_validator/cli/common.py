@@ -128,21 +128,22 @@ class Validation:
 
 def validate_paths(files: Sequence[Path], config: ValidatorConfig) -> Validation:
     """Every file's verdict, then every study's (files with no readable study have none),
-    with the labels the studies' files give them."""
+    with the labels the studies' files give them (their few values taken as each file is
+    read: no data set is kept)."""
     results: list[InstanceResult] = []
-    described: dict[str, list[tuple[Path, Dataset]]] = {}
+    seen: dict[str, list[_Seen]] = {}
     for path in files:
         result, parsed = validate_file(path, config, name=str(path))
         results.append(result)
         uid = result.summary.study_instance_uid
         if uid is not None and parsed.dataset is not None:
-            described.setdefault(uid, []).append((path, parsed.dataset))
+            seen.setdefault(uid, []).append(_Seen.of(path, parsed.dataset))
     studies = [
         check_study(members, config)
         for uid, members in group_by_study(results).items()
         if uid is not None
     ]
-    labels = {uid: _study_label(members) for uid, members in described.items()}
+    labels = {uid: _study_label(members) for uid, members in seen.items()}
     return Validation(results, studies, labels)
 
 
@@ -154,22 +155,31 @@ def validate_files(
     return validation.results, validation.studies
 
 
-def _study_label(members: Sequence[tuple[Path, Dataset]]) -> StudyLabel:
-    folders = [str(path.parent) for path, _ in members]
-    folder = os.path.commonpath(folders) if len(set(folders)) > 1 else folders[0]
+@dataclass(frozen=True)
+class _Seen:
+    """What one file tells of its study's label."""
+
+    folder: str
+    description: str | None
+    date: str | None
+
+    @classmethod
+    def of(cls, path: Path, dataset: Dataset) -> _Seen:
+        return cls(str(path.parent), _text(dataset, "StudyDescription"),
+                   _readable_date(_text(dataset, "StudyDate")))
+
+
+def _study_label(members: Sequence[_Seen]) -> StudyLabel:
+    folders = {member.folder for member in members}
     return StudyLabel(
-        folder=folder,
-        description=_first_text(members, "StudyDescription"),
-        date=_readable_date(_first_text(members, "StudyDate")),
+        folder=os.path.commonpath(sorted(folders)) if len(folders) > 1 else folders.pop(),
+        description=next((m.description for m in members if m.description), None),
+        date=next((m.date for m in members if m.date), None),
     )
 
 
-def _first_text(members: Sequence[tuple[Path, Dataset]], keyword: str) -> str | None:
-    for _, dataset in members:
-        value = str(dataset.get(keyword) or "").strip("\x00 ")
-        if value:
-            return value
-    return None
+def _text(dataset: Dataset, keyword: str) -> str | None:
+    return str(dataset.get(keyword) or "").strip("\x00 ") or None
 
 
 def _readable_date(value: str | None) -> str | None:
