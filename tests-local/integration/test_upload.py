@@ -20,6 +20,7 @@ import calendar
 import datetime
 import itertools
 import json
+import os
 import shutil
 import threading
 import time
@@ -394,9 +395,10 @@ def test_each_verdict_names_the_study_as_people_know_it_and_totals_end_the_outpu
     mr = pydicom.dcmread(next(p for p in (folder / "mr").rglob("*") if p.is_file()),
                          stop_before_pixels=True)
     date = f"{mr.StudyDate[:4]}-{mr.StudyDate[4:6]}-{mr.StudyDate[6:]}"
-    assert f"{folder / 'mr'} · {mr.StudyDescription or '(no description)'} · {date} · " \
-           f"{mr.StudyInstanceUID}" in out
-    assert f"{rejected.parent} · " in out  # with ct.dcm, whose study it is
+    assert f'study {mr.StudyInstanceUID} in {folder / "mr"}, "{mr.StudyDescription}", {date}' \
+        in out
+    ct = pydicom.dcmread(rejected, stop_before_pixels=True)
+    assert f"study {ct.StudyInstanceUID} in {folder}," in out  # with ct.dcm, whose study it is
     assert out.rstrip().endswith("2 studies: 1 STORED, 1 REJECTED")
 
 
@@ -623,3 +625,36 @@ def test_a_study_that_can_take_no_more_files_is_declared_anew(
     resumed = api.gateway.calls[first_run:]
     assert resumed.count(("POST", "/upload")) == 1  # declared anew ...
     assert ("POST", f"/upload/{entry['study_id']}") not in resumed  # ... not resumed
+
+
+def test_an_upload_without_a_token_says_which_variable_to_set(
+        api: Api, in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PACS_VALIDATOR_TOKEN")
+
+    assert main(["upload", str(two_study_folder(in_tmp) / "ct.dcm"), "--api", api.url]) == 1
+
+    out = command_output(capsys)
+    assert "NOT DONE" in out and "HTTP 401" in out
+    assert "hint: the API wants a valid bearer token in PACS_VALIDATOR_TOKEN" in out
+    assert 'eval "$(local-runtime/stack env)"' in out
+    assert out.rstrip().endswith("1 study: 1 NOT DONE")
+
+
+def test_check_judges_what_cannot_be_read_and_sends_the_rest(
+        api: Api, in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty file, a FIFO and a folder named like a file among a study's files: each
+    is passed over or judged, never a traceback, and the study is still sent."""
+    folder = two_study_folder(in_tmp) / "mr"
+    (folder / "empty.dcm").write_bytes(b"")
+    os.mkfifo(folder / "pipe.dcm")
+    (folder / "folder.dcm").mkdir()
+
+    code = main(["upload", str(folder), "--api", api.url, "--check"])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert "Traceback" not in captured.err
+    assert f"SKIPPED {folder / 'pipe.dcm'}: not a regular file" in captured.err
+    assert f"skipped (not DICOM): {folder / 'empty.dcm'}" in captured.err
+    assert "1 study: 1 STORED" in captured.out

@@ -33,7 +33,6 @@ from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import MediaStorageDirectoryStorage
 
 from pacs_validator.contract.names import CHECKSUM_ALGORITHM_FIELD, CHECKSUM_FIELD, safe_name
 from pacs_validator.contract.states import TERMINAL_STATES
@@ -338,8 +337,7 @@ def studies_in(folder: Path) -> dict[str, list[Path]]:
 
 def group_by_study_uid(paths: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[Path, str]]:
     """Files grouped by the StudyInstanceUID of their header, and the files left out, each
-    with why: not readable, not DICOM, a DICOMDIR (a media directory, not an instance), or
-    without a StudyInstanceUID."""
+    with why: not readable, not DICOM, or without a StudyInstanceUID."""
     studies: dict[str, list[Path]] = {}
     left_out: dict[Path, str] = {}
     for path in paths:
@@ -352,27 +350,12 @@ def group_by_study_uid(paths: Iterable[Path]) -> tuple[dict[str, list[Path]], di
         except (InvalidDicomError, ValueError):
             left_out[path] = "not DICOM"
             continue
-        media_class = header.get("file_meta", {}).get("MediaStorageSOPClassUID")
         uid = header.get("StudyInstanceUID")
-        if media_class == MediaStorageDirectoryStorage:
-            left_out[path] = "a DICOMDIR: a media directory, not an instance"
-        elif uid:
+        if uid:
             studies.setdefault(str(uid), []).append(path)
         else:
             left_out[path] = "no StudyInstanceUID"
     return studies, left_out
-
-
-def study_headings(path: Path) -> tuple[str | None, str | None]:
-    """The StudyDescription and StudyDate of a study's file, for people to recognise the
-    study by (None for what it lacks or cannot be read)."""
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["StudyDescription", "StudyDate"])
-    except (InvalidDicomError, OSError, ValueError):
-        return None, None
-    return (str(header.get("StudyDescription") or "") or None,
-            str(header.get("StudyDate") or "") or None)
 
 
 def upload_names(paths: Sequence[Path]) -> dict[str, Path]:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from pacs_validator.cli.client import ApiError, PacsClient
 from pacs_validator.dicom.config import ValidatorConfig, build_config
@@ -167,6 +169,20 @@ class _Seen:
     def of(cls, path: Path, dataset: Dataset) -> _Seen:
         return cls(str(path.parent), _text(dataset, "StudyDescription"),
                    _readable_date(_text(dataset, "StudyDate")))
+
+
+def read_study_label(paths: Sequence[Path]) -> StudyLabel:
+    """The label of the study whose files are ``paths``: their folder, and the description
+    and date of the first file whose header can be read (only those are read)."""
+    for path in paths:
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True,
+                                     specific_tags=["StudyDescription", "StudyDate"])
+        except (InvalidDicomError, OSError, ValueError):
+            continue
+        return _study_label([_Seen.of(path, header), *(_Seen(str(p.parent), None, None)
+                                                       for p in paths)])
+    return _study_label([_Seen(str(p.parent), None, None) for p in paths])
 
 
 def _study_label(members: Sequence[_Seen]) -> StudyLabel:

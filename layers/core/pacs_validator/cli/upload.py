@@ -46,20 +46,22 @@ from pacs_validator.cli.client import (
     ApiError,
     PacsClient,
     group_by_study_uid,
-    study_headings,
     upload_names,
 )
 from pacs_validator.cli.common import (
     EXIT_INVALID,
     EXIT_VALID,
+    StudyLabel,
     UsageError,
     add_api_arguments,
     api_client,
+    api_error_hint,
     collect_files,
-    finding_line,
+    read_study_label,
     validate_files,
 )
 from pacs_validator.cli.progress import ProgressView, progress_view
+from pacs_validator.cli.report import print_findings, print_warning_counts
 from pacs_validator.cli.status import print_status
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
 from pacs_validator.contract.upload_request import NAMES_PER_FORM_REQUEST
@@ -78,8 +80,7 @@ class StudyFiles:
 
     study_instance_uid: str
     files: dict[str, Path]
-    description: str | None = None
-    date: str | None = None
+    label: StudyLabel
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -91,20 +92,10 @@ class StudyFiles:
         has another."""
         return {name: path.stat().st_mtime_ns for name, path in self.files.items()}
 
-    @property
-    def folder(self) -> str:
-        """The folder holding the study's files (their common parent)."""
-        paths = list(self.files.values())
-        common = Path(os.path.commonpath([p.parent for p in paths])) if paths else Path()
-        return str(common) if str(common) not in ("", ".") else "."
-
     def heading(self) -> str:
-        """The study as people know it: folder, StudyInstanceUID, description and date."""
-        date = self.date or ""
-        shown_date = f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 and \
-            date.isdigit() else date or "(no date)"
-        return (f"{self.folder} · {self.description or '(no description)'} · {shown_date} "
-                f"· {self.study_instance_uid}")
+        """The study as people know it, as ``validate`` names it: its StudyInstanceUID,
+        folder, description and date."""
+        return f"study {self.study_instance_uid} {self.label.text()}"
 
 
 @dataclass
@@ -256,22 +247,33 @@ def find_studies(paths: Sequence[str], view_note: Callable[[str], None]
         view_note(f"skipped ({reason}): {path}")
     if not studies:
         raise UsageError("no DICOM study among the files given")
-    return [StudyFiles(uid, upload_names(files), *study_headings(files[0]))
+    return [StudyFiles(uid, upload_names(files), read_study_label(files))
             for uid, files in studies.items()]
 
 
-def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO) -> str | None:
-    """Why the local rules reject the study (its findings printed), or None."""
+def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO, verbose: bool
+            ) -> str | None:
+    """Why the local rules reject the study, or None. Its findings are printed as
+    ``validate`` prints them: errors listed, warnings counted by rule (every one when
+    ``verbose``)."""
     results, verdicts = validate_files(list(study.files.values()), config)
     if all(r.valid for r in results) and all(v.valid for v in verdicts):
         return None
+    print(f"REFUSED    {study.heading()}", file=out)
     for result in results:
-        for finding in result.findings:
-            print(f"    {result.name}: {finding_line(finding)}", file=out)
+        print_findings(result.findings, out, verbose=verbose, label=f"{result.name}: ")
     for verdict in verdicts:
-        for finding in verdict.findings:
-            print(f"    study: {finding_line(finding)}", file=out)
+        print_findings(verdict.findings, out, verbose=verbose, label="study: ")
+    if not verbose:
+        print_warning_counts([f for r in results for f in r.findings]
+                             + [f for v in verdicts for f in v.findings], out)
     return "refused: the local rules reject it (--check); nothing was sent"
+
+
+def not_declared(error: Exception) -> str:
+    """Why a study could not be declared, with what to do when the API's answer says."""
+    hint = api_error_hint(error) if isinstance(error, ApiError) else None
+    return f"not declared: {error}" + (f"\n    hint: {hint}" if hint else "")
 
 
 def kept_study(study: StudyFiles, client: PacsClient, state: UploadState,
@@ -399,6 +401,8 @@ def add_parser(commands: Any) -> None:
                              f"(default ./{STATE_FILE})")
     upload.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
                         help="how long to wait for each study's verdict (default 600)")
+    upload.add_argument("-v", "--verbose", action="store_true",
+                        help="list every finding (by default warnings are counted by rule)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -411,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
     studies = find_studies(args.paths, lambda text: print(text, file=sys.stderr))
     try:
         outcomes = _run(studies, client, config, UploadState(Path(args.state)), out,
-                        args.timeout)
+                        args.timeout, args.verbose)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INVALID
@@ -421,19 +425,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig | None,
-         state: UploadState, out: TextIO, timeout: float) -> list[StudyOutcome]:
+         state: UploadState, out: TextIO, timeout: float, verbose: bool
+         ) -> list[StudyOutcome]:
     """Check, send, then wait: each study's outcome, printed as it is known, then the
     totals. Every study is looked up in the kept state and added to the progress before the
     first is sent, so the overall total is known from the start."""
     outcomes: list[StudyOutcome] = []
     accepted: list[StudyFiles] = []
     for study in studies:
-        problem = refusal(study, config, out) if config is not None else None
+        problem = refusal(study, config, out, verbose) if config is not None else None
         if problem is None:
             accepted.append(study)
         else:
             outcomes.append(StudyOutcome(study, problem=problem, refused=True))
-            print(f"REFUSED    {study.heading()}: {problem}", file=out)
+            print(f"    {problem}", file=out)
     sent: list[StudyOutcome] = []
     with progress_view(out) as view:
         kept = [kept_study(study, client, state, view) for study in accepted]
@@ -443,7 +448,7 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
             try:
                 sent.append(send_study(study, found, task, client, state, view))
             except (ApiError, *TRANSIENT_ERRORS) as error:  # refused (413, 401 ...), or no API
-                sent.append(StudyOutcome(study, problem=f"not declared: {error}"))
+                sent.append(StudyOutcome(study, problem=not_declared(error)))
     for outcome in sent:
         try:
             await_verdict(outcome, client, timeout)
@@ -451,13 +456,13 @@ def _run(studies: list[StudyFiles], client: PacsClient, config: ValidatorConfig 
             outcome.problem = f"no status: {error}"
         print(outcome.study.heading(), file=out)
         if outcome.document is not None:
-            print_status(outcome.document, out)
+            print_status(outcome.document, out, verbose=verbose)
             if outcome.document["state"] in TERMINAL_STATES:
                 state.drop(client.api_base, outcome.study.study_instance_uid)
         else:
             print(f"{'NOT DONE':10} {outcome.study_id or '-'}: {outcome.problem}", file=out)
     outcomes += sent
-    print(totals_line(outcomes), file=out)
+    print(upload_totals(outcomes), file=out)
     return outcomes
 
 
@@ -466,12 +471,12 @@ def _add_task(view: ProgressView, index: int, count: int, study: StudyFiles,
     """The study's progress task, with what an earlier run sent counted as done."""
     sizes = study.sizes
     received = kept.received & sizes.keys() if kept is not None else set()
-    return view.add(f"study {index}/{count} {Path(study.folder).name or study.folder}",
+    return view.add(f"study {index}/{count} {Path(study.label.folder).name}",
                     len(sizes), sum(sizes.values()), len(received),
                     sum(sizes[name] for name in received))
 
 
-def totals_line(outcomes: Sequence[StudyOutcome]) -> str:
+def upload_totals(outcomes: Sequence[StudyOutcome]) -> str:
     """``5 studies: 4 STORED, 1 REJECTED`` (REFUSED by ``--check``, NOT DONE without a
     verdict)."""
     verdicts = Counter(o.verdict for o in outcomes)
