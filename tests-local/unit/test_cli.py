@@ -86,23 +86,25 @@ def test_config_file_changes_the_verdict(corpus, tmp_path, capsys):
 def test_json_report_has_exactly_the_contract_shape(corpus, tmp_path, capsys):
     folder = copy_study(corpus, "77654033", tmp_path / "study")
     (folder / "notes.txt").write_text("not dicom")
+    (folder / "junk.bin").write_bytes(b"\x00\x01junk" * 50)
     code, report = run_json(capsys, "validate", "--json", str(folder))
     assert code == 1
     assert set(report) == {"files", "studies", "skipped"}
-    assert report["skipped"] == []
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    assert report["skipped"] == [{"path": str(folder / "notes.txt"),
+                                  "reason": "a text file, not DICOM: not judged"}]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".txt")
     assert sorted(f["path"] for f in report["files"]) == sorted(str(p) for p in files)
     for entry in report["files"]:
         assert set(entry) == FILE_KEYS
         assert entry["valid"] is (entry["status"] == 200)
         for finding in entry["findings"]:
             assert FINDING_KEYS <= set(finding) <= FINDING_KEYS | set(LOCATION_FIELDS)
-    text = next(f for f in report["files"] if f["path"].endswith("notes.txt"))
+    text = next(f for f in report["files"] if f["path"].endswith("junk.bin"))
     assert (text["status"], text["valid"]) == (400, False)
     assert [f["rule"] for f in text["findings"]] == ["format.preamble"]
-    # 77654033 holds two studies (CR and CT): the unreadable text file belongs to neither.
+    # 77654033 holds two studies (CR and CT): the unreadable junk file belongs to neither.
     uids = {str(corpus.read(p, pixels=False).StudyInstanceUID) for p in files
-            if p.suffix != ".txt"}
+            if p.suffix != ".bin"}
     assert {s["study_instance_uid"] for s in report["studies"]} == uids
     assert {f["study_instance_uid"] for f in report["files"]} == uids | {None}
     for study in report["studies"]:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from pacs_validator.cli import common
+from pacs_validator.cli import common, progress
 from pacs_validator.cli.client import ApiError, PacsClient
 from pacs_validator.cli.main import main
 from pacs_validator.cli.report import TIMES, merged
 from pacs_validator.cli.status import print_status
 from pacs_validator.dicom.config import build_config
-from pacs_validator.dicom.validation import is_media_directory, validate_instance
+from pacs_validator.dicom.validation import is_media_directory, is_text_file, validate_instance
 
 COMMAND = [sys.executable, "-m", "pacs_validator.cli.main"]
 TOTALS = re.compile(r"^\d+ files?: \d+ valid, \d+ invalid, \d+ skipped · "
@@ -35,7 +35,7 @@ def run_text(capsys, *argv: str) -> tuple[int, list[str]]:
 def test_validate_counts_warnings_by_study_and_rule_and_ends_with_totals(corpus, capsys):
     code, lines = run_text(capsys, "validate", str(corpus.dicomdir_tests))
     assert code == 1
-    assert lines[-1] == ("91 files: 31 valid, 52 invalid, 8 skipped · "
+    assert lines[-1] == ("91 files: 31 valid, 50 invalid, 10 skipped · "
                          "7 studies: 6 valid, 1 invalid")
     assert not [line for line in lines if line.lstrip().startswith("warning ")]
     # The 11-instance MR study: one line for the Type 2C attribute each of its files lacks.
@@ -45,8 +45,12 @@ def test_validate_counts_warnings_by_study_and_rule_and_ends_with_totals(corpus,
     counted = lines[brain_mra + 1:brain_mra + 4]
     assert f"11 {TIMES} conformance.missing-type2c" in [line.strip() for line in counted]
     # Errors are listed under their file.
-    readme = lines.index(next(line for line in lines if line.endswith("TINY_ALPHA/README")))
-    assert "format.preamble" in lines[readme + 1]
+    alpha = lines.index(next(line for line in lines if line.startswith("INVALID 422 ")
+                             and "TINY_ALPHA" in line))
+    assert "pixel.missing" in lines[alpha + 1]
+    # The READMEs beside the instances are passed over, as the DICOMDIRs are.
+    assert f"SKIPPED {corpus.dicomdir_tests / 'TINY_ALPHA' / 'README'}: a text file, " \
+           "not DICOM: not judged" in lines
 
 
 def test_verbose_lists_every_finding_merging_identical_ones(corpus, tmp_path, capsys):
@@ -73,9 +77,8 @@ def test_json_names_each_file_s_study_and_the_skipped_files(corpus, capsys):
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     uids = {s["study_instance_uid"] for s in report["studies"]}
-    dicom_files = [f for f in report["files"] if not f["path"].endswith("README")]
-    assert {f["study_instance_uid"] for f in dicom_files} == uids
-    assert [Path(s["path"]).name for s in report["skipped"]] == ["DICOMDIR"]
+    assert {f["study_instance_uid"] for f in report["files"]} == uids
+    assert [Path(s["path"]).name for s in report["skipped"]] == ["DICOMDIR", "README"]
 
 
 def test_a_dicomdir_is_told_apart_from_instances(corpus, tmp_path):
@@ -292,3 +295,62 @@ def test_a_denied_read_is_format_unreadable_even_for_root(corpus, monkeypatch):
     assert (result.status, parsed.dataset) == (400, None)
     assert [(f.rule, f.message) for f in result.findings] == [
         ("format.unreadable", "the file cannot be read: Permission denied")]
+
+
+def test_a_text_file_named_on_its_own_is_judged_not_passed_over(corpus, capsys):
+    code, lines = run_text(capsys, "validate", str(corpus.dicomdir_tests / "TINY_ALPHA" /
+                                                   "README"))
+    assert code == 1
+    assert "format.preamble" in lines[1]
+    assert lines[-1].startswith("1 file: 0 valid, 1 invalid, 0 skipped")
+
+
+@pytest.mark.parametrize(("head", "text"), [
+    (b"This folder holds a CD's studies.\r\n", True),
+    ("é".encode() * 300, True),  # a character cut at the probe's end is still text
+    (bytes(128) + b"DICM", False),
+    (b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", False),  # a data set without preamble
+    (b"", False),  # judged: format.empty-dataset says why
+])
+def test_only_plain_text_is_told_apart_as_a_text_file(tmp_path, head, text):
+    path = tmp_path / "file"
+    path.write_bytes(head)
+    assert is_text_file(path) is text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_long_run_shows_a_bar_and_each_verdict_as_it_comes(
+        corpus, monkeypatch):
+    monkeypatch.setattr(progress, "SHOW_AFTER", 0)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    printed_before: list[str] = []
+    validate_file = common.validate_file
+
+    def watched(path, config, name):
+        printed_before.append(terminal.getvalue())
+        return validate_file(path, config, name=name)
+
+    monkeypatch.setattr(common, "validate_file", watched)
+    assert main(["validate", str(corpus.dicomdir_tests / "98892003")]) == 0
+
+    output = terminal.getvalue()
+    assert re.search(r"validating .*\d+/\d+", output)  # the bar, drawn on the terminal
+    assert output.rstrip().endswith("17 files: 17 valid, 0 invalid, 0 skipped · "
+                                    "3 studies: 3 valid, 0 invalid")
+    assert f"VALID   200 {corpus.dicomdir_tests}" in output  # whole lines, never wrapped
+    # each file's verdict is on the terminal before the next file is read
+    assert all(before.count("VALID   200") == index
+               for index, before in enumerate(printed_before))
+
+
+def test_on_a_terminal_a_quick_run_shows_no_bar(corpus, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["validate", str(corpus.path("CT_small.dcm"))]) == 0
+    assert "validating" not in terminal.getvalue()
+

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +20,12 @@ from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Finding
 from pacs_validator.dicom.study import StudyResult, check_study, group_by_study
-from pacs_validator.dicom.validation import InstanceResult, is_media_directory, validate_file
+from pacs_validator.dicom.validation import (
+    InstanceResult,
+    is_media_directory,
+    is_text_file,
+    validate_file,
+)
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -46,6 +51,7 @@ class Skipped:
 
 NOT_REGULAR = "not a regular file (a pipe, device, socket or broken link): not read"
 MEDIA_DIRECTORY = "a DICOMDIR (the index of a file set, not an instance): not judged"
+TEXT_FILE = "a text file, not DICOM: not judged"
 
 
 def collect_inputs(paths: Sequence[str], limits: Limits) -> tuple[list[Path], list[Skipped]]:
@@ -63,7 +69,7 @@ def collect_inputs(paths: Sequence[str], limits: Limits) -> tuple[list[Path], li
         else:
             raise UsageError(f"no such file or folder: {name}")
         for candidate in found:
-            reason = _skip_reason(candidate, limits)
+            reason = _skip_reason(candidate, limits, walked=path.is_dir())
             if reason is None:
                 files.append(candidate)
             else:
@@ -73,11 +79,16 @@ def collect_inputs(paths: Sequence[str], limits: Limits) -> tuple[list[Path], li
     return files, skipped
 
 
-def _skip_reason(path: Path, limits: Limits) -> str | None:
+def _skip_reason(path: Path, limits: Limits, walked: bool) -> str | None:
+    """Why ``path`` is passed over, or None. A text file found in a folder (a README or an
+    index page beside a CD's instances) is passed over too; one named on its own is
+    judged, whatever it holds, and so is any binary file (it may be DICOM, if broken)."""
     if not path.is_file():
         return NOT_REGULAR
     if is_media_directory(path, limits):
         return MEDIA_DIRECTORY
+    if walked and is_text_file(path):
+        return TEXT_FILE
     return None
 
 
@@ -128,15 +139,19 @@ class Validation:
     labels: dict[str, StudyLabel] = field(default_factory=dict)
 
 
-def validate_paths(files: Sequence[Path], config: ValidatorConfig) -> Validation:
+def validate_paths(files: Sequence[Path], config: ValidatorConfig,
+                   judged: Callable[[InstanceResult], None] = lambda result: None
+                   ) -> Validation:
     """Every file's verdict, then every study's (files with no readable study have none),
     with the labels the studies' files give them (their few values taken as each file is
-    read: no data set is kept)."""
+    read: no data set is kept). ``judged`` is told each file's verdict as it is known, for
+    it to be shown as it comes."""
     results: list[InstanceResult] = []
     seen: dict[str, list[_Seen]] = {}
     for path in files:
         result, parsed = validate_file(path, config, name=str(path))
         results.append(result)
+        judged(result)
         uid = result.summary.study_instance_uid
         if uid is not None and parsed.dataset is not None:
             seen.setdefault(uid, []).append(_Seen.of(path, parsed.dataset))
@@ -150,10 +165,11 @@ def validate_paths(files: Sequence[Path], config: ValidatorConfig) -> Validation
 
 
 def validate_files(
-    files: Sequence[Path], config: ValidatorConfig
+    files: Sequence[Path], config: ValidatorConfig,
+    judged: Callable[[InstanceResult], None] = lambda result: None,
 ) -> tuple[list[InstanceResult], list[StudyResult]]:
     """Every file's verdict, then every study's (see :func:`validate_paths`)."""
-    validation = validate_paths(files, config)
+    validation = validate_paths(files, config, judged)
     return validation.results, validation.studies
 
 

@@ -17,6 +17,7 @@ from pacs_validator.cli.common import (
     collect_files,
     finding_line,
 )
+from pacs_validator.cli.progress import FileCount, file_count
 from pacs_validator.contract.names import safe_name
 from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.description import DescribedInstance, build_metadata, dicom_json
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     config = build_config()
     files = collect_files(args.paths)
     sidecars: list[dict[str, Any]] | None = [] if args.dicom_json else None
-    documents = list(_describe_files(files, config, sidecars))
+    with file_count(sys.stderr, len(files), "describing") as count:
+        documents = list(_describe_files(files, config, count, sidecars))
     if args.previews:
         try:
             for document in documents:
@@ -62,17 +64,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe_files(
-    files: Sequence[Path], config: ValidatorConfig, sidecars: list[dict[str, Any]] | None = None
+    files: Sequence[Path], config: ValidatorConfig, count: FileCount,
+    sidecars: list[dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The metadata document of each study; with ``sidecars``, also the DICOM JSON of each
-    instance (made while its file is open), BulkDataURIs pointing at the file."""
+    """The metadata document of each study, each file read counted (files left out are
+    noted on the count's stream); with ``sidecars``, also the DICOM JSON of each instance
+    (made while its file is open), BulkDataURIs pointing at the file."""
     described: dict[str, list[DescribedInstance]] = {}
     for path in files:
         result, parsed = validate_file(path, config, name=str(path))
         instance = DescribedInstance.of(result, parsed, key=str(path))
         study_uid = result.summary.study_instance_uid
+        count.advance()
         if instance is None or study_uid is None:
-            print(f"skipped (unreadable, status {result.status}): {path}", file=sys.stderr)
+            print(f"skipped (unreadable, status {result.status}): {path}", file=count.out)
             continue
         described.setdefault(study_uid, []).append(instance)
         if sidecars is not None:

@@ -4,6 +4,7 @@ logs and pipes."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 import threading
 import time
@@ -171,3 +172,72 @@ def _rich_view(out: TextIO) -> Iterator[ProgressView]:
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=out)) as progress:
         yield RichProgress(progress)
+
+
+SHOW_AFTER = 1.0
+"""Seconds of work after which a file count bar appears: a quick run shows none."""
+
+
+class FileCount(Protocol):
+    """Files done of a known number, and where to print meanwhile without breaking a bar."""
+
+    out: TextIO
+
+    def advance(self) -> None:
+        """One more file done."""
+
+
+@dataclass
+class _NoBar:
+    out: TextIO
+
+    def advance(self) -> None:
+        pass
+
+
+@contextmanager
+def file_count(out: TextIO, total: int, label: str) -> Iterator[FileCount]:
+    """A bar of ``total`` files on ``out`` when it is a terminal (and rich, from the client
+    extra, is installed), shown once the work has taken ``SHOW_AFTER`` seconds and gone
+    when it is done; lines printed to the count's ``out`` meanwhile appear above it. On a
+    pipe or a log, no bar: the lines alone."""
+    if not out.isatty() or importlib.util.find_spec("rich") is None:
+        yield _NoBar(out)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    class AboveBar(io.TextIOBase):
+        """Whole lines printed above the bar as they are (no markup, never wrapped)."""
+
+        def __init__(self, console: Console) -> None:
+            self.console = console
+            self.partial = ""
+
+        def write(self, text: str) -> int:
+            *lines, self.partial = (self.partial + text).split("\n")
+            for line in lines:
+                self.console.print(line, markup=False, highlight=False, emoji=False,
+                                   soft_wrap=True)
+            return len(text)
+
+        def flush(self) -> None:
+            if self.partial:
+                self.write("\n")
+
+    class Bar:
+        def __init__(self, progress: Progress) -> None:
+            self.progress = progress
+            self.out: TextIO = AboveBar(progress.console)  # type: ignore[assignment]
+            self.task = progress.add_task(label, total=total, visible=False)
+            self.started = time.monotonic()
+
+        def advance(self) -> None:
+            shown = time.monotonic() - self.started >= SHOW_AFTER
+            self.progress.update(self.task, advance=1, visible=shown)
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(file=out), transient=True) as progress:
+        bar = Bar(progress)
+        yield bar
+        bar.out.flush()

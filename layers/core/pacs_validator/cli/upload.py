@@ -60,7 +60,7 @@ from pacs_validator.cli.common import (
     read_study_label,
     validate_files,
 )
-from pacs_validator.cli.progress import ProgressView, progress_view
+from pacs_validator.cli.progress import ProgressView, file_count, progress_view
 from pacs_validator.cli.report import print_findings, print_warning_counts
 from pacs_validator.cli.status import print_status
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
@@ -256,7 +256,9 @@ def refusal(study: StudyFiles, config: ValidatorConfig, out: TextIO, verbose: bo
     """Why the local rules reject the study, or None. Its findings are printed as
     ``validate`` prints them: errors listed, warnings counted by rule (every one when
     ``verbose``)."""
-    results, verdicts = validate_files(list(study.files.values()), config)
+    with file_count(out, len(study.files), "checking") as count:
+        results, verdicts = validate_files(list(study.files.values()), config,
+                                           lambda result: count.advance())
     if all(r.valid for r in results) and all(v.valid for v in verdicts):
         return None
     print(f"REFUSED    {study.heading()}", file=out)

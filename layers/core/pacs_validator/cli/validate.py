@@ -18,9 +18,11 @@ from pacs_validator.cli.common import (
     print_skipped,
     validate_paths,
 )
+from pacs_validator.cli.progress import file_count
 from pacs_validator.cli.report import print_findings, print_warning_counts, totals_line
 from pacs_validator.dicom.config import load_config
 from pacs_validator.dicom.study import StudyResult
+from pacs_validator.dicom.validation import InstanceResult
 
 
 def add_parser(commands: Any) -> None:
@@ -41,11 +43,20 @@ def run(args: argparse.Namespace) -> int:
     """0 when every file and study is valid, 1 otherwise (and when no file was judged)."""
     config = load_config(args.config)
     files, skipped = collect_inputs(args.paths, config.limits)
-    validation = validate_paths(files, config)
     if args.json:
+        with file_count(sys.stderr, len(files), "validating") as count:
+            validation = validate_paths(files, config, lambda result: count.advance())
         print(json.dumps(json_report(validation, skipped), indent=2))
     else:
-        print_validation(validation, skipped, sys.stdout, verbose=args.verbose)
+        with file_count(sys.stdout, len(files), "validating") as count:
+            print_skipped(skipped, count.out)
+
+            def judged(result: InstanceResult) -> None:
+                print_file(result, count.out, verbose=args.verbose)
+                count.advance()
+
+            validation = validate_paths(files, config, judged)
+        print_studies(validation, skipped, sys.stdout, verbose=args.verbose)
     results, studies = validation.results, validation.studies
     all_valid = all(r.valid for r in results) and all(s.valid for s in studies)
     return EXIT_VALID if results and all_valid else EXIT_INVALID
@@ -63,17 +74,19 @@ def json_report(validation: Validation, skipped: Sequence[Skipped]) -> dict[str,
     }
 
 
-def print_validation(validation: Validation, skipped: Sequence[Skipped], out: TextIO, *,
-                     verbose: bool = False) -> None:
-    """Files, then studies, then the totals. Each file's errors are listed; warnings are
-    counted by rule under their study (listed, with ``verbose``, under their file). A file
-    with no study has its every finding listed: there is no study to count them under."""
-    print_skipped(skipped, out)
-    for result in validation.results:
-        print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}",
-              file=out)
-        no_study = result.summary.study_instance_uid is None
-        print_findings(result.findings, out, verbose=verbose or no_study)
+def print_file(result: InstanceResult, out: TextIO, *, verbose: bool) -> None:
+    """A file's verdict and its errors; its warnings are counted by rule under its study
+    (listed, with ``verbose``, under the file). A file with no study has its every finding
+    listed: there is no study to count them under."""
+    print(f"{'VALID  ' if result.valid else 'INVALID'} {result.status} {result.name}",
+          file=out)
+    no_study = result.summary.study_instance_uid is None
+    print_findings(result.findings, out, verbose=verbose or no_study)
+
+
+def print_studies(validation: Validation, skipped: Sequence[Skipped], out: TextIO, *,
+                  verbose: bool = False) -> None:
+    """Each study's verdict, findings and counted warnings, then the totals."""
     for study in validation.studies:
         _print_study(study, validation, out, verbose=verbose)
     print(_totals(validation, skipped), file=out)

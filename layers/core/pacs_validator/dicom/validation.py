@@ -297,6 +297,29 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 """The SOP class of a DICOMDIR (PS3.10 7.2): an index of a file set, not an instance."""
 
 
+TEXT_PROBE_BYTES = 512
+"""How much of a file is looked at to tell a text file (a README beside a CD's instances)."""
+
+
+def is_text_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` is plainly text, not DICOM: its first bytes are printable
+    UTF-8 with no NUL, which no DICOM file's are (a preamble, a tag or a length holds a
+    zero byte). False for an empty file or one that cannot be read: its reader says why."""
+    try:
+        with Path(path).open("rb") as stream:
+            head = stream.read(TEXT_PROBE_BYTES)
+    except OSError:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        cut_character = len(head) == TEXT_PROBE_BYTES and error.start >= len(head) - 3
+        if not cut_character:
+            return False
+        text = head[:error.start].decode("utf-8")
+    return bool(text) and all(c.isprintable() or c in "\t\r\n\f" for c in text)
+
+
 def is_media_directory(path: str | os.PathLike[str], limits: Limits) -> bool:
     """Whether the file at ``path`` is a DICOMDIR: a Part 10 file whose file meta names the
     Media Storage Directory SOP class. A folder copied off a CD or DVD carries one beside
