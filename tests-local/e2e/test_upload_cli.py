@@ -55,7 +55,7 @@ def test_a_folder_of_two_studies_is_stored_and_exits_0(deployment: Deployment,
     documents = json.loads(done.stdout)
     assert [d["state"] for d in documents] == ["STORED", "STORED"]
     assert sorted(d["counts"]["received"] for d in documents) == [1, len(mr)]
-    assert "skipped (not DICOM)" in done.stderr
+    assert "SKIPPED exam/README.txt: a text file, not DICOM: not judged" in done.stderr
     assert "all 2 study(ies): 12/12 files" in done.stderr  # plain progress: not a terminal
     for document in documents:
         stored = deployment.keys(deployment.store_bucket, f"studies/{document['study_id']}/")
