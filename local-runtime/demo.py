@@ -83,6 +83,9 @@ def main() -> int:
         study_id, status = study_ids[title], statuses[title]
         print(f"\n== {title}: {len(paths)} file(s)")
         print(f"  study_id {study_id}: {status['state']} (status {status['status']})")
+        if status.get("stored_as"):  # sent before: its instances are stored under that id
+            study_id = status["stored_as"]
+            print(f"  stored already as study {study_id}: nothing was stored again")
         counts = status["counts"]
         print(f"  files: {counts['received']} of {counts['declared']} declared received, "
               f"{counts.get('invalid', 0)} invalid")

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from api_contract import ContractViolation, check_answer
+from boto3.dynamodb.conditions import Attr
 from document_schemas import METADATA, VALIDATION_REPORT, check
 
 from pacs_validator.cli import client
@@ -173,6 +174,33 @@ class Deployment:
                 self.seen.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_url,
                                    ReceiptHandle=message["ReceiptHandle"])
+
+
+def forget_stored_instances(table_name: str) -> int:
+    """Delete the index of stored SOP instances (``sop#`` items); how many there were."""
+    table = boto3.resource("dynamodb", endpoint_url=ENDPOINT, region_name="us-east-1",
+                           aws_access_key_id="test",
+                           aws_secret_access_key="test").Table(table_name)
+    pages = table.meta.client.get_paginator("scan").paginate(
+        TableName=table_name, ProjectionExpression="study_id, #item",
+        ExpressionAttributeNames={"#item": "item"},
+        FilterExpression=Attr("study_id").begins_with("sop#"))
+    keys = [item for page in pages for item in page["Items"]]
+    with table.batch_writer() as batch:
+        for key in keys:
+            batch.delete_item(Key=key)
+    return len(keys)
+
+
+@pytest.fixture(autouse=True)
+def instances_stored_by_this_test_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with an empty index of stored instances: the tests send pydicom's
+    same few files again and again, and each expects its study stored under its own id.
+    What a study sent again gets is the subject of ``test_duplicates.py`` alone."""
+    if "deployment" in request.fixturenames:
+        deployment: Deployment = request.getfixturevalue("deployment")
+        forget_stored_instances(deployment.outputs["StatusTableName"])
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ PACKAGE_DEFAULTS = {
     "ChunkInstances": "chunk_instances",
     "TokenCacheSeconds": "token_cache_seconds",
     "ValidationProfile": "validation_profile",
+    "DuplicatePolicy": "duplicate_policy",
     "ApiAuth": "api_auth",
     "StudyWideForms": "study_wide_forms",
 }

@@ -14,7 +14,7 @@ VALIDATING runs the study-level checks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -31,6 +31,8 @@ from pacs_validator.aws.dynamodb_items import (
 )
 from pacs_validator.aws.errors import is_conditional_failure, service_errors
 from pacs_validator.aws.file_records import FileRecords
+from pacs_validator.aws.stored_instances import StoredInstances
+from pacs_validator.contract.duplicates import StoredInstance
 from pacs_validator.contract.objects import is_later
 from pacs_validator.contract.records import StudyRecord
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
@@ -79,6 +81,21 @@ class DynamoDBStatusTable:
     @property
     def file_records(self) -> FileRecords:
         return FileRecords(self.table, self.retention_seconds)
+
+    @property
+    def stored_index(self) -> StoredInstances:
+        return StoredInstances(self.table)
+
+    @service_errors()
+    def stored_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, StoredInstance]:
+        """The index entries of those of ``sop_instance_uids`` stored before (see
+        :mod:`~pacs_validator.aws.stored_instances`)."""
+        return self.stored_index.find(sop_instance_uids)
+
+    @service_errors()
+    def enter_stored(self, entry: StoredInstance) -> bool:
+        """Enter one stored instance in the index; False when a study stored it first."""
+        return self.stored_index.enter(entry)
 
     def _key(self, study_id: str) -> dict[str, str]:
         return item_key(study_id, STUDY_ITEM)

@@ -63,4 +63,5 @@ def study_record(item: dict[str, Any]) -> StudyRecord:
         keys=item.get("keys", {}), series=item.get("series"),
         last_error=LastError(int(error["status"]), str(error["reason"])) if error else None,
         failed_from=State(item["failed_from"]) if item.get("failed_from") else None,
+        stored_as=item.get("stored_as"),
         stored=item)

@@ -54,6 +54,9 @@ def print_status(document: dict[str, Any], out: TextIO, *, verbose: bool = False
     counts = document["counts"]
     print(f"{document['state']:10} {document['status'] or '-'} {document['study_id']} "
           f"({counts.get('received', 0)}/{counts.get('declared')} file(s) received)", file=out)
+    if document.get("stored_as"):
+        print(f"    stored already as study {document['stored_as']}: every instance was "
+              "stored before, identical, and nothing was stored again", file=out)
     study_findings = [Finding.from_dict(f) for f in document["findings"]]
     print_findings(study_findings, out, verbose=verbose, label="study: ")
     warnings = list(study_findings)

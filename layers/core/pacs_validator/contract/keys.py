@@ -94,6 +94,19 @@ def stored_instance_key(study_id: str, sop_instance_uid: str | None, single: boo
     return f"{study_prefix(study_id)}instances/{safe_name(sop_instance_uid)}.dcm"
 
 
+def stored_study_keys(study_id: str) -> dict[str, str]:
+    """Where a stored study's objects are: its prefix, its metadata and reports, its
+    previews' prefix (the ``keys`` of its status)."""
+    return {
+        "prefix": study_prefix(study_id),
+        "metadata": study_key(study_id, "metadata.json"),
+        "dicom_json": study_key(study_id, "dicom.json"),
+        "validation_json": study_key(study_id, "validation.json"),
+        "validation_log": study_key(study_id, "validation.log"),
+        "previews": previews_prefix(study_id),
+    }
+
+
 def previews_prefix(study_id: str) -> str:
     """``studies/<id>/previews/``: one PNG per series."""
     return f"{study_prefix(study_id)}previews/"

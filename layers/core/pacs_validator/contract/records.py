@@ -18,13 +18,16 @@ from pacs_validator.contract.states import State
 
 @dataclass(frozen=True)
 class StudyCounts:
-    """What a judged study holds: distinct instances, files valid and invalid, and the bytes
-    of its distinct instances."""
+    """What a judged study holds: distinct instances, files valid and invalid, the bytes
+    of its distinct instances, and of those how many were stored before, identical
+    (acknowledged, not stored again), or stored as a new version."""
 
     instances: int = 0
     valid: int = 0
     invalid: int = 0
     bytes: int = 0
+    acknowledged: int = 0
+    versioned: int = 0
 
     @property
     def files(self) -> int:
@@ -94,6 +97,8 @@ class StudyRecord:
     series: int | None = None
     last_error: LastError | None = None
     failed_from: State | None = None
+    stored_as: str | None = None
+    """The study id holding this study when every instance of it was stored before."""
     stored: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The item as the table keeps it, whole: what ``GET /status`` shows of the study (its
     timeline, its uploads kept aside, its previews) is a view of the item as it is
@@ -118,6 +123,9 @@ class PlannedFile:
     sop_instance_uid: str | None
     series_instance_uid: str | None
     preview: bool
+    version: int = 1
+    """The version of its SOP instance this file is stored as: above 1 when it replaces,
+    under DuplicatePolicy version, an instance stored before with other bytes."""
 
     def to_dict(self) -> dict[str, Any]:
         """The file as its chunk document lists it (``work/<id>/chunks/<n>.json``)."""
@@ -134,4 +142,5 @@ class PlannedFile:
                    transfer_syntax=document.get("transfer_syntax"),
                    sop_instance_uid=document.get("sop_instance_uid"),
                    series_instance_uid=document.get("series_instance_uid"),
-                   preview=bool(document.get("preview")))
+                   preview=bool(document.get("preview")),
+                   version=int(document.get("version", 1)))

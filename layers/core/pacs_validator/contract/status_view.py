@@ -78,6 +78,7 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
                    **{kind: study[f"{kind}_uploads"] for kind in ASIDE_KINDS
                       if study.get(f"{kind}_uploads")},
                    **study.get("counts", {})},
+        **({"stored_as": study["stored_as"]} if study.get("stored_as") else {}),
         "findings": study.get("findings", []),
         "timeline": timeline(study),
         "keys": study.get("keys", {}),

@@ -35,6 +35,9 @@ def _events_of_state(study: StudyRecord, uploads_bucket: str) -> list[Event]:
             "status": status, "state": state.value, "rules": study.rules,
             "prefix": study.keys["prefix"], "files": counts.files}), validated]
     processed = Event(DetailType.STUDY_PROCESSED, {"state": state.value, "status": status})
+    if state is State.STORED and study.stored_as:
+        return [validated, Event(DetailType.STUDY_PROCESSED, {
+            "state": state.value, "status": status, "stored_as": study.stored_as})]
     if state is State.STORED:
         return [Event(DetailType.METADATA_EXTRACTED, {
                     "key": study.keys["metadata"], "series": study.series,

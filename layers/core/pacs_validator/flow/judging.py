@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from enum import Enum
 from typing import Any, TypeVar
 
-from pacs_validator.contract.keys import work_key
+from pacs_validator.contract.keys import stored_study_keys, work_key
 from pacs_validator.contract.records import PlannedFile, StudyCounts, StudyRecord, Verdict
 from pacs_validator.contract.states import OPEN_STATES, State
 from pacs_validator.dicom.limits import ELEMENT_WEIGHT
 from pacs_validator.dicom.metadata import instance_order
-from pacs_validator.dicom.rules import NOT_DICOM, OVER_A_CAP
+from pacs_validator.dicom.rules import NOT_DICOM, OVER_A_CAP, verdict_status
 from pacs_validator.dicom.study import Manifest, StudyResult, check_study
 from pacs_validator.dicom.validation import InstanceResult
+from pacs_validator.flow.duplicates import Duplicates, instance_records, sort_duplicates
 from pacs_validator.flow.manifests import Manifests
 from pacs_validator.flow.reports import validation_json, validation_log
 from pacs_validator.flow.services import Services
@@ -57,11 +59,11 @@ def split(items: Sequence[Item], size: int, weight: Callable[[Item], int] = lamb
     return chunks
 
 
-def chunk_file(record: dict[str, Any], preview: bool) -> PlannedFile:
+def chunk_file(record: dict[str, Any], preview: bool, version: int = 1) -> PlannedFile:
     """A file as a chunk lists it: what storing needs of its record (where it is, the bytes
-    it was judged on, its head and what describing it is estimated to cost) and whether it
-    is its series' preview instance. A record written before estimates were is weighed by
-    its data elements alone."""
+    it was judged on, its head and what describing it is estimated to cost), whether it
+    is its series' preview instance, and the version of its instance it is stored as. A
+    record written before estimates were is weighed by its data elements alone."""
     summary = record["summary"]
     return PlannedFile(
         name=record["name"], key=record["key"], size=record["size"],
@@ -71,7 +73,7 @@ def chunk_file(record: dict[str, Any], preview: bool) -> PlannedFile:
                                    ELEMENT_WEIGHT * record.get("elements", 0)),
         transfer_syntax=summary.get("transfer_syntax"),
         sop_instance_uid=summary["sop_instance_uid"],
-        series_instance_uid=summary["series_instance_uid"], preview=preview)
+        series_instance_uid=summary["series_instance_uid"], preview=preview, version=version)
 
 
 def chunks_of(files: Sequence[PlannedFile], size: int) -> list[list[PlannedFile]]:
@@ -186,23 +188,28 @@ class Judge:
             return None
         instances = [InstanceResult.from_record(r) for r in records]
         manifest = self._manifest(claimed)
-        study = check_study(instances, self.services.config, manifest)
+        study, duplicates = self._with_duplicates(
+            check_study(instances, self.services.config, manifest), records, missing)
         outcome = State.INCOMPLETE if missing else (
             State.VALID if study.valid else State.REJECTED)
-        chunks, reports = self._plan(study_id, study, records, outcome, manifest)
+        chunks, reports = self._plan(study_id, study, records, outcome, manifest, duplicates)
         unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
         verdict = Verdict(
             status=study.status,
             findings=[f.to_dict() for f in study.findings],
             counts=StudyCounts(instances=len(unique), valid=sum(i.valid for i in instances),
                                invalid=sum(not i.valid for i in instances),
-                               bytes=sum(unique.values())),
+                               bytes=sum(unique.values()),
+                               acknowledged=len(duplicates.acknowledged),
+                               versioned=len(duplicates.versions)),
             chunks=chunks,
             reports=reports,
             rules=sorted({f.rule for f in study.findings}
                          | {f.rule for i in instances if not i.valid for f in i.findings}),
         )
-        if outcome is State.VALID:
+        if outcome is State.VALID and duplicates.stored_as:
+            self._acknowledge(study_id, duplicates.stored_as, verdict)
+        elif outcome is State.VALID:
             valid = table.transition(study_id, State.VALID, (State.VALIDATING,),
                                      **verdict.fields())
             if valid is not None:
@@ -214,6 +221,30 @@ class Judge:
                 self.storage.run_chunks(settled)
         return study
 
+    def _with_duplicates(self, study: StudyResult, records: list[dict[str, Any]],
+                         missing: bool) -> tuple[StudyResult, Duplicates]:
+        """The study's verdict with what the index of stored instances says of a study
+        that passed its rules (see :mod:`~pacs_validator.flow.duplicates`)."""
+        if missing or not study.valid:
+            return study, Duplicates()
+        services = self.services
+        instances = instance_records(records)
+        duplicates = sort_duplicates(instances, services.table.stored_instances(list(instances)),
+                                     services.duplicate_policy, services.config)
+        findings = (*study.findings, *duplicates.findings)
+        return (replace(study, findings=findings,
+                        status=verdict_status(list(findings), (study.status,))), duplicates)
+
+    def _acknowledge(self, study_id: str, stored_as: str, verdict: Verdict) -> None:
+        """A study whose every instance is stored already, identical: STORED as it is,
+        under the study id holding it (``stored_as``), with nothing copied."""
+        stored = self.services.table.transition(
+            study_id, State.STORED, (State.VALIDATING,), reason=f"stored already as {stored_as}",
+            **{**verdict.fields(), "chunks": 0, "stored_as": stored_as,
+               "keys": stored_study_keys(stored_as)})
+        if stored is not None:
+            self.services.announce(stored)
+
     def _manifest(self, study: StudyRecord) -> Manifest:
         if not study.manifest:
             return Manifest(count=study.expected)
@@ -223,11 +254,13 @@ class Judge:
         return Manifest(names=tuple(f.name for f in declared.files),
                         sizes=tuple(f.size for f in declared.files))
     def _plan(self, study_id: str, study: StudyResult, records: list[dict[str, Any]],
-              outcome: State, manifest: Manifest) -> tuple[int, dict[str, int]]:
+              outcome: State, manifest: Manifest, duplicates: Duplicates
+              ) -> tuple[int, dict[str, int]]:
         """Write the reports and the chunks of files to copy to ``work/<id>/``; how many
-        chunks, and each report's size. A valid study copies each SOP instance once; a
-        rejected one the files :func:`kept_when_rejected` keeps. Each file is pinned to the
-        version, ETag and SHA-256 its record was judged on."""
+        chunks, and each report's size. A valid study copies each SOP instance once, but
+        none that was stored before, identical (``duplicates``); a rejected one the files
+        :func:`kept_when_rejected` keeps. Each file is pinned to the version, ETag and
+        SHA-256 its record was judged on."""
         uploads = self.services.uploads
         reports = {
             leaf: uploads.put_stream(work_key(study_id, leaf), pieces, content_type)
@@ -239,11 +272,13 @@ class Judge:
             first_copies: dict[str, dict[str, Any]] = {}
             for record in records:
                 first_copies.setdefault(record["summary"]["sop_instance_uid"], record)
-            records = list(first_copies.values())
+            records = [r for r in first_copies.values()
+                       if r["name"] not in duplicates.acknowledged]
             previewed = _middle_of_each_series(records)
         else:
             records = kept_when_rejected(records, manifest)
-        files = [chunk_file(r, preview=r["name"] in previewed) for r in records]
+        files = [chunk_file(r, preview=r["name"] in previewed,
+                            version=duplicates.versions.get(r["name"], 1)) for r in records]
         chunks = chunks_of(files, self.services.chunk_instances)
         for index, chunk in enumerate(chunks):
             uploads.put_json(work_key(study_id, "chunks", f"{index}.json"),

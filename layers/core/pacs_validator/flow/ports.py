@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from pacs_validator.contract.duplicates import StoredInstance
 from pacs_validator.contract.events import Event
 from pacs_validator.contract.invocations import Work
 from pacs_validator.contract.records import StudyRecord
@@ -144,6 +145,13 @@ class StatusStore(Protocol):
 
     def study(self, study_id: str) -> StudyRecord | None:
         """The study, read consistently; None for an unknown id."""
+
+    def stored_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, StoredInstance]:
+        """The index entries of those of ``sop_instance_uids`` stored before, by UID."""
+
+    def enter_stored(self, entry: StoredInstance) -> bool:
+        """Enter a stored instance in the index (a first version only where none is, a
+        later one over its version before); False when it was not written."""
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
         """Store one upload's verdict and count it once per name (see :class:`UploadOutcome`);

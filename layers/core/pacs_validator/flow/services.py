@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from pacs_validator.contract.duplicates import DuplicatePolicy
 from pacs_validator.contract.events import Event
 from pacs_validator.contract.records import StudyRecord
 from pacs_validator.flow.announcements import announcements
@@ -36,6 +37,9 @@ class Services:
     """How long a plain drop (a one-file study nobody declared) may take to arrive."""
     chunk_instances: int
     """Most files one invocation copies when a study is stored or rejected."""
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.REFUSE
+    """What a study gets for an instance stored before with other bytes
+    (:mod:`~pacs_validator.flow.duplicates`)."""
     fingerprint_secret: Callable[[], bytes] | None = None
     """Reads the deployment's fingerprint key (None: none is deployed, as in a test of one
     invocation; a key of this process's own is then used)."""

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pacs_validator.contract.duplicates import StoredInstance
 from pacs_validator.contract.invocations import Work
 from pacs_validator.contract.keys import (
     preview_key,
-    previews_prefix,
     rejected_key,
     rejected_prefix,
     stored_instance_key,
+    stored_study_keys,
     study_key,
-    study_prefix,
     work_key,
 )
 from pacs_validator.contract.records import PlannedFile, StudyCounts, StudyRecord
@@ -206,6 +206,7 @@ class Storage:
         def store_one(file: PlannedFile) -> tuple[InstanceDescription, Any, Preview | None]:
             target = stored_instance_key(study_id, str(file.sop_instance_uid), single)
             services.store.copy_from(services.uploads.bucket, judged_object(file), target)
+            self._enter_stored(study_id, file)
             head = file.head
             previewed = file.preview and (head is None or "pixel_tag" in head)
             first_bytes = int(head["bytes"]) if head is not None and not previewed else None
@@ -241,6 +242,18 @@ class Storage:
                 "dicom_json": [document for _, document, _ in stored],
                 "previews": previews, "findings": findings}
 
+    def _enter_stored(self, study_id: str, file: PlannedFile) -> None:
+        """Enter an instance just copied in the index of stored instances, so that a
+        later study sending it again is told (:mod:`~pacs_validator.flow.duplicates`). Of
+        two studies storing one instance at once, the index keeps the first."""
+        if not file.sop_instance_uid or not file.sha256:
+            return
+        entered = self.services.table.enter_stored(StoredInstance(
+            file.sop_instance_uid, study_id, file.sha256, file.version))
+        if not entered:
+            logger.warning("instance stored by another study first; the index keeps that one",
+                           extra={"study_id": study_id})
+
     def _preview(self, path: Path) -> Preview:
         # Imported for a preview: pydicom, and numpy, Pillow and the decoders of the
         # imaging layer, which only the function storing valid studies has
@@ -255,14 +268,7 @@ class Storage:
         """``metadata.json`` and ``dicom.json`` from the chunks' parts (those ``at_hand`` are
         not read again), the reports, STORED."""
         services, study_id = self.services, study.study_id
-        keys: dict[str, Any] = {
-            "prefix": study_prefix(study_id),
-            "metadata": study_key(study_id, "metadata.json"),
-            "dicom_json": study_key(study_id, "dicom.json"),
-            "validation_json": study_key(study_id, "validation.json"),
-            "validation_log": study_key(study_id, "validation.log"),
-            "previews": previews_prefix(study_id),
-        }
+        keys: dict[str, Any] = stored_study_keys(study_id)
         descriptions: list[InstanceDescription] = []
         previews: dict[str, str] = {}
         findings: list[dict[str, Any]] = list(study.findings)

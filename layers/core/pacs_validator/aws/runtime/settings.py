@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pacs_validator.contract.auth import AuthMode, admin_principals, auth_mode
+from pacs_validator.contract.duplicates import DuplicatePolicy
 from pacs_validator.dicom.data import data_document
 
 
@@ -38,6 +39,7 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TOKEN_CACHE_SECONDS": ("token_cache_seconds", int),
     "STUDY_WIDE_FORMS": ("study_wide_forms", enabled),
     "VALIDATION_PROFILE": ("validation_profile", str),
+    "DUPLICATE_POLICY": ("duplicate_policy", str),
     "API_AUTH": ("api_auth", str),
 }
 """The environment variables the template sets from its parameters, and the key of
@@ -97,6 +99,9 @@ class Settings:
     nor pydicom."""
     api_auth: AuthMode
     """How the API authenticates callers (``API_AUTH``)."""
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.REFUSE
+    """What a study gets for an instance stored before with other bytes
+    (``DUPLICATE_POLICY``; see :mod:`~pacs_validator.flow.duplicates`)."""
     api_tokens_secret: str = ""
     """The Secrets Manager secret (ARN or name) holding the bearer tokens in TOKEN mode."""
     fingerprint_key_secret: str = ""
@@ -162,6 +167,7 @@ def load_settings(config_path: Path, environ: Mapping[str, str] | None = None) -
         token_cache_seconds=int(document["token_cache_seconds"]),
         validator_overrides=validator_overrides,
         api_auth=auth_mode(document["api_auth"]),
+        duplicate_policy=DuplicatePolicy(document["duplicate_policy"]),
         api_tokens_secret=env.get("API_TOKENS_SECRET", ""),
         fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
         admin_principals=admin_principals(env.get("ADMIN_PRINCIPALS", "")),

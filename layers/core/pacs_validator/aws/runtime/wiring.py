@@ -44,6 +44,7 @@ def services_from_settings(settings: Settings, clients: Clients) -> Services:
                                      Work.SWEEP: settings.reject_function}, clients),
         upload_deadline_seconds=settings.upload_deadline_seconds,
         chunk_instances=settings.chunk_instances,
+        duplicate_policy=settings.duplicate_policy,
         fingerprint_secret=secret_reader(settings.fingerprint_key_secret),
     )
 
