@@ -1,5 +1,5 @@
-"""The upload page's DICOM header reader and file naming (its first script, plain functions),
-run by Node.js on the corpus and compared with pydicom and with the API's naming."""
+"""The upload page's scripts run by Node.js: its DICOM header reader on the corpus against
+pydicom, its file naming against the API's, its upload forms, checksum and findings."""
 
 from __future__ import annotations
 
@@ -31,16 +31,16 @@ HARNESS = """
 const fs = require("fs");
 const [paths, names] = JSON.parse(fs.readFileSync(0, "utf8"));
 (async () => {
-  const uids = {};
+  const headers = {};
   for (const path of paths) {
     const bytes = fs.readFileSync(path);
     const file = { size: bytes.length, slice: (start, end) => ({ arrayBuffer: async () => {
       const part = bytes.subarray(start, end);
       return part.buffer.slice(part.byteOffset, part.byteOffset + part.length);
     } }) };
-    uids[path] = await readStudyUid(file);
+    headers[path] = await readStudyHeader(file);
   }
-  console.log(JSON.stringify({ uids, names: names.map(safeName) }));
+  console.log(JSON.stringify({ headers, names: names.map(safeName) }));
 })();
 """
 
@@ -55,30 +55,52 @@ def run_page_script(paths: list[Path], names: list[str]) -> dict[str, object]:
     return answer
 
 
-def pydicom_study_uid(path: Path) -> str | None:
-    """pydicom's StudyInstanceUID for a Part 10 file in little endian, else None (the page
-    reads only those)."""
+HEADER_KEYWORDS = {"studyUid": "StudyInstanceUID", "studyDate": "StudyDate",
+                   "studyDescription": "StudyDescription", "seriesUid": "SeriesInstanceUID",
+                   "seriesNumber": "SeriesNumber", "seriesDescription": "SeriesDescription"}
+"""What the page reads of a file's header, by the name it gives each."""
+DECODED_CHARACTER_SETS = {"", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110",
+                          "ISO_IR 144", "ISO_IR 127", "ISO_IR 126", "ISO_IR 138", "ISO_IR 148",
+                          "ISO_IR 203", "ISO_IR 166", "ISO_IR 192", "GB18030", "GBK"}
+"""The first values of SpecificCharacterSet the page decodes descriptions in (ISO 2022
+code extensions it leaves as they are)."""
+
+
+def pydicom_header(path: Path) -> dict[str, str | None] | None:
+    """pydicom's values of :data:`HEADER_KEYWORDS` for a Part 10 file in little endian with
+    a StudyInstanceUID, else None (the page reads only those); descriptions in a character
+    set the page does not decode are left out."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            syntax = str(dataset.file_meta.get("TransferSyntaxUID", ""))
+            values = {name: str(dataset.get(keyword, "") or "").strip() or None
+                      for name, keyword in HEADER_KEYWORDS.items()}
         except Exception:  # noqa: BLE001 - anything pydicom cannot read, the page skips too
             return None
-    syntax = str(dataset.file_meta.get("TransferSyntaxUID", ""))
-    if syntax in ("", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
+    if syntax in ("", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99") or not values["studyUid"]:
         return None
-    return str(dataset.get("StudyInstanceUID", "")) or None
+    character_set = dataset.get("SpecificCharacterSet") or ""
+    first = character_set if isinstance(character_set, str) else next(iter(character_set), "")
+    if str(first or "").strip() not in DECODED_CHARACTER_SETS:
+        values.pop("studyDescription")
+        values.pop("seriesDescription")
+    return values
 
 
-def test_page_reads_the_study_uid_pydicom_reads(corpus) -> None:
+def test_page_reads_the_header_pydicom_reads(corpus) -> None:
     paths = [p for p in corpus.all_files() if p.read_bytes()[128:132] == b"DICM"]
 
-    uids = run_page_script(paths, [])["uids"]
+    headers = run_page_script(paths, [])["headers"]
 
-    assert isinstance(uids, dict)
-    expected = {str(p): pydicom_study_uid(p) for p in paths}
-    assert {p: uid for p, uid in uids.items() if uid != expected[p]} == {}
-    assert sum(uid is not None for uid in uids.values()) > 100
+    assert isinstance(headers, dict)
+    expected = {str(p): pydicom_header(p) for p in paths}
+    read = {p: header and {name: header[name] for name in expected[p] or header}
+            for p, header in headers.items()}
+    assert {p: (header, expected[p]) for p, header in read.items() if header != expected[p]} == {}
+    assert sum(header is not None for header in headers.values()) > 100
+    assert sum(bool(header and header["studyDescription"]) for header in headers.values()) > 20
 
 
 def test_page_names_files_as_the_api_does() -> None:
