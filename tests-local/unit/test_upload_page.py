@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -222,3 +223,78 @@ def test_page_checksum_read_in_slices_is_the_sha256_s3_checks(tmp_path: Path) ->
     expected = [base64.b64encode(hashlib.sha256(p.read_bytes()).digest()).decode()
                 for p, _ in cases]
     assert json.loads(result.stdout) == expected
+
+
+REPORT = re.search(r'<script id="report">(.*?)</script>', PAGE, re.S)
+REPORT_HARNESS = """
+const fs = require("fs");
+const [status, sizes, headers] = JSON.parse(fs.readFileSync(0, "utf8"));
+console.log(JSON.stringify({
+  report: findingsReport(status),
+  sizes: sizes.map(formatBytes),
+  labels: headers.map(([folders, header]) => studyLabel(folders, header)),
+  captions: headers.map(([, header]) => seriesCaption(header)),
+  folders: ["exam/MR1/IM1", "IM1.dcm"].map(topFolder),
+}));
+"""
+
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def finding(severity: str, rule: str, message: str, tag: str | None = None) -> dict[str, object]:
+    return {"severity": severity, "rule": rule, "tag": tag, "message": message}
+
+
+def run_report_script(*arguments: object) -> dict[str, Any]:
+    assert REPORT is not None
+    result = subprocess.run([str(NODE), "-e", REPORT.group(1) + REPORT_HARNESS],
+                            input=json.dumps(arguments), capture_output=True, text=True,
+                            check=True, timeout=60)
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def test_page_lists_errors_and_counts_warnings_by_rule_as_the_cli_does() -> None:
+    """A rejected study of 1,650 findings: its 50 errors listed (a file's identical ones
+    once, counted), its 1,600 warnings under two rules, most frequent first."""
+    missing = finding("error", "attribute.required", "Modality is missing", "(0008,0060)")
+    type2c = finding("warning", "conformance.missing-type2c", "Type 2C attribute missing")
+    files = [{"name": f"IM{n}.dcm", "findings": [missing] * (2 if n == 0 else 1)
+              + [type2c] * 30 + [finding("warning", "conformance.consistency", "x")] * 2,
+              "findings_omitted": 0} for n in range(49)]
+    files[1]["findings_omitted"] = 7
+    status = {"findings": [finding("warning", "conformance.consistency", "series differ")] * 32,
+              "files": files}
+
+    report = run_report_script(status, [], [])["report"]
+
+    assert report["errorCount"] == 50
+    assert report["errors"][:2] == [
+        f"IM0.dcm: 2 {TIMES} error attribute.required (0008,0060) Modality is missing",
+        "IM1.dcm: error attribute.required (0008,0060) Modality is missing"]
+    assert len(report["errors"]) == 49
+    assert report["omitted"] == ["IM1.dcm: 7 more finding(s) in validation.json"]
+    assert report["warningCount"] == 1600
+    assert [(w["rule"], w["count"]) for w in report["warnings"]] == [
+        ("conformance.missing-type2c", 1470), ("conformance.consistency", 130)]
+    consistency = report["warnings"][1]["lines"]
+    assert consistency[0] == f"study: 32 {TIMES} warning conformance.consistency series differ"
+    assert len(consistency) == 50
+
+
+def test_page_sizes_studies_and_series_read_as_people_name_them() -> None:
+    header = {"studyDescription": "Brain-MRA", "studyDate": "20030505",
+              "seriesNumber": "700", "seriesDescription": "ANGIO Projected from   C"}
+    bare = {"studyDescription": None, "studyDate": None, "seriesNumber": None,
+            "seriesDescription": None}
+
+    answer = run_report_script({"findings": [], "files": []},
+                               [0, 999, 1000, 1_234_567, 56_700_000, 3_400_000_000],
+                               [[["exam"], header], [["selected files"], bare]])
+
+    assert answer["sizes"] == ["0 B", "999 B", "1.0 KB", "1.2 MB", "57 MB", "3.4 GB"]
+    assert answer["labels"] == ['exam, "Brain-MRA", 2003-05-05', "selected files"]
+    assert answer["captions"] == ["Series 700 · ANGIO Projected from   C",
+                                  "Series without SeriesNumber"]
+    assert answer["folders"] == ["exam", "selected files"]
