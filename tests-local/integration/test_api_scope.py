@@ -228,7 +228,7 @@ def test_the_upload_page_is_served_with_a_strict_content_security_policy(stack: 
                   headers["Content-Security-Policy"][0].split("; "))
     parser = InlineBlocks()
     parser.feed(response["body"])
-    assert len(parser.blocks["script"]) == 3
+    assert len(parser.blocks["script"]) == 4  # reader, checksum, report, page
     assert policy["script-src"].split() == [sha256_source(s) for s in parser.blocks["script"]]
     assert policy["style-src"].split() == [sha256_source(s) for s in parser.blocks["style"]]
     assert set(policy["connect-src"].split()) == {"'self'", form_origin, link_origin}
