@@ -17,10 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pacs_validator.cli import describe, status, upload, validate
 from pacs_validator.cli.common import EXIT_BROKEN_PIPE, EXIT_USAGE, UsageError
 from pacs_validator.dicom.config import ConfigError
+from pacs_validator.gateway import command as gateway
 
-COMMANDS = {"validate": validate, "describe": describe, "upload": upload, "status": status}
+COMMANDS = {"validate": validate, "describe": describe, "upload": upload, "status": status,
+            "gateway": gateway}
 DESCRIPTION = ("Validate DICOM files and studies on this machine (validate, describe), or "
-               "send them to the deployed pipeline and read its verdict (upload, status). "
+               "send them to the deployed pipeline and read its verdict (upload, status), or "
+               "take them from DICOM senders (gateway). "
                "Exit codes: 0 all valid, 1 something invalid, 2 usage error.")
 """The help's own words: the module docstring is written for the API docs, in markup."""
 DISTRIBUTION = "pacs-validator"

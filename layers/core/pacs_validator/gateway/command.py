@@ -1,0 +1,62 @@
+"""``pacs-validator gateway serve``: the Storage SCP in the foreground, until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from pacs_validator.dicom.config import load_config
+
+DEFAULT_PORT = 11112
+
+
+def add_parser(commands: Any) -> None:
+    gateway = commands.add_parser(
+        "gateway", help="a DICOM Storage SCP in front of the gate (the gateway extra)",
+        description="Take DICOM C-STORE from modalities and PACS: each instance is judged "
+                    "by the gate's file-level rules and answered with its real verdict, a "
+                    "success only once it is fsynced in the spool.")
+    actions = gateway.add_subparsers(dest="gateway_command", required=True)
+    serve = actions.add_parser("serve", help="listen for C-ECHO and C-STORE")
+    serve.add_argument("--spool", type=Path, required=True, metavar="DIR",
+                       help="where accepted instances are kept (made if missing)")
+    serve.add_argument("--ae-title", default="PACSVALIDATOR", help="this gateway's AE title")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--bind", default="127.0.0.1",
+                       help="address to listen on (default: loopback only)")
+    serve.add_argument("--allow", action="append", default=[], metavar="AE[@HOST]",
+                       help="a calling AE title let in (from HOST only, if given); "
+                            "repeat it; none: every caller")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                       help="require client certificates signed by this authority")
+    serve.add_argument("--max-pdu", type=int, default=16382, help="maximum PDU size (bytes)")
+    serve.add_argument("--max-associations", type=int, default=10)
+    serve.add_argument("--config", metavar="FILE", help="JSON configuration overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: pynetdicom comes with the gateway extra, which the other commands
+    # never need.
+    from pacs_validator.gateway.storage_scp import AllowedCaller, GatewayOptions, StorageGateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    options = GatewayOptions(
+        spool=args.spool, ae_title=args.ae_title, port=args.port, bind=args.bind,
+        allowed=tuple(AllowedCaller.parse(text) for text in args.allow),
+        certificate=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca,
+        max_pdu=args.max_pdu, max_associations=args.max_associations)
+    server = StorageGateway(options, load_config(args.config)).start()
+    print(f"gateway {options.ae_title} listening on {options.bind}:{server.server_address[1]}, "
+          f"spool {options.spool}", flush=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    server.shutdown()
+    return 0

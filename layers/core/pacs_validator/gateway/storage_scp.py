@@ -1,0 +1,185 @@
+"""The Storage SCP: C-ECHO, and C-STORE for every storage SOP class, each instance judged
+and spooled before it is answered (pynetdicom).
+
+pynetdicom writes each received data set to a temporary file as it arrives
+(``STORE_RECV_CHUNKED_DATASET``), so an instance of any size costs the gateway disk, not
+memory. The handler copies it into the spool's ``incoming/`` (fsynced), judges it with the
+core's file-level rules, keeps it (renamed, its folder fsynced) and only then answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.dicom.validation import validate_file
+from pacs_validator.gateway.spool import Kept, Spool
+from pacs_validator.gateway.statuses import (
+    FAILURE_DUPLICATE,
+    FAILURE_PROCESSING,
+    Answer,
+    answer_for,
+)
+
+logger = logging.getLogger(__name__)
+
+TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # implicit VR little endian
+    "1.2.840.10008.1.2.1",  # explicit VR little endian
+    "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
+    "1.2.840.10008.1.2.2",  # explicit VR big endian
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG extended
+    "1.2.840.10008.1.2.4.57",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG lossless, first-order prediction
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE lossless
+]
+"""What the core reads: every instance in these is judged by the same rules."""
+VERIFICATION = "1.2.840.10008.1.1"
+"""The Verification SOP class (C-ECHO)."""
+REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED = 0x01, 0x01, 0x03
+
+
+@dataclass(frozen=True)
+class AllowedCaller:
+    """A calling AE title allowed in, from any host or only from ``host``."""
+
+    ae_title: str
+    host: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedCaller:
+        """``AE`` or ``AE@host``."""
+        title, _, host = text.partition("@")
+        return cls(title.strip(), host.strip() or None)
+
+    def admits(self, ae_title: str, host: str) -> bool:
+        return ae_title.strip() == self.ae_title and self.host in (None, host)
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """How the gateway listens (``pacs-validator gateway serve``)."""
+
+    spool: Path
+    ae_title: str = "PACSVALIDATOR"
+    port: int = 11112
+    bind: str = "127.0.0.1"
+    allowed: Sequence[AllowedCaller] = ()
+    """Empty: any calling AE title from any host."""
+    certificate: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+    """With it, a caller must present a certificate this authority signed."""
+    max_pdu: int = 16382
+    max_associations: int = 10
+
+
+def tls_context(options: GatewayOptions) -> ssl.SSLContext | None:
+    """The TLS context of a gateway given a certificate and key; None otherwise."""
+    if options.certificate is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(options.certificate, options.key)
+    if options.client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(options.client_ca)
+    return context
+
+
+def status_dataset(answer: Answer) -> Dataset:
+    status = Dataset()
+    status.Status = answer.status
+    if answer.comment:
+        status.ErrorComment = answer.comment
+    return status
+
+
+class StorageGateway:
+    """One gateway: its application entity, the rules it judges by, and its spool."""
+
+    def __init__(self, options: GatewayOptions, config: ValidatorConfig) -> None:
+        self.options = options
+        self.config = config
+        self.spool = Spool(options.spool)
+
+    def application_entity(self) -> AE:
+        ae = AE(ae_title=self.options.ae_title)
+        ae.maximum_pdu_size = self.options.max_pdu
+        ae.maximum_associations = self.options.max_associations
+        ae.require_calling_aet = sorted({caller.ae_title for caller in self.options.allowed})
+        ae.add_supported_context(VERIFICATION)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(str(context.abstract_syntax), TRANSFER_SYNTAXES)
+        return ae
+
+    def start(self) -> ThreadedAssociationServer:
+        """Listen in the background; the server's ``shutdown()`` stops it."""
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        handlers: list[Any] = [(evt.EVT_REQUESTED, self.on_request), (evt.EVT_C_ECHO, self.on_echo),
+                    (evt.EVT_C_STORE, self.on_store)]
+        server = self.application_entity().start_server(
+            (self.options.bind, self.options.port), block=False, evt_handlers=handlers,
+            ssl_context=tls_context(self.options))
+        assert server is not None  # block=False always returns the server
+        return server
+
+    def on_request(self, event: Any) -> None:
+        """Refuse an association from a host the allow-list does not name for its calling
+        AE title (an unknown title pynetdicom rejects itself: ``require_calling_aet``)."""
+        if not self.options.allowed:
+            return
+        requestor = event.assoc.requestor
+        title = str(requestor.primitive.calling_ae_title).strip()
+        named = [caller for caller in self.options.allowed if caller.ae_title == title]
+        if named and not any(c.admits(title, requestor.address) for c in named):
+            logger.warning("association refused: calling AE not allowed",
+                           extra={"calling_ae": title})
+            event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER,
+                                         CALLING_AE_NOT_RECOGNISED)
+
+    def on_echo(self, event: Any) -> int:
+        return 0x0000
+
+    def on_store(self, event: Any) -> Dataset:
+        """Judge one instance, keep it if it passes, and say which."""
+        calling_ae = str(event.assoc.requestor.ae_title)
+        received = self.spool.receive(Path(event.dataset_path))
+        try:
+            answer = self._judged(received, calling_ae)
+        except Exception as exc:  # noqa: BLE001 - one instance's failure is its own answer
+            # Its type alone: an exception's text may quote a value of the instance.
+            logger.error("the instance could not be judged", extra={
+                "calling_ae": calling_ae, "error": type(exc).__name__})
+            answer = Answer(FAILURE_PROCESSING, "internal.error")
+        finally:
+            self.spool.discard(received)
+        logger.info("instance answered", extra={"calling_ae": calling_ae,
+                                                "status": f"0x{answer.status:04X}",
+                                                "rules": answer.comment})
+        return status_dataset(answer)
+
+    def _judged(self, received: Path, calling_ae: str) -> Answer:
+        result, _ = validate_file(received, self.config, name=received.name)
+        answer = answer_for(result)
+        if not answer.accepted:
+            return answer
+        summary = result.summary
+        kept = self.spool.keep(received, calling_ae, str(summary.study_instance_uid),
+                               str(summary.sop_instance_uid), result.sha256)
+        if kept is Kept.CONFLICT:
+            return Answer(FAILURE_DUPLICATE, "instance.conflict")
+        return answer

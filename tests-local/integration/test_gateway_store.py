@@ -1,0 +1,153 @@
+"""The gateway's Storage SCP over a real association on loopback (pynetdicom as the sender):
+real files of pydicom's corpus get their real verdict, and only what is in the spool is
+answered as stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pynetdicom import AE, StoragePresentationContexts, _config
+
+from pacs_validator.dicom.config import build_config
+from pacs_validator.gateway.storage_scp import (
+    VERIFICATION,
+    AllowedCaller,
+    GatewayOptions,
+    StorageGateway,
+)
+
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[tuple[StorageGateway, int]]:
+    running = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0),
+                             build_config({}))
+    server = running.start()
+    yield running, server.server_address[1]
+    server.shutdown()
+    _config.STORE_RECV_CHUNKED_DATASET = False
+
+
+def send(port: int, dataset: Dataset, calling: str = "MODALITY") -> Dataset:
+    """C-STORE one data set as a sender would; the status data set it got back."""
+    sender = AE(ae_title=calling)
+    sender.requested_contexts = StoragePresentationContexts[:120]
+    association = sender.associate("127.0.0.1", port)
+    assert association.is_established
+    try:
+        status: Dataset = association.send_c_store(dataset)
+    finally:
+        association.release()
+    return status
+
+
+def spooled(running: StorageGateway) -> list[Path]:
+    return sorted(running.spool.instances.rglob("*.dcm"))
+
+
+def test_c_echo_is_answered(gateway: tuple[StorageGateway, int]) -> None:
+    _, port = gateway
+    sender = AE(ae_title="ECHOER")
+    sender.add_requested_context(VERIFICATION)
+    association = sender.associate("127.0.0.1", port)
+    assert association.send_c_echo().Status == 0x0000
+    association.release()
+
+
+def test_a_valid_instance_is_spooled_before_its_success(
+        gateway: tuple[StorageGateway, int]) -> None:
+    running, port = gateway
+    dataset = pydicom.dcmread(CT_SMALL)
+
+    status = send(port, dataset)
+
+    assert status.Status in (0x0000, 0xB007)
+    [kept] = spooled(running)
+    assert kept.name == f"{dataset.SOPInstanceUID}.dcm"
+    assert kept.parent.name == dataset.StudyInstanceUID
+    assert kept.parent.parent.name.startswith("MODALITY-")
+    assert pydicom.dcmread(kept).SOPInstanceUID == dataset.SOPInstanceUID
+    assert list(running.spool.incoming.iterdir()) == []
+
+
+def test_a_missing_identifying_attribute_is_a9xx_naming_the_rule(
+        gateway: tuple[StorageGateway, int]) -> None:
+    running, port = gateway
+    dataset = pydicom.dcmread(CT_SMALL)
+    del dataset.PatientID
+
+    status = send(port, dataset)
+
+    assert status.Status == 0xA900
+    assert "attribute.required" in status.ErrorComment
+    assert len(status.ErrorComment) <= 64
+    assert spooled(running) == [] and list(running.spool.incoming.iterdir()) == []
+
+
+def test_pixel_data_shorter_than_its_matrix_is_refused(
+        gateway: tuple[StorageGateway, int]) -> None:
+    running, port = gateway
+    dataset = pydicom.dcmread(CT_SMALL)
+    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 2]
+
+    status = send(port, dataset)
+
+    assert status.Status == 0xA900 and status.ErrorComment.startswith("pixel.")
+    assert spooled(running) == []
+
+
+def test_the_same_uid_with_other_bytes_is_a_duplicate_and_the_first_is_kept(
+        gateway: tuple[StorageGateway, int]) -> None:
+    running, port = gateway
+    dataset = pydicom.dcmread(CT_SMALL)
+    assert send(port, dataset).Status in (0x0000, 0xB007)
+    first = spooled(running)[0].read_bytes()
+    assert send(port, dataset).Status in (0x0000, 0xB007)  # the same again: acknowledged
+
+    dataset.SeriesDescription = "sent again, changed"
+    status = send(port, dataset)
+
+    assert (status.Status, status.ErrorComment) == (0x0111, "instance.conflict")
+    assert [p.read_bytes() for p in spooled(running)] == [first]
+
+
+def test_a_caller_not_on_the_allow_list_is_rejected(tmp_path: Path) -> None:
+    running = StorageGateway(GatewayOptions(spool=tmp_path, port=0,
+                                            allowed=(AllowedCaller.parse("CT1@127.0.0.1"),)),
+                             build_config({}))
+    server = running.start()
+    try:
+        port = server.server_address[1]
+        refused = AE(ae_title="INTRUDER")
+        refused.add_requested_context(VERIFICATION)
+        assert refused.associate("127.0.0.1", port).is_rejected
+        allowed = AE(ae_title="CT1")
+        allowed.add_requested_context(VERIFICATION)
+        association = allowed.associate("127.0.0.1", port)
+        assert association.is_established
+        association.release()
+    finally:
+        server.shutdown()
+        _config.STORE_RECV_CHUNKED_DATASET = False
+
+
+def test_answers_name_rules_never_values(gateway: tuple[StorageGateway, int],
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    _, port = gateway
+    dataset = pydicom.dcmread(CT_SMALL)
+    dataset.PatientName = "Doe^Jane"
+    dataset.StudyDate = "20241301"
+
+    status = send(port, dataset)
+
+    assert "Doe" not in str(status.get("ErrorComment", ""))
+    assert "20241301" not in str(status.get("ErrorComment", ""))
+    gateway_lines = " ".join(record.getMessage() for record in caplog.records
+                             if record.name.startswith(("pacs_validator", "pynetdicom")))
+    assert "Doe" not in gateway_lines and "20241301" not in gateway_lines
