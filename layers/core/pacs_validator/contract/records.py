@@ -51,7 +51,8 @@ class LastError:
 class Verdict:
     """What judging records on a study: its status and findings, its counts, how many
     chunks its copy work is cut in, the size of each report, and the ids of the rules its
-    study or its invalid files broke."""
+    study or its invalid files broke; and the StudyInstanceUID the study is listed and
+    found by (``GET /studies``)."""
 
     status: int
     findings: list[dict[str, Any]]
@@ -59,12 +60,19 @@ class Verdict:
     chunks: int
     reports: dict[str, int]
     rules: list[str]
+    study_instance_uid: str | None = None
+    """The one most of its files tell (the first told, on a tie); None when none told a
+    well-formed one."""
+    study_instance_uids: int = 0
+    """How many distinct ones its files told: more than one, the upload mixed studies."""
 
     def fields(self) -> dict[str, Any]:
         """The verdict as the study item's fields."""
         return {"status": self.status, "findings": self.findings,
                 "counts": self.counts.to_dict(), "chunks": self.chunks,
-                "reports": self.reports, "rules": self.rules}
+                "reports": self.reports, "rules": self.rules,
+                "study_instance_uid": self.study_instance_uid,
+                "study_instance_uids": self.study_instance_uids}
 
 
 @dataclass(frozen=True)

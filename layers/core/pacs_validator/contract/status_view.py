@@ -67,6 +67,15 @@ def timeline(study: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda entry: float(entry["at"]))
 
 
+def study_counts(study: dict[str, Any]) -> dict[str, Any]:
+    """Files declared and received, uploads kept aside, and, once judged, the verdict's
+    counts (instances, valid, invalid, bytes)."""
+    return {"declared": study.get("expected"), "received": study.get("received", 0),
+            **{kind: study[f"{kind}_uploads"] for kind in ASIDE_KINDS
+               if study.get(f"{kind}_uploads")},
+            **study.get("counts", {})}
+
+
 def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
     """The ``GET /status`` body: state, verdict, counts, study findings, timeline, keys and
     one page of per-file verdicts (the whole per-file report is ``validation.json``)."""
@@ -74,10 +83,7 @@ def public_view(study: dict[str, Any], page: FilePage) -> dict[str, Any]:
         "study_id": study["study_id"],
         "state": study["state"],
         "status": study.get("status"),
-        "counts": {"declared": study.get("expected"), "received": study.get("received", 0),
-                   **{kind: study[f"{kind}_uploads"] for kind in ASIDE_KINDS
-                      if study.get(f"{kind}_uploads")},
-                   **study.get("counts", {})},
+        "counts": study_counts(study),
         **({"stored_as": study["stored_as"]} if study.get("stored_as") else {}),
         "findings": study.get("findings", []),
         "timeline": timeline(study),

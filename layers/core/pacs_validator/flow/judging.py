@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pacs_validator.contract.keys import stored_study_keys, work_key
 from pacs_validator.contract.records import PlannedFile, StudyCounts, StudyRecord, Verdict
 from pacs_validator.contract.states import OPEN_STATES, State
+from pacs_validator.contract.study_list import listed_uid
 from pacs_validator.dicom.limits import ELEMENT_WEIGHT
 from pacs_validator.dicom.metadata import instance_order
 from pacs_validator.dicom.rules import NOT_DICOM, OVER_A_CAP, verdict_status
@@ -194,6 +195,7 @@ class Judge:
             State.VALID if study.valid else State.REJECTED)
         chunks, reports = self._plan(study_id, study, records, outcome, manifest, duplicates)
         unique = {i.summary.sop_instance_uid or i.name: i.size for i in instances}
+        uid, uids = listed_uid(i.summary.study_instance_uid for i in instances)
         verdict = Verdict(
             status=study.status,
             findings=[f.to_dict() for f in study.findings],
@@ -206,6 +208,7 @@ class Judge:
             reports=reports,
             rules=sorted({f.rule for f in study.findings}
                          | {f.rule for i in instances if not i.valid for f in i.findings}),
+            study_instance_uid=uid, study_instance_uids=uids,
         )
         if outcome is State.VALID and duplicates.stored_as:
             self._acknowledge(study_id, duplicates.stored_as, verdict)
