@@ -1,14 +1,15 @@
 """API: POST /upload (the manifest, and presigned POSTs for the first declared files),
 POST /upload/{study_id} (forms for more of them, by name, while the study takes files),
-GET /status/{study_id}, GET /health, and GET / (the
-browser upload page).
+GET /status/{study_id}, GET /studies (the caller's studies, newest first, or those of a
+StudyInstanceUID), GET /health, and GET / (the browser upload page).
 
 What a caller may declare, which forms a study gets and who may read it are decided by the
 flow (:mod:`pacs_validator.flow.uploads`, wired in :mod:`pacs_validator.aws.runtime.wiring`);
 this module maps requests to it and its answers and refusals to HTTP. Each study belongs to
 the caller that declared it: another caller's study answers 404 as an unknown one does,
-except to an admin. Every create, renewal, status read and link issue is audited in one log
-line (caller, study id, action, outcome; nothing from the files)."""
+except to an admin, and lists only its own studies, where an admin lists every owner's. Every
+create, renewal, status read, listing and link issue is audited in one log line (caller,
+study id, action, outcome; nothing from the files)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ with garbage_collection_paused():
         has_kept_aside,
         public_view,
     )
+    from pacs_validator.contract.study_list import (
+        decode_cursor,
+        encode_cursor,
+        is_dicom_uid,
+        list_entry,
+    )
     from pacs_validator.contract.upload_request import (
         DeclarationTooLarge,
         PerFileFormsOnly,
@@ -116,6 +123,10 @@ studies = uploads_from_settings(settings, table, uploads)
 UPLOAD_PAGE = Path(__file__).with_name("upload.html").read_text("utf-8")
 STATUS_PAGE_DEFAULT = 100
 STATUS_PAGE_MAX = 1000
+LIST_PAGE_DEFAULT = 50
+LIST_PAGE_MAX = 100
+"""Studies per ``GET /studies`` page: one batch read of their items (DynamoDB's most), and
+an answer of some 40 KB at most."""
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 """On every answer: no content sniffing, and no presigned URL or study id leaks through a
 Referer when a link is followed."""
@@ -239,11 +250,12 @@ def renew_upload(study_id: str) -> dict[str, Any]:
     return forms.answer()
 
 
-def _page_size(text: str | None) -> int:
+def _page_size(text: str | None, default: int = STATUS_PAGE_DEFAULT,
+               most: int = STATUS_PAGE_MAX) -> int:
     if text is None:
-        return STATUS_PAGE_DEFAULT
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= STATUS_PAGE_MAX:
-        raise BadRequestError(f"limit must be a whole number from 1 to {STATUS_PAGE_MAX}")
+        return default
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
+        raise BadRequestError(f"limit must be a whole number from 1 to {most}")
     return int(text)
 
 
@@ -265,6 +277,29 @@ def get_status(study_id: str) -> dict[str, Any]:
         if view["links"]:
             audit("links", "ok", study_id)
     return view
+
+
+@app.get("/studies", middlewares=AUTHENTICATED)
+@tracer.capture_method(capture_response=False)
+def list_studies() -> dict[str, Any]:
+    """One page of the caller's studies, newest first (an admin's: every owner's, in no
+    particular order), each in a few fields (``?limit=&next=``); with
+    ``?study_instance_uid=``, only the studies listed by that UID. A page may hold fewer
+    than ``limit``, none even, and still have a ``next``: a search reads a bounded number
+    of index rows per request."""
+    event = app.current_event
+    limit = _page_size(event.get_query_string_value("limit"), LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
+    uid = event.get_query_string_value("study_instance_uid")
+    if uid is not None and not is_dicom_uid(uid):
+        raise BadRequestError("study_instance_uid is not a DICOM UID (digits and dots, "
+                              "at most 64 characters)")
+    caller = current_caller()
+    token = event.get_query_string_value("next")
+    after = decode_cursor(token, every_owner=caller.admin) if token is not None else None
+    page = table.study_page(None if caller.admin else caller.identity, limit, after, uid)
+    audit("list", "ok", None)
+    return {"studies": [list_entry(study) for study in page.studies],
+            "next": None if page.after is None else encode_cursor(page.after)}
 
 
 def inline_hashes(tag: str, page: str) -> list[str]:

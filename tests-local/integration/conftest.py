@@ -108,6 +108,8 @@ def create_tables(dynamodb: Any) -> None:
             {"AttributeName": "open_shard", "AttributeType": "S"},
             {"AttributeName": "deadline", "AttributeType": "N"},
             {"AttributeName": "open_owner", "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "N"},
         ],
         KeySchema=[{"AttributeName": "study_id", "KeyType": "HASH"},
                    {"AttributeName": "item", "KeyType": "RANGE"}],
@@ -122,6 +124,14 @@ def create_tables(dynamodb: Any) -> None:
             "IndexName": "open-owner-index",
             "KeySchema": [{"AttributeName": "open_owner", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }, {
+            "IndexName": "owner-created-index",
+            "KeySchema": [
+                {"AttributeName": "owner", "KeyType": "HASH"},
+                {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "INCLUDE",
+                           "NonKeyAttributes": ["study_instance_uid"]},
         }],
     )
     dynamodb.create_table(

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.dynamodb_items import (
+    STUDY_ITEM,
     assignments,
     epoch_seconds,
     item_key,
@@ -32,14 +33,14 @@ from pacs_validator.aws.dynamodb_items import (
 from pacs_validator.aws.errors import is_conditional_failure, service_errors
 from pacs_validator.aws.file_records import FileRecords
 from pacs_validator.aws.stored_instances import StoredInstances
+from pacs_validator.aws.study_listing import StudyListing
 from pacs_validator.contract.duplicates import StoredInstance
 from pacs_validator.contract.objects import is_later
 from pacs_validator.contract.records import StudyRecord
 from pacs_validator.contract.states import OPEN_STATES, TERMINAL_STATES, State
 from pacs_validator.contract.status_view import FilePage
+from pacs_validator.contract.study_list import ListCursor, StudyPage
 from pacs_validator.flow.ports import Arrival, StudyNotFound, UploadOutcome
-
-STUDY_ITEM = "study"
 
 
 def same_upload(record: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -408,3 +409,10 @@ class DynamoDBStatusTable:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return ids
+
+    @service_errors()
+    def study_page(self, owner: str | None, limit: int, after: ListCursor | None = None,
+                   study_instance_uid: str | None = None) -> StudyPage:
+        """A page of ``GET /studies``: ``owner``'s studies, newest first, or every owner's
+        when None (see :class:`~pacs_validator.aws.study_listing.StudyListing`)."""
+        return StudyListing(self.table).page(owner, limit, after, study_instance_uid)

@@ -11,6 +11,9 @@ from typing import Any
 from pacs_validator.contract.records import LastError, StudyCounts, StudyRecord
 from pacs_validator.contract.states import State
 
+STUDY_ITEM = "study"
+"""The sort key of a study's own item (its files' are ``file#<name>``)."""
+
 
 def item_key(study_id: str, item: str) -> dict[str, str]:
     """The primary key of one item of a study (``study`` or ``file#<name>``)."""
