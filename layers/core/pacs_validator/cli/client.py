@@ -42,6 +42,8 @@ UPLOAD_CHUNK = 1024 * 1024
 """Bytes read and sent at a time when a file is streamed from disk."""
 STATUS_PAGE = 1000
 """Files per ``GET /status`` page when every file's verdict is wanted (the API's maximum)."""
+LIST_PAGE = 100
+"""Studies per ``GET /studies`` page (the API's maximum)."""
 TRANSIENT_ERRORS = (OSError, http.client.HTTPException)
 """Connection refused, reset or timed out (urllib's URLError is an OSError)."""
 
@@ -311,6 +313,32 @@ class PacsClient:
             if not token:
                 document["next"] = None
                 return document
+
+    def studies(self, limit: int | None = None, next_token: str | None = None,
+                study_instance_uid: str | None = None) -> HttpResponse:
+        """``GET /studies``: one page of the caller's studies, newest first."""
+        query = urllib.parse.urlencode({k: v for k, v in (
+            ("limit", limit), ("next", next_token),
+            ("study_instance_uid", study_instance_uid)) if v})
+        return self._api("GET", "/studies" + (f"?{query}" if query else ""))
+
+    def list_studies(self, at_most: int, study_instance_uid: str | None = None
+                     ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``at_most`` of the caller's studies (only those of ``study_instance_uid``
+        when given), pages followed; and whether the API has more. A search's page may be
+        empty and still have a next one: the pages are followed to the last."""
+        studies: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            response = self.studies(min(at_most - len(studies), LIST_PAGE), token,
+                                    study_instance_uid)
+            if response.status != 200:
+                raise ApiError(response.status, response.body.decode(errors="replace"))
+            page: dict[str, Any] = response.json()
+            studies.extend(page["studies"])
+            token = page["next"]
+            if not token or len(studies) >= at_most:
+                return studies, bool(token)
 
     def wait(self, study_id: str, timeout: float = 120, interval: float = 0.25) -> dict[str, Any]:
         """Poll ``GET /status`` (one file per page: the study is what is watched) until the

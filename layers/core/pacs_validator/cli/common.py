@@ -234,12 +234,13 @@ API_ENVIRONMENT = (
 )
 
 
-def add_api_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--api`` and ``--json``, for the commands that talk to the deployed API, and the
-    environment they read, in the help's epilog."""
+def add_api_arguments(parser: argparse.ArgumentParser,
+                      json_help: str = "print the status documents") -> None:
+    """``--api`` and ``--json`` (printing what ``json_help`` says), for the commands that
+    talk to the deployed API, and the environment they read, in the help's epilog."""
     parser.add_argument("--api", metavar="URL",
                         help="the API's base URL (default: $PACS_VALIDATOR_API)")
-    parser.add_argument("--json", action="store_true", help="print the status documents")
+    parser.add_argument("--json", action="store_true", help=json_help)
     parser.epilog = API_ENVIRONMENT
 
 
@@ -260,7 +261,11 @@ def print_api_error(error: ApiError, out: TextIO) -> None:
     print(f"pacs-validator: {error}", file=out)
     hint = api_error_hint(error)
     if hint:
-        print(f"pacs-validator: hint: {hint}", file=out)
+        print_hint(hint, out)
+
+
+def print_hint(hint: str, out: TextIO) -> None:
+    print(f"pacs-validator: hint: {hint}", file=out)
 
 
 def api_client(args: argparse.Namespace) -> PacsClient:

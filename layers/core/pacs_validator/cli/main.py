@@ -2,7 +2,7 @@
 
 ``validate`` judges files and the studies they form (grouped by StudyInstanceUID);
 ``describe`` prints the ``metadata.json`` document the pipeline would store (``--previews``
-also renders a PNG per series); ``upload`` and ``status`` talk to the deployed API.
+also renders a PNG per series); ``upload``, ``status`` and ``list`` talk to the deployed API.
 Exit codes: 0 all valid, 1 something invalid, 2 usage error.
 """
 
@@ -14,16 +14,16 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from pacs_validator.cli import describe, status, upload, validate
+from pacs_validator.cli import describe, listing, status, upload, validate
 from pacs_validator.cli.common import EXIT_BROKEN_PIPE, EXIT_USAGE, UsageError
 from pacs_validator.dicom.config import ConfigError
 from pacs_validator.gateway import command as gateway
 
 COMMANDS = {"validate": validate, "describe": describe, "upload": upload, "status": status,
-            "gateway": gateway}
-DESCRIPTION = ("Validate DICOM files and studies on this machine (validate, describe), or "
-               "send them to the deployed pipeline and read its verdict (upload, status), or "
-               "take them from DICOM senders (gateway). "
+            "list": listing, "gateway": gateway}
+DESCRIPTION = ("Validate DICOM files and studies on this machine (validate, describe), "
+               "send them to the deployed pipeline and read its verdict (upload, status, list), "
+               "or take them from DICOM senders (gateway). "
                "Exit codes: 0 all valid, 1 something invalid, 2 usage error.")
 """The help's own words: the module docstring is written for the API docs, in markup."""
 DISTRIBUTION = "pacs-validator"

@@ -66,11 +66,12 @@ def print_warning_counts(findings: Iterable[Finding], out: TextIO) -> None:
 def totals_line(valid: int, invalid: int, skipped: int, studies_valid: int,
                 studies_invalid: int) -> str:
     """``91 files: 31 valid, 50 invalid, 10 skipped · 7 studies: 6 valid, 1 invalid``."""
-    files = _counted(valid + invalid + skipped, "file", "files")
-    studies = _counted(studies_valid + studies_invalid, "study", "studies")
+    files = counted(valid + invalid + skipped, "file", "files")
+    studies = counted(studies_valid + studies_invalid, "study", "studies")
     return (f"{files}: {valid} valid, {invalid} invalid, {skipped} skipped · "
             f"{studies}: {studies_valid} valid, {studies_invalid} invalid")
 
 
-def _counted(count: int, one: str, many: str) -> str:
+def counted(count: int, one: str, many: str) -> str:
+    """``1 study``, ``3 studies``."""
     return f"{count} {one if count == 1 else many}"

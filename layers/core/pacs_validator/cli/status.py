@@ -1,4 +1,5 @@
-"""``pacs-validator status``: one study's verdict from the deployed API."""
+"""``pacs-validator status``: one study's verdict from the deployed API, the study named by
+its id or by its StudyInstanceUID (found through ``GET /studies``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from pacs_validator.cli.client import TRANSIENT_ERRORS, ApiError
+from pacs_validator.cli.client import TRANSIENT_ERRORS, ApiError, PacsClient
 from pacs_validator.cli.common import (
     EXIT_INVALID,
     EXIT_USAGE,
@@ -15,15 +16,23 @@ from pacs_validator.cli.common import (
     add_api_arguments,
     api_client,
     print_api_error,
+    print_hint,
 )
+from pacs_validator.cli.listing import print_studies
 from pacs_validator.cli.report import print_findings, print_warning_counts
+from pacs_validator.contract.keys import is_study_id
 from pacs_validator.contract.states import State
+from pacs_validator.contract.study_list import is_dicom_uid
 from pacs_validator.dicom.rules import Finding
 
 
 def add_parser(commands: Any) -> None:
-    status = commands.add_parser("status", help="print one study's status from the API")
-    status.add_argument("study_id", metavar="STUDY_ID")
+    status = commands.add_parser(
+        "status", help="print one study's status from the API",
+        description="One study's status: give the STUDY_ID upload printed, or the study's "
+                    "StudyInstanceUID (found among your studies once they are judged).")
+    status.add_argument("study_id", metavar="STUDY_ID",
+                        help="a study id (32 hex digits), or a StudyInstanceUID")
     status.add_argument("-v", "--verbose", action="store_true",
                         help="list every finding, warnings included")
     add_api_arguments(status)
@@ -31,10 +40,16 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``pacs-validator status STUDY_ID``: 0 when STORED, 1 otherwise (an unknown study
-    included), 2 on usage."""
+    included, and a UID of no study or of several, which are listed), 2 on usage."""
     client = api_client(args)
     try:
-        document = client.full_status(args.study_id)
+        study_id = args.study_id
+        if not is_study_id(study_id) and is_dicom_uid(study_id):
+            found = study_of_uid(client, study_id)
+            if found is None:
+                return EXIT_INVALID
+            study_id = found
+        document = client.full_status(study_id)
     except ApiError as exc:
         print_api_error(exc, sys.stderr)
         return EXIT_USAGE if exc.status == 400 else EXIT_INVALID
@@ -71,3 +86,27 @@ def print_status(document: dict[str, Any], out: TextIO, *, verbose: bool = False
         print_warning_counts(warnings, out)
     for name, key in sorted(document.get("keys", {}).items()):
         print(f"    {name}: {key}", file=out)
+
+
+UIDS_LISTED = 20
+"""The studies of one StudyInstanceUID listed, at most, when it names several."""
+
+
+def study_of_uid(client: PacsClient, uid: str) -> str | None:
+    """The id of the one study of the caller's listed by ``uid``; None, said on stderr, when
+    none is (with a hint) or several are (listed on stdout, to pick one's id from)."""
+    studies, more = client.list_studies(UIDS_LISTED, study_instance_uid=uid)
+    if len(studies) == 1:
+        return str(studies[0]["study_id"])
+    if not studies:
+        print(f"pacs-validator: no study of yours has the StudyInstanceUID {uid}",
+              file=sys.stderr)
+        print_hint("a study is found by its StudyInstanceUID once it is judged; before, give "
+                   "the STUDY_ID that upload printed (pacs-validator list shows them)",
+                   sys.stderr)
+        return None
+    print_studies(studies, sys.stdout, more=more)
+    print(f"pacs-validator: several studies have the StudyInstanceUID {uid}",
+          file=sys.stderr)
+    print_hint("give the STUDY_ID of the one you mean", sys.stderr)
+    return None
