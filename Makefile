@@ -32,7 +32,7 @@ E2E_TESTS ?= tests-local/e2e
 DEMO_LOGS := .local/demo
 STEP := local-runtime/steps.py
 
-.PHONY: test lint preflight unit e2e e2e-browser browser demo up deploy down \
+.PHONY: test lint preflight unit e2e e2e-browser browser dcmtk demo up deploy down \
 	bench-scale-e2e install-check
 
 # Every venv is made by uv (pinned in constraints.txt, installed from PyPI into .local/uv on
@@ -79,7 +79,7 @@ preflight: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python local-runtime/preflight.py --build-dir $(SAM_BUILDS)/preflight.build \
 		$(foreach arch,$(ARCH),--arch $(arch))
 
-unit: $(STAMP)
+unit: $(STAMP) dcmtk
 	$(BIN)/pytest -n auto --durations=8 tests-local/unit tests-local/integration
 
 up:
@@ -92,17 +92,27 @@ deploy: up
 down:
 	$(STACK) down
 
-# Debian's chromium for the browser test, installed when apt-get can (as root); otherwise
-# that test is skipped and says why. playwright (the dev extra) drives it: no browser download.
-browser:
-	@if [ -x $(CHROMIUM) ]; then :; \
+# $(call debian_package,PACKAGE,PROGRAM,WHAT): Debian's PACKAGE, installed when PROGRAM is
+# missing and apt-get can (as root); otherwise WHAT is skipped and says why.
+define debian_package
+	@if [ -x $(2) ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's chromium for the browser test"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+		echo "installing Debian's $(1) for $(3)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(1) \
 			>/dev/null || { apt-get update -q >/dev/null && \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			chromium >/dev/null; } || echo "chromium could not be installed: the browser test will be skipped"; \
-	else echo "no $(CHROMIUM) and no root apt-get: the browser test will be skipped (apt-get install chromium)"; fi
+			$(1) >/dev/null; } || echo "$(1) could not be installed: $(3) will be skipped"; \
+	else echo "no $(2) and no root apt-get: $(3) will be skipped (apt-get install $(1))"; fi
+endef
+
+# Debian's chromium for the browser test; playwright (the dev extra) drives it: no browser
+# download.
+browser:
+	$(call debian_package,chromium,$(CHROMIUM),the browser test)
+
+# DCMTK's storescu and echoscu, the senders of the gateway's test (tests-local/integration).
+dcmtk:
+	$(call debian_package,dcmtk,/usr/bin/storescu,the gateway's DCMTK test)
 
 # Starts LocalStack when it is not running, and stops it afterwards only in that case.
 e2e: $(STAMP) browser

@@ -4,6 +4,8 @@ answered as stored."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,32 @@ def test_answers_name_rules_never_values(gateway: tuple[StorageGateway, int],
     gateway_lines = " ".join(record.getMessage() for record in caplog.records
                              if record.name.startswith(("pacs_validator", "pynetdicom")))
     assert "Doe" not in gateway_lines and "20241301" not in gateway_lines
+
+
+DCMTK = pytest.mark.skipif(shutil.which("storescu") is None,
+                           reason="no DCMTK storescu (make unit installs Debian's dcmtk as root)")
+
+
+@DCMTK
+def test_dcmtk_storescu_is_told_each_instance_s_real_verdict(
+        gateway: tuple[StorageGateway, int], tmp_path: Path) -> None:
+    running, port = gateway
+    broken = pydicom.dcmread(CT_SMALL)
+    del broken.PatientID
+    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.99.1"
+    broken.save_as(tmp_path / "no-patient-id.dcm")
+
+    echoed = subprocess.run(["echoscu", "-aec", "PACSVALIDATOR", "127.0.0.1", str(port)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    sent = subprocess.run(["storescu", "-v", "-aet", "CT1", "-aec", "PACSVALIDATOR",
+                           "127.0.0.1", str(port), str(CT_SMALL),
+                           str(tmp_path / "no-patient-id.dcm")],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert echoed.returncode == 0, echoed.stderr
+    responses = [line for line in sent.stderr.splitlines()
+                 if "Received Store Response" in line]
+    assert responses == ["I: Received Store Response (Warning: DataSetDoesNotMatchSOPClass)",
+                         "I: Received Store Response (Error: DataSetDoesNotMatchSOPClass)"]
+    assert [p.name for p in spooled(running)] == [
+        f"{pydicom.dcmread(CT_SMALL).SOPInstanceUID}.dcm"]
