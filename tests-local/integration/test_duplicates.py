@@ -10,7 +10,14 @@ import boto3
 import pydicom
 import pytest
 from conftest import STATUS_TABLE, STORE, Stack
-from test_pipeline import MR_STUDY, detail_types, run_study, study_status
+from test_pipeline import (
+    MR_STUDY,
+    deliver_success_events,
+    deliver_upload,
+    detail_types,
+    run_study,
+    study_status,
+)
 
 from pacs_validator.contract.duplicates import DuplicatePolicy
 
@@ -35,10 +42,10 @@ def findings_of(status: dict[str, object], rule: str) -> list[dict[str, object]]
 
 
 def index_entry(stack: Stack, sop_instance_uid: str) -> dict[str, object]:
-    item = boto3.client("dynamodb").get_item(
-        TableName=STATUS_TABLE,
-        Key={"study_id": {"S": f"sop#{sop_instance_uid}"}, "item": {"S": "stored"}})["Item"]
-    return {"stored_in": item["stored_in"]["S"], "version": int(item["version"]["N"])}
+    """The one entry of the index of stored instances for ``sop_instance_uid``."""
+    [item] = [item for item in boto3.resource("dynamodb").Table(STATUS_TABLE).scan()["Items"]
+              if item.get("sop_instance_uid") == sop_instance_uid]
+    return {"stored_in": item["stored_in"], "version": int(item["version"])}
 
 
 def uid_of(data: bytes) -> str:
@@ -124,3 +131,22 @@ def test_a_study_sent_again_with_one_more_instance_stores_only_the_new_one(
         f"studies/{again}/instances/{new_uid}.dcm"]
     assert index_entry(stack, new_uid)["stored_in"] == again
     assert index_entry(stack, uid_of(mr_files[names[0]]))["stored_in"] == first
+
+
+def test_an_instance_another_owner_stored_is_stored_again_and_names_no_study(
+        stack: Stack, mr_files: dict[str, bytes]) -> None:
+    """Each owner has an index of its own: a plain drop (no owner) of an instance a token's
+    study stored learns nothing of that study and gets its own copy."""
+    name = sorted(mr_files)[0]
+    first = run_study(stack, {name: mr_files[name]})
+    key = f"incoming/{name}"
+    deliver_upload(stack, key, mr_files[name])
+    deliver_success_events(stack)
+
+    [item] = [item for item in boto3.resource("dynamodb").Table(STATUS_TABLE).scan()["Items"]
+              if item["item"] == "study" and item["study_id"] != first]
+    dropped = item["study_id"]
+    assert item["state"] == "STORED" and "stored_as" not in item
+    assert first not in str(item["findings"])
+    assert stack.keys(STORE, f"studies/{dropped}/original.dcm") == [
+        f"studies/{dropped}/original.dcm"]

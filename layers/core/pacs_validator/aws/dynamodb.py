@@ -88,15 +88,17 @@ class DynamoDBStatusTable:
         return StoredInstances(self.table)
 
     @service_errors()
-    def stored_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, StoredInstance]:
-        """The index entries of those of ``sop_instance_uids`` stored before (see
+    def stored_instances(self, owner: str | None, sop_instance_uids: Sequence[str]
+                         ) -> dict[str, StoredInstance]:
+        """The index entries of those of ``sop_instance_uids`` ``owner`` stored before (see
         :mod:`~pacs_validator.aws.stored_instances`)."""
-        return self.stored_index.find(sop_instance_uids)
+        return self.stored_index.find(owner, sop_instance_uids)
 
     @service_errors()
-    def enter_stored(self, entry: StoredInstance) -> bool:
-        """Enter one stored instance in the index; False when a study stored it first."""
-        return self.stored_index.enter(entry)
+    def enter_stored(self, owner: str | None, entry: StoredInstance) -> bool:
+        """Enter one instance ``owner`` stored in the index; False when a study of the same
+        owner stored it first."""
+        return self.stored_index.enter(owner, entry)
 
     def _key(self, study_id: str) -> dict[str, str]:
         return item_key(study_id, STUDY_ITEM)

@@ -190,7 +190,8 @@ class Judge:
         instances = [InstanceResult.from_record(r) for r in records]
         manifest = self._manifest(claimed)
         study, duplicates = self._with_duplicates(
-            check_study(instances, self.services.config, manifest), records, missing)
+            check_study(instances, self.services.config, manifest), records, missing,
+            claimed.owner)
         outcome = State.INCOMPLETE if missing else (
             State.VALID if study.valid else State.REJECTED)
         chunks, reports = self._plan(study_id, study, records, outcome, manifest, duplicates)
@@ -225,15 +226,16 @@ class Judge:
         return study
 
     def _with_duplicates(self, study: StudyResult, records: list[dict[str, Any]],
-                         missing: bool) -> tuple[StudyResult, Duplicates]:
-        """The study's verdict with what the index of stored instances says of a study
-        that passed its rules (see :mod:`~pacs_validator.flow.duplicates`)."""
+                         missing: bool, owner: str | None) -> tuple[StudyResult, Duplicates]:
+        """The study's verdict with what its owner's index of stored instances says of a
+        study that passed its rules (see :mod:`~pacs_validator.flow.duplicates`)."""
         if missing or not study.valid:
             return study, Duplicates()
         services = self.services
         instances = instance_records(records)
-        duplicates = sort_duplicates(instances, services.table.stored_instances(list(instances)),
-                                     services.duplicate_policy, services.config)
+        stored = services.table.stored_instances(owner, list(instances))
+        duplicates = sort_duplicates(instances, stored, services.duplicate_policy,
+                                     services.config)
         findings = (*study.findings, *duplicates.findings)
         return (replace(study, findings=findings,
                         status=verdict_status(list(findings), (study.status,))), duplicates)

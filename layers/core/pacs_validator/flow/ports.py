@@ -146,12 +146,14 @@ class StatusStore(Protocol):
     def study(self, study_id: str) -> StudyRecord | None:
         """The study, read consistently; None for an unknown id."""
 
-    def stored_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, StoredInstance]:
-        """The index entries of those of ``sop_instance_uids`` stored before, by UID."""
+    def stored_instances(self, owner: str | None, sop_instance_uids: Sequence[str]
+                         ) -> dict[str, StoredInstance]:
+        """The index entries of those of ``sop_instance_uids`` that ``owner``'s studies
+        stored before, by UID (each owner has an index of its own)."""
 
-    def enter_stored(self, entry: StoredInstance) -> bool:
-        """Enter a stored instance in the index (a first version only where none is, a
-        later one over its version before); False when it was not written."""
+    def enter_stored(self, owner: str | None, entry: StoredInstance) -> bool:
+        """Enter an instance ``owner`` stored in its index (a first version only where none
+        is, a later one over its version before); False when it was not written."""
 
     def record_file(self, study_id: str, name: str, record: dict[str, Any]) -> Arrival:
         """Store one upload's verdict and count it once per name (see :class:`UploadOutcome`);

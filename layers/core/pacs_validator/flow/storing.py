@@ -152,7 +152,7 @@ class Storage:
         """Store chunk ``index`` of a VALID study, then, for the last chunk done, the study."""
         services, study_id = self.services, study.study_id
         single = study.counts is not None and study.counts.instances == 1
-        part = self._store_chunk(study_id, self._planned(study_id, index), single)
+        part = self._store_chunk(study, self._planned(study_id, index), single)
         if study.chunks > 1:  # another worker may be the one to assemble
             services.uploads.put_json(work_key(study_id, "parts", f"{index}.json"), part,
                                       indent=None)
@@ -181,7 +181,7 @@ class Storage:
         return study.chunks == 1 or \
             self.services.table.chunk_done(study.study_id, index) >= study.chunks
 
-    def _store_chunk(self, study_id: str, files: list[PlannedFile], single: bool
+    def _store_chunk(self, study: StudyRecord, files: list[PlannedFile], single: bool
                      ) -> dict[str, Any]:
         """Copy the chunk's instances; their descriptions and DICOM JSON (the chunk's part
         of metadata.json and dicom.json), read from the head of the version validated, and
@@ -198,7 +198,7 @@ class Storage:
         # an invocation that only announces again never load.
         from pacs_validator.dicom.description import describe, described_again, dicom_json
 
-        services = self.services
+        services, study_id = self.services, study.study_id
         heads = ByteBudget(HEAD_BYTES_AT_ONCE)
         memory = ByteBudget(ESTIMATED_BYTES_AT_ONCE)
         one_preview_at_a_time = threading.Lock()
@@ -206,7 +206,7 @@ class Storage:
         def store_one(file: PlannedFile) -> tuple[InstanceDescription, Any, Preview | None]:
             target = stored_instance_key(study_id, str(file.sop_instance_uid), single)
             services.store.copy_from(services.uploads.bucket, judged_object(file), target)
-            self._enter_stored(study_id, file)
+            self._enter_stored(study, file)
             head = file.head
             previewed = file.preview and (head is None or "pixel_tag" in head)
             first_bytes = int(head["bytes"]) if head is not None and not previewed else None
@@ -242,17 +242,18 @@ class Storage:
                 "dicom_json": [document for _, document, _ in stored],
                 "previews": previews, "findings": findings}
 
-    def _enter_stored(self, study_id: str, file: PlannedFile) -> None:
-        """Enter an instance just copied in the index of stored instances, so that a
-        later study sending it again is told (:mod:`~pacs_validator.flow.duplicates`). Of
-        two studies storing one instance at once, the index keeps the first."""
+    def _enter_stored(self, study: StudyRecord, file: PlannedFile) -> None:
+        """Enter an instance just copied in its owner's index of stored instances, so that
+        a later study of the owner sending it again is told
+        (:mod:`~pacs_validator.flow.duplicates`). Of two studies storing one instance at
+        once, the index keeps the first."""
         if not file.sop_instance_uid or not file.sha256:
             return
-        entered = self.services.table.enter_stored(StoredInstance(
-            file.sop_instance_uid, study_id, file.sha256, file.version))
+        entered = self.services.table.enter_stored(study.owner, StoredInstance(
+            file.sop_instance_uid, study.study_id, file.sha256, file.version))
         if not entered:
             logger.warning("instance stored by another study first; the index keeps that one",
-                           extra={"study_id": study_id})
+                           extra={"study_id": study.study_id})
 
     def _preview(self, path: Path) -> Preview:
         # Imported for a preview: pydicom, and numpy, Pillow and the decoders of the
