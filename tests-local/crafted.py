@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Callable
 
+import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -66,3 +68,13 @@ def with_several(items: int = 0, values: int = 0, loaded_values: int = 0
                 holder.add_new(0x60011000, "UL", None)
             dataset.add_new(0x60012000, "SQ", Sequence(holders))
     return edit
+
+
+def with_other_bytes(data: bytes) -> bytes:
+    """The same instance, every UID kept, with its SeriesDescription changed: a re-send of
+    an instance under its SOPInstanceUID with other bytes."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    dataset.SeriesDescription = "sent again, changed"
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()

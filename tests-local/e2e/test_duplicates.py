@@ -4,14 +4,13 @@ study id that holds it; the same SOPInstanceUID with other bytes is refused."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import pydicom
 import pytest
 from conftest import Deployment
 from corpus_studies import reidentified_study
+from crafted import with_other_bytes
 from test_upload_cli import pacs_validator
 
 pytestmark = pytest.mark.e2e
@@ -23,13 +22,6 @@ def write_study(folder: Path, files: dict[str, bytes]) -> None:
         (folder / name).write_bytes(data)
 
 
-def with_other_bytes(data: bytes) -> bytes:
-    """The same instance, every UID kept, with its SeriesDescription changed."""
-    dataset = pydicom.dcmread(io.BytesIO(data))
-    dataset.SeriesDescription = "sent again, changed"
-    out = io.BytesIO()
-    dataset.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def test_a_study_uploaded_twice_is_stored_once_under_the_existing_id(

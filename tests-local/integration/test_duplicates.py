@@ -10,6 +10,7 @@ import boto3
 import pydicom
 import pytest
 from conftest import STATUS_TABLE, STORE, Stack
+from crafted import with_other_bytes
 from test_pipeline import (
     MR_STUDY,
     deliver_success_events,
@@ -28,13 +29,6 @@ def mr_files() -> dict[str, bytes]:
     return {f"{path.parent.name}-{path.name}.dcm": path.read_bytes() for path in MR_STUDY}
 
 
-def with_other_bytes(data: bytes) -> bytes:
-    """The same instance (every UID kept) with one non-identifying attribute changed."""
-    dataset = pydicom.dcmread(io.BytesIO(data))
-    dataset.SeriesDescription = "another description"
-    out = io.BytesIO()
-    dataset.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def findings_of(status: dict[str, object], rule: str) -> list[dict[str, object]]:

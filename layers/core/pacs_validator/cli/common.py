@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from typing import TextIO
 
@@ -262,6 +263,16 @@ def print_api_error(error: ApiError, out: TextIO) -> None:
     hint = api_error_hint(error)
     if hint:
         print_hint(hint, out)
+
+
+def report_api_failure(error: ApiError | OSError | HTTPException) -> int:
+    """Say on stderr why a call to the API failed (refused, with a hint when there is one,
+    or not reached); the exit code that means: 2 for a request it called bad (400), else 1."""
+    if isinstance(error, ApiError):
+        print_api_error(error, sys.stderr)
+        return EXIT_USAGE if error.status == 400 else EXIT_INVALID
+    print(f"pacs-validator: the API cannot be reached: {error}", file=sys.stderr)
+    return EXIT_INVALID
 
 
 def print_hint(hint: str, out: TextIO) -> None:

@@ -13,12 +13,10 @@ from typing import Any, TextIO
 
 from pacs_validator.cli.client import TRANSIENT_ERRORS, ApiError
 from pacs_validator.cli.common import (
-    EXIT_INVALID,
-    EXIT_USAGE,
     EXIT_VALID,
     add_api_arguments,
     api_client,
-    print_api_error,
+    report_api_failure,
 )
 from pacs_validator.cli.report import counted
 
@@ -49,12 +47,8 @@ def run(args: argparse.Namespace) -> int:
     client = api_client(args)
     try:
         studies, more = client.list_studies(args.limit)
-    except ApiError as exc:
-        print_api_error(exc, sys.stderr)
-        return EXIT_USAGE if exc.status == 400 else EXIT_INVALID
-    except TRANSIENT_ERRORS as exc:
-        print(f"pacs-validator: the API cannot be reached: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    except (ApiError, *TRANSIENT_ERRORS) as exc:
+        return report_api_failure(exc)
     if args.json:
         print(json.dumps({"studies": studies, "more": more}, indent=2))
     else:

@@ -11,12 +11,11 @@ from typing import Any, TextIO
 from pacs_validator.cli.client import TRANSIENT_ERRORS, ApiError, PacsClient
 from pacs_validator.cli.common import (
     EXIT_INVALID,
-    EXIT_USAGE,
     EXIT_VALID,
     add_api_arguments,
     api_client,
-    print_api_error,
     print_hint,
+    report_api_failure,
 )
 from pacs_validator.cli.listing import print_studies
 from pacs_validator.cli.report import print_findings, print_warning_counts
@@ -50,12 +49,8 @@ def run(args: argparse.Namespace) -> int:
                 return EXIT_INVALID
             study_id = found
         document = client.full_status(study_id)
-    except ApiError as exc:
-        print_api_error(exc, sys.stderr)
-        return EXIT_USAGE if exc.status == 400 else EXIT_INVALID
-    except TRANSIENT_ERRORS as exc:
-        print(f"pacs-validator: the API cannot be reached: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    except (ApiError, *TRANSIENT_ERRORS) as exc:
+        return report_api_failure(exc)
     if args.json:
         print(json.dumps(document, indent=2))
     else:
