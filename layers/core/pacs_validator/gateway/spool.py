@@ -1,17 +1,17 @@
 """The gateway's spool: every instance it accepted, on disk, before the sender is told.
 
-An instance is received into ``incoming/`` (written, flushed, fsynced), judged there, and
-kept by a rename into ``instances/<calling AE>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``,
-after which the folder holding it is fsynced: once :meth:`Spool.keep` returns, a power cut
-loses nothing the sender was told is stored. What is refused is deleted from
-``incoming/``; whatever a crash leaves there was never acknowledged.
+An instance that passed is copied into ``incoming/`` (written, flushed, fsynced, its digest
+checked against the one judged) and kept by a rename into
+``instances/<calling AE>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``, after which the folder
+holding it is fsynced: once :meth:`Spool.keep` returns, a power cut loses nothing the sender
+was told is stored. What is refused never enters the spool; whatever a crash leaves in
+``incoming/`` was never acknowledged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import uuid
 from enum import Enum
@@ -20,6 +20,10 @@ from pathlib import Path
 from pacs_validator.contract.names import safe_name
 
 COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class ChangedSinceJudged(RuntimeError):
+    """The bytes copied into the spool are not those judged."""
 
 
 class Kept(Enum):
@@ -68,29 +72,32 @@ class Spool:
         for folder in (self.incoming, self.instances):
             self._make_folder(folder)
 
-    def receive(self, source: Path) -> Path:
-        """Copy a received data set into ``incoming/``, durably, under a name of its own."""
+    def _copy_in(self, source: Path, sha256: str) -> Path:
+        """Copy a judged data set into ``incoming/``, durably, under a name of its own;
+        raises ChangedSinceJudged when the copy is not the bytes judged."""
         target = self.incoming / f"{uuid.uuid4().hex}.part"
+        digest = hashlib.sha256()
         with source.open("rb") as reading, target.open("xb") as writing:
-            shutil.copyfileobj(reading, writing, COPY_CHUNK_BYTES)
+            while chunk := reading.read(COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                writing.write(chunk)
             writing.flush()
             os.fsync(writing.fileno())
+        if digest.hexdigest() != sha256:
+            target.unlink()
+            raise ChangedSinceJudged(source.name)
         return target
 
-    def discard(self, received: Path) -> None:
-        received.unlink(missing_ok=True)
-
-    def keep(self, received: Path, calling_ae: str, study_instance_uid: str,
+    def keep(self, source: Path, calling_ae: str, study_instance_uid: str,
              sop_instance_uid: str, sha256: str) -> Kept:
-        """Move a judged instance from ``incoming/`` into its study's folder, durably."""
+        """Keep a judged instance (its bytes, ``sha256``) in its study's folder, durably."""
         folder = self.instances / caller_folder(calling_ae) / safe_name(study_instance_uid)
         target = folder / f"{safe_name(sop_instance_uid)}.dcm"
         with self._keeping:
             self._make_folder(folder)
             if target.exists():
-                self.discard(received)
                 return Kept.SAME if file_digest(target) == sha256 else Kept.CONFLICT
-            received.replace(target)
+            self._copy_in(source, sha256).replace(target)
             fsync_folder(folder)
         return Kept.STORED
 

@@ -3,8 +3,9 @@ and spooled before it is answered (pynetdicom).
 
 pynetdicom writes each received data set to a temporary file as it arrives
 (``STORE_RECV_CHUNKED_DATASET``), so an instance of any size costs the gateway disk, not
-memory. The handler copies it into the spool's ``incoming/`` (fsynced), judges it with the
-core's file-level rules, keeps it (renamed, its folder fsynced) and only then answers.
+memory. The handler judges it there with the core's file-level rules; one that passes is
+copied into the spool (fsynced, its digest checked against the one judged, renamed, its
+folder fsynced) and only then answered.
 """
 
 from __future__ import annotations
@@ -157,22 +158,21 @@ class StorageGateway:
     def on_store(self, event: Any) -> Dataset:
         """Judge one instance, keep it if it passes, and say which."""
         calling_ae = str(event.assoc.requestor.ae_title)
-        received = self.spool.receive(Path(event.dataset_path))
         try:
-            answer = self._judged(received, calling_ae)
+            answer = self._judged(Path(event.dataset_path), calling_ae)
         except Exception as exc:  # noqa: BLE001 - one instance's failure is its own answer
             # Its type alone: an exception's text may quote a value of the instance.
             logger.error("the instance could not be judged", extra={
                 "calling_ae": calling_ae, "error": type(exc).__name__})
             answer = Answer(FAILURE_PROCESSING, "internal.error")
-        finally:
-            self.spool.discard(received)
         logger.info("instance answered", extra={"calling_ae": calling_ae,
                                                 "status": f"0x{answer.status:04X}",
                                                 "rules": answer.comment})
         return status_dataset(answer)
 
     def _judged(self, received: Path, calling_ae: str) -> Answer:
+        """The answer for the data set pynetdicom received into ``received``: judged there
+        (a refused one is never copied), then kept in the spool."""
         result, _ = validate_file(received, self.config, name=received.name)
         answer = answer_for(result)
         if not answer.accepted:
