@@ -33,7 +33,7 @@ from typing import Any
 import pydicom
 from pydicom.data import get_testdata_file
 
-from pacs_validator.cli.client import PacsClient, read_files, studies_in
+from pacs_validator.transfer.client import PacsClient, read_files, studies_in
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "local-runtime" / "stack"

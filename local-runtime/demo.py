@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pydicom
 from steps import step_label, step_time  # local-runtime/steps.py, beside this script
 
-from pacs_validator.cli.client import PacsClient, read_files, request, studies_in
+from pacs_validator.transfer.client import PacsClient, read_files, request, studies_in
 
 HERE = Path(__file__).resolve().parent
 STACK_NAME = os.environ.get("PACS_STACK_NAME", "pacs-validator")

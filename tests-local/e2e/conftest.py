@@ -32,8 +32,8 @@ from api_contract import ContractViolation, check_answer
 from boto3.dynamodb.conditions import Attr
 from document_schemas import METADATA, VALIDATION_REPORT, check
 
-from pacs_validator.cli import client
-from pacs_validator.cli.client import PacsClient
+from pacs_validator.transfer import client
+from pacs_validator.transfer.client import PacsClient
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = ROOT / "local-runtime" / "stack"

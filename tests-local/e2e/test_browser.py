@@ -31,7 +31,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from pacs_validator.cli.client import studies_in
+from pacs_validator.transfer.client import studies_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():

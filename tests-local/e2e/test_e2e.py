@@ -15,7 +15,8 @@ import pytest
 from conftest import Deployment, aws
 from pydicom.data import get_testdata_file
 
-from pacs_validator.cli.client import (
+from pacs_validator.contract.events import key_digest
+from pacs_validator.transfer.client import (
     ApiError,
     PacsClient,
     multipart_form,
@@ -23,7 +24,6 @@ from pacs_validator.cli.client import (
     request,
     studies_in,
 )
-from pacs_validator.contract.events import key_digest
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, STACK_NAME, Deployment, aws
 from pydicom.data import get_testdata_file
 
-from pacs_validator.cli.client import PacsClient
 from pacs_validator.contract.keys import incoming_prefix
+from pacs_validator.transfer.client import PacsClient
 
 pytestmark = pytest.mark.e2e
 

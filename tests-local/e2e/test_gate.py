@@ -17,7 +17,7 @@ from conftest import Deployment, aws
 from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 
-from pacs_validator.cli.client import ApiError, PacsClient
+from pacs_validator.transfer.client import ApiError, PacsClient
 
 pytestmark = pytest.mark.e2e
 

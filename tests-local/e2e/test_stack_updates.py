@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import ENDPOINT, ROOT, Deployment, aws
 
-from pacs_validator.cli.client import request
+from pacs_validator.transfer.client import request
 
 pytestmark = pytest.mark.e2e
 STAGE = "v1"

@@ -19,7 +19,7 @@ import pytest
 from conftest import Deployment
 from corpus_studies import reidentified_study
 
-from pacs_validator.cli.client import studies_in
+from pacs_validator.transfer.client import studies_in
 
 pytestmark = pytest.mark.e2e
 COMMAND = Path(sys.executable).with_name("pacs-validator")

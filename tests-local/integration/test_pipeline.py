@@ -14,8 +14,8 @@ import realworld
 from conftest import STORE, UPLOADS, FakeContext, Stack, api_event, s3_put_event
 from pydicom.data import get_testdata_file
 
-from pacs_validator.cli.client import studies_in
 from pacs_validator.contract.keys import incoming_prefix
+from pacs_validator.transfer.client import studies_in
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -41,9 +41,10 @@ from pydicom.data import get_testdata_file
 from test_pipeline import deliver_success_events
 
 from pacs_validator.cli import upload as upload_module
-from pacs_validator.cli.client import HttpResponse, PacsClient, studies_in
 from pacs_validator.cli.main import main
 from pacs_validator.cli.upload import STATE_FILE
+from pacs_validator.transfer import sending as sending_module
+from pacs_validator.transfer.client import HttpResponse, PacsClient, studies_in
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -196,6 +197,7 @@ def expiration_of(policy: str) -> float:
 def expiring_forms(monkeypatch: pytest.MonkeyPatch) -> ExpiringForms:
     forms = ExpiringForms()
     monkeypatch.setattr(upload_module, "time", forms.command)
+    monkeypatch.setattr(sending_module, "time", forms.command)
     monkeypatch.setattr(botocore.signers, "get_current_datetime", lambda: (
         datetime.datetime.fromtimestamp(forms.aws.time(), datetime.UTC).replace(tzinfo=None)))
     post_file = PacsClient.post_file
@@ -442,7 +444,7 @@ def test_token_goes_to_the_api_only_and_status_prints_one_study(
     monkeypatch.setenv("PACS_VALIDATOR_API", api.url)
     shutil.copyfile(CORPUS / "CT_small.dcm", in_tmp / "ct.dcm")
     posted_headers: list[dict[str, str]] = []
-    request = __import__("pacs_validator.cli.client", fromlist=["request"]).request
+    request = __import__("pacs_validator.transfer.client", fromlist=["request"]).request
 
     def recording(method: str, url: str, body: Any = None, headers: Any = None,
                   timeout: float = 60) -> Any:
@@ -450,7 +452,7 @@ def test_token_goes_to_the_api_only_and_status_prints_one_study(
             posted_headers.append(dict(headers or {}))
         return request(method, url, body, headers, timeout)
 
-    monkeypatch.setattr("pacs_validator.cli.client.request", recording)
+    monkeypatch.setattr("pacs_validator.transfer.client.request", recording)
     code, [document] = run_json(capsys, "upload", str(in_tmp / "ct.dcm"), "--json")
 
     assert code == 0

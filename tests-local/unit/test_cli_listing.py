@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pacs_validator.cli.client import HttpResponse, PacsClient
 from pacs_validator.cli.main import main
+from pacs_validator.transfer.client import HttpResponse, PacsClient
 
 UID = "1.2.840.113619.2.55.3"
 IDS = [f"{n:032x}" for n in range(1, 6)]

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from pacs_validator.cli import common, progress
-from pacs_validator.cli.client import ApiError, PacsClient
 from pacs_validator.cli.main import main
 from pacs_validator.cli.report import TIMES, merged
 from pacs_validator.cli.status import print_status
 from pacs_validator.dicom.config import build_config
 from pacs_validator.dicom.validation import is_media_directory, is_text_file, validate_instance
+from pacs_validator.transfer.client import ApiError, PacsClient
 
 COMMAND = [sys.executable, "-m", "pacs_validator.cli.main"]
 TOTALS = re.compile(r"^\d+ files?: \d+ valid, \d+ invalid, \d+ skipped · "

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from pacs_validator.cli import client as client_module
-from pacs_validator.cli.client import HttpResponse, PacsClient, upload_names
 from pacs_validator.cli.main import main
 from pacs_validator.cli.upload import progress_view
 from pacs_validator.contract.names import safe_name
+from pacs_validator.transfer import client as client_module
+from pacs_validator.transfer.client import HttpResponse, PacsClient, upload_names
 
 
 class Script:

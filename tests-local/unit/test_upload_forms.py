@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pacs_validator.cli import upload as upload_module
-from pacs_validator.cli.client import ApiError
-from pacs_validator.cli.upload import StudyForms
+from pacs_validator.transfer import sending as sending_module
+from pacs_validator.transfer.client import ApiError
+from pacs_validator.transfer.sending import StudyForms
 
 
 class FormDesk:
@@ -41,7 +41,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(upload_module, "time", fake)
+    monkeypatch.setattr(sending_module, "time", fake)
     return fake
 
 
@@ -71,7 +71,7 @@ def test_expiring_forms_of_unsent_files_are_replaced_in_one_request(clock: Clock
     desk = FormDesk()
     forms = StudyForms(desk, "s", NAMES[:30])  # type: ignore[arg-type]
     send_all(forms, NAMES[:10])
-    clock.now += 900 - upload_module.EXPIRY_MARGIN  # every form kept is about to expire
+    clock.now += 900 - sending_module.EXPIRY_MARGIN  # every form kept is about to expire
 
     send_all(forms, NAMES[10:30])
 
@@ -92,7 +92,7 @@ def test_one_refused_form_replaces_every_form_kept_as_early_in_one_request(
 
 
 def test_forms_ending_at_the_deadline_are_used_until_s3_refuses_them(clock: Clock) -> None:
-    desk = FormDesk(expires_in=upload_module.EXPIRY_MARGIN)  # the deadline is a minute away
+    desk = FormDesk(expires_in=sending_module.EXPIRY_MARGIN)  # the deadline is a minute away
     forms = StudyForms(desk, "s", NAMES[:5])  # type: ignore[arg-type]
 
     send_all(forms, NAMES[:5])

@@ -16,7 +16,6 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from pacs_validator.cli.client import ApiError, PacsClient
 from pacs_validator.dicom.config import ValidatorConfig, build_config
 from pacs_validator.dicom.limits import Limits
 from pacs_validator.dicom.rules import Finding
@@ -27,6 +26,7 @@ from pacs_validator.dicom.validation import (
     is_text_file,
     validate_file,
 )
+from pacs_validator.transfer.client import ApiError, PacsClient
 
 EXIT_VALID = 0
 EXIT_INVALID = 1

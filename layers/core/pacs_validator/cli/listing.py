@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from pacs_validator.cli.client import TRANSIENT_ERRORS, ApiError
 from pacs_validator.cli.common import (
     EXIT_VALID,
     add_api_arguments,
@@ -19,6 +18,7 @@ from pacs_validator.cli.common import (
     report_api_failure,
 )
 from pacs_validator.cli.report import counted
+from pacs_validator.transfer.client import TRANSIENT_ERRORS, ApiError
 
 LISTED_BY_DEFAULT = 50
 

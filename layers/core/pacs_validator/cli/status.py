@@ -8,7 +8,6 @@ import json
 import sys
 from typing import Any, TextIO
 
-from pacs_validator.cli.client import TRANSIENT_ERRORS, ApiError, PacsClient
 from pacs_validator.cli.common import (
     EXIT_INVALID,
     EXIT_VALID,
@@ -23,6 +22,7 @@ from pacs_validator.contract.keys import is_study_id
 from pacs_validator.contract.states import State
 from pacs_validator.contract.study_list import is_dicom_uid
 from pacs_validator.dicom.rules import Finding
+from pacs_validator.transfer.client import TRANSIENT_ERRORS, ApiError, PacsClient
 
 
 def add_parser(commands: Any) -> None:
