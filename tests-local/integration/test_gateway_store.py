@@ -72,8 +72,8 @@ def test_a_valid_instance_is_spooled_before_its_success(
     assert status.Status in (0x0000, 0xB007)
     [kept] = spooled(running)
     assert kept.name == f"{dataset.SOPInstanceUID}.dcm"
-    assert kept.parent.name == dataset.StudyInstanceUID
-    assert kept.parent.parent.name.startswith("MODALITY-")
+    assert (kept.parent.name, kept.parent.parent.name) == ("1", dataset.StudyInstanceUID)
+    assert kept.parent.parent.parent.name.startswith("MODALITY-")
     assert pydicom.dcmread(kept).SOPInstanceUID == dataset.SOPInstanceUID
     assert list(running.spool.incoming.iterdir()) == []
 

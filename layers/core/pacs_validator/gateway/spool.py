@@ -1,25 +1,44 @@
-"""The gateway's spool: every instance it accepted, on disk, before the sender is told.
+"""The gateway's spool: every instance it accepted, on disk, before the sender is told, and
+the only state the gateway keeps.
 
 An instance that passed is copied into ``incoming/`` (written, flushed, fsynced, its digest
-checked against the one judged) and kept by a rename into
-``instances/<calling AE>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``, after which the folder
-holding it is fsynced: once :meth:`Spool.keep` returns, a power cut loses nothing the sender
-was told is stored. What is refused never enters the spool; whatever a crash leaves in
-``incoming/`` was never acknowledged.
+checked against the one judged) and kept by a rename into its study part's folder,
+``instances/<calling AE>/<StudyInstanceUID>/<part>/<SOPInstanceUID>.dcm``, after which the
+folder is fsynced: once :meth:`Spool.keep` returns, a power cut loses nothing the sender was
+told is stored. What is refused never enters the spool (one line in ``refused.jsonl`` says
+why); whatever a crash leaves in ``incoming/`` was never acknowledged, and is removed.
+
+Instances group into study parts by calling AE and StudyInstanceUID. A part takes instances
+until it closes (:meth:`Spool.closable`: its associations ended and none arrived for the
+stable time); an instance that arrives after that opens the next part. Each part's record,
+``part.json`` beside its instances, is replaced atomically at every step of its way to the
+cloud (:mod:`~pacs_validator.gateway.forwarding`), so a gateway started on the same spool
+after a crash carries on from the last step it recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import threading
+import time
 import uuid
+from collections.abc import Hashable, Iterator
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from pacs_validator.contract.names import safe_name
 
+logger = logging.getLogger(__name__)
+
 COPY_CHUNK_BYTES = 1024 * 1024
+RECORD = "part.json"
+REFUSALS = "refused.jsonl"
+IDENTITY = "spool.json"
 
 
 class ChangedSinceJudged(RuntimeError):
@@ -37,11 +56,64 @@ class Kept(Enum):
     """The spool holds this SOPInstanceUID with other bytes: the first is kept."""
 
 
+class Stage(str, Enum):
+    """Where a study part is on its way to the cloud."""
+
+    RECEIVING = "receiving"
+    """Taking instances."""
+    CLOSED = "closed"
+    """Complete here; to be declared."""
+    DECLARED = "declared"
+    """The cloud knows it by its study id; its files are being sent."""
+    SENT = "sent"
+    """Every file sent; its verdict is awaited."""
+    DONE = "done"
+    """The cloud's verdict is in."""
+
+
+@dataclass
+class StudyPart:
+    """One upload of a study: the instances one calling AE sent between two closes."""
+
+    calling_ae: str
+    study_instance_uid: str
+    number: int
+    stage: Stage = Stage.RECEIVING
+    instances: dict[str, str] = field(default_factory=dict)
+    """SOPInstanceUID -> SHA-256 of the bytes kept (listed in full from its close on)."""
+    study_id: str | None = None
+    attempt: int = 1
+    """Declarations so far: a study the cloud gave up on (INCOMPLETE, FAILED) is declared
+    anew, under another client token."""
+    state: str | None = None
+    """The cloud's state, once known."""
+    stored_as: str | None = None
+    """The study that holds these instances, when the cloud had them all already."""
+    problem: str | None = None
+    """Why the last step failed (it is tried again)."""
+    last_arrival: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.calling_ae, self.study_instance_uid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stage": self.stage.value}
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> StudyPart:
+        return cls(**{**document, "stage": Stage(document["stage"])})
+
+
 def caller_folder(calling_ae: str) -> str:
     """A folder name for a calling AE title: readable, and distinct for titles that only
     differ in characters a file name cannot hold (``A B`` and ``A_B``)."""
     digest = hashlib.sha256(calling_ae.encode()).hexdigest()[:8]
     return f"{safe_name(calling_ae.strip() or 'unnamed')}-{digest}"
+
+
+def instance_file_name(sop_instance_uid: str) -> str:
+    return f"{safe_name(sop_instance_uid)}.dcm"
 
 
 def fsync_folder(path: Path) -> None:
@@ -61,16 +133,177 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_durably(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a crash leaves the old file or the new."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with temporary.open("x", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    temporary.replace(path)
+    fsync_folder(path.parent)
+
+
+def part_folders(root: Path) -> Iterator[Path]:
+    """The folder of every study part in the spool at ``root``."""
+    yield from sorted(record.parent for record in (root / "instances").glob(f"*/*/*/{RECORD}"))
+
+
+def read_part(folder: Path) -> StudyPart:
+    """A part as its record says; a receiving part's instances are the files it holds (their
+    digests read from them)."""
+    part = StudyPart.from_dict(json.loads((folder / RECORD).read_text("utf-8")))
+    if part.stage is Stage.RECEIVING:
+        files = sorted(folder.glob("*.dcm"))
+        part.instances = {path.stem: file_digest(path) for path in files}
+        part.last_arrival = max([part.last_arrival, *(p.stat().st_mtime for p in files)])
+    return part
+
+
+def read_refusals(root: Path) -> list[dict[str, Any]]:
+    """What the gateway refused, oldest first (``refused.jsonl``)."""
+    path = root / REFUSALS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
 class Spool:
-    """The instances accepted, under ``root``."""
+    """The instances accepted, and their study parts, under ``root`` (module docstring)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.incoming = root / "incoming"
         self.instances = root / "instances"
-        self._keeping = threading.Lock()
+        self._lock = threading.Lock()
+        self._parts: dict[Path, StudyPart] = {}
+        self._open: dict[tuple[str, str], Path] = {}
+        self._associations: dict[Path, set[Hashable]] = {}
         for folder in (self.incoming, self.instances):
             self._make_folder(folder)
+        self.identity = self._identity()
+        for leftover in self.incoming.iterdir():
+            leftover.unlink()
+        for folder in part_folders(root):
+            part = read_part(folder)
+            self._parts[folder] = part
+            if part.stage is Stage.RECEIVING:
+                self._open[part.key] = folder
+
+    def _identity(self) -> str:
+        """This spool's own id, made once: it keeps the client tokens of two gateways
+        apart."""
+        path = self.root / IDENTITY
+        if not path.is_file():
+            write_durably(path, json.dumps({"spool_id": uuid.uuid4().hex}))
+        return str(json.loads(path.read_text("utf-8"))["spool_id"])
+
+    def client_token(self, part: StudyPart) -> str:
+        """The declaration's client token: the same for every declaration of one attempt
+        of one part, so a declaration sent again after a crash finds the same study."""
+        text = "\n".join([self.identity, *part.key, str(part.number), str(part.attempt)])
+        return hashlib.sha256(text.encode()).hexdigest()[:48]
+
+    def keep(self, source: Path, calling_ae: str, study_instance_uid: str,
+             sop_instance_uid: str, sha256: str, association: Hashable) -> Kept:
+        """Keep a judged instance (its bytes, ``sha256``) in its study's open part, durably;
+        the instance came on ``association``, which keeps the part open until it ends."""
+        key = (calling_ae, study_instance_uid)
+        copied = self._copy_in(source, sha256)  # outside the lock: associations copy at once
+        try:
+            with self._lock:
+                known = self._known(key, sop_instance_uid)
+                if known is not None:
+                    return Kept.SAME if known == sha256 else Kept.CONFLICT
+                folder = self._open.get(key) or self._open_part(key)
+                copied.replace(folder / instance_file_name(sop_instance_uid))
+                part = self._parts[folder]
+                part.instances[sop_instance_uid] = sha256
+                part.last_arrival = time.time()
+                self._associations.setdefault(folder, set()).add(association)
+        finally:
+            copied.unlink(missing_ok=True)
+        fsync_folder(folder)
+        return Kept.STORED
+
+    def _known(self, key: tuple[str, str], sop_instance_uid: str) -> str | None:
+        """The digest the spool holds for an instance of the study, in any part the cloud
+        has not rejected (a rejected one may be sent again, changed)."""
+        for part in self._parts.values():
+            if part.key == key and part.state != "REJECTED" \
+                    and sop_instance_uid in part.instances:
+                return part.instances[sop_instance_uid]
+        return None
+
+    def _open_part(self, key: tuple[str, str]) -> Path:
+        numbers = [part.number for part in self._parts.values() if part.key == key]
+        part = StudyPart(*key, number=max(numbers, default=0) + 1)
+        folder = self.instances / caller_folder(key[0]) / safe_name(key[1]) / str(part.number)
+        self._make_folder(folder)
+        write_durably(folder / RECORD, json.dumps(part.to_dict()))
+        self._parts[folder] = part
+        self._open[key] = folder
+        if part.number > 1:
+            logger.info("an instance came after its study closed: it opens the next part",
+                        extra={"calling_ae": key[0], "part": part.number})
+        return folder
+
+    def ended(self, association: Hashable) -> None:
+        """``association`` sends no more: the parts it sent to may close."""
+        with self._lock:
+            for associations in self._associations.values():
+                associations.discard(association)
+
+    def closable(self, stable_seconds: float, now: float) -> list[StudyPart]:
+        """The receiving parts whose associations have all ended and that got no instance
+        for ``stable_seconds``."""
+        with self._lock:
+            return [self._parts[folder] for folder in self._open.values()
+                    if not self._associations.get(folder)
+                    and now - self._parts[folder].last_arrival >= stable_seconds]
+
+    def close(self, part: StudyPart) -> None:
+        """Take no more instances into ``part`` (a late one opens the next part)."""
+        with self._lock:
+            folder = self._open.pop(part.key)
+            self._associations.pop(folder, None)
+            part.stage = Stage.CLOSED
+            self._save(folder, part)
+
+    def save(self, part: StudyPart) -> None:
+        """Record ``part``'s progress durably."""
+        with self._lock:
+            self._save(self.folder(part), part)
+
+    def folder(self, part: StudyPart) -> Path:
+        return next(folder for folder, known in self._parts.items() if known is part)
+
+    def parts(self) -> list[StudyPart]:
+        with self._lock:
+            return list(self._parts.values())
+
+    def files(self, part: StudyPart) -> dict[str, Path]:
+        """The part's instance files, by the name each is uploaded under."""
+        folder = self.folder(part)
+        return {instance_file_name(uid): folder / instance_file_name(uid)
+                for uid in part.instances}
+
+    def drop_files(self, part: StudyPart) -> None:
+        """Remove the part's instance files (the cloud stores them); its record stays."""
+        for path in self.files(part).values():
+            path.unlink(missing_ok=True)
+
+    def refused(self, calling_ae: str, study_instance_uid: str | None,
+                sop_instance_uid: str | None, status: int, rules: str | None) -> None:
+        """Note an instance the gateway refused, for ``gateway status``."""
+        line = json.dumps({"calling_ae": calling_ae, "study_instance_uid": study_instance_uid,
+                           "sop_instance_uid": sop_instance_uid, "status": f"0x{status:04X}",
+                           "rules": rules, "at": time.time()})
+        with self._lock, (self.root / REFUSALS).open("a", encoding="utf-8") as stream:
+            stream.write(line + "\n")
+
+    def _save(self, folder: Path, part: StudyPart) -> None:
+        write_durably(folder / RECORD, json.dumps(part.to_dict(), indent=1))
 
     def _copy_in(self, source: Path, sha256: str) -> Path:
         """Copy a judged data set into ``incoming/``, durably, under a name of its own;
@@ -87,19 +320,6 @@ class Spool:
             target.unlink()
             raise ChangedSinceJudged(source.name)
         return target
-
-    def keep(self, source: Path, calling_ae: str, study_instance_uid: str,
-             sop_instance_uid: str, sha256: str) -> Kept:
-        """Keep a judged instance (its bytes, ``sha256``) in its study's folder, durably."""
-        folder = self.instances / caller_folder(calling_ae) / safe_name(study_instance_uid)
-        target = folder / f"{safe_name(sop_instance_uid)}.dcm"
-        with self._keeping:
-            self._make_folder(folder)
-            if target.exists():
-                return Kept.SAME if file_digest(target) == sha256 else Kept.CONFLICT
-            self._copy_in(source, sha256).replace(target)
-            fsync_folder(folder)
-        return Kept.STORED
 
     def _make_folder(self, folder: Path) -> None:
         """Make ``folder`` and its missing parents, each made one durable in its parent."""

@@ -3,9 +3,9 @@ and spooled before it is answered (pynetdicom).
 
 pynetdicom writes each received data set to a temporary file as it arrives
 (``STORE_RECV_CHUNKED_DATASET``), so an instance of any size costs the gateway disk, not
-memory. The handler judges it there with the core's file-level rules; one that passes is
-copied into the spool (fsynced, its digest checked against the one judged, renamed, its
-folder fsynced) and only then answered.
+memory. The handler judges it there (:mod:`~pacs_validator.gateway.intake`); one that passes
+is copied into the spool and only then answered. The end of an association (released,
+aborted or dropped) lets the study parts it sent to close.
 """
 
 from __future__ import annotations
@@ -22,14 +22,9 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs_validator.dicom.config import ValidatorConfig
-from pacs_validator.dicom.validation import validate_file
-from pacs_validator.gateway.spool import Kept, Spool
-from pacs_validator.gateway.statuses import (
-    FAILURE_DUPLICATE,
-    FAILURE_PROCESSING,
-    Answer,
-    answer_for,
-)
+from pacs_validator.gateway.intake import Intake
+from pacs_validator.gateway.spool import Spool
+from pacs_validator.gateway.statuses import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +109,8 @@ class StorageGateway:
 
     def __init__(self, options: GatewayOptions, config: ValidatorConfig) -> None:
         self.options = options
-        self.config = config
         self.spool = Spool(options.spool)
+        self.intake = Intake(config, self.spool)
 
     def application_entity(self) -> AE:
         ae = AE(ae_title=self.options.ae_title)
@@ -130,8 +125,9 @@ class StorageGateway:
     def start(self) -> ThreadedAssociationServer:
         """Listen in the background; the server's ``shutdown()`` stops it."""
         _config.STORE_RECV_CHUNKED_DATASET = True
-        handlers: list[Any] = [(evt.EVT_REQUESTED, self.on_request), (evt.EVT_C_ECHO, self.on_echo),
-                    (evt.EVT_C_STORE, self.on_store)]
+        handlers: list[Any] = [(evt.EVT_REQUESTED, self.on_request),
+                               (evt.EVT_C_ECHO, self.on_echo), (evt.EVT_C_STORE, self.on_store),
+                               (evt.EVT_CONN_CLOSE, self.on_closed)]
         server = self.application_entity().start_server(
             (self.options.bind, self.options.port), block=False, evt_handlers=handlers,
             ssl_context=tls_context(self.options))
@@ -157,29 +153,9 @@ class StorageGateway:
 
     def on_store(self, event: Any) -> Dataset:
         """Judge one instance, keep it if it passes, and say which."""
-        calling_ae = str(event.assoc.requestor.ae_title)
-        try:
-            answer = self._judged(Path(event.dataset_path), calling_ae)
-        except Exception as exc:  # noqa: BLE001 - one instance's failure is its own answer
-            # Its type alone: an exception's text may quote a value of the instance.
-            logger.error("the instance could not be judged", extra={
-                "calling_ae": calling_ae, "error": type(exc).__name__})
-            answer = Answer(FAILURE_PROCESSING, "internal.error")
-        logger.info("instance answered", extra={"calling_ae": calling_ae,
-                                                "status": f"0x{answer.status:04X}",
-                                                "rules": answer.comment})
-        return status_dataset(answer)
+        taken = self.intake.take(Path(event.dataset_path), str(event.assoc.requestor.ae_title),
+                                 event.assoc)
+        return status_dataset(taken.answer)
 
-    def _judged(self, received: Path, calling_ae: str) -> Answer:
-        """The answer for the data set pynetdicom received into ``received``: judged there
-        (a refused one is never copied), then kept in the spool."""
-        result, _ = validate_file(received, self.config, name=received.name)
-        answer = answer_for(result)
-        if not answer.accepted:
-            return answer
-        summary = result.summary
-        kept = self.spool.keep(received, calling_ae, str(summary.study_instance_uid),
-                               str(summary.sop_instance_uid), result.sha256)
-        if kept is Kept.CONFLICT:
-            return Answer(FAILURE_DUPLICATE, "instance.conflict")
-        return answer
+    def on_closed(self, event: Any) -> None:
+        self.intake.ended(event.assoc)

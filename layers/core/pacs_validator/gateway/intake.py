@@ -1,0 +1,76 @@
+"""One instance in: judged by the core's file-level rules, kept in the spool if it passed,
+and the answer its sender gets. Every door of the gateway (C-STORE, STOW-RS) takes
+instances through here, so each gets the same verdict and the same durability."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.dicom.validation import InstanceSummary, validate_file
+from pacs_validator.gateway.spool import Kept, Spool
+from pacs_validator.gateway.statuses import (
+    FAILURE_DUPLICATE,
+    FAILURE_PROCESSING,
+    Answer,
+    answer_for,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What became of one received instance: its answer, and the UIDs it was read with
+    (None for a data set too broken to name them)."""
+
+    answer: Answer
+    summary: InstanceSummary
+
+
+class Intake:
+    """Judges and keeps the instances of every door, by one set of rules, into one spool."""
+
+    def __init__(self, config: ValidatorConfig, spool: Spool) -> None:
+        self.config = config
+        self.spool = spool
+
+    def take(self, received: Path, sender: str, association: Hashable) -> Taken:
+        """Judge the data set in ``received`` (a file the door wrote, which it removes
+        after) and keep it if it passed; never raises. ``sender`` names who sent it (a
+        calling AE title), ``association`` the connection it came on, open until
+        :meth:`ended`."""
+        try:
+            taken = self._judged(received, sender, association)
+        except Exception as exc:  # noqa: BLE001 - one instance's failure is its own answer
+            # Its type alone: an exception's text may quote a value of the instance.
+            logger.error("the instance could not be judged",
+                         extra={"calling_ae": sender, "error": type(exc).__name__})
+            taken = Taken(Answer(FAILURE_PROCESSING, "internal.error"), InstanceSummary())
+        if not taken.answer.accepted:
+            self.spool.refused(sender, taken.summary.study_instance_uid,
+                               taken.summary.sop_instance_uid, taken.answer.status,
+                               taken.answer.comment)
+        logger.info("instance answered", extra={"calling_ae": sender,
+                                                "status": f"0x{taken.answer.status:04X}",
+                                                "rules": taken.answer.comment})
+        return taken
+
+    def ended(self, association: Hashable) -> None:
+        """The connection ``association`` closed: it sends no more instances."""
+        self.spool.ended(association)
+
+    def _judged(self, received: Path, sender: str, association: Hashable) -> Taken:
+        result, _ = validate_file(received, self.config, name=received.name)
+        answer = answer_for(result)
+        summary = result.summary
+        if not answer.accepted:
+            return Taken(answer, summary)
+        kept = self.spool.keep(received, sender, str(summary.study_instance_uid),
+                               str(summary.sop_instance_uid), result.sha256, association)
+        if kept is Kept.CONFLICT:
+            return Taken(Answer(FAILURE_DUPLICATE, "instance.conflict"), summary)
+        return Taken(answer, summary)
