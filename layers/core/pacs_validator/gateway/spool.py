@@ -10,10 +10,10 @@ why); whatever a crash leaves in ``incoming/`` was never acknowledged, and is re
 
 Instances group into study parts by calling AE and StudyInstanceUID. A part takes instances
 until it closes (:meth:`Spool.closable`: its associations ended and none arrived for the
-stable time); an instance that arrives after that opens the next part. Each part's record,
-``part.json`` beside its instances, is replaced atomically at every step of its way to the
-cloud (:mod:`~pacs_validator.gateway.forwarding`), so a gateway started on the same spool
-after a crash carries on from the last step it recorded.
+stable time, counted again from the start of a gateway that finds it receiving); an
+instance that arrives after that opens the next part. Each part's record, ``part.json``
+beside its instances, is replaced atomically whenever the part changes stage, so a gateway
+started on the same spool after a crash finds every part where it was.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class StudyPart:
     study_id: str | None = None
     attempt: int = 1
     """Declarations so far: a study the cloud gave up on (INCOMPLETE, FAILED) is declared
-    anew, under another client token."""
+    anew."""
     state: str | None = None
     """The cloud's state, once known."""
     stored_as: str | None = None
@@ -160,14 +160,6 @@ def read_part(folder: Path) -> StudyPart:
     return part
 
 
-def read_refusals(root: Path) -> list[dict[str, Any]]:
-    """What the gateway refused, oldest first (``refused.jsonl``)."""
-    path = root / REFUSALS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-
-
 class Spool:
     """The instances accepted, and their study parts, under ``root`` (module docstring)."""
 
@@ -177,41 +169,50 @@ class Spool:
         self.instances = root / "instances"
         self._lock = threading.Lock()
         self._parts: dict[Path, StudyPart] = {}
+        self._studies: dict[tuple[str, str], list[StudyPart]] = {}
+        """The parts of each (calling AE, StudyInstanceUID): what one instance is checked
+        against, whatever else the spool holds."""
         self._open: dict[tuple[str, str], Path] = {}
         self._associations: dict[Path, set[Hashable]] = {}
+        self._fed_by: dict[Hashable, set[Path]] = {}
+        """The open parts each association sent to."""
         for folder in (self.incoming, self.instances):
             self._make_folder(folder)
-        self.identity = self._identity()
+        self._mark_as_spool()
         for leftover in self.incoming.iterdir():
             leftover.unlink()
         for folder in part_folders(root):
             part = read_part(folder)
-            self._parts[folder] = part
+            self._add(folder, part)
             if part.stage is Stage.RECEIVING:
-                self._open[part.key] = folder
+                # Its senders may be sending again what a crash left unanswered: the
+                # stable time counts from now.
+                part.last_arrival = max(part.last_arrival, time.time())
 
-    def _identity(self) -> str:
-        """This spool's own id, made once: it keeps the client tokens of two gateways
-        apart."""
+    def _mark_as_spool(self) -> None:
+        """Give the spool its own id, once: what marks a folder as a gateway's spool."""
         path = self.root / IDENTITY
         if not path.is_file():
             write_durably(path, json.dumps({"spool_id": uuid.uuid4().hex}))
-        return str(json.loads(path.read_text("utf-8"))["spool_id"])
 
-    def client_token(self, part: StudyPart) -> str:
-        """The declaration's client token: the same for every declaration of one attempt
-        of one part, so a declaration sent again after a crash finds the same study."""
-        text = "\n".join([self.identity, *part.key, str(part.number), str(part.attempt)])
-        return hashlib.sha256(text.encode()).hexdigest()[:48]
+    def _add(self, folder: Path, part: StudyPart) -> None:
+        self._parts[folder] = part
+        self._studies.setdefault(part.key, []).append(part)
+        if part.stage is Stage.RECEIVING:
+            self._open[part.key] = folder
 
     def keep(self, source: Path, calling_ae: str, study_instance_uid: str,
              sop_instance_uid: str, sha256: str, association: Hashable) -> Kept:
         """Keep a judged instance (its bytes, ``sha256``) in its study's open part, durably;
         the instance came on ``association``, which keeps the part open until it ends."""
         key = (calling_ae, study_instance_uid)
+        with self._lock:  # a sender's re-send is answered without a copy
+            known = self._known(key, sop_instance_uid)
+        if known is not None:
+            return Kept.SAME if known == sha256 else Kept.CONFLICT
         copied = self._copy_in(source, sha256)  # outside the lock: associations copy at once
         try:
-            with self._lock:
+            with self._lock:  # again: another association may have kept it meanwhile
                 known = self._known(key, sop_instance_uid)
                 if known is not None:
                     return Kept.SAME if known == sha256 else Kept.CONFLICT
@@ -221,6 +222,7 @@ class Spool:
                 part.instances[sop_instance_uid] = sha256
                 part.last_arrival = time.time()
                 self._associations.setdefault(folder, set()).add(association)
+                self._fed_by.setdefault(association, set()).add(folder)
         finally:
             copied.unlink(missing_ok=True)
         fsync_folder(folder)
@@ -229,20 +231,18 @@ class Spool:
     def _known(self, key: tuple[str, str], sop_instance_uid: str) -> str | None:
         """The digest the spool holds for an instance of the study, in any part the cloud
         has not rejected (a rejected one may be sent again, changed)."""
-        for part in self._parts.values():
-            if part.key == key and part.state != "REJECTED" \
-                    and sop_instance_uid in part.instances:
+        for part in self._studies.get(key, []):
+            if part.state != "REJECTED" and sop_instance_uid in part.instances:
                 return part.instances[sop_instance_uid]
         return None
 
     def _open_part(self, key: tuple[str, str]) -> Path:
-        numbers = [part.number for part in self._parts.values() if part.key == key]
+        numbers = [part.number for part in self._studies.get(key, [])]
         part = StudyPart(*key, number=max(numbers, default=0) + 1)
         folder = self.instances / caller_folder(key[0]) / safe_name(key[1]) / str(part.number)
         self._make_folder(folder)
         write_durably(folder / RECORD, json.dumps(part.to_dict()))
-        self._parts[folder] = part
-        self._open[key] = folder
+        self._add(folder, part)
         if part.number > 1:
             logger.info("an instance came after its study closed: it opens the next part",
                         extra={"calling_ae": key[0], "part": part.number})
@@ -251,8 +251,8 @@ class Spool:
     def ended(self, association: Hashable) -> None:
         """``association`` sends no more: the parts it sent to may close."""
         with self._lock:
-            for associations in self._associations.values():
-                associations.discard(association)
+            for folder in self._fed_by.pop(association, set()):
+                self._associations.get(folder, set()).discard(association)
 
     def closable(self, stable_seconds: float, now: float) -> list[StudyPart]:
         """The receiving parts whose associations have all ended and that got no instance
@@ -270,28 +270,9 @@ class Spool:
             part.stage = Stage.CLOSED
             self._save(folder, part)
 
-    def save(self, part: StudyPart) -> None:
-        """Record ``part``'s progress durably."""
-        with self._lock:
-            self._save(self.folder(part), part)
-
-    def folder(self, part: StudyPart) -> Path:
-        return next(folder for folder, known in self._parts.items() if known is part)
-
     def parts(self) -> list[StudyPart]:
         with self._lock:
             return list(self._parts.values())
-
-    def files(self, part: StudyPart) -> dict[str, Path]:
-        """The part's instance files, by the name each is uploaded under."""
-        folder = self.folder(part)
-        return {instance_file_name(uid): folder / instance_file_name(uid)
-                for uid in part.instances}
-
-    def drop_files(self, part: StudyPart) -> None:
-        """Remove the part's instance files (the cloud stores them); its record stays."""
-        for path in self.files(part).values():
-            path.unlink(missing_ok=True)
 
     def refused(self, calling_ae: str, study_instance_uid: str | None,
                 sop_instance_uid: str | None, status: int, rules: str | None) -> None:
