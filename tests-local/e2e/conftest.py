@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.request
 import urllib.response
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -230,3 +231,25 @@ def deployment() -> Iterator[Deployment]:
     for key in documents:
         deployed.read(deployed.store_bucket, key)
     SUMMARY.append(f"stored reports checked against the package's schemas: {len(documents)}")
+
+
+TOKEN_CACHE_SECONDS = 5
+"""How long the API reuses a token it has read (``TokenCacheSeconds`` locally)."""
+
+
+@pytest.fixture
+def two_sites(deployment: Deployment) -> Iterator[dict[str, PacsClient]]:
+    """Two more labels in the token secret, ``site-a`` and ``site-b``, each with a fresh
+    token of its own, beside the admin ``initial``; the secret as it was afterwards. A
+    label lists its own studies newest first, where an admin's list has no order."""
+    secrets = aws("secretsmanager")
+    arn = deployment.outputs["ApiTokensSecretArn"]
+    before = secrets.get_secret_value(SecretId=arn)["SecretString"]
+    tokens = {label: uuid.uuid4().hex + uuid.uuid4().hex for label in ("site-a", "site-b")}
+    secrets.put_secret_value(SecretId=arn,
+                             SecretString=json.dumps({**json.loads(before), **tokens}))
+    time.sleep(TOKEN_CACHE_SECONDS + 1)
+    base = deployment.api.api_base
+    yield {"admin": deployment.api,
+           **{label: PacsClient(base, token=token) for label, token in tokens.items()}}
+    secrets.put_secret_value(SecretId=arn, SecretString=before)

@@ -8,12 +8,11 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, aws
+from conftest import Deployment
 from corpus_studies import reidentified_study
 from pydicom.data import get_testdata_file
 
@@ -23,7 +22,6 @@ pytestmark = pytest.mark.e2e
 
 OPEN = ("AWAITING_UPLOAD", "RECEIVING")
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-TOKEN_CACHE_SECONDS = 5
 """``TokenCacheSeconds`` of the local deployment (Makefile, DEPLOY_PARAMETERS)."""
 
 
@@ -82,28 +80,6 @@ def test_a_file_swapped_after_judgment_leaves_a_300_file_study_stored_as_validat
     events = deployment.events_for(study_id, until="study.processed")
     assert max(len(json.dumps(e)) for e in events) < 32 * 1024
     assert [e["detail-type"] for e in events].count("validation.success") == 1
-
-
-@pytest.fixture
-def two_sites(deployment: Deployment) -> Iterator[dict[str, PacsClient]]:
-    """Two more labels in the token secret, each with its own token, beside the admin
-    ``initial``; the secret as it was afterwards. The API reuses tokens for
-    ``TokenCacheSeconds`` (5 s in the local deployment)."""
-    secrets = aws("secretsmanager")
-    arn = deployment.outputs["ApiTokensSecretArn"]
-    before = secrets.get_secret_value(SecretId=arn)["SecretString"]
-    tokens = {label: secrets_token() for label in ("site-a", "site-b")}
-    secrets.put_secret_value(SecretId=arn,
-                             SecretString=json.dumps({**json.loads(before), **tokens}))
-    time.sleep(TOKEN_CACHE_SECONDS + 1)
-    base = deployment.api.api_base
-    yield {"admin": deployment.api,
-           **{label: PacsClient(base, token=token) for label, token in tokens.items()}}
-    secrets.put_secret_value(SecretId=arn, SecretString=before)
-
-
-def secrets_token() -> str:
-    return uuid.uuid4().hex + uuid.uuid4().hex
 
 
 def test_each_label_sees_only_its_own_studies_and_the_admin_sees_all(

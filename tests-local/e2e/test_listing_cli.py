@@ -1,41 +1,54 @@
 """``pacs-validator list`` and ``status <StudyInstanceUID>`` against the stack deployed on
-LocalStack: a study uploaded is found by its UID (``GET /studies`` on the new index)."""
+LocalStack: a study uploaded is listed first among its owner's and found by its UID
+(``GET /studies`` on the owner index)."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pydicom
 import pytest
 from conftest import Deployment
 from pydicom.uid import generate_uid
-from test_upload_cli import CORPUS, pacs_validator
+from test_upload_cli import COMMAND, CORPUS, RUN_TIMEOUT, environment
+
+from pacs_validator.transfer.client import PacsClient
 
 pytestmark = pytest.mark.e2e
 
 
-def test_an_uploaded_study_is_listed_and_found_by_its_uid(deployment: Deployment,
-                                                          tmp_path: Path) -> None:
+def as_site(deployment: Deployment, site: PacsClient, folder: Path, *args: str
+            ) -> subprocess.CompletedProcess[str]:
+    """``pacs-validator ARGS`` run in ``folder`` with ``site``'s token."""
+    return subprocess.run([str(COMMAND), *args], cwd=folder,
+                          env={**environment(deployment), "PACS_VALIDATOR_TOKEN": site.token or ""},
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+def test_an_uploaded_study_is_listed_first_and_found_by_its_uid(
+        deployment: Deployment, two_sites: dict[str, PacsClient], tmp_path: Path) -> None:
+    site = two_sites["site-a"]
     dataset = pydicom.dcmread(CORPUS / "CT_small.dcm")
     uid = generate_uid()  # this study's alone, whatever else the stack holds
     dataset.StudyInstanceUID = uid
     (tmp_path / "exam").mkdir()
     dataset.save_as(tmp_path / "exam" / "ct.dcm")
-    uploaded = pacs_validator(deployment, tmp_path, "upload", "exam", "--json")
+    uploaded = as_site(deployment, site, tmp_path, "upload", "exam", "--json")
     assert uploaded.returncode == 0, uploaded.stderr
     study_id = json.loads(uploaded.stdout)[0]["study_id"]
 
-    listed = pacs_validator(deployment, tmp_path, "list", "--limit", "100")
+    listed = as_site(deployment, site, tmp_path, "list", "--limit", "3")
     assert listed.returncode == 0, listed.stderr
-    line = next(line for line in listed.stdout.splitlines() if line.startswith(study_id))
-    assert line.split()[1:4] == [uid, "STORED", "200"]
+    first = listed.stdout.splitlines()[0]  # newest first: only this test declares as site-a now
+    assert first.split()[:4] == [study_id, uid, "STORED", "200"]
     assert re.match(r"^\d+ stud(y|ies): \d+ ", listed.stdout.splitlines()[-1])
 
-    found = pacs_validator(deployment, tmp_path, "status", uid, "--json")
+    found = as_site(deployment, site, tmp_path, "status", uid, "--json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["study_id"] == study_id
 
-    missing = pacs_validator(deployment, tmp_path, "status", generate_uid())
+    missing = as_site(deployment, site, tmp_path, "status", generate_uid())
     assert missing.returncode == 1 and "hint:" in missing.stderr
