@@ -234,7 +234,8 @@ def deployment() -> Iterator[Deployment]:
 
 
 TOKEN_CACHE_SECONDS = 5
-"""How long the API reuses a token it has read (``TokenCacheSeconds`` locally)."""
+"""How long the API reuses a token it has read: ``TokenCacheSeconds`` of the local
+deployment (Makefile, DEPLOY_PARAMETERS)."""
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.e2e
 
 OPEN = ("AWAITING_UPLOAD", "RECEIVING")
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-"""``TokenCacheSeconds`` of the local deployment (Makefile, DEPLOY_PARAMETERS)."""
 
 
 def test_a_file_swapped_after_judgment_leaves_a_300_file_study_stored_as_validated(

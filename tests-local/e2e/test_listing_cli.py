@@ -6,26 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pydicom
 import pytest
 from conftest import Deployment
 from pydicom.uid import generate_uid
-from test_upload_cli import COMMAND, CORPUS, RUN_TIMEOUT, environment
+from test_upload_cli import CORPUS, pacs_validator
 
 from pacs_validator.transfer.client import PacsClient
 
 pytestmark = pytest.mark.e2e
-
-
-def as_site(deployment: Deployment, site: PacsClient, folder: Path, *args: str
-            ) -> subprocess.CompletedProcess[str]:
-    """``pacs-validator ARGS`` run in ``folder`` with ``site``'s token."""
-    return subprocess.run([str(COMMAND), *args], cwd=folder,
-                          env={**environment(deployment), "PACS_VALIDATOR_TOKEN": site.token or ""},
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
 
 
 def test_an_uploaded_study_is_listed_first_and_found_by_its_uid(
@@ -36,19 +27,19 @@ def test_an_uploaded_study_is_listed_first_and_found_by_its_uid(
     dataset.StudyInstanceUID = uid
     (tmp_path / "exam").mkdir()
     dataset.save_as(tmp_path / "exam" / "ct.dcm")
-    uploaded = as_site(deployment, site, tmp_path, "upload", "exam", "--json")
+    uploaded = pacs_validator(deployment, tmp_path, "upload", "exam", "--json", as_caller=site)
     assert uploaded.returncode == 0, uploaded.stderr
     study_id = json.loads(uploaded.stdout)[0]["study_id"]
 
-    listed = as_site(deployment, site, tmp_path, "list", "--limit", "3")
+    listed = pacs_validator(deployment, tmp_path, "list", "--limit", "3", as_caller=site)
     assert listed.returncode == 0, listed.stderr
     first = listed.stdout.splitlines()[0]  # newest first: only this test declares as site-a now
     assert first.split()[:4] == [study_id, uid, "STORED", "200"]
     assert re.match(r"^\d+ stud(y|ies): \d+ ", listed.stdout.splitlines()[-1])
 
-    found = as_site(deployment, site, tmp_path, "status", uid, "--json")
+    found = pacs_validator(deployment, tmp_path, "status", uid, "--json", as_caller=site)
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["study_id"] == study_id
 
-    missing = as_site(deployment, site, tmp_path, "status", generate_uid())
+    missing = pacs_validator(deployment, tmp_path, "status", generate_uid(), as_caller=site)
     assert missing.returncode == 1 and "hint:" in missing.stderr

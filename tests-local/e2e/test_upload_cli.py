@@ -19,7 +19,7 @@ import pytest
 from conftest import Deployment
 from corpus_studies import reidentified_study
 
-from pacs_validator.transfer.client import studies_in
+from pacs_validator.transfer.client import PacsClient, studies_in
 
 pytestmark = pytest.mark.e2e
 COMMAND = Path(sys.executable).with_name("pacs-validator")
@@ -27,16 +27,19 @@ CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 RUN_TIMEOUT = 600
 
 
-def environment(deployment: Deployment) -> dict[str, str]:
-    """The variables ``eval "$(local-runtime/stack env)"`` gives a user."""
+def environment(deployment: Deployment, as_caller: PacsClient | None = None) -> dict[str, str]:
+    """The variables ``eval "$(local-runtime/stack env)"`` gives a user (with the token of
+    ``as_caller``, another label, when given)."""
+    caller = as_caller or deployment.api
     return {**os.environ, "PACS_VALIDATOR_API": deployment.api.api_base,
-            "PACS_VALIDATOR_TOKEN": deployment.api.token or ""}
+            "PACS_VALIDATOR_TOKEN": caller.token or ""}
 
 
-def pacs_validator(deployment: Deployment, folder: Path, *args: str
-                   ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(COMMAND), *args], cwd=folder, env=environment(deployment),
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+def pacs_validator(deployment: Deployment, folder: Path, *args: str,
+                   as_caller: PacsClient | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(COMMAND), *args], cwd=folder,
+                          env=environment(deployment, as_caller), capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT, check=False)
 
 
 def test_a_folder_of_two_studies_is_stored_and_exits_0(deployment: Deployment,
