@@ -26,11 +26,12 @@ def add_parser(commands: Any) -> None:
                        help="where accepted instances are kept (made if missing)")
     serve.add_argument("--ae-title", default="PACSVALIDATOR", help="this gateway's AE title")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--bind", default="127.0.0.1",
+    serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: loopback only)")
-    serve.add_argument("--allow", action="append", default=[], metavar="AE[@HOST]",
-                       help="a calling AE title let in (from HOST only, if given); "
-                            "repeat it; none: every caller")
+    serve.add_argument("--allow-ae", action="extend", nargs="+", default=[],
+                       metavar="AE[@HOST]",
+                       help="calling AE titles let in (each from HOST only, if given); "
+                            "none: every caller")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
     serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
@@ -47,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = GatewayOptions(
-        spool=args.spool, ae_title=args.ae_title, port=args.port, bind=args.bind,
-        allowed=tuple(AllowedCaller.parse(text) for text in args.allow),
+        spool=args.spool, ae_title=args.ae_title, port=args.port, host=args.host,
+        allowed=tuple(AllowedCaller.parse(text) for text in args.allow_ae),
         certificate=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca,
         max_pdu=args.max_pdu, max_associations=args.max_associations)
     server = StorageGateway(options, load_config(args.config)).start()
-    print(f"gateway {options.ae_title} listening on {options.bind}:{server.server_address[1]}, "
+    print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "
           f"spool {options.spool}", flush=True)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -47,6 +47,10 @@ TRANSFER_SYNTAXES = [
 VERIFICATION = "1.2.840.10008.1.1"
 """The Verification SOP class (C-ECHO)."""
 REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED = 0x01, 0x01, 0x03
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before they are accepted: socketserver's 5 drops (with a
+reset) the callers of a burst, such as many modalities sending at once after a network
+outage, before the gateway ever sees them."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class GatewayOptions:
     spool: Path
     ae_title: str = "PACSVALIDATOR"
     port: int = 11112
-    bind: str = "127.0.0.1"
+    host: str = "127.0.0.1"
     allowed: Sequence[AllowedCaller] = ()
     """Empty: any calling AE title from any host."""
     certificate: Path | None = None
@@ -129,9 +133,11 @@ class StorageGateway:
                                (evt.EVT_C_ECHO, self.on_echo), (evt.EVT_C_STORE, self.on_store),
                                (evt.EVT_CONN_CLOSE, self.on_closed)]
         server = self.application_entity().start_server(
-            (self.options.bind, self.options.port), block=False, evt_handlers=handlers,
+            (self.options.host, self.options.port), block=False, evt_handlers=handlers,
             ssl_context=tls_context(self.options))
-        assert server is not None  # block=False always returns the server
+        # block=False always returns the server, listening.
+        assert server is not None and server.socket is not None
+        server.socket.listen(LISTEN_BACKLOG)
         return server
 
     def on_request(self, event: Any) -> None:
