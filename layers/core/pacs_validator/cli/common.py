@@ -283,11 +283,7 @@ def api_client(args: argparse.Namespace) -> PacsClient:
     """The client of the API that ``--api`` or ``$PACS_VALIDATOR_API`` names, with the
     bearer token of ``$PACS_VALIDATOR_TOKEN`` when it is set; a URL the token may not be
     sent to (plain http to another machine) is a usage error."""
-    api = args.api or os.environ.get("PACS_VALIDATOR_API")
-    if not api:
-        raise UsageError("no API: give --api URL or set PACS_VALIDATOR_API")
     try:
-        return PacsClient(api, jobs=getattr(args, "jobs", 8),
-                          token=os.environ.get("PACS_VALIDATOR_TOKEN") or None)
+        return PacsClient.from_environment(args.api, jobs=getattr(args, "jobs", 8))
     except ValueError as error:
         raise UsageError(str(error)) from None

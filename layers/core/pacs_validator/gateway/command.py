@@ -1,17 +1,31 @@
-"""``pacs-validator gateway serve``: the Storage SCP in the foreground, until interrupted."""
+"""``pacs-validator gateway``: ``serve`` runs the Storage SCP and sends its studies to the
+cloud, in the foreground until SIGTERM or SIGINT; ``status`` reads what a spool holds."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from pacs_validator.dicom.config import load_config
+from pacs_validator.gateway.report import print_entries, study_entries
+from pacs_validator.gateway.spool import is_spool
+from pacs_validator.transfer.client import API_VARIABLE, PacsClient
 
 DEFAULT_PORT = 11112
+DRAIN_SECONDS = 30.0
+"""How long a stopping gateway waits for its open associations to end before it aborts
+them (an unanswered instance is sent again by its sender)."""
+
+
+class UsageError(Exception):
+    """An option of ``gateway`` that cannot be used: exit 2 with its message."""
 
 
 def add_parser(commands: Any) -> None:
@@ -19,11 +33,14 @@ def add_parser(commands: Any) -> None:
         "gateway", help="a DICOM Storage SCP in front of the gate (the gateway extra)",
         description="Take DICOM C-STORE from modalities and PACS: each instance is judged "
                     "by the gate's file-level rules and answered with its real verdict, a "
-                    "success only once it is fsynced in the spool.")
+                    "success only once it is fsynced in the spool; each study is then "
+                    "uploaded through the API and followed to the cloud's verdict.")
     actions = gateway.add_subparsers(dest="gateway_command", required=True)
-    serve = actions.add_parser("serve", help="listen for C-ECHO and C-STORE")
-    serve.add_argument("--spool", type=Path, required=True, metavar="DIR",
-                       help="where accepted instances are kept (made if missing)")
+    serve = actions.add_parser("serve", help="listen for C-ECHO and C-STORE; forward studies",
+                               epilog=f"The API's bearer token is read from "
+                                      f"$PACS_VALIDATOR_TOKEN, the API from --api or "
+                                      f"${API_VARIABLE}.")
+    add_spool_argument(serve)
     serve.add_argument("--ae-title", default="PACSVALIDATOR", help="this gateway's AE title")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--host", default="127.0.0.1",
@@ -32,6 +49,11 @@ def add_parser(commands: Any) -> None:
                        metavar="AE[@HOST]",
                        help="calling AE titles let in (each from HOST only, if given); "
                             "none: every caller")
+    serve.add_argument("--stable-seconds", type=float, default=60.0, metavar="SECONDS",
+                       help="a study closes this long after its last instance, once its "
+                            "associations ended (default 60)")
+    serve.add_argument("--api", metavar="URL",
+                       help=f"the API studies are uploaded to (default: ${API_VARIABLE})")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
     serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
@@ -39,25 +61,72 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--max-pdu", type=int, default=16382, help="maximum PDU size (bytes)")
     serve.add_argument("--max-associations", type=int, default=10)
     serve.add_argument("--config", metavar="FILE", help="JSON configuration overrides")
+    status = actions.add_parser("status", help="each study in a spool: received, refused, "
+                                               "uploaded, and the cloud's state")
+    add_spool_argument(status)
+    status.add_argument("--json", action="store_true", help="print the entries as JSON")
+
+
+def add_spool_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spool", type=Path, required=True, metavar="DIR",
+                        help="the gateway's spool (serve makes it if missing)")
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        if args.gateway_command == "status":
+            return print_status(args)
+        return serve(args)
+    except UsageError as error:
+        print(f"pacs-validator gateway: {error}", file=sys.stderr)
+        return 2
+
+
+def print_status(args: argparse.Namespace) -> int:
+    if not is_spool(args.spool):
+        raise UsageError(f"{args.spool} is not a gateway's spool")
+    entries = study_entries(args.spool)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        print_entries(entries, sys.stdout)
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
     # Imported here: pynetdicom comes with the gateway extra, which the other commands
     # never need.
+    from pacs_validator.gateway.forwarding import Forwarder
     from pacs_validator.gateway.storage_scp import AllowedCaller, GatewayOptions, StorageGateway
 
+    try:
+        client = PacsClient.from_environment(args.api)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = GatewayOptions(
         spool=args.spool, ae_title=args.ae_title, port=args.port, host=args.host,
         allowed=tuple(AllowedCaller.parse(text) for text in args.allow_ae),
         certificate=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca,
         max_pdu=args.max_pdu, max_associations=args.max_associations)
-    server = StorageGateway(options, load_config(args.config)).start()
-    print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "
-          f"spool {options.spool}", flush=True)
+    gateway = StorageGateway(options, load_config(args.config))
+    forwarder = Forwarder(gateway.spool, client, stable_seconds=args.stable_seconds)
     stopped = threading.Event()
+    forwarding = threading.Thread(target=forwarder.run, args=(stopped,), name="forwarder")
+    server = gateway.start()
+    forwarding.start()
+    print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "
+          f"spool {options.spool}, forwarding to {client.api_base}", flush=True)
+    signalled = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
-    server.shutdown()
+        signal.signal(signum, lambda *_: signalled.set())
+    signalled.wait()
+    server.shutdown()  # no new association; those open may finish
+    drain_until = time.monotonic() + DRAIN_SECONDS
+    while server.active_associations and time.monotonic() < drain_until:
+        time.sleep(0.1)
+    for association in server.active_associations:
+        association.abort()
+    stopped.set()
+    forwarding.join()
     return 0

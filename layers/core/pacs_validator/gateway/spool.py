@@ -91,11 +91,24 @@ class StudyPart:
     """The study that holds these instances, when the cloud had them all already."""
     problem: str | None = None
     """Why the last step failed (it is tried again)."""
+    uploaded: int = 0
+    """Files the cloud has received, as last known."""
+    failures: dict[str, str] = field(default_factory=dict)
+    """SOPInstanceUID -> why the cloud did not store it (its status and rule ids), once the
+    verdict is in."""
+    earlier_study_ids: list[str] = field(default_factory=list)
+    """The studies of earlier declarations that the cloud gave up on."""
     last_arrival: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
         return self.calling_ae, self.study_instance_uid
+
+    @property
+    def folder(self) -> Path:
+        """Its folder, relative to the spool's ``instances/``."""
+        return Path(caller_folder(self.calling_ae), safe_name(self.study_instance_uid),
+                    str(self.number))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stage": self.stage.value}
@@ -149,15 +162,36 @@ def part_folders(root: Path) -> Iterator[Path]:
     yield from sorted(record.parent for record in (root / "instances").glob(f"*/*/*/{RECORD}"))
 
 
-def read_part(folder: Path) -> StudyPart:
+def read_part(folder: Path, digests: bool = True) -> StudyPart:
     """A part as its record says; a receiving part's instances are the files it holds (their
-    digests read from them)."""
+    digests read from them, or left empty without ``digests``: a reader that only counts
+    them)."""
     part = StudyPart.from_dict(json.loads((folder / RECORD).read_text("utf-8")))
     if part.stage is Stage.RECEIVING:
         files = sorted(folder.glob("*.dcm"))
-        part.instances = {path.stem: file_digest(path) for path in files}
+        part.instances = {path.stem: file_digest(path) if digests else "" for path in files}
         part.last_arrival = max([part.last_arrival, *(p.stat().st_mtime for p in files)])
     return part
+
+
+def is_spool(root: Path) -> bool:
+    """Whether ``root`` is a gateway's spool (a gateway made it)."""
+    return (root / IDENTITY).is_file()
+
+
+def read_refusals(root: Path) -> list[dict[str, Any]]:
+    """What the gateway at ``root`` refused, oldest first (a line a crash cut short is
+    left out)."""
+    path = root / REFUSALS
+    if not path.is_file():
+        return []
+    refusals = []
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            refusals.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return refusals
 
 
 class Spool:
@@ -239,7 +273,7 @@ class Spool:
     def _open_part(self, key: tuple[str, str]) -> Path:
         numbers = [part.number for part in self._studies.get(key, [])]
         part = StudyPart(*key, number=max(numbers, default=0) + 1)
-        folder = self.instances / caller_folder(key[0]) / safe_name(key[1]) / str(part.number)
+        folder = self.instances / part.folder
         self._make_folder(folder)
         write_durably(folder / RECORD, json.dumps(part.to_dict()))
         self._add(folder, part)
@@ -273,6 +307,23 @@ class Spool:
     def parts(self) -> list[StudyPart]:
         with self._lock:
             return list(self._parts.values())
+
+    def save(self, part: StudyPart) -> None:
+        """Record what changed in ``part`` (its stage, its study), durably."""
+        with self._lock:
+            self._save(self.instances / part.folder, part)
+
+    def files(self, part: StudyPart) -> dict[str, Path]:
+        """The files of a closed part, by the name each is uploaded as."""
+        folder = self.instances / part.folder
+        return {name: folder / name for name in map(instance_file_name, part.instances)}
+
+    def drop_files(self, part: StudyPart) -> None:
+        """Remove the files of a part the cloud stored; its record stays, so a sender's
+        re-send is still known (by digest) and its commitment still answered."""
+        for path in self.files(part).values():
+            path.unlink(missing_ok=True)
+        fsync_folder(self.instances / part.folder)
 
     def refused(self, calling_ae: str, study_instance_uid: str | None,
                 sop_instance_uid: str | None, status: int, rules: str | None) -> None:

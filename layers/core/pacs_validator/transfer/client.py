@@ -19,6 +19,7 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import os
 import random
 import time
 import urllib.error
@@ -149,6 +150,10 @@ def checked_api_base(url: str) -> str:
     return url.rstrip("/")
 
 
+API_VARIABLE = "PACS_VALIDATOR_API"
+TOKEN_VARIABLE = "PACS_VALIDATOR_TOKEN"
+
+
 class PacsClient:
     def __init__(self, api_base: str, jobs: int = 8, token: str | None = None,
                  retries: int = 4, backoff: float = 0.5) -> None:
@@ -157,6 +162,17 @@ class PacsClient:
         self.token = token
         self.retries = retries
         self.backoff = backoff
+
+    @classmethod
+    def from_environment(cls, api: str | None, jobs: int = 8) -> PacsClient:
+        """The client of the API at ``api``, else at ``$PACS_VALIDATOR_API``, with the bearer
+        token of ``$PACS_VALIDATOR_TOKEN`` when it is set: what every command that talks to
+        the API (the uploader, the gateway) reads. ValueError when there is no API, or the
+        token may not be sent to it (plain http to another machine)."""
+        api = api or os.environ.get(API_VARIABLE)
+        if not api:
+            raise ValueError(f"no API: give --api URL or set {API_VARIABLE}")
+        return cls(api, jobs=jobs, token=os.environ.get(TOKEN_VARIABLE) or None)
 
     def _retrying(self, send: Callable[[], HttpResponse]) -> HttpResponse:
         """``send()``, again after a 5xx answer or a connection failure, up to ``retries``
