@@ -16,11 +16,18 @@ import pytest
 from conftest import API_TOKEN, UPLOADS
 from corpus_studies import reidentified_study
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config
+from pydicom.uid import generate_uid
+from pynetdicom import AE, _config, evt
 from test_upload import Api, api, in_tmp  # noqa: F401 - fixtures
 
 from pacs_validator.cli.main import main
 from pacs_validator.dicom.config import build_config
+from pacs_validator.gateway.commitment import (
+    REQUEST_COMMIT,
+    STORAGE_COMMITMENT,
+    STORAGE_COMMITMENT_INSTANCE,
+    Commitments,
+)
 from pacs_validator.gateway.forwarding import FIRST_RETRY_SECONDS, Forwarder
 from pacs_validator.gateway.spool import Spool, Stage, StudyPart
 from pacs_validator.gateway.storage_scp import GatewayOptions, StorageGateway
@@ -209,3 +216,116 @@ def test_status_refuses_a_folder_that_is_no_spool(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gateway", "status", "--spool", str(tmp_path)]) == 2
     assert "is not a gateway's spool" in capsys.readouterr().err
+
+
+class CommitmentListener:
+    """The sender's side of storage commitment: an SCP for the reports the gateway sends
+    over an association of its own (pynetdicom), keeping each (event type, information)."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, Dataset]] = []
+        ae = AE(ae_title=CALLING_AE)
+        ae.add_supported_context(STORAGE_COMMITMENT, scu_role=False, scp_role=True)
+        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_N_EVENT_REPORT, self.on_report)])
+        self.port = int(self.server.server_address[1])
+
+    def on_report(self, event: Any) -> int:
+        self.reports.append((int(event.event_type), event.event_information))
+        return 0x0000
+
+
+@pytest.fixture
+def listener() -> Iterator[CommitmentListener]:
+    running = CommitmentListener()
+    yield running
+    running.server.shutdown()
+
+
+def request_commitment(port: int, instances: list[tuple[str, str]]) -> int:
+    """N-ACTION Request Storage Commitment for (SOP class, SOP instance) pairs; its status."""
+    sender = AE(ae_title=CALLING_AE)
+    sender.add_requested_context(STORAGE_COMMITMENT)
+    association = sender.associate("127.0.0.1", port)
+    assert association.is_established
+    information = Dataset()
+    information.TransactionUID = generate_uid()
+    information.ReferencedSOPSequence = []
+    for sop_class, sop_instance in instances:
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop_instance
+        information.ReferencedSOPSequence.append(item)
+    try:
+        status, _ = association.send_n_action(information, REQUEST_COMMIT, STORAGE_COMMITMENT,
+                                              STORAGE_COMMITMENT_INSTANCE)
+    finally:
+        association.release()
+    return int(status.Status)
+
+
+def reported(report: Dataset, sequence: str) -> list[tuple[str, ...]]:
+    return sorted((item.ReferencedSOPInstanceUID,
+                   *([f"0x{item.FailureReason:04X}"] if "FailureReason" in item else []))
+                  for item in report.get(sequence, []))
+
+
+@pytest.fixture
+def committing_gateway(tmp_path: Path, listener: CommitmentListener
+                       ) -> Iterator[tuple[StorageGateway, int]]:
+    options = GatewayOptions(spool=tmp_path / "spool", port=0,
+                             commit_to={CALLING_AE: ("127.0.0.1", listener.port)})
+    running = StorageGateway(options, build_config({}))
+    server = running.start()
+    yield running, server.server_address[1]
+    server.shutdown()
+    _config.STORE_RECV_CHUNKED_DATASET = False
+
+
+def test_a_commitment_report_commits_exactly_what_the_cloud_stored(
+        api: Api, in_tmp: Path, committing_gateway: tuple[StorageGateway, int],  # noqa: F811
+        listener: CommitmentListener) -> None:
+    running, port = committing_gateway
+    datasets = study(4, seed="committed")
+    refused = study(1, seed="refused")[0]
+    refused.StudyInstanceUID = datasets[0].StudyInstanceUID
+    del refused.PatientID
+    assert send(port, [*datasets, refused])[-1] == 0xA900
+    never_sent = (datasets[0].SOPClassUID, generate_uid())
+    asked = [(d.SOPClassUID, d.SOPInstanceUID) for d in [*datasets, refused]]
+
+    assert request_commitment(port, [*asked, never_sent]) == 0x0000
+    running.commitments.step(time.time())
+    assert listener.reports == []  # the cloud's verdict is not in yet
+
+    wait_until_ended(running)
+    forward(Forwarder(running.spool, client(api), stable_seconds=0))
+    restarted = Commitments(Spool(running.spool.root), running.report_commitment)
+    restarted.step(time.time())
+
+    [(event_type, report)] = listener.reports  # reported by a restarted gateway
+    assert event_type == 2  # some failed
+    assert reported(report, "ReferencedSOPSequence") == sorted(
+        (d.SOPInstanceUID,) for d in datasets)
+    assert reported(report, "FailedSOPSequence") == sorted(
+        [(refused.SOPInstanceUID, "0x0112"), (never_sent[1], "0x0112")])
+    restarted.step(time.time())
+    assert len(listener.reports) == 1  # reported once
+
+
+def test_instances_of_a_rejected_study_are_not_committed(
+        api: Api, in_tmp: Path, committing_gateway: tuple[StorageGateway, int],  # noqa: F811
+        listener: CommitmentListener) -> None:
+    running, port = committing_gateway
+    datasets = study(3, seed="rejected-commitment")
+    datasets[1].PatientID = "SOMEONE-ELSE"
+    send(port, datasets)
+    wait_until_ended(running)
+    assert forward(Forwarder(running.spool, client(api), stable_seconds=0)).state == "REJECTED"
+
+    request_commitment(port, [(d.SOPClassUID, d.SOPInstanceUID) for d in datasets])
+    running.commitments.step(time.time())
+
+    [(event_type, report)] = listener.reports
+    assert (event_type, reported(report, "ReferencedSOPSequence")) == (2, [])
+    assert reported(report, "FailedSOPSequence") == sorted(
+        (d.SOPInstanceUID, "0x0110") for d in datasets)

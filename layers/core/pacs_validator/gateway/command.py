@@ -10,15 +10,22 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pacs_validator.dicom.config import load_config
+from pacs_validator.gateway.logs import configure_logging
 from pacs_validator.gateway.report import print_entries, study_entries
 from pacs_validator.gateway.spool import is_spool
 from pacs_validator.transfer.client import API_VARIABLE, PacsClient
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_PORT = 11112
+POLL_SECONDS = 2.0
+"""How often the gateway looks for studies to close, send and follow, and for storage
+commitments to report."""
 DRAIN_SECONDS = 30.0
 """How long a stopping gateway waits for its open associations to end before it aborts
 them (an unanswered instance is sent again by its sender)."""
@@ -54,6 +61,9 @@ def add_parser(commands: Any) -> None:
                             "associations ended (default 60)")
     serve.add_argument("--api", metavar="URL",
                        help=f"the API studies are uploaded to (default: ${API_VARIABLE})")
+    serve.add_argument("--commit-to", action="extend", nargs="+", default=[],
+                       metavar="AE=HOST:PORT",
+                       help="where the storage commitment reports of AE go")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
     serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
@@ -93,6 +103,28 @@ def print_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def parsed(parse: Callable[[str], T], texts: list[str]) -> list[T]:
+    """Each option's value parsed; a value that cannot be is a usage error."""
+    try:
+        return [parse(text) for text in texts]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def background(stopped: threading.Event, steps: list[Callable[[float], None]]) -> None:
+    """Take every step every :data:`POLL_SECONDS` until ``stopped`` is set (the steps under
+    way are finished first). A step that fails is logged and taken again next time: the
+    gateway goes on taking instances, and they are sent once the cause is gone."""
+    while not stopped.is_set():
+        for step in steps:
+            try:
+                step(time.time())
+            except Exception as error:  # noqa: BLE001 - the loop outlives any one failure
+                logger.error("a background step failed",
+                             extra={"step": step.__qualname__, "error": type(error).__name__})
+        stopped.wait(POLL_SECONDS)
+
+
 def serve(args: argparse.Namespace) -> int:
     # Imported here: pynetdicom comes with the gateway extra, which the other commands
     # never need.
@@ -103,16 +135,18 @@ def serve(args: argparse.Namespace) -> int:
         client = PacsClient.from_environment(args.api)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     options = GatewayOptions(
         spool=args.spool, ae_title=args.ae_title, port=args.port, host=args.host,
-        allowed=tuple(AllowedCaller.parse(text) for text in args.allow_ae),
+        allowed=tuple(parsed(AllowedCaller.parse, args.allow_ae)),
         certificate=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca,
-        max_pdu=args.max_pdu, max_associations=args.max_associations)
+        max_pdu=args.max_pdu, max_associations=args.max_associations,
+        commit_to=dict(parsed(GatewayOptions.parse_commit_to, args.commit_to)))
     gateway = StorageGateway(options, load_config(args.config))
     forwarder = Forwarder(gateway.spool, client, stable_seconds=args.stable_seconds)
     stopped = threading.Event()
-    forwarding = threading.Thread(target=forwarder.run, args=(stopped,), name="forwarder")
+    forwarding = threading.Thread(target=background, name="forwarder",
+                                  args=(stopped, [forwarder.step, gateway.commitments.step]))
     server = gateway.start()
     forwarding.start()
     print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "

@@ -14,7 +14,6 @@ waiting longer each time; the part says why in ``problem``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -59,21 +58,13 @@ def failure_reason(record: Mapping[str, Any]) -> str:
 class Forwarder:
     """Moves the spool's parts to the cloud, one step at a time (module docstring)."""
 
-    def __init__(self, spool: Spool, client: PacsClient, stable_seconds: float = 60.0,
-                 poll_seconds: float = 2.0) -> None:
+    def __init__(self, spool: Spool, client: PacsClient, stable_seconds: float = 60.0) -> None:
         self.spool = spool
         self.client = client
         self.stable_seconds = stable_seconds
-        self.poll_seconds = poll_seconds
         self._retry: dict[tuple[str, str, int], tuple[float, float]] = {}
         """(calling AE, StudyInstanceUID, part) -> when its failed step is tried again,
         and the wait after that."""
-
-    def run(self, stopped: threading.Event) -> None:
-        """Step until ``stopped`` is set (a step under way is finished first)."""
-        while not stopped.is_set():
-            self.step(time.time())
-            stopped.wait(self.poll_seconds)
 
     def step(self, now: float) -> None:
         """Close the parts that are stable, then take every part on the way one stage on."""

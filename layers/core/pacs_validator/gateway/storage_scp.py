@@ -1,5 +1,5 @@
-"""The Storage SCP: C-ECHO, and C-STORE for every storage SOP class, each instance judged
-and spooled before it is answered (pynetdicom).
+"""The Storage SCP: C-ECHO, C-STORE for every storage SOP class, each instance judged and
+spooled before it is answered, and Storage Commitment (pynetdicom).
 
 pynetdicom writes each received data set to a temporary file as it arrives
 (``STORE_RECV_CHUNKED_DATASET``), so an instance of any size costs the gateway disk, not
@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, AllStoragePresentationContexts, _config, build_role, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacs_validator.dicom.config import ValidatorConfig
+from pacs_validator.gateway.commitment import (
+    ALL_COMMITTED,
+    REQUEST_COMMIT,
+    SOME_FAILED,
+    STORAGE_COMMITMENT,
+    STORAGE_COMMITMENT_INSTANCE,
+    CommitmentRequest,
+    Commitments,
+    Outcome,
+)
 from pacs_validator.gateway.intake import Intake
 from pacs_validator.gateway.spool import Spool
 from pacs_validator.gateway.statuses import Answer
@@ -47,6 +57,7 @@ TRANSFER_SYNTAXES = [
 VERIFICATION = "1.2.840.10008.1.1"
 """The Verification SOP class (C-ECHO)."""
 REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED = 0x01, 0x01, 0x03
+SUCCESS, INVALID_ARGUMENT_VALUE, NO_SUCH_ACTION = 0x0000, 0x0115, 0x0123
 LISTEN_BACKLOG = 1024
 """Connections the kernel queues before they are accepted: socketserver's 5 drops (with a
 reset) the callers of a burst, such as many modalities sending at once after a network
@@ -86,6 +97,17 @@ class GatewayOptions:
     """With it, a caller must present a certificate this authority signed."""
     max_pdu: int = 16382
     max_associations: int = 10
+    commit_to: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    """Calling AE title -> the host and port its storage commitment reports go to."""
+
+    @staticmethod
+    def parse_commit_to(text: str) -> tuple[str, tuple[str, int]]:
+        """``AE=HOST:PORT``."""
+        title, _, address = text.partition("=")
+        host, _, port = address.rpartition(":")
+        if not title.strip() or not host or not port.isdigit():
+            raise ValueError(f"--commit-to wants AE=HOST:PORT, not {text!r}")
+        return title.strip(), (host, int(port))
 
 
 def tls_context(options: GatewayOptions) -> ssl.SSLContext | None:
@@ -98,6 +120,27 @@ def tls_context(options: GatewayOptions) -> ssl.SSLContext | None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(options.client_ca)
     return context
+
+
+def referenced_item(sop_class: str, sop_instance: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop_instance
+    return item
+
+
+def commitment_report(request: CommitmentRequest, known: Outcome) -> Dataset:
+    """The N-EVENT-REPORT's Event Information (PS3.4 Table J.3-2)."""
+    report = Dataset()
+    report.TransactionUID = request.transaction_uid
+    if known.committed:
+        report.ReferencedSOPSequence = [referenced_item(*pair) for pair in known.committed]
+    failed = []
+    for sop_class, sop_instance, reason in known.failed:
+        failed.append(referenced_item(sop_class, sop_instance))
+        failed[-1].FailureReason = reason
+    if failed:
+        report.FailedSOPSequence = failed
+    return report
 
 
 def status_dataset(answer: Answer) -> Dataset:
@@ -115,6 +158,7 @@ class StorageGateway:
         self.options = options
         self.spool = Spool(options.spool)
         self.intake = Intake(config, self.spool)
+        self.commitments = Commitments(self.spool, self.report_commitment)
 
     def application_entity(self) -> AE:
         ae = AE(ae_title=self.options.ae_title)
@@ -122,6 +166,7 @@ class StorageGateway:
         ae.maximum_associations = self.options.max_associations
         ae.require_calling_aet = sorted({caller.ae_title for caller in self.options.allowed})
         ae.add_supported_context(VERIFICATION)
+        ae.add_supported_context(STORAGE_COMMITMENT)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(str(context.abstract_syntax), TRANSFER_SYNTAXES)
         return ae
@@ -131,6 +176,7 @@ class StorageGateway:
         _config.STORE_RECV_CHUNKED_DATASET = True
         handlers: list[Any] = [(evt.EVT_REQUESTED, self.on_request),
                                (evt.EVT_C_ECHO, self.on_echo), (evt.EVT_C_STORE, self.on_store),
+                               (evt.EVT_N_ACTION, self.on_action),
                                (evt.EVT_CONN_CLOSE, self.on_closed)]
         server = self.application_entity().start_server(
             (self.options.host, self.options.port), block=False, evt_handlers=handlers,
@@ -165,3 +211,41 @@ class StorageGateway:
 
     def on_closed(self, event: Any) -> None:
         self.intake.ended(event.assoc)
+
+    def on_action(self, event: Any) -> tuple[int, None]:
+        """Keep a storage commitment request (its report comes once the cloud's verdict is
+        in); anything else asked of Storage Commitment is refused."""
+        if event.action_type != REQUEST_COMMIT:
+            return NO_SUCH_ACTION, None
+        information = event.action_information
+        transaction = str(information.get("TransactionUID", "")).strip()
+        instances = [(str(item.get("ReferencedSOPClassUID", "")),
+                      str(item.get("ReferencedSOPInstanceUID", "")))
+                     for item in information.get("ReferencedSOPSequence", [])]
+        if not transaction or not instances or not all(uid for _, uid in instances):
+            return INVALID_ARGUMENT_VALUE, None
+        self.commitments.request(transaction, str(event.assoc.requestor.ae_title).strip(),
+                                 instances)
+        return SUCCESS, None
+
+    def report_commitment(self, request: CommitmentRequest, known: Outcome) -> None:
+        """Send the N-EVENT-REPORT over a new association to the AE that asked, the gateway
+        in the SCP role; raises when it was not delivered."""
+        address = self.options.commit_to.get(request.calling_ae)
+        if address is None:
+            raise LookupError(f"no --commit-to address for {request.calling_ae}")
+        ae = AE(ae_title=self.options.ae_title)
+        ae.add_requested_context(STORAGE_COMMITMENT)
+        association = ae.associate(*address, ae_title=request.calling_ae,
+                                   ext_neg=[build_role(STORAGE_COMMITMENT, scp_role=True)])
+        if not association.is_established:
+            raise ConnectionError("the association was not accepted")
+        try:
+            status, _ = association.send_n_event_report(
+                commitment_report(request, known),
+                SOME_FAILED if known.failed else ALL_COMMITTED,
+                STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE)
+        finally:
+            association.release()
+        if status is None or int(status.Status) != SUCCESS:
+            raise ConnectionError("the report was not acknowledged")
