@@ -115,7 +115,7 @@ dcmtk:
 	$(call debian_package,dcmtk,/usr/bin/storescu,the gateway's DCMTK test)
 
 # Starts LocalStack when it is not running, and stops it afterwards only in that case.
-e2e: $(STAMP) browser
+e2e: $(STAMP) browser dcmtk
 	@running=$$($(STACK) status >/dev/null 2>&1 && echo yes); \
 	$(MAKE) --no-print-directory deploy && \
 	$(BIN)/pytest -rs --durations=12 $(E2E_TESTS); status=$$?; \
