@@ -1,5 +1,6 @@
 # The two commands of the README, and the steps they are made of (docs/getting-started.md).
-#   make demo   bring LocalStack up, deploy, upload two sample studies, print verdicts and metadata
+#   make demo   bring LocalStack up, deploy, upload two sample studies, send a third to the
+#               DICOM gateway, print verdicts and metadata
 #   make test   lint, types, unit and integration tests, then end-to-end tests on LocalStack
 
 PYTHON ?= $(shell local-runtime/find-python 3.12)
@@ -132,6 +133,7 @@ test: lint unit install-check e2e
 demo:
 	@$(STEP) venv $(DEMO_LOGS)/venv.log -- $(MAKE) --no-print-directory $(STAMP)
 	@$(STEP) install $(DEMO_LOGS)/install.log -- $(STACK) install
+	@$(STEP) dcmtk $(DEMO_LOGS)/dcmtk.log -- $(MAKE) --no-print-directory dcmtk
 	@$(STEP) "LocalStack up" $(DEMO_LOGS)/up.log -- $(STACK) up
 	@$(DROP_LAYER_BYTECODE)
 	@$(STEP) build $(DEMO_LOGS)/build.log -- $(STACK) build template.yaml $(STACK_NAME)
