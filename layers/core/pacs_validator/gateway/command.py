@@ -14,15 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pacs_validator.dicom.config import load_config
+from pacs_validator.dicom.config import ValidatorConfig, build_config, load_config
 from pacs_validator.gateway.logs import configure_logging
 from pacs_validator.gateway.report import print_entries, study_entries
+from pacs_validator.gateway.settings import DEFAULTS, INLINE_VALIDATOR, settings
+from pacs_validator.gateway.settings import add_arguments as add_settings_arguments
 from pacs_validator.gateway.spool import is_spool
 from pacs_validator.transfer.client import API_VARIABLE, PacsClient
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_PORT = 11112
 POLL_SECONDS = 2.0
 """How often the gateway looks for studies to close, send and follow, and for storage
 commitments to report."""
@@ -47,39 +48,50 @@ def add_parser(commands: Any) -> None:
                                epilog=f"The API's bearer token is read from "
                                       f"$PACS_VALIDATOR_TOKEN, the API from --api or "
                                       f"${API_VARIABLE}.")
-    add_spool_argument(serve)
-    serve.add_argument("--ae-title", default="PACSVALIDATOR", help="this gateway's AE title")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: loopback only)")
-    serve.add_argument("--allow-ae", action="extend", nargs="+", default=[],
-                       metavar="AE[@HOST]",
-                       help="calling AE titles let in (each from HOST only, if given); "
-                            "none: every caller")
-    serve.add_argument("--stable-seconds", type=float, default=60.0, metavar="SECONDS",
-                       help="a study closes this long after its last instance, once its "
-                            "associations ended (default 60)")
-    serve.add_argument("--api", metavar="URL",
-                       help=f"the API studies are uploaded to (default: ${API_VARIABLE})")
-    serve.add_argument("--commit-to", action="extend", nargs="+", default=[],
-                       metavar="AE=HOST:PORT",
-                       help="where the storage commitment reports of AE go")
-    serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate")
-    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
-    serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
-                       help="require client certificates signed by this authority")
-    serve.add_argument("--max-pdu", type=int, default=16382, help="maximum PDU size (bytes)")
-    serve.add_argument("--max-associations", type=int, default=10)
-    serve.add_argument("--config", metavar="FILE", help="JSON configuration overrides")
+    add_serve_arguments(serve)
     status = actions.add_parser("status", help="each study in a spool: received, refused, "
                                                "uploaded, and the cloud's state")
     add_spool_argument(status)
     status.add_argument("--json", action="store_true", help="print the entries as JSON")
 
 
+def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    """Every option of ``serve``, with default None: its default is the settings' (the
+    help says it), so a config file's value can stand where the command line gave none."""
+    serve.add_argument("--spool", type=Path, metavar="DIR",
+                       help="where accepted instances are kept (made if missing)")
+    serve.add_argument("--ae-title", metavar="AE",
+                       help=f"this gateway's AE title (default {DEFAULTS['ae_title']})")
+    serve.add_argument("--port", type=int, help=f"DIMSE port (default {DEFAULTS['port']})")
+    serve.add_argument("--host",
+                       help=f"address to listen on (default {DEFAULTS['host']}: loopback)")
+    serve.add_argument("--allow-ae", action="extend", nargs="+", metavar="AE[@HOST]",
+                       help="calling AE titles let in (each from HOST only, if given); "
+                            "none: every caller")
+    serve.add_argument("--stable-seconds", type=float, metavar="SECONDS",
+                       help=f"a study closes this long after its last instance, once its "
+                            f"associations ended (default {DEFAULTS['stable_seconds']:g})")
+    serve.add_argument("--api", metavar="URL",
+                       help=f"the API studies are uploaded to (default: ${API_VARIABLE})")
+    serve.add_argument("--commit-to", action="extend", nargs="+", metavar="AE=HOST:PORT",
+                       help="where the storage commitment reports of AE go")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    serve.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                       help="require client certificates signed by this authority")
+    serve.add_argument("--max-pdu", type=int, metavar="BYTES",
+                       help=f"maximum PDU size (default {DEFAULTS['max_pdu']})")
+    serve.add_argument("--max-associations", type=int, metavar="N",
+                       help=f"associations open at once (default "
+                            f"{DEFAULTS['max_associations']})")
+    serve.add_argument("--validator-config", type=Path, metavar="FILE",
+                       help="the rules' configuration overrides, as validate --config reads")
+    add_settings_arguments(serve)
+
+
 def add_spool_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spool", type=Path, required=True, metavar="DIR",
-                        help="the gateway's spool (serve makes it if missing)")
+                        help="the gateway's spool")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +123,17 @@ def parsed(parse: Callable[[str], T], texts: list[str]) -> list[T]:
         raise UsageError(str(error)) from None
 
 
+def validator_config(chosen: dict[str, Any]) -> ValidatorConfig:
+    """The rules' configuration: from ``--validator-config``'s file, or given inline in the
+    config file, or the defaults."""
+    if chosen["validator_config"] is not None and chosen[INLINE_VALIDATOR] is not None:
+        raise UsageError("give the validator's overrides in the config file or in "
+                         "--validator-config, not both")
+    if chosen[INLINE_VALIDATOR] is not None:
+        return build_config(chosen[INLINE_VALIDATOR])
+    return load_config(chosen["validator_config"])
+
+
 def background(stopped: threading.Event, steps: list[Callable[[float], None]]) -> None:
     """Take every step every :data:`POLL_SECONDS` until ``stopped`` is set (the steps under
     way are finished first). A step that fails is logged and taken again next time: the
@@ -132,18 +155,20 @@ def serve(args: argparse.Namespace) -> int:
     from pacs_validator.gateway.storage_scp import AllowedCaller, GatewayOptions, StorageGateway
 
     try:
-        client = PacsClient.from_environment(args.api)
-    except ValueError as error:
+        chosen = settings(args)
+        client = PacsClient.from_environment(chosen["api"])
+    except ValueError as error:  # SettingsError included
         raise UsageError(str(error)) from None
     configure_logging()
     options = GatewayOptions(
-        spool=args.spool, ae_title=args.ae_title, port=args.port, host=args.host,
-        allowed=tuple(parsed(AllowedCaller.parse, args.allow_ae)),
-        certificate=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca,
-        max_pdu=args.max_pdu, max_associations=args.max_associations,
-        commit_to=dict(parsed(GatewayOptions.parse_commit_to, args.commit_to)))
-    gateway = StorageGateway(options, load_config(args.config))
-    forwarder = Forwarder(gateway.spool, client, stable_seconds=args.stable_seconds)
+        spool=chosen["spool"], ae_title=chosen["ae_title"], port=chosen["port"],
+        host=chosen["host"], allowed=tuple(parsed(AllowedCaller.parse, chosen["allow_ae"])),
+        certificate=chosen["tls_cert"], key=chosen["tls_key"],
+        client_ca=chosen["tls_client_ca"], max_pdu=chosen["max_pdu"],
+        max_associations=chosen["max_associations"],
+        commit_to=dict(parsed(GatewayOptions.parse_commit_to, chosen["commit_to"])))
+    gateway = StorageGateway(options, validator_config(chosen))
+    forwarder = Forwarder(gateway.spool, client, stable_seconds=chosen["stable_seconds"])
     stopped = threading.Event()
     forwarding = threading.Thread(target=background, name="forwarder",
                                   args=(stopped, [forwarder.step, gateway.commitments.step]))
