@@ -14,6 +14,7 @@ from pacs_validator.dicom.validation import InstanceSummary, validate_file
 from pacs_validator.gateway.spool import Kept, Spool
 from pacs_validator.gateway.statuses import (
     FAILURE_DUPLICATE,
+    FAILURE_OUT_OF_RESOURCES,
     FAILURE_PROCESSING,
     Answer,
     answer_for,
@@ -64,6 +65,9 @@ class Intake:
         self.spool.ended(association)
 
     def _judged(self, received: Path, sender: str, association: Hashable) -> Taken:
+        if not self.spool.has_room_for(received.stat().st_size):
+            return Taken(Answer(FAILURE_OUT_OF_RESOURCES, "gateway.spool-full"),
+                         InstanceSummary())
         result, _ = validate_file(received, self.config, name=received.name)
         answer = answer_for(result)
         summary = result.summary

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -36,6 +37,9 @@ from pacs_validator.contract.names import safe_name
 logger = logging.getLogger(__name__)
 
 COPY_CHUNK_BYTES = 1024 * 1024
+RESERVE_BYTES = 256 * 1024 * 1024
+"""Free space the spool keeps beyond any instance it takes: for the records of its parts,
+and so that a full disk is met by a refusal, not by a failed write."""
 RECORD = "part.json"
 REFUSALS = "refused.jsonl"
 IDENTITY = "spool.json"
@@ -234,6 +238,11 @@ class Spool:
         self._studies.setdefault(part.key, []).append(part)
         if part.stage is Stage.RECEIVING:
             self._open[part.key] = folder
+
+    def has_room_for(self, size: int) -> bool:
+        """Whether an instance of ``size`` bytes can be kept with :data:`RESERVE_BYTES` to
+        spare on the spool's file system (what is being copied in meanwhile aside)."""
+        return shutil.disk_usage(self.incoming).free - size >= RESERVE_BYTES
 
     def keep(self, source: Path, calling_ae: str, study_instance_uid: str,
              sop_instance_uid: str, sha256: str, association: Hashable) -> Kept:

@@ -6,8 +6,9 @@ The core's verdicts map onto PS3.4's C-STORE statuses (Annex B.2.3) by what happ
 - 400, not a readable DICOM data set -> 0xC000 "cannot understand";
 - 422, a missing or malformed identifying attribute, pixel data inconsistent -> 0xA900
   "data set does not match SOP class";
-- 413, over one of the gate's caps -> 0xA700 "out of resources", which is true there, and
-  only there;
+- 413, over one of the gate's caps, or the spool without the room to keep it
+  (``gateway.spool-full``) -> 0xA700 "out of resources", which is true there, and only
+  there;
 - 500, the gate's own failure -> 0x0110 "processing failure";
 - valid with warnings -> 0xB007 "data set does not match SOP class" (warning);
 - valid -> 0x0000.
