@@ -33,7 +33,8 @@ E2E_TESTS ?= tests-local/e2e
 DEMO_LOGS := .local/demo
 STEP := local-runtime/steps.py
 
-.PHONY: test lint preflight unit e2e e2e-browser browser dcmtk demo up deploy down \
+.PHONY: test lint preflight unit e2e e2e-browser browser dcmtk orthanc bench-gateway demo up \
+	deploy down \
 	bench-scale-e2e install-check
 
 # Every venv is made by uv (pinned in constraints.txt, installed from PyPI into .local/uv on
@@ -114,6 +115,15 @@ browser:
 # DCMTK's storescu and echoscu, the senders of the gateway's test (tests-local/integration).
 dcmtk:
 	$(call debian_package,dcmtk,/usr/bin/storescu,the gateway's DCMTK test)
+
+# Debian's Orthanc, the receiver benchmarks/bench_gateway.py measures the gateway beside.
+orthanc:
+	$(call debian_package,orthanc,/usr/sbin/Orthanc,the gateway benchmark's Orthanc)
+
+# Not in CI: the gateway beside Orthanc, the same 1,000-instance study over one and four
+# associations (~2 min).
+bench-gateway: $(STAMP) orthanc dcmtk
+	$(BIN)/python benchmarks/bench_gateway.py
 
 # Starts LocalStack when it is not running, and stops it afterwards only in that case.
 e2e: $(STAMP) browser dcmtk

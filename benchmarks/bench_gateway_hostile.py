@@ -93,7 +93,7 @@ def send_fuzzed(port: int, groups: dict[tuple[str, str], list[Path]]) -> Counter
         for path in paths:
             try:
                 status = association.send_c_store(path)
-            except (ValueError, AttributeError):
+            except Exception:  # noqa: BLE001 - the sender could not read what it was to send
                 statuses[NOT_SENDABLE] += 1
                 continue
             statuses[f"0x{int(status.Status):04X}" if "Status" in status else "no status"] += 1
