@@ -24,6 +24,7 @@ from pacs_validator.gateway.statuses import (
     FAILURE_DUPLICATE,
     FAILURE_OUT_OF_RESOURCES,
     FAILURE_PROCESSING,
+    SPOOL_FULL,
     Answer,
     answer_for,
 )
@@ -79,7 +80,7 @@ class Intake:
 
     def _judged(self, received: Path, sender: str, association: Hashable) -> Taken:
         if not self.spool.has_room_for(received.stat().st_size):
-            return Taken(Answer(FAILURE_OUT_OF_RESOURCES, "gateway.spool-full"),
+            return Taken(Answer(FAILURE_OUT_OF_RESOURCES, SPOOL_FULL),
                          InstanceSummary())
         result, _ = validate_file(received, self.config, name=received.name)
         answer = answer_for(result)

@@ -37,6 +37,9 @@ FAILURE_DUPLICATE = 0x0111
 FAILURES = {400: FAILURE_CANNOT_UNDERSTAND, 422: FAILURE_DOES_NOT_MATCH,
             413: FAILURE_OUT_OF_RESOURCES, 500: FAILURE_PROCESSING}
 """The core's verdict status -> the C-STORE failure status that says the same."""
+SPOOL_FULL = "gateway.spool-full"
+"""The Error Comment of an instance the spool has no room for: the gateway's own answer,
+not a finding of the rules (it says nothing of the instance)."""
 ERROR_COMMENT_CHARS = 64
 """Error Comment (0000,0902) is an LO: 64 characters at most."""
 
