@@ -230,16 +230,14 @@ def create_upload() -> Response[dict[str, Any]]:
     body = request_json()
     with audited("create", None):
         declaration = studies.declare(current_caller(), body, int(time.time()))
-    forms = declaration.forms
+    forms, created = declaration.forms, declaration.created
     logger.set_correlation_id(forms.study_id)
-    if declaration.created:
+    if created:
         metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
-        logger.info("upload created", extra={"study_id": forms.study_id, "files": forms.files})
-    else:
-        logger.info("upload declared again", extra={"study_id": forms.study_id,
-                                                    "files": forms.files})
-    audit("create", "ok" if declaration.created else "repeated", forms.study_id)
-    return Response(status_code=201 if declaration.created else 200,
+    logger.info("upload created" if created else "upload declared again",
+                extra={"study_id": forms.study_id, "files": forms.files})
+    audit("create", "ok" if created else "repeated", forms.study_id)
+    return Response(status_code=201 if created else 200,
                     content_type=content_types.APPLICATION_JSON, body=forms.answer())
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from conftest import (
+    API_TOKEN,
     STATUS_TABLE,
     UPLOADS,
     FakeContext,
@@ -31,7 +32,7 @@ from pacs_validator.flow.uploads import Uploads
 
 CT = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 ADMIN = Caller("initial", admin=True)
-"""The caller of the stack's token (``API_TOKEN``)."""
+"""The caller of ``API_TOKEN``, the stack's token."""
 
 
 def declaration(token: str, **sizes: int) -> dict[str, Any]:
@@ -93,8 +94,7 @@ def test_a_client_token_not_of_its_form_is_400_naming_the_rule(stack: Stack) -> 
 
 def test_one_token_of_two_owners_makes_two_studies_each_its_owners_alone(
         stack: Stack) -> None:
-    use_secret({"admins": ["initial"], "initial": "integration-test-token-0123456789",
-                "site-b": SITE_B})
+    use_secret({"admins": ["initial"], "initial": API_TOKEN, "site-b": SITE_B})
     body = declaration("shared-name", **{"a.dcm": 10})
     mine = call_api(stack, "POST", "/upload", body)[1]["study_id"]
 
