@@ -76,6 +76,7 @@ with garbage_collection_paused():
         PerFileFormsOnly,
         Refusal,
         StudyClosedError,
+        TokenReused,
         TooManyOpenStudies,
         UndeclaredNames,
         UnreadableStudy,
@@ -139,7 +140,7 @@ class BadRequestError(ServiceError):
 
 REFUSAL_STATUS: dict[type[Refusal], int] = {
     DeclarationTooLarge: 413, TooManyOpenStudies: 429, UndeclaredNames: 400,
-    UnreadableStudy: 404, StudyClosedError: 409}
+    UnreadableStudy: 404, StudyClosedError: 409, TokenReused: 409}
 """The answer of each refusal of the flow's (a 404 for a study the caller may not read is
 this one, not Powertools' own NotFoundError, which means that no route matched)."""
 
@@ -223,15 +224,21 @@ def readable_study(study_id: str, action: str) -> StudyRecord:
 @app.post("/upload", middlewares=AUTHENTICATED)
 @tracer.capture_method(capture_response=False)
 def create_upload() -> Response[dict[str, Any]]:
+    """A new study (201), or, for a ``client_token`` declared with the same files before,
+    that study's id and fresh forms (200; see
+    :meth:`~pacs_validator.flow.uploads.Uploads.declare`)."""
     body = request_json()
     with audited("create", None):
-        forms = studies.declare(current_caller(), body)
+        declaration = studies.declare(current_caller(), body, int(time.time()))
+    forms, created = declaration.forms, declaration.created
     logger.set_correlation_id(forms.study_id)
-    metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
-    logger.info("upload created", extra={"study_id": forms.study_id, "files": forms.files})
-    audit("create", "ok", forms.study_id)
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON,
-                    body=forms.answer())
+    if created:
+        metrics.add_metric("UploadsRequested", MetricUnit.Count, 1)
+    logger.info("upload created" if created else "upload declared again",
+                extra={"study_id": forms.study_id, "files": forms.files})
+    audit("create", "ok" if created else "repeated", forms.study_id)
+    return Response(status_code=201 if created else 200,
+                    content_type=content_types.APPLICATION_JSON, body=forms.answer())
 
 
 @app.post("/upload/<study_id>", middlewares=AUTHENTICATED)
@@ -366,14 +373,18 @@ on_snapshot(before=before_snapshot, after_restore=clients.forget)
 
 
 # --- every error becomes an HTTP answer here, and only here --------------------------------------
-def client_error(status: int, message: str,
-                 headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
-    """A 4xx answer; logged with its status and the route, never the request's body."""
+def client_error(status: int, message: str, headers: dict[str, str] | None = None,
+                 rule: str | None = None) -> Response[dict[str, Any]]:
+    """A 4xx answer, naming the refusal's ``rule`` when it has one; logged with its status
+    and the route, never the request's body."""
     event = app.current_event
     logger.info("request refused", extra={"status": status, "method": event.http_method,
                                            "resource": event.get("resource")})
+    body: dict[str, Any] = {"statusCode": status, "message": message}
+    if rule is not None:
+        body["rule"] = rule
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    headers=headers, body={"statusCode": status, "message": message})
+                    headers=headers, body=body)
 
 
 @app.not_found
@@ -408,7 +419,7 @@ def bad_request(error: ValueError) -> Response[dict[str, Any]]:
 
 @app.exception_handler(list(REFUSAL_STATUS))
 def refused(error: Refusal) -> Response[dict[str, Any]]:
-    return client_error(REFUSAL_STATUS[type(error)], str(error))
+    return client_error(REFUSAL_STATUS[type(error)], str(error), rule=error.rule)
 
 
 @app.exception_handler([DependencyUnavailable, GetParameterError])

@@ -21,6 +21,7 @@ from document_schemas import (
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from pacs_validator.contract.upload_request import CLIENT_TOKEN, TokenReused
 from pacs_validator.dicom.data import data_document
 
 SECURITY = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -117,3 +118,24 @@ def test_unrouted_requests_are_held_to_the_gateways_or_the_functions_answer() ->
     assert answer_problems("DELETE", "/upload", 405, {**SECURITY, "Allow": "POST"}, refused,
                            through_gateway=False) == []
     assert answer_problems("DELETE", "/upload", 405, SECURITY, refused, through_gateway=False)
+
+
+def test_the_documented_client_token_is_the_one_the_api_takes() -> None:
+    documented = spec()["components"]["schemas"]["ClientToken"]["pattern"]
+    assert documented == f"^{CLIENT_TOKEN.pattern}$"
+
+
+def test_a_declaration_made_again_may_have_no_forms_where_a_new_study_may_not() -> None:
+    no_forms = json.dumps({"study_id": STUDY_ID, "expires_in": 0, "max_bytes": 10,
+                           "files": 1, "uploads": []}).encode()
+    assert answer_problems("POST", "/upload", 200, SECURITY, no_forms,
+                           through_gateway=True) == []
+    assert answer_problems("POST", "/upload", 201, SECURITY, no_forms, through_gateway=True)
+
+
+def test_a_reused_token_answers_409_with_its_rule_and_a_bare_409_is_refused() -> None:
+    reused = {"statusCode": 409, "rule": TokenReused.rule, "message": str(TokenReused())}
+    assert answer_problems("POST", "/upload", 409, SECURITY, json.dumps(reused).encode(),
+                           through_gateway=True) == []
+    bare = json.dumps({"statusCode": 409, "message": "closed"}).encode()
+    assert answer_problems("POST", "/upload", 409, SECURITY, bare, through_gateway=True)

@@ -23,8 +23,15 @@ from pacs_validator.contract.auth import (
     iam_caller,
     token_book,
 )
+from pacs_validator.contract.keys import is_study_id, study_id_for_token
 from pacs_validator.contract.status_view import PageTokenError, decode_token, encode_token
-from pacs_validator.contract.upload_request import UploadRequestError, requested_deadline
+from pacs_validator.contract.upload_request import (
+    DeclaredFile,
+    UploadRequestError,
+    client_token,
+    declaration_fingerprint,
+    requested_deadline,
+)
 
 BOOK = token_book(json.dumps({"admins": ["ops"], "ops": "a" * 16, "site-b": "b" * 32}))
 
@@ -189,6 +196,42 @@ def test_a_deadline_is_asked_for_between_the_minimum_and_the_deployments() -> No
     assert requested_deadline({}, 60, 30) == 30
     with pytest.raises(UploadRequestError, match="from 30 to 30"):
         requested_deadline({"deadline_seconds": 29}, 60, 30)
+
+
+@pytest.mark.parametrize("token", ["a", "gw-01.CT_2024-05-01_0001", "x" * 64, "A.b_c-9"])
+def test_a_client_token_of_1_to_64_safe_characters_is_taken(token: str) -> None:
+    assert client_token({"files": [], "client_token": token}) == token
+
+
+@pytest.mark.parametrize("token", ["", "x" * 65, "a b", "a/b", "a:b", "é", "a\n", 7, None,
+                                   ["a"], True])
+def test_any_other_client_token_is_refused_naming_the_rule(token: object) -> None:
+    with pytest.raises(UploadRequestError, match=r"^client_token must be 1 to 64 letters, "
+                                                 r"digits, '\.', '_' or '-'$"):
+        client_token({"files": [], "client_token": token})
+
+
+def test_a_declaration_without_a_client_token_has_none() -> None:
+    assert client_token({"files": []}) is None
+    assert client_token([]) is None
+
+
+def test_a_tokens_study_id_is_ours_and_differs_by_owner_and_token() -> None:
+    ids = {study_id_for_token(owner, token) for owner in ("site-a", "site-b", "site-a/x")
+           for token in ("t1", "T1", "x.t1")}
+    assert len(ids) == 9
+    assert all(is_study_id(study_id) for study_id in ids)
+    assert study_id_for_token("site-a", "t1") == study_id_for_token("site-a", "t1")
+
+
+def test_a_declarations_fingerprint_tells_files_sizes_order_and_deadline_apart() -> None:
+    a, b = DeclaredFile("a.dcm", 10), DeclaredFile("b.dcm", 20)
+    first = declaration_fingerprint([a, b], 600)
+    assert first == declaration_fingerprint([DeclaredFile("a.dcm", 10), b], 600)
+    others = {declaration_fingerprint(files, deadline) for files, deadline in [
+        ([a], 600), ([b, a], 600), ([a, DeclaredFile("b.dcm", 21)], 600), ([a, b], 601)]}
+    assert first not in others and len(others) == 4
+    assert "a.dcm" not in first and len(first) == 64
 
 
 @pytest.mark.parametrize("name", ["a.dcm", "IM_0001", "x" * 128])

@@ -149,6 +149,23 @@ def test_the_token_goes_to_the_api_and_never_to_s3(script: Any) -> None:
     assert "Authorization" not in s3_headers
 
 
+def test_a_declaration_with_a_client_token_sends_it_and_takes_the_study_named_again(
+        script: Any) -> None:
+    named_again = b'{"study_id": "s", "uploads": []}'
+    fake = script(HttpResponse(503, b""), HttpResponse(200, named_again),
+                  HttpResponse(409, b'{"rule": "upload.token-reused"}'),
+                  HttpResponse(201, named_again))
+    api = PacsClient("https://api.test", backoff=0)
+
+    assert api.declare({"a.dcm": 4}, client_token="gw-1.0042")["study_id"] == "s"
+    with pytest.raises(client_module.ApiError) as refused:
+        api.declare({"a.dcm": 5}, client_token="gw-1.0042")
+    api.declare({"a.dcm": 4})
+
+    assert refused.value.status == 409
+    assert [body.get("client_token") for body in fake.bodies] == ["gw-1.0042"] * 3 + [None]
+
+
 class Recorder(BaseHTTPRequestHandler):
     """Records each request's Authorization header; answers 302 to ``location`` when the
     server has one, else 200 with an empty study status."""

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from pacs_validator.aws.clients import Clients
 from pacs_validator.aws.dynamodb_items import (
+    DECLARATION_ITEM,
     STUDY_ITEM,
     assignments,
     epoch_seconds,
@@ -140,6 +141,23 @@ class DynamoDBStatusTable:
                 return False
             raise
         return True
+
+    @service_errors()
+    def claim_declaration(self, study_id: str, fingerprint: str) -> str:
+        """Bind a client token's study id to a declaration's ``fingerprint`` (an item of its
+        own beside the study's, written with the condition that none is there), or read the
+        fingerprint bound before; it expires with the study."""
+        key = item_key(study_id, DECLARATION_ITEM)
+        item = {**key, "fingerprint": fingerprint,
+                "expires_at": epoch_seconds() + self.retention_seconds}
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("study_id").not_exists())
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+            bound = self.table.get_item(Key=key, ConsistentRead=True)["Item"]
+            return str(bound["fingerprint"])
+        return fingerprint
 
     @service_errors()
     def open_studies(self, owner: str, at_most: int) -> int:

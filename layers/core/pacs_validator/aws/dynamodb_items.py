@@ -13,6 +13,8 @@ from pacs_validator.contract.states import State
 
 STUDY_ITEM = "study"
 """The sort key of a study's own item (its files' are ``file#<name>``)."""
+DECLARATION_ITEM = "declaration"
+"""The sort key of the item binding a client token's study id to its declaration."""
 
 
 def item_key(study_id: str, item: str) -> dict[str, str]:

@@ -34,6 +34,15 @@ def new_study_id() -> str:
     return uuid.uuid4().hex
 
 
+def study_id_for_token(owner: str, client_token: str) -> str:
+    """The id of the study ``owner`` declares with ``client_token``: derived from both, so
+    a declaration sent again after a lost answer names the study the first one made, and
+    one owner's token never names another owner's study. A token holds no ``/``, so the
+    last one in the name parts owner and token unambiguously."""
+    return uuid.uuid5(uuid.NAMESPACE_URL,
+                      f"pacs-validator:client-token:{owner}/{client_token}").hex
+
+
 def study_id_for_drop(bucket: str, key: str, version: str) -> str:
     """The id of a plain drop: derived from the object, so a redelivered event maps to it."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{key}#{version}").hex

@@ -4,6 +4,9 @@ forms for, and when a study may still have them."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +25,17 @@ NAMES_PER_FORM_REQUEST = 100
 20,000-file study needs 200 requests."""
 
 
+CLIENT_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a ``client_token`` is: 1 to 64 letters, digits, ``.``, ``_`` or ``-``."""
+
+
 class Refusal(Exception):
     """A request the API refuses after it knows the caller: each kind is audited with its
-    own outcome word (``audit``) and answered with its own status."""
+    own outcome word (``audit``) and answered with its own status, and with its ``rule``
+    when a client needs to tell it from another refusal of that status."""
 
     audit = "refused"
+    rule: str | None = None
 
 
 class StudyClosedError(Refusal):
@@ -36,6 +45,19 @@ class StudyClosedError(Refusal):
 
     def __init__(self, state: str) -> None:
         super().__init__(f"the study is {state} and takes no more files")
+
+
+class TokenReused(Refusal):
+    """A ``client_token`` already used by this caller for another declaration (answered
+    with 409): other files, or another deadline."""
+
+    audit = "token-reused"
+    rule = "upload.token-reused"
+
+    def __init__(self) -> None:
+        super().__init__("this client_token was used for another declaration (other files "
+                         "or another deadline): send the first declaration again, or use "
+                         "a new token for a new study")
 
 
 class DeclarationTooLarge(Refusal):
@@ -117,6 +139,28 @@ def parse_upload_request(body: Any, max_files: int) -> list[DeclaredFile]:
     if len({f.name for f in files}) != len(files):
         raise UploadRequestError("file names must be distinct")
     return files
+
+
+def client_token(body: Any) -> str | None:
+    """The declaration's ``client_token`` (:data:`CLIENT_TOKEN`), None when it has none:
+    a client that sends one may send its declaration again, after an answer it did not
+    get, without making a second study."""
+    if not isinstance(body, dict) or "client_token" not in body:
+        return None
+    token = body["client_token"]
+    if not isinstance(token, str) or not CLIENT_TOKEN.fullmatch(token):
+        raise UploadRequestError("client_token must be 1 to 64 letters, digits, '.', '_' "
+                                 "or '-'")
+    return token
+
+
+def declaration_fingerprint(files: list[DeclaredFile], deadline_seconds: int) -> str:
+    """What tells one declaration from another under a client token: its files (names as
+    sanitised, sizes, in order) and its deadline, hashed (SHA-256, hexadecimal) so that
+    the status table keeps 64 characters whatever the study's size, and no file name."""
+    document = {**manifest_document(files), "deadline_seconds": deadline_seconds}
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def manifest_document(files: list[DeclaredFile]) -> dict[str, Any]:

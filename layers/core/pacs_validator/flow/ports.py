@@ -140,6 +140,12 @@ class StatusStore(Protocol):
         ``owner`` is the caller that declared it (None for a plain drop);
         ``largest_declared`` caps each file its study-wide form lets in."""
 
+    def claim_declaration(self, study_id: str, fingerprint: str) -> str:
+        """Bind the id of a client token's study to the declaration ``fingerprint`` stands
+        for, unless a declaration is bound to it already: the fingerprint bound (this one
+        when this call bound it). Conditional, so that of declarations racing for one id,
+        one binds it, before any writes the study's manifest."""
+
     def open_studies(self, owner: str, at_most: int) -> int:
         """How many studies of ``owner`` are open, counted up to ``at_most``."""
 

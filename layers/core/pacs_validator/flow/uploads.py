@@ -14,15 +14,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacs_validator.contract.auth import Caller
-from pacs_validator.contract.keys import incoming_key, incoming_prefix, manifest_key, new_study_id
+from pacs_validator.contract.keys import (
+    incoming_key,
+    incoming_prefix,
+    manifest_key,
+    new_study_id,
+    study_id_for_token,
+)
 from pacs_validator.contract.records import StudyRecord
 from pacs_validator.contract.upload_request import (
     DeclarationTooLarge,
     DeclaredFile,
     PerFileFormsOnly,
+    StudyClosedError,
+    TokenReused,
     TooManyOpenStudies,
     UndeclaredNames,
     UnreadableStudy,
+    client_token,
+    declaration_fingerprint,
     form_expiry,
     manifest_document,
     parse_form_request,
@@ -79,6 +89,16 @@ class Forms:
         return answer
 
 
+@dataclass(frozen=True)
+class Declaration:
+    """What ``POST /upload`` made of a declaration: the study's forms, and whether this
+    request created the study (201) or declared again what a client token declared before
+    (200)."""
+
+    forms: Forms
+    created: bool
+
+
 class Uploads:
     """Declares studies, hands out their forms and reads them for their owners, over the
     status table, the uploads bucket and its form signer."""
@@ -91,27 +111,25 @@ class Uploads:
         self.forms = forms
         self.manifests = Manifests(uploads, kept=API_MANIFESTS_KEPT)
 
-    def declare(self, caller: Caller, body: Any) -> Forms:
-        """A new study of the files ``body`` declares (``POST /upload``), owned by
-        ``caller``: its manifest, its status record (AWAITING_UPLOAD), and forms for its
-        first declared files. Refused over the size caps, or when the caller has as many
-        studies open as it may."""
+    def declare(self, caller: Caller, body: Any, now: int) -> Declaration:
+        """The study of the files ``body`` declares (``POST /upload``), owned by ``caller``:
+        a new one, with its manifest, its status record (AWAITING_UPLOAD) and forms for its
+        first declared files; or, for a ``client_token`` the caller declared the same files
+        with before, that study again, with fresh forms while it takes files. Refused over
+        the size caps, for a token declared with other files, or when a new study would
+        be one more than the caller may have open."""
         rules = self.rules
         files = parse_upload_request(body, rules.max_files_per_study)
         deadline = requested_deadline(body, rules.min_upload_deadline_seconds,
                                       rules.upload_deadline_seconds)
+        token = client_token(body)
         self._check_sizes(files)
-        cap = rules.max_open_studies
-        if cap and self.table.open_studies(caller.identity, cap) >= cap:
-            raise TooManyOpenStudies(cap)
-        study_id = new_study_id()
-        self.uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
-        largest = max(f.size for f in files)
-        self.table.create(study_id, expected=len(files), deadline_seconds=deadline,
-                          owner=caller.identity, largest_declared=largest)
-        return self._forms(study_id, len(files), largest,
-                           form_expiry(rules.presign_expiry_seconds, deadline),
-                           files[:rules.per_file_forms_max])
+        if token is None:
+            self._check_open_studies(caller)
+            study_id = new_study_id()
+            self._create(caller, study_id, files, deadline)
+            return Declaration(self._first_forms(study_id, files, deadline), created=True)
+        return self._declare_with_token(caller, token, files, deadline, now)
 
     def renew(self, caller: Caller, study_id: str, body: Any, now: int) -> Forms:
         """Fresh forms for a study still taking files (``POST /upload/{id}``):
@@ -141,6 +159,68 @@ class Uploads:
             raise UnreadableStudy(exists=study is not None)
         return study
 
+    def _declare_with_token(self, caller: Caller, token: str, files: list[DeclaredFile],
+                            deadline: int, now: int) -> Declaration:
+        """The study of ``caller``'s ``token``, whose id is derived from both: made by the
+        first declaration to bind the id (``claim_declaration``, before any manifest is
+        written, so that a racing declaration of other files changes nothing), named again
+        for the same declaration, refused for another. Only a study not made yet counts
+        against the caller's cap of open studies."""
+        study_id = study_id_for_token(caller.identity, token)
+        known = self.table.study(study_id)
+        if known is None:
+            self._check_open_studies(caller)
+        fingerprint = declaration_fingerprint(files, deadline)
+        if self.table.claim_declaration(study_id, fingerprint) != fingerprint:
+            raise TokenReused()
+        if known is None and self._create(caller, study_id, files, deadline):
+            return Declaration(self._first_forms(study_id, files, deadline), created=True)
+        study = known or self.readable(caller, study_id)  # a racing declaration created it
+        return Declaration(self._repeated_forms(study, files, now), created=False)
+
+    def _check_open_studies(self, caller: Caller) -> None:
+        """Refuse a new study to a caller that has as many open as it may."""
+        cap = self.rules.max_open_studies
+        if cap and self.table.open_studies(caller.identity, cap) >= cap:
+            raise TooManyOpenStudies(cap)
+
+    def _create(self, caller: Caller, study_id: str, files: list[DeclaredFile],
+                deadline: int) -> bool:
+        """The study's manifest, then its status record (so that whoever reads the record
+        finds the manifest); False when a study of this id was created first."""
+        self.uploads.put_json(manifest_key(study_id), manifest_document(files), indent=None)
+        return self.table.create(study_id, expected=len(files), deadline_seconds=deadline,
+                                 owner=caller.identity,
+                                 largest_declared=max(f.size for f in files))
+
+    def _first_forms(self, study_id: str, files: list[DeclaredFile], deadline: int) -> Forms:
+        """A new study's forms: for its first declared files, expiring at its deadline at
+        the latest."""
+        rules = self.rules
+        return self._forms(study_id, len(files), max(f.size for f in files),
+                           form_expiry(rules.presign_expiry_seconds, deadline),
+                           files[:rules.per_file_forms_max])
+
+    def _repeated_forms(self, study: StudyRecord, files: list[DeclaredFile], now: int
+                        ) -> Forms:
+        """The forms of a declaration made again: as the first one's, fresh, while the
+        study takes files; none once it takes no more (``uploads`` empty, ``expires_in``
+        0), where its id is what the client needs, to follow it."""
+        rules = self.rules
+        try:
+            expires_in = renewed_form_expiry(study.state, study.deadline, now,
+                                             rules.presign_expiry_seconds)
+        except StudyClosedError:
+            return Forms(study.study_id, 0, self._max_bytes(study.largest_declared),
+                         study.expected, [], None)
+        return self._forms(study.study_id, study.expected, study.largest_declared,
+                           expires_in, files[:rules.per_file_forms_max])
+
+    def _max_bytes(self, largest_declared: int | None) -> int:
+        """The most a study-wide form lets in per file: the largest size the study declared
+        (``MaxUploadBytes`` for a study recorded before its item kept it)."""
+        return largest_declared or self.rules.max_upload_bytes
+
     def _check_sizes(self, files: list[DeclaredFile]) -> None:
         """Refuse a declaration over the size caps: of one file, or of the whole study."""
         rules = self.rules
@@ -156,10 +236,9 @@ class Uploads:
                expires_in: int, files: Iterable[DeclaredFile]) -> Forms:
         """Per-file forms for ``files``, each for its exact key and exact size (what it lets
         in is that file or nothing), and the study-wide form when the deployment hands it
-        out: any key under ``incoming/<id>/``, each file at most the largest size the study
-        declared (``MaxUploadBytes`` for a study recorded before its item kept it), so that
+        out: any key under ``incoming/<id>/``, each file at most :meth:`_max_bytes`, so that
         a form for a study of small files lets no large one in."""
-        max_bytes = largest_declared or self.rules.max_upload_bytes
+        max_bytes = self._max_bytes(largest_declared)
         uploads = [{"name": f.name, **self.forms.presigned_post(
                         incoming_key(study_id, f.name), f.size, expires_in, min_bytes=f.size)}
                    for f in files]

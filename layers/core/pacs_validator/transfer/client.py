@@ -203,16 +203,22 @@ class PacsClient:
                                             "followed: give the API's own URL")
         return response
 
-    def declare(self, files: Mapping[str, int], deadline_seconds: int | None = None
-                ) -> dict[str, Any]:
-        """``POST /upload`` for {name: size}; the 201 body (study id and the upload form).
-        ``deadline_seconds`` asks for less time than the deployment's upload deadline."""
+    def declare(self, files: Mapping[str, int], deadline_seconds: int | None = None,
+                client_token: str | None = None) -> dict[str, Any]:
+        """``POST /upload`` for {name: size}; the body of the answer (study id and the
+        upload forms). ``deadline_seconds`` asks for less time than the deployment's upload
+        deadline. With ``client_token``, declaring the same files again names the study the
+        first declaration made (200 rather than 201), so that a client that lost the first
+        answer makes no second study; :class:`ApiError` (409) for the token used with other
+        files."""
         declaration: dict[str, Any] = {
             "files": [{"name": n, "size": s} for n, s in files.items()]}
         if deadline_seconds is not None:
             declaration["deadline_seconds"] = deadline_seconds
+        if client_token is not None:
+            declaration["client_token"] = client_token
         response = self._api("POST", "/upload", declaration)
-        if response.status != 201:
+        if response.status not in (200, 201):
             raise ApiError(response.status, response.body.decode(errors="replace"))
         declared: dict[str, Any] = response.json()
         return declared
