@@ -136,6 +136,32 @@ def test_a_gateway_killed_after_declaring_sends_the_files_to_that_study(
     assert declarations(api) == 1
 
 
+def test_a_gateway_killed_before_recording_its_declaration_declares_the_same_study(
+        api: Api, in_tmp: Path, gateway: tuple[StorageGateway, int],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    running, port = gateway
+    send(port, study(3))
+    wait_until_ended(running)
+    declared: list[str] = []
+    original = PacsClient.declare
+
+    def recorded(self: PacsClient, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        answer = original(self, *args, **kwargs)
+        declared.append(str(answer["study_id"]))
+        return answer
+
+    monkeypatch.setattr(PacsClient, "declare", recorded)
+    with monkeypatch.context() as crash:
+        crash.setattr(Spool, "save", lambda *_: (_ for _ in ()).throw(SystemExit))
+        with pytest.raises(SystemExit):  # the API answered; the record was not written
+            Forwarder(running.spool, client(api), stable_seconds=0).step(time.time())
+
+    part = forward(Forwarder(Spool(running.spool.root), client(api), stable_seconds=0))
+
+    assert (part.state, part.uploaded) == ("STORED", 3)
+    assert declarations(api) == 2 and declared == [part.study_id, part.study_id]
+
+
 def test_a_partly_sent_study_resumes_with_only_the_files_the_cloud_lacks(
         api: Api, in_tmp: Path, gateway: tuple[StorageGateway, int],  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,14 +5,18 @@ status followed to the cloud's verdict.
 Every step is recorded in the part's record before the next is taken (the spool's
 :class:`~pacs_validator.gateway.spool.Stage`), so a gateway killed at any moment takes each
 part up where it was: a declared part asks the cloud which of its files it has and sends
-the others; a sent one asks for its verdict. A study the cloud gave up on (INCOMPLETE, its
-files late; FAILED) is declared anew, up to :data:`MAX_DECLARATIONS` times. A step that
-fails (the API unreachable, a 5xx after the client's own retries) is tried again later,
-waiting longer each time; the part says why in ``problem``.
+the others; a sent one asks for its verdict. Each declaration carries a client token made
+from the spool's id, the part and the declaration's number, so a gateway killed between
+the API's answer and its own record declares the same study again, not a second one. A
+study the cloud gave up on (INCOMPLETE, its files late; FAILED) is declared anew, up to
+:data:`MAX_DECLARATIONS` times. A step that fails (the API unreachable, a 5xx after the
+client's own retries) is tried again later, waiting longer each time; the part says why in
+``problem``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -37,6 +41,14 @@ GIVEN_UP = (State.INCOMPLETE.value, State.FAILED.value)
 
 class FilesNotSent(RuntimeError):
     """Some files of a part could not be sent, after the client's own retries."""
+
+
+def declaration_token(spool_id: str, part: StudyPart) -> str:
+    """The client token of ``part``'s current declaration: the same after a restart, another
+    for each declaration and each part, and no UID of the study in it."""
+    digest = hashlib.sha256(
+        f"{part.calling_ae}\n{part.study_instance_uid}\n{part.number}".encode()).hexdigest()
+    return f"{spool_id[:16]}.{digest[:32]}.{part.attempt}"
 
 
 def describe(error: Exception) -> str:
@@ -97,7 +109,8 @@ class Forwarder:
         files = self.spool.files(part)
         asked = time.time()
         declared = self.client.declare({name: path.stat().st_size
-                                        for name, path in files.items()})
+                                        for name, path in files.items()},
+                                       client_token=declaration_token(self.spool.spool_id, part))
         part.study_id, part.stage, part.problem = str(declared["study_id"]), Stage.DECLARED, None
         self.spool.save(part)
         logger.info("study part declared", extra=log_fields(part))
@@ -108,6 +121,8 @@ class Forwarder:
         assert part.study_id is not None  # a declared part has its study
         files = self.spool.files(part)
         received: set[str] = set()
+        if declared is not None and not declared[0]["uploads"]:
+            declared = None  # declared before, and it takes no more files: ask the cloud
         if declared is None:
             current = self.client.full_status(part.study_id)
             if current["state"] not in OPEN_STATES:

@@ -232,6 +232,7 @@ class Spool:
         path = self.root / IDENTITY
         if not path.is_file():
             write_durably(path, json.dumps({"spool_id": uuid.uuid4().hex}))
+        self.spool_id = str(json.loads(path.read_text("utf-8"))["spool_id"])
 
     def _add(self, folder: Path, part: StudyPart) -> None:
         self._parts[folder] = part
