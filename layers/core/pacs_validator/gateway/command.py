@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from pacs_validator.dicom.config import load_config
+from pacs_validator.gateway.http_body import DEFAULT_MAX_BYTES
 
 DEFAULT_PORT = 11112
 
@@ -39,25 +41,46 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--max-pdu", type=int, default=16382, help="maximum PDU size (bytes)")
     serve.add_argument("--max-associations", type=int, default=10)
     serve.add_argument("--config", metavar="FILE", help="JSON configuration overrides")
+    serve.add_argument("--http-port", type=int, metavar="PORT",
+                       help="also take STOW-RS (DICOMweb) on this port (default: no HTTP)")
+    serve.add_argument("--stow-token-file", type=Path, metavar="FILE",
+                       help="the bearer tokens STOW-RS callers present, a 'LABEL TOKEN' a "
+                            "line; the label names the sender (required with --http-port)")
+    serve.add_argument("--stow-max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                       metavar="BYTES", help="the longest STOW-RS request body taken "
+                                             "(default: 2 GiB)")
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: pynetdicom comes with the gateway extra, which the other commands
     # never need.
     from pacs_validator.gateway.storage_scp import AllowedCaller, GatewayOptions, StorageGateway
+    from pacs_validator.gateway.stow import StowOptions
+    from pacs_validator.gateway.tokens import BearerTokens
 
+    if args.http_port is not None and args.stow_token_file is None:
+        print("--http-port needs --stow-token-file: STOW-RS callers are let in by token",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = GatewayOptions(
         spool=args.spool, ae_title=args.ae_title, port=args.port, host=args.host,
         allowed=tuple(AllowedCaller.parse(text) for text in args.allow_ae),
         certificate=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca,
         max_pdu=args.max_pdu, max_associations=args.max_associations)
-    server = StorageGateway(options, load_config(args.config)).start()
+    gateway = StorageGateway(options, load_config(args.config))
+    server = gateway.start()
     print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "
           f"spool {options.spool}", flush=True)
+    stow = None if args.http_port is None else gateway.start_stow(StowOptions(
+        args.http_port, BearerTokens.read(args.stow_token_file), args.stow_max_bytes))
+    if stow is not None:
+        print(f"STOW-RS on {options.host}:{stow.server_address[1]}", flush=True)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     stopped.wait()
     server.shutdown()
+    if stow is not None:
+        stow.stop()
     return 0

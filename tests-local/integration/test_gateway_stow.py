@@ -1,0 +1,288 @@
+"""The gateway's STOW-RS door over real HTTP on loopback, with dicomweb-client as the sender
+(and requests, for the bodies a well-behaved client never sends): each instance gets the
+verdict C-STORE would give it, and only what is in the spool is answered as stored."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+import requests
+from dicomweb_client import DICOMwebClient
+from gateway_instances import (
+    CT_SMALL,
+    MR_SMALL,
+    encoded,
+    renamed,
+    truncated,
+    with_pixel_data_cut,
+    without_patient_id,
+)
+from pydicom.dataset import Dataset
+
+from pacs_validator.dicom.config import build_config
+from pacs_validator.gateway.intake import Taken
+from pacs_validator.gateway.storage_scp import GatewayOptions, StorageGateway
+from pacs_validator.gateway.stow import PRIVATE_CREATOR, PRIVATE_GROUP, StowOptions, StowServer
+from pacs_validator.gateway.tokens import BearerTokens
+
+TOKEN = "s3cret-token-of-the-ct-room-0123456789"
+DICOM_PARTS = 'multipart/related; type="application/dicom"; boundary=b0undary'
+
+
+@dataclass
+class Door:
+    gateway: StorageGateway
+    server: StowServer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def client(self, token: str = TOKEN, chunk_size: int = 10**6) -> DICOMwebClient:
+        return DICOMwebClient(self.url, headers={"Authorization": f"Bearer {token}"},
+                              chunk_size=chunk_size)
+
+    def spooled(self) -> list[Path]:
+        return sorted(self.gateway.spool.instances.rglob("*.dcm"))
+
+    def leftovers(self) -> list[Path]:
+        return list(self.gateway.spool.incoming.iterdir())
+
+
+def start_door(tmp_path: Path, max_bytes: int | None = None) -> Door:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# label token\nCT-ROOM {TOKEN}\n", "utf-8")
+    gateway = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0),
+                             build_config({}))
+    options = StowOptions(0, BearerTokens.read(tokens))
+    if max_bytes is not None:
+        options = StowOptions(0, options.tokens, max_bytes)
+    return Door(gateway, gateway.start_stow(options))
+
+
+@pytest.fixture
+def door(tmp_path: Path) -> Iterator[Door]:
+    running = start_door(tmp_path)
+    yield running
+    running.server.stop()
+
+
+def multipart(parts: list[bytes], part_type: str = "application/dicom") -> bytes:
+    return b"".join(b"--b0undary\r\nContent-Type: " + part_type.encode() + b"\r\n\r\n"
+                    + part + b"\r\n" for part in parts) + b"--b0undary--\r\n"
+
+
+def post(door: Door, body: bytes, path: str = "/studies", content_type: str = DICOM_PARTS,
+         token: str = TOKEN) -> requests.Response:
+    return requests.post(door.url + path, data=body, timeout=30,
+                         headers={"Content-Type": content_type,
+                                  "Authorization": f"Bearer {token}"})
+
+
+def comment(item: Dataset) -> str:
+    """The rule ids the gateway put in an item (its private Error Comment)."""
+    return str(item.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)[0x02].value)
+
+
+def failures(response: requests.Response) -> list[tuple[int, str]]:
+    answer = Dataset.from_json(response.json())
+    return [(item.FailureReason, comment(item)) for item in answer.FailedSOPSequence]
+
+
+def test_instances_all_accepted_are_200_each_referenced_and_spooled(door: Door) -> None:
+    ct, mr = pydicom.dcmread(CT_SMALL), pydicom.dcmread(MR_SMALL)
+
+    answer = door.client().store_instances([ct, mr])
+
+    assert [(item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID)
+            for item in answer.ReferencedSOPSequence] == [
+        (ct.SOPClassUID, ct.SOPInstanceUID), (mr.SOPClassUID, mr.SOPInstanceUID)]
+    assert "FailedSOPSequence" not in answer
+    assert sorted(p.name for p in door.spooled()) == sorted(
+        f"{uid}.dcm" for uid in (ct.SOPInstanceUID, mr.SOPInstanceUID))
+    assert {p.parent.parent.parent.name.split("-")[0] for p in door.spooled()} == {"CT"}
+    assert door.leftovers() == []
+
+
+def test_a_warning_is_accepted_with_its_warning_reason_and_rules(door: Door) -> None:
+    """CT_small breaks conformance checks that only warn: stored, and told so."""
+    [item] = door.client().store_instances([pydicom.dcmread(CT_SMALL)]).ReferencedSOPSequence
+
+    assert item.WarningReason == 0xB007
+    assert comment(item).startswith("conformance.")
+    assert len(door.spooled()) == 1
+
+
+def test_one_broken_instance_is_202_with_its_failure_reason(door: Door) -> None:
+    good = pydicom.dcmread(CT_SMALL)
+    broken = renamed(without_patient_id(pydicom.dcmread(CT_SMALL)), "1.2.826.0.1.99.2")
+
+    answer = door.client().store_instances([good, broken])
+
+    [stored] = answer.ReferencedSOPSequence
+    [failed] = answer.FailedSOPSequence
+    assert stored.ReferencedSOPInstanceUID == good.SOPInstanceUID
+    assert (failed.ReferencedSOPClassUID, failed.ReferencedSOPInstanceUID) == (
+        broken.SOPClassUID, broken.SOPInstanceUID)
+    assert failed.FailureReason == 0xA900 and "attribute.required" in comment(failed)
+    assert [p.name for p in door.spooled()] == [f"{good.SOPInstanceUID}.dcm"]
+
+
+def test_a_partly_failed_request_is_202_on_the_wire(door: Door) -> None:
+    good = encoded(pydicom.dcmread(CT_SMALL))
+
+    response = post(door, multipart([good, truncated(MR_SMALL)]))
+
+    assert response.status_code == 202
+    assert response.headers["Content-Type"] == "application/dicom+json"
+    assert [reason for reason, _ in failures(response)] == [0xC000]
+
+
+def test_every_instance_broken_is_409_and_nothing_is_spooled(door: Door) -> None:
+    pixels_cut = encoded(with_pixel_data_cut(pydicom.dcmread(CT_SMALL)))
+
+    response = post(door, multipart([truncated(CT_SMALL), pixels_cut]))
+
+    assert response.status_code == 409
+    [(cannot_read, _), (does_not_match, rules)] = failures(response)
+    assert (cannot_read, does_not_match) == (0xC000, 0xA900) and rules.startswith("pixel.")
+    assert door.spooled() == [] and door.leftovers() == []
+
+
+def test_dicomweb_client_is_told_409_as_an_error(door: Door) -> None:
+    broken = without_patient_id(pydicom.dcmread(CT_SMALL))
+
+    with pytest.raises(requests.HTTPError) as raised:
+        door.client().store_instances([broken])
+
+    assert raised.value.response.status_code == 409
+    assert door.spooled() == []
+
+
+@pytest.mark.parametrize("token", ["not-the-token", ""])
+def test_a_wrong_or_missing_token_is_401_and_stores_nothing(door: Door, token: str) -> None:
+    with pytest.raises(requests.HTTPError) as raised:
+        door.client(token=token).store_instances([pydicom.dcmread(CT_SMALL)])
+
+    assert raised.value.response.status_code == 401
+    assert raised.value.response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert door.spooled() == []
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/dicom", 'multipart/related; type="application/dicom+json"; boundary=b0undary',
+    "multipart/form-data; boundary=b0undary"])
+def test_another_media_type_is_415(door: Door, content_type: str) -> None:
+    response = post(door, multipart([encoded(pydicom.dcmread(CT_SMALL))]),
+                    content_type=content_type)
+
+    assert response.status_code == 415
+    assert door.spooled() == []
+
+
+def test_a_part_of_another_media_type_is_415(door: Door) -> None:
+    response = post(door, multipart([b'{"00100010": {}}'], part_type="application/json"))
+
+    assert response.status_code == 415
+    assert door.leftovers() == []
+
+
+@pytest.mark.parametrize("body", [b"", b"--b0undary--\r\n", b"no boundary at all",
+                                  b"--b0undary\r\n\r\ncut off before its closing boundary"])
+def test_a_body_without_a_whole_part_is_400(door: Door, body: bytes) -> None:
+    assert post(door, body).status_code == 400
+    assert door.leftovers() == []
+
+
+def test_an_unknown_path_is_404_and_another_method_405(door: Door) -> None:
+    assert post(door, b"", path="/instances").status_code == 404
+    assert post(door, b"", path="/studies/1.2/series").status_code == 404
+    got = requests.get(door.url + "/studies", timeout=30)
+    assert (got.status_code, got.headers["Allow"]) == (405, "POST")
+
+
+def test_an_instance_of_another_study_than_the_target_is_refused_unspooled(door: Door) -> None:
+    ct, mr = pydicom.dcmread(CT_SMALL), pydicom.dcmread(MR_SMALL)
+    assert ct.StudyInstanceUID != mr.StudyInstanceUID
+
+    answer = door.client().store_instances([ct, mr], study_instance_uid=ct.StudyInstanceUID)
+
+    [stored] = answer.ReferencedSOPSequence
+    [failed] = answer.FailedSOPSequence
+    assert stored.ReferencedSOPInstanceUID == ct.SOPInstanceUID
+    assert failed.ReferencedSOPInstanceUID == mr.SOPInstanceUID
+    assert (failed.FailureReason, comment(failed)) == (0xA900, "study.mixed-studies")
+    assert [p.name for p in door.spooled()] == [f"{ct.SOPInstanceUID}.dcm"]
+
+
+def test_a_request_s_study_part_may_close_once_it_is_answered(door: Door) -> None:
+    door.client().store_instances([pydicom.dcmread(CT_SMALL)])
+
+    [part] = door.gateway.spool.closable(0, time.time())
+    assert part.calling_ae == "CT-ROOM"
+
+
+def test_fifty_parts_stream_through_one_file_at_a_time(
+        door: Door, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sent chunked (the client's chunks are 64 KiB, the body about 2 MiB): each part is on
+    disk alone when it is judged, and removed before the next one is read."""
+    base = pydicom.dcmread(CT_SMALL)
+    datasets = [renamed(pydicom.dcmread(CT_SMALL), f"{base.SOPInstanceUID}.{n}")
+                for n in range(50)]
+    intake = door.gateway.intake
+    take = intake.take
+    on_disk_while_judged: list[list[str]] = []
+
+    def watched(received: Path, *args: Any) -> Taken:
+        on_disk_while_judged.append(sorted(p.name for p in received.parent.glob("stow-*")))
+        return take(received, *args)
+
+    monkeypatch.setattr(intake, "take", watched)
+
+    answer = door.client(chunk_size=64 * 1024).store_instances(datasets)
+
+    assert len(answer.ReferencedSOPSequence) == 50
+    assert [len(names) for names in on_disk_while_judged] == [1] * 50
+    assert len({names[0] for names in on_disk_while_judged}) == 50
+    assert len(door.spooled()) == 50 and door.leftovers() == []
+
+
+def test_a_body_over_the_cap_is_413_before_it_is_read(tmp_path: Path) -> None:
+    small = start_door(tmp_path, max_bytes=100_000)
+    try:
+        body = multipart([encoded(pydicom.dcmread(CT_SMALL))] * 30)  # about 1.2 MB
+        declared = post(small, body)
+        with pytest.raises(requests.HTTPError) as chunked:
+            small.client(chunk_size=16 * 1024).store_instances([pydicom.dcmread(CT_SMALL)] * 30)
+    finally:
+        small.server.stop()
+
+    assert declared.status_code == 413
+    assert chunked.value.response.status_code == 413
+    assert small.leftovers() == []
+
+
+def test_logs_name_the_label_never_the_token_nor_a_value(
+        door: Door, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    dataset = pydicom.dcmread(CT_SMALL)
+    dataset.PatientName = "Doe^Jane"
+    del dataset.PatientID
+
+    with pytest.raises(requests.HTTPError):
+        door.client().store_instances([dataset])
+    with pytest.raises(requests.HTTPError):
+        door.client(token=TOKEN[:-1]).store_instances([dataset])
+
+    records = [r for r in caplog.records if r.name.startswith("pacs_validator")]
+    text = " ".join(f"{r.getMessage()} {r.__dict__}" for r in records)
+    assert "CT-ROOM" in text
+    assert TOKEN[:-1] not in text and "Doe" not in text
+    assert dataset.StudyInstanceUID not in text
