@@ -4,6 +4,8 @@ verdict C-STORE would give it, and only what is in the spool is answered as stor
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import logging
 import time
 from collections.abc import Iterator
@@ -14,6 +16,10 @@ from typing import Any
 import pydicom
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from dicomweb_client import DICOMwebClient
 from gateway_instances import (
     CT_SMALL,
@@ -43,11 +49,13 @@ class Door:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "https" if self.server.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
-    def client(self, token: str = TOKEN, chunk_size: int = 10**6) -> DICOMwebClient:
+    def client(self, token: str = TOKEN, chunk_size: int = 10**6,
+               session: requests.Session | None = None) -> DICOMwebClient:
         return DICOMwebClient(self.url, headers={"Authorization": f"Bearer {token}"},
-                              chunk_size=chunk_size)
+                              chunk_size=chunk_size, session=session)
 
     def spooled(self) -> list[Path]:
         return sorted(self.gateway.spool.instances.rglob("*.dcm"))
@@ -56,10 +64,13 @@ class Door:
         return list(self.gateway.spool.incoming.iterdir())
 
 
-def start_door(tmp_path: Path, max_bytes: int | None = None) -> Door:
+def start_door(tmp_path: Path, max_bytes: int | None = None,
+               tls: tuple[Path, Path] | None = None) -> Door:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# label token\nCT-ROOM {TOKEN}\n", "utf-8")
-    gateway = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0),
+    certificate, key = tls or (None, None)
+    gateway = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0,
+                                            certificate=certificate, key=key),
                              build_config({}))
     options = StowOptions(0, BearerTokens.read(tokens))
     if max_bytes is not None:
@@ -292,3 +303,40 @@ def test_logs_name_the_label_never_the_token_nor_a_value(
     assert "CT-ROOM" in text
     assert TOKEN[:-1] not in text and "Doe" not in text
     assert dataset.StudyInstanceUID not in text
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key, and that key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def test_with_the_gateway_s_certificate_stow_rs_is_tls_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for bundle in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # they would outrank the session's
+        monkeypatch.delenv(bundle, raising=False)
+    certificate, key = self_signed(tmp_path)
+    secure = start_door(tmp_path, tls=(certificate, key))
+    trusting = requests.Session()
+    trusting.verify = str(certificate)
+    try:
+        answer = secure.client(session=trusting).store_instances([pydicom.dcmread(CT_SMALL)])
+        with pytest.raises(requests.ConnectionError):
+            requests.post(secure.url.replace("https", "http"), data=b"", timeout=30)
+    finally:
+        secure.server.stop()
+
+    assert len(answer.ReferencedSOPSequence) == 1 and len(secure.spooled()) == 1

@@ -192,6 +192,7 @@ class StowServer(ThreadingHTTPServer):
         """Negotiate TLS here, in the connection's thread: a slow handshake holds up no
         other caller."""
         if self.tls is not None:
+            request.settimeout(IDLE_SECONDS)  # a client that never completes it is let go
             request = self.tls.wrap_socket(request, server_side=True)
         super().finish_request(request, client_address)
 
