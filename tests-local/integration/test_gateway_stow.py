@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from gateway_instances import (
 )
 from pydicom.dataset import Dataset
 
+from pacs_validator.cli.main import main
 from pacs_validator.dicom.config import build_config
 from pacs_validator.gateway.intake import Taken
 from pacs_validator.gateway.storage_scp import GatewayOptions, StorageGateway
@@ -340,3 +344,39 @@ def test_with_the_gateway_s_certificate_stow_rs_is_tls_only(
         secure.server.stop()
 
     assert len(answer.ReferencedSOPSequence) == 1 and len(secure.spooled()) == 1
+
+
+def test_gateway_serve_opens_the_door_its_options_name(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"CT-ROOM {TOKEN}\n", "utf-8")
+    command = [str(Path(sys.executable).with_name("pacs-validator")), "gateway", "serve",
+               "--spool", str(tmp_path / "spool"), "--port", "0", "--http-port", "0",
+               "--stow-token-file", str(tokens), "--stow-max-bytes", "10000000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as serving:
+        assert serving.stdout is not None
+        announced = [serving.stdout.readline(), serving.stdout.readline()]
+        port = announced[1].rsplit(":", 1)[1].strip()
+        client = DICOMwebClient(f"http://127.0.0.1:{port}",
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+        answer = client.store_instances([pydicom.dcmread(CT_SMALL)])
+        serving.send_signal(signal.SIGTERM)
+        assert serving.wait(timeout=30) == 0
+
+    assert announced[1].startswith("STOW-RS on 127.0.0.1:")
+    assert len(answer.ReferencedSOPSequence) == 1
+    assert len(list((tmp_path / "spool" / "instances").rglob("*.dcm"))) == 1
+
+
+@pytest.mark.parametrize("token_file", [None, "missing", "malformed"])
+def test_gateway_serve_without_good_tokens_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], token_file: str | None) -> None:
+    (tmp_path / "malformed").write_text(f"{TOKEN}\n", "utf-8")
+    argv = ["gateway", "serve", "--spool", str(tmp_path / "spool"), "--http-port", "0"]
+    if token_file:
+        argv += ["--stow-token-file", str(tmp_path / token_file)]
+
+    assert main(argv) == 2
+
+    complaint = capsys.readouterr().err
+    assert complaint.startswith("pacs-validator: ") and TOKEN not in complaint
+    assert not (tmp_path / "spool").exists()  # stopped before anything listened

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from pacs_validator.dicom.config import load_config
+from pacs_validator.dicom.config import ConfigError, load_config
 from pacs_validator.gateway.http_body import DEFAULT_MAX_BYTES
+from pacs_validator.gateway.stow import StowOptions
+from pacs_validator.gateway.tokens import BearerTokens
 
 DEFAULT_PORT = 11112
 
@@ -51,17 +52,24 @@ def add_parser(commands: Any) -> None:
                                              "(default: 2 GiB)")
 
 
+def stow_options(args: argparse.Namespace) -> StowOptions | None:
+    """The STOW-RS door's options (None without ``--http-port``), its tokens read before
+    anything listens: a bad token file stops the gateway before it starts."""
+    if args.http_port is None:
+        return None
+    if args.stow_token_file is None:
+        raise ConfigError("--http-port needs --stow-token-file: STOW-RS callers are let in "
+                          "by token")
+    return StowOptions(args.http_port, BearerTokens.read(args.stow_token_file),
+                       args.stow_max_bytes)
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: pynetdicom comes with the gateway extra, which the other commands
     # never need.
     from pacs_validator.gateway.storage_scp import AllowedCaller, GatewayOptions, StorageGateway
-    from pacs_validator.gateway.stow import StowOptions
-    from pacs_validator.gateway.tokens import BearerTokens
 
-    if args.http_port is not None and args.stow_token_file is None:
-        print("--http-port needs --stow-token-file: STOW-RS callers are let in by token",
-              file=sys.stderr)
-        return 2
+    door = stow_options(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = GatewayOptions(
         spool=args.spool, ae_title=args.ae_title, port=args.port, host=args.host,
@@ -72,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     server = gateway.start()
     print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "
           f"spool {options.spool}", flush=True)
-    stow = None if args.http_port is None else gateway.start_stow(StowOptions(
-        args.http_port, BearerTokens.read(args.stow_token_file), args.stow_max_bytes))
+    stow = None if door is None else gateway.start_stow(door)
     if stow is not None:
         print(f"STOW-RS on {options.host}:{stow.server_address[1]}", flush=True)
     stopped = threading.Event()

@@ -11,6 +11,8 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+from pacs_validator.dicom.config import ConfigError
+
 SCHEME = "bearer"
 
 
@@ -24,20 +26,25 @@ class BearerTokens:
     def read(cls, path: Path) -> BearerTokens:
         """The tokens of the file at ``path``: one ``LABEL TOKEN`` a line; blank lines and
         lines starting with ``#`` are skipped. A label may have several tokens (to rotate
-        one), a token one label only."""
+        one), a token one label only. Raises :class:`ConfigError` (a usage error on the
+        command line) for a file that cannot be read or is malformed."""
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
         labels: dict[str, str] = {}
-        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             fields = line.split()
             if len(fields) != 2:
-                raise ValueError(f"{path}:{number}: expected LABEL TOKEN")
+                raise ConfigError(f"{path}:{number}: expected LABEL TOKEN")
             label, token = fields
             if labels.get(token, label) != label:
-                raise ValueError(f"{path}:{number}: this token is given to two labels")
+                raise ConfigError(f"{path}:{number}: this token is given to two labels")
             labels[token] = label
         if not labels:
-            raise ValueError(f"{path}: no token")
+            raise ConfigError(f"{path}: no token")
         return cls(labels)
 
     def label_for(self, authorization: str | None) -> str | None:
