@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -227,6 +228,22 @@ def test_an_unknown_path_is_404_and_another_method_405(door: Door) -> None:
     assert post(door, b"", path="/studies/1.2/series").status_code == 404
     got = requests.get(door.url + "/studies", timeout=30)
     assert (got.status_code, got.headers["Allow"]) == (405, "POST")
+
+
+def expecting_continue(door: Door, token: str) -> bytes:
+    """The first line a client waiting for ``100 Continue`` gets, before it sends a body."""
+    port = door.server.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(f"POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           f"Content-Type: {DICOM_PARTS}\r\nContent-Length: 1000000\r\n"
+                           f"Authorization: Bearer {token}\r\n"
+                           "Expect: 100-continue\r\n\r\n".encode())
+        return connection.makefile("rb").readline()
+
+
+def test_a_client_expecting_continue_is_refused_before_its_body(door: Door) -> None:
+    assert expecting_continue(door, "wrong").startswith(b"HTTP/1.1 401")
+    assert expecting_continue(door, TOKEN).startswith(b"HTTP/1.1 100")
 
 
 def test_an_instance_of_another_study_than_the_target_is_refused_unspooled(door: Door) -> None:
