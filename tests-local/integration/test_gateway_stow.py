@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,18 +70,15 @@ class Door:
         return list(self.gateway.spool.incoming.iterdir())
 
 
-def start_door(tmp_path: Path, max_bytes: int | None = None,
-               tls: tuple[Path, Path] | None = None) -> Door:
+def start_door(tmp_path: Path, tls: tuple[Path, Path] | None = None, **limits: int) -> Door:
+    """A gateway on port 0 and its STOW-RS door, with ``limits`` (``max_bytes``, ...)."""
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# label token\nCT-ROOM {TOKEN}\n", "utf-8")
     certificate, key = tls or (None, None)
     gateway = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0,
                                             certificate=certificate, key=key),
                              build_config({}))
-    options = StowOptions(0, BearerTokens.read(tokens))
-    if max_bytes is not None:
-        options = StowOptions(0, options.tokens, max_bytes)
-    return Door(gateway, gateway.start_stow(options))
+    return Door(gateway, gateway.start_stow(StowOptions(0, BearerTokens.read(tokens), **limits)))
 
 
 @pytest.fixture
@@ -305,6 +303,25 @@ def test_a_body_over_the_cap_is_413_before_it_is_read(tmp_path: Path) -> None:
     assert declared.status_code == 413
     assert refused(chunked).status_code == 413
     assert small.leftovers() == []
+
+
+def test_connections_past_the_limit_wait_for_a_free_one(tmp_path: Path) -> None:
+    busy = start_door(tmp_path, max_connections=1)
+    answers: list[Dataset] = []
+    try:
+        holding = socket.create_connection(("127.0.0.1", busy.server.server_address[1]))
+        waiting = threading.Thread(target=lambda: answers.append(
+            busy.client().store_instances([pydicom.dcmread(CT_SMALL)])))
+        waiting.start()
+        waiting.join(timeout=2)
+        served_while_held = list(answers)
+        holding.close()
+        waiting.join(timeout=30)
+    finally:
+        busy.server.stop()
+
+    assert served_while_held == []
+    assert len(answers) == 1 and len(busy.spooled()) == 1
 
 
 def test_logs_name_the_label_never_the_token_nor_a_value(

@@ -11,7 +11,7 @@ from typing import Any
 
 from pacs_validator.dicom.config import ConfigError, load_config
 from pacs_validator.gateway.http_body import DEFAULT_MAX_BYTES
-from pacs_validator.gateway.stow import StowOptions
+from pacs_validator.gateway.stow import DEFAULT_MAX_CONNECTIONS, StowOptions
 from pacs_validator.gateway.tokens import BearerTokens
 
 DEFAULT_PORT = 11112
@@ -50,6 +50,8 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--stow-max-bytes", type=int, default=DEFAULT_MAX_BYTES,
                        metavar="BYTES", help="the longest STOW-RS request body taken "
                                              "(default: 2 GiB)")
+    serve.add_argument("--stow-max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                       metavar="N", help="STOW-RS connections served at once; the next wait")
 
 
 def stow_options(args: argparse.Namespace) -> StowOptions | None:
@@ -61,7 +63,7 @@ def stow_options(args: argparse.Namespace) -> StowOptions | None:
         raise ConfigError("--http-port needs --stow-token-file: STOW-RS callers are let in "
                           "by token")
     return StowOptions(args.http_port, BearerTokens.read(args.stow_token_file),
-                       args.stow_max_bytes)
+                       args.stow_max_bytes, args.stow_max_connections)
 
 
 def run(args: argparse.Namespace) -> int:

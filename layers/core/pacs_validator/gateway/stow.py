@@ -62,6 +62,7 @@ a thread for ever."""
 LISTEN_BACKLOG = 1024
 """Connections queued before they are accepted, as for C-STORE: a burst of senders is
 queued, not reset."""
+DEFAULT_MAX_CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class StowOptions:
     port: int
     tokens: BearerTokens
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Connections served at once (a thread each); the next wait in the listen queue."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,8 @@ def multipart_boundary(content_type: str | None) -> str | Refusal:
 
 
 class StowServer(ThreadingHTTPServer):
-    """The HTTP server: a thread per connection, TLS negotiated in that thread."""
+    """The HTTP server: a thread per connection, at most ``max_connections`` at once, TLS
+    negotiated in that thread."""
 
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
@@ -174,6 +178,7 @@ class StowServer(ThreadingHTTPServer):
         self.tls = tls
         self.parts_folder: Path = intake.spool.incoming
         """Beside the spool's own copies: the same disk, and emptied when a gateway starts."""
+        self.slots = threading.BoundedSemaphore(options.max_connections)
         super().__init__((host, options.port), StowHandler)
 
     @classmethod
@@ -187,6 +192,22 @@ class StowServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve a connection once a slot is free; until then, it is not accepted and later
+        callers wait in the kernel's queue: a burst is served in turn, not refused."""
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Negotiate TLS here, in the connection's thread: a slow handshake holds up no
