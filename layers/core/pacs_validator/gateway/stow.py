@@ -239,10 +239,11 @@ class StowHandler(BaseHTTPRequestHandler):
         self.store(admitted)
 
     def refuse_method(self) -> None:
-        """Any method but POST: 404 off the store resources, 405 on them."""
-        known, _ = study_target(self.path)
-        self.refuse(Refusal(HTTPStatus.METHOD_NOT_ALLOWED, "only POST stores", {"Allow": "POST"})
-                    if known else Refusal(HTTPStatus.NOT_FOUND, "no such resource"))
+        """Any method but POST, refused by :meth:`admit`: 404 off the store resources, 405
+        on them."""
+        refusal = self.admit()
+        assert isinstance(refusal, Refusal)  # admit lets in POST only
+        self.refuse(refusal)
 
     do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method
 
