@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
+from gateway_instances import CT_SMALL, renamed, with_pixel_data_cut, without_patient_id
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, _config
 
@@ -22,8 +22,6 @@ from pacs_validator.gateway.storage_scp import (
     GatewayOptions,
     StorageGateway,
 )
-
-CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
 
 @pytest.fixture
@@ -81,10 +79,7 @@ def test_a_valid_instance_is_spooled_before_its_success(
 def test_a_missing_identifying_attribute_is_a9xx_naming_the_rule(
         gateway: tuple[StorageGateway, int]) -> None:
     running, port = gateway
-    dataset = pydicom.dcmread(CT_SMALL)
-    del dataset.PatientID
-
-    status = send(port, dataset)
+    status = send(port, without_patient_id(pydicom.dcmread(CT_SMALL)))
 
     assert status.Status == 0xA900
     assert "attribute.required" in status.ErrorComment
@@ -95,10 +90,7 @@ def test_a_missing_identifying_attribute_is_a9xx_naming_the_rule(
 def test_pixel_data_shorter_than_its_matrix_is_refused(
         gateway: tuple[StorageGateway, int]) -> None:
     running, port = gateway
-    dataset = pydicom.dcmread(CT_SMALL)
-    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 2]
-
-    status = send(port, dataset)
+    status = send(port, with_pixel_data_cut(pydicom.dcmread(CT_SMALL)))
 
     assert status.Status == 0xA900 and status.ErrorComment.startswith("pixel.")
     assert spooled(running) == []
@@ -163,9 +155,7 @@ DCMTK = pytest.mark.skipif(shutil.which("storescu") is None,
 def test_dcmtk_storescu_is_told_each_instance_s_real_verdict(
         gateway: tuple[StorageGateway, int], tmp_path: Path) -> None:
     running, port = gateway
-    broken = pydicom.dcmread(CT_SMALL)
-    del broken.PatientID
-    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.99.1"
+    broken = renamed(without_patient_id(pydicom.dcmread(CT_SMALL)), "1.2.826.0.1.99.1")
     broken.save_as(tmp_path / "no-patient-id.dcm")
 
     echoed = subprocess.run(["echoscu", "-aec", "PACSVALIDATOR", "127.0.0.1", str(port)],

@@ -1,4 +1,5 @@
-"""The DICOM gateway: DICOM-native doors (DIMSE C-STORE today) in front of the same gate.
+"""The DICOM gateway: DICOM-native doors (DIMSE C-STORE, DICOMweb STOW-RS) in front of the
+same gate.
 
 A long-running process on the sender's side, not a Lambda. Each instance is judged by the
 core's file-level rules before it is answered, and a success status is sent only once the

@@ -20,6 +20,8 @@ from pacs_validator.gateway.report import print_entries, study_entries
 from pacs_validator.gateway.settings import DEFAULTS, INLINE_VALIDATOR, settings
 from pacs_validator.gateway.settings import add_arguments as add_settings_arguments
 from pacs_validator.gateway.spool import is_spool
+from pacs_validator.gateway.stow import StowOptions
+from pacs_validator.gateway.tokens import BearerTokens
 from pacs_validator.transfer.client import API_VARIABLE, PacsClient
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,17 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-associations", type=int, metavar="N",
                        help=f"associations open at once (default "
                             f"{DEFAULTS['max_associations']})")
+    serve.add_argument("--http-port", type=int, metavar="PORT",
+                       help="also take STOW-RS (DICOMweb) on this port (default: no HTTP)")
+    serve.add_argument("--stow-token-file", type=Path, metavar="FILE",
+                       help="the bearer tokens STOW-RS callers present, a 'LABEL TOKEN' a "
+                            "line; the label names the sender (required with --http-port)")
+    serve.add_argument("--stow-max-bytes", type=int, metavar="BYTES",
+                       help=f"the longest STOW-RS request body taken (default "
+                            f"{DEFAULTS['stow_max_bytes'] // 1024**3} GiB)")
+    serve.add_argument("--stow-max-connections", type=int, metavar="N",
+                       help=f"STOW-RS connections served at once; the next wait (default "
+                            f"{DEFAULTS['stow_max_connections']})")
     serve.add_argument("--validator-config", type=Path, metavar="FILE",
                        help="the rules' configuration overrides, as validate --config reads")
     add_settings_arguments(serve)
@@ -100,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             return print_status(args)
         return serve(args)
     except UsageError as error:
-        print(f"pacs-validator gateway: {error}", file=sys.stderr)
+        print(f"pacs-validator: {error}", file=sys.stderr)
         return 2
 
 
@@ -121,6 +134,18 @@ def parsed(parse: Callable[[str], T], texts: list[str]) -> list[T]:
         return [parse(text) for text in texts]
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def stow_options(chosen: dict[str, Any]) -> StowOptions | None:
+    """The STOW-RS door's options (None without an HTTP port), its tokens read before
+    anything listens: a bad token file stops the gateway before it starts."""
+    if chosen["http_port"] is None:
+        return None
+    if chosen["stow_token_file"] is None:
+        raise UsageError("--http-port needs --stow-token-file: STOW-RS callers are let in "
+                         "by token")
+    return StowOptions(chosen["http_port"], BearerTokens.read(chosen["stow_token_file"]),
+                       chosen["stow_max_bytes"], chosen["stow_max_connections"])
 
 
 def validator_config(chosen: dict[str, Any]) -> ValidatorConfig:
@@ -167,6 +192,7 @@ def serve(args: argparse.Namespace) -> int:
         client_ca=chosen["tls_client_ca"], max_pdu=chosen["max_pdu"],
         max_associations=chosen["max_associations"],
         commit_to=dict(parsed(GatewayOptions.parse_commit_to, chosen["commit_to"])))
+    door = stow_options(chosen)
     gateway = StorageGateway(options, validator_config(chosen))
     forwarder = Forwarder(gateway.spool, client, stable_seconds=chosen["stable_seconds"])
     stopped = threading.Event()
@@ -176,11 +202,16 @@ def serve(args: argparse.Namespace) -> int:
     forwarding.start()
     print(f"gateway {options.ae_title} listening on {options.host}:{server.server_address[1]}, "
           f"spool {options.spool}, forwarding to {client.api_base}", flush=True)
+    stow = None if door is None else gateway.start_stow(door)
+    if stow is not None:
+        print(f"STOW-RS on {options.host}:{stow.server_address[1]}", flush=True)
     signalled = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: signalled.set())
     signalled.wait()
     server.shutdown()  # no new association; those open may finish
+    if stow is not None:
+        stow.stop()
     drain_until = time.monotonic() + DRAIN_SECONDS
     while server.active_associations and time.monotonic() < drain_until:
         time.sleep(0.1)

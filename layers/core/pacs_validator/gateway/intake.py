@@ -21,6 +21,7 @@ from pacs_validator.dicom.config import ValidatorConfig
 from pacs_validator.dicom.validation import InstanceSummary, validate_file
 from pacs_validator.gateway.spool import Kept, Spool
 from pacs_validator.gateway.statuses import (
+    FAILURE_DOES_NOT_MATCH,
     FAILURE_DUPLICATE,
     FAILURE_OUT_OF_RESOURCES,
     FAILURE_PROCESSING,
@@ -53,13 +54,16 @@ class Intake:
         self.config = before_the_answer(config)
         self.spool = spool
 
-    def take(self, received: Path, sender: str, association: Hashable) -> Taken:
+    def take(self, received: Path, sender: str, association: Hashable,
+             study_instance_uid: str | None = None) -> Taken:
         """Judge the data set in ``received`` (a file the door wrote, which it removes
         after) and keep it if it passed; never raises. ``sender`` names who sent it (a
-        calling AE title), ``association`` the connection it came on, open until
-        :meth:`ended`."""
+        calling AE title, a STOW-RS token's label), ``association`` the connection or
+        request it came on, open until :meth:`ended`. With ``study_instance_uid`` (a
+        STOW-RS request to one study), an instance of another study is refused, unkept,
+        as ``study.mixed-studies``."""
         try:
-            taken = self._judged(received, sender, association)
+            taken = self._judged(received, sender, association, study_instance_uid)
         except Exception as exc:  # noqa: BLE001 - one instance's failure is its own answer
             # Its type alone: an exception's text may quote a value of the instance.
             logger.error("the instance could not be judged",
@@ -78,7 +82,8 @@ class Intake:
         """The connection ``association`` closed: it sends no more instances."""
         self.spool.ended(association)
 
-    def _judged(self, received: Path, sender: str, association: Hashable) -> Taken:
+    def _judged(self, received: Path, sender: str, association: Hashable,
+                study_instance_uid: str | None) -> Taken:
         if not self.spool.has_room_for(received.stat().st_size):
             return Taken(Answer(FAILURE_OUT_OF_RESOURCES, SPOOL_FULL),
                          InstanceSummary())
@@ -87,6 +92,8 @@ class Intake:
         summary = result.summary
         if not answer.accepted:
             return Taken(answer, summary)
+        if study_instance_uid not in (None, summary.study_instance_uid):
+            return Taken(Answer(FAILURE_DOES_NOT_MATCH, "study.mixed-studies"), summary)
         kept = self.spool.keep(received, sender, str(summary.study_instance_uid),
                                str(summary.sop_instance_uid), result.sha256, association)
         if kept is Kept.CONFLICT:

@@ -36,6 +36,7 @@ from pacs_validator.gateway.commitment import (
 from pacs_validator.gateway.intake import Intake
 from pacs_validator.gateway.spool import Spool
 from pacs_validator.gateway.statuses import Answer
+from pacs_validator.gateway.stow import StowOptions, StowServer
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,11 @@ class StorageGateway:
         server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, NO_DELAY)
         server.socket.listen(LISTEN_BACKLOG)
         return server
+
+    def start_stow(self, options: StowOptions) -> StowServer:
+        """Listen for STOW-RS too, on the gateway's host and with its TLS, into its intake."""
+        return StowServer.start(self.options.host, self.intake, options,
+                                tls_context(self.options))
 
     def on_request(self, event: Any) -> None:
         """Refuse an association from a host the allow-list does not name for its calling
