@@ -89,7 +89,9 @@ def main() -> int:
     (folder / "tokens").write_text(f"BENCH {token}\n", "utf-8")
     command = [str(Path(sys.executable).with_name("pacs-validator")), "gateway", "serve",
                "--spool", str(folder / "spool"), "--port", "0", "--http-port", "0",
-               "--stow-token-file", str(folder / "tokens"), "--stow-max-bytes", str(1 << 40)]
+               "--stow-token-file", str(folder / "tokens"), "--stow-max-bytes", str(1 << 40),
+               # nothing is forwarded: the part never closes while the benchmark runs
+               "--api", "https://api.invalid", "--stable-seconds", "86400"]
     headers = {"Authorization": f"Bearer {token}",
                "Content-Type": f'multipart/related; type="application/dicom"; '
                                f'boundary={BOUNDARY}'}

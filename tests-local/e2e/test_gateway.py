@@ -2,13 +2,15 @@
 ``storescu`` (Debian's, not ours) as the senders and the stack deployed on LocalStack behind:
 a study sent with broken instances among it, each answered with its real status, ends
 STORED with every accepted instance; a gateway killed with SIGKILL mid-study loses nothing
-it acknowledged."""
+it acknowledged. dicomweb-client sends through STOW-RS, and pynetdicom as a storage
+commitment SCU is told exactly what the cloud stored."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -20,8 +22,10 @@ from typing import Any
 
 import pydicom
 import pytest
+from commitment_peers import CommitmentListener, reported, request_commitment
 from conftest import Deployment
 from corpus_studies import reidentified_study
+from dicomweb_client import DICOMwebClient
 from pydicom.uid import generate_uid
 from test_upload_cli import COMMAND, CORPUS, environment
 
@@ -49,10 +53,10 @@ class Gateway:
         self.deployment, self.spool, self.port = deployment, spool, free_port()
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         self.process = subprocess.Popen(
             [str(COMMAND), "gateway", "serve", "--spool", str(self.spool), "--ae-title",
-             AE_TITLE, "--port", str(self.port), "--stable-seconds", "2"],
+             AE_TITLE, "--port", str(self.port), "--stable-seconds", "2", *options],
             env=environment(self.deployment), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         assert self.process.stdout is not None
@@ -83,12 +87,18 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(deployment: Deployment, tmp_path: Path) -> Iterator[Gateway]:
+def idle_gateway(deployment: Deployment, tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway the test starts, with the options it needs; killed after if still up."""
     running = Gateway(deployment, tmp_path / "spool")
-    running.start()
     yield running
     if running.process is not None:
         running.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def gateway(idle_gateway: Gateway) -> Gateway:
+    idle_gateway.start()
+    return idle_gateway
 
 
 def storescu(port: int, files: list[Path]) -> subprocess.Popen[str]:
@@ -187,3 +197,43 @@ def test_a_gateway_killed_mid_study_stores_every_instance_it_acknowledged(
     metadata = stored_metadata(deployment, entry["study_id"])
     uids = {name: str(pydicom.dcmread(folder / name).SOPInstanceUID) for name in kept}
     assert [name for name, uid in uids.items() if uid not in metadata] == []
+
+
+def test_dicomweb_client_stores_through_stow_rs_and_a_commitment_names_what_was_stored(
+        idle_gateway: Gateway, tmp_path: Path) -> None:
+    token = secrets.token_hex(32)
+    (tmp_path / "tokens").write_text(f"{CALLING_AE} {token}\n")
+    listener = CommitmentListener()
+    http_port = free_port()
+    idle_gateway.start("--http-port", str(http_port), "--stow-token-file",
+                       str(tmp_path / "tokens"), "--commit-to",
+                       f"{CALLING_AE}=127.0.0.1:{listener.port}")
+    datasets = [pydicom.dcmread(io.BytesIO(data)) for _, data in
+                reidentified_study(3, series=1, seed=f"stow-{time.time()}")]
+    broken = pydicom.dcmread(io.BytesIO(next(reidentified_study(1, seed="stow-broken"))[1]))
+    broken.StudyInstanceUID = datasets[0].StudyInstanceUID
+    del broken.PatientID
+    client = DICOMwebClient(f"http://127.0.0.1:{http_port}",
+                            headers={"Authorization": f"Bearer {token}"})
+    try:
+        answer = client.store_instances([*datasets, broken])
+        entry = idle_gateway.finished()
+        assert request_commitment(idle_gateway.port, [
+            (d.SOPClassUID, d.SOPInstanceUID) for d in [*datasets, broken]]) == 0x0000
+        deadline = time.monotonic() + 60
+        while not listener.reports and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        listener.server.shutdown()
+
+    assert sorted(i.ReferencedSOPInstanceUID for i in answer.ReferencedSOPSequence) == sorted(
+        d.SOPInstanceUID for d in datasets)
+    [failed] = answer.FailedSOPSequence
+    assert (failed.ReferencedSOPInstanceUID, failed.FailureReason) == (
+        broken.SOPInstanceUID, 0xA900)
+    assert (entry["state"], entry["received"], entry["calling_ae"]) == ("STORED", 3, CALLING_AE)
+    [(event_type, report)] = listener.reports
+    assert event_type == 2  # some failed: the one never accepted
+    assert reported(report, "ReferencedSOPSequence") == sorted(
+        (d.SOPInstanceUID,) for d in datasets)
+    assert reported(report, "FailedSOPSequence") == [(broken.SOPInstanceUID, "0x0112")]
