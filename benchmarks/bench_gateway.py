@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +104,20 @@ def make_study(source: Path, count: int, folder: Path) -> list[Path]:
 
 
 @contextmanager
-def orthanc(folder: Path) -> Iterator[tuple[int, int]]:
+def serving(command: list[str], port: int, environment: dict[str, str]
+            ) -> Iterator[tuple[int, int]]:
+    """Run a receiver until the block ends; its port, once it listens, and its pid."""
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=120)
+
+
+def orthanc(folder: Path) -> AbstractContextManager[tuple[int, int]]:
     port = free_port()
     folder.mkdir()
     configuration = folder / "orthanc.json"
@@ -113,31 +126,16 @@ def orthanc(folder: Path) -> Iterator[tuple[int, int]]:
         "IndexDirectory": str(folder / "storage"), "DicomAet": "ORTHANC", "DicomPort": port,
         "HttpPort": free_port(), "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
         "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False, "Plugins": []}))
-    process = subprocess.Popen([ORTHANC, str(configuration)], env=NO_DELAY,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    return serving([ORTHANC, str(configuration)], port, NO_DELAY)
 
 
-@contextmanager
-def gateway(folder: Path, api: str | None) -> Iterator[tuple[int, int]]:
+def gateway(folder: Path, api: str | None) -> AbstractContextManager[tuple[int, int]]:
     port = free_port()
     stable = "1" if api else "86400"  # without an API, nothing is forwarded
     environment = {**os.environ, "PACS_VALIDATOR_API": api or "https://api.invalid"}
-    process = subprocess.Popen(
-        [str(COMMAND), "gateway", "serve", "--spool", str(folder / "spool"), "--ae-title",
-         "GATE", "--port", str(port), "--stable-seconds", stable],
-        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=120)
+    return serving([str(COMMAND), "gateway", "serve", "--spool", str(folder / "spool"),
+                    "--ae-title", "GATE", "--port", str(port), "--stable-seconds", stable],
+                   port, environment)
 
 
 def storescu(port: int, called: str, files: list[Path], times: list[float],

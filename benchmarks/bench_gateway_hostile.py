@@ -24,7 +24,6 @@ import argparse
 import resource
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,25 +35,17 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import AE, _config
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests-local"))
+from gateway_peers import crowd, echoes
+
 from pacs_validator.dicom.config import build_config
-from pacs_validator.gateway.storage_scp import VERIFICATION, GatewayOptions, StorageGateway
+from pacs_validator.gateway.storage_scp import GatewayOptions, StorageGateway
 
 NOT_SENDABLE = "file meta unreadable or its UIDs invalid: not sendable"
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def echoes(port: int) -> bool:
-    sender = AE(ae_title="ECHOER")
-    sender.add_requested_context(VERIFICATION)
-    association = sender.associate("127.0.0.1", port)
-    if not association.is_established:
-        return False
-    answered = int(association.send_c_echo().Status) == 0x0000
-    association.release()
-    return answered
 
 
 def fuzzed_inputs(count: int, seed: int, folder: Path) -> tuple[dict[tuple[str, str],
@@ -101,35 +92,6 @@ def send_fuzzed(port: int, groups: dict[tuple[str, str], list[Path]]) -> Counter
                 association = sender.associate("127.0.0.1", port)
         association.release()
     return statuses
-
-
-def crowd(port: int, count: int) -> Counter[str]:
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-    release = threading.Event()
-
-    def caller() -> None:
-        sender = AE(ae_title="CROWD")
-        sender.add_requested_context(VERIFICATION)
-        sender.acse_timeout = sender.network_timeout = 60
-        association = sender.associate("127.0.0.1", port)
-        with lock:
-            outcomes["established" if association.is_established else
-                     "rejected" if association.is_rejected else "no answer"] += 1
-        if association.is_established:
-            release.wait(60)
-            association.release()
-
-    threads = [threading.Thread(target=caller) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 120
-    while sum(outcomes.values()) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    release.set()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def send_large(port: int, megabytes: int, folder: Path) -> tuple[str, float]:
@@ -181,7 +143,7 @@ def main() -> int:
                     print(f"  {status}: {count}")
                 print(f"  gateway answers C-ECHO after: {echoes(port)}")
             if args.associations:
-                outcomes = crowd(port, args.associations)
+                outcomes = crowd(port, args.associations, hold_seconds=60)
                 print(f"associations: {args.associations} at once, max 10: "
                       + ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))
                 print(f"  gateway answers C-ECHO after: {echoes(port)}")

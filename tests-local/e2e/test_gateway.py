@@ -22,10 +22,10 @@ from typing import Any
 
 import pydicom
 import pytest
-from commitment_peers import CommitmentListener, reported, request_commitment
 from conftest import Deployment
 from corpus_studies import reidentified_study
 from dicomweb_client import DICOMwebClient
+from gateway_peers import CommitmentListener, reported, request_commitment
 from pydicom.uid import generate_uid
 from test_upload_cli import COMMAND, CORPUS, environment
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pydicom
 import pytest
-from commitment_peers import CommitmentListener, reported, request_commitment
 from conftest import API_TOKEN, UPLOADS
 from corpus_studies import reidentified_study
+from gateway_peers import CommitmentListener, reported, request_commitment
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, _config
+from test_gateway_store import gateway  # noqa: F401 - a fixture
 from test_upload import Api, api, in_tmp  # noqa: F401 - fixtures
 
 from pacs_validator.cli.main import main
@@ -32,16 +33,6 @@ from pacs_validator.gateway.storage_scp import GatewayOptions, StorageGateway
 from pacs_validator.transfer.client import ApiError, PacsClient
 
 CALLING_AE = "CT1"
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[StorageGateway, int]]:
-    running = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0),
-                             build_config({}))
-    server = running.start()
-    yield running, server.server_address[1]
-    server.shutdown()
-    _config.STORE_RECV_CHUNKED_DATASET = False
 
 
 def study(instances: int, seed: str = "forwarded") -> list[Dataset]:
@@ -79,6 +70,15 @@ def forward(forwarder: Forwarder, steps: int = 10) -> StudyPart:
         if part.stage is Stage.DONE:
             return part
     raise AssertionError(f"the part is still {part.stage.value}")
+
+
+def killed_during_step(forwarder: Forwarder, monkeypatch: pytest.MonkeyPatch,
+                       target: type, name: str) -> None:
+    """Step ``forwarder`` as a gateway killed when it calls ``target.name``."""
+    with monkeypatch.context() as crash:
+        crash.setattr(target, name, lambda *_: (_ for _ in ()).throw(SystemExit))
+        with pytest.raises(SystemExit):
+            forwarder.step(time.time())
 
 
 def declarations(harness: Api) -> int:
@@ -120,10 +120,8 @@ def test_a_gateway_killed_after_declaring_sends_the_files_to_that_study(
     running, port = gateway
     send(port, study(6))
     wait_until_ended(running)
-    with monkeypatch.context() as crash:
-        crash.setattr(Forwarder, "_send", lambda *_: (_ for _ in ()).throw(SystemExit))
-        with pytest.raises(SystemExit):
-            Forwarder(running.spool, client(api), stable_seconds=0).step(time.time())
+    killed_during_step(Forwarder(running.spool, client(api), stable_seconds=0), monkeypatch,
+                       Forwarder, "_send")
     [declared] = running.spool.parts()
     assert declared.stage is Stage.DECLARED
 
@@ -149,10 +147,9 @@ def test_a_gateway_killed_before_recording_its_declaration_declares_the_same_stu
         return answer
 
     monkeypatch.setattr(PacsClient, "declare", recorded)
-    with monkeypatch.context() as crash:
-        crash.setattr(Spool, "save", lambda *_: (_ for _ in ()).throw(SystemExit))
-        with pytest.raises(SystemExit):  # the API answered; the record was not written
-            Forwarder(running.spool, client(api), stable_seconds=0).step(time.time())
+    # the API answered; the record is not written
+    killed_during_step(Forwarder(running.spool, client(api), stable_seconds=0), monkeypatch,
+                       Spool, "save")
 
     part = forward(Forwarder(Spool(running.spool.root), client(api), stable_seconds=0))
 

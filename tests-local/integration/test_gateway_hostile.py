@@ -17,6 +17,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from gateway_peers import crowd, echoes
 from pydicom.data import get_testdata_file
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config
@@ -24,7 +25,7 @@ from pynetdicom import AE, _config
 from pacs_validator.dicom.config import build_config
 from pacs_validator.gateway import spool as spool_module
 from pacs_validator.gateway.spool import RESERVE_BYTES, read_refusals
-from pacs_validator.gateway.storage_scp import VERIFICATION, GatewayOptions, StorageGateway
+from pacs_validator.gateway.storage_scp import GatewayOptions, StorageGateway
 
 FUZZED_BASES = ("CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm",
                 "MR_small_bigendian.dcm", "rtdose.dcm", "SC_rgb.dcm")
@@ -45,18 +46,6 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     yield running, server.server_address[1], receiving
     server.shutdown()
     _config.STORE_RECV_CHUNKED_DATASET = False
-
-
-def echoes(port: int) -> bool:
-    sender = AE(ae_title="ECHOER")
-    sender.add_requested_context(VERIFICATION)
-    association = sender.associate("127.0.0.1", port)
-    if not association.is_established:
-        return False
-    try:
-        return int(association.send_c_echo().Status) == 0x0000
-    finally:
-        association.release()
 
 
 def sender_for(*datasets: pydicom.Dataset) -> AE:
@@ -98,29 +87,8 @@ def test_a_connection_dropped_mid_instance_leaves_no_file_behind(
 def test_more_associations_at_once_than_allowed_are_refused_and_the_gateway_stays_up(
         gateway: tuple[StorageGateway, int, Path]) -> None:
     _, port, _ = gateway
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-    release = threading.Event()
 
-    def caller() -> None:
-        sender = AE(ae_title="CROWD")
-        sender.add_requested_context(VERIFICATION)
-        sender.acse_timeout = sender.network_timeout = 30
-        association = sender.associate("127.0.0.1", port)
-        with lock:
-            outcomes["established" if association.is_established else
-                     "rejected" if association.is_rejected else "no answer"] += 1
-        if association.is_established:
-            release.wait(30)  # held open: the others meet the limit
-            association.release()
-
-    callers = [threading.Thread(target=caller) for _ in range(200)]
-    for thread in callers:
-        thread.start()
-    assert wait_for(lambda: sum(outcomes.values()) == 200, seconds=60), outcomes
-    release.set()
-    for thread in callers:
-        thread.join()
+    outcomes = crowd(port, 200, hold_seconds=30)
 
     assert outcomes["established"] <= 10 and outcomes["rejected"] >= 180, outcomes
     assert wait_for(lambda: echoes(port))

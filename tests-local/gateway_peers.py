@@ -1,9 +1,13 @@
-"""The sender's side of storage commitment, for the gateway's tests (integration and end to
-end): an N-ACTION asking for a commitment, and an SCP for the N-EVENT-REPORT the gateway
-sends back over an association of its own (pynetdicom)."""
+"""Peers of the gateway for its tests (integration and end to end) and benchmarks
+(pynetdicom): a C-ECHO, a crowd of associations asked for at once, and the sender's side of
+storage commitment (an N-ACTION, and an SCP for the N-EVENT-REPORT the gateway sends back
+over an association of its own)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -15,8 +19,54 @@ from pacs_validator.gateway.commitment import (
     STORAGE_COMMITMENT,
     STORAGE_COMMITMENT_INSTANCE,
 )
+from pacs_validator.gateway.storage_scp import VERIFICATION
 
 CALLING_AE = "CT1"
+
+
+def echoes(port: int) -> bool:
+    """Whether the gateway on ``port`` answers a C-ECHO with success."""
+    sender = AE(ae_title="ECHOER")
+    sender.add_requested_context(VERIFICATION)
+    association = sender.associate("127.0.0.1", port)
+    if not association.is_established:
+        return False
+    try:
+        return int(association.send_c_echo().Status) == 0x0000
+    finally:
+        association.release()
+
+
+def crowd(port: int, count: int, hold_seconds: float) -> Counter[str]:
+    """``count`` associations asked for at once, those established held open for up to
+    ``hold_seconds`` (so that the others meet the gateway's limit): how many were
+    established, rejected, or got no answer."""
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def caller() -> None:
+        sender = AE(ae_title="CROWD")
+        sender.add_requested_context(VERIFICATION)
+        sender.acse_timeout = sender.network_timeout = hold_seconds
+        association = sender.associate("127.0.0.1", port)
+        with lock:
+            outcomes["established" if association.is_established else
+                     "rejected" if association.is_rejected else "no answer"] += 1
+        if association.is_established:
+            release.wait(hold_seconds)
+            association.release()
+
+    callers = [threading.Thread(target=caller) for _ in range(count)]
+    for thread in callers:
+        thread.start()
+    deadline = time.monotonic() + 2 * hold_seconds
+    while sum(outcomes.values()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    release.set()
+    for thread in callers:
+        thread.join()
+    return outcomes
 
 
 class CommitmentListener:
