@@ -8,9 +8,9 @@ are stopped after; DCMTK's tools and Orthanc run with ``TCP_NODELAY=1`` (with Na
 algorithm, delayed ACKs hold every DIMSE exchange). Prints, per receiver and way of
 sending: instances/s, p50 and p99 of the time per C-STORE (from storescu's "Sending Store
 Request" to its "Received Store Response" lines, read as they come), and the receiver's
-peak RSS (VmHWM). With ``--api URL`` (and ``PACS_VALIDATOR_TOKEN``), the gateway forwards
-the single-association study and the time from its last C-STORE answer to STORED is
-printed as well.
+peak RSS (VmHWM, its child processes' added: the gateway judges in worker processes). With
+``--api URL`` (and ``PACS_VALIDATOR_TOKEN``), the gateway forwards the single-association
+study and the time from its last C-STORE answer to STORED is printed as well.
 
 The instances are copies of pydicom's ``CT_small.dcm`` (or ``--source FILE``), each with
 its own SOPInstanceUID, all in one study.
@@ -85,9 +85,13 @@ def wait_for_port(port: int) -> None:
 
 
 def peak_rss_mb(pid: int) -> float:
+    """The peak RSS (VmHWM) of ``pid`` and of its child processes, summed: the gateway's
+    judging workers are children of the process that receives."""
+    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) / 1024 + sum(map(peak_rss_mb, children))
     return 0.0
 
 

@@ -172,3 +172,23 @@ def test_dcmtk_storescu_is_told_each_instance_s_real_verdict(
                          "I: Received Store Response (Error: DataSetDoesNotMatchSOPClass)"]
     assert [p.name for p in spooled(running)] == [
         f"{pydicom.dcmread(CT_SMALL).SOPInstanceUID}.dcm"]
+
+
+def test_worker_processes_judge_as_the_receiving_process_does(tmp_path: Path) -> None:
+    running = StorageGateway(GatewayOptions(spool=tmp_path / "spool", port=0, judges=2),
+                             build_config({}))
+    server = running.start()
+    try:
+        valid = pydicom.dcmread(CT_SMALL)
+        broken = pydicom.dcmread(CT_SMALL)
+        del broken.PatientID
+        broken.SOPInstanceUID = "1.2.826.0.1.99.3"
+        statuses = [send(server.server_address[1], dataset) for dataset in (valid, broken)]
+    finally:
+        server.shutdown()
+        running.intake.close()
+        _config.STORE_RECV_CHUNKED_DATASET = False
+
+    assert [(s.Status, s.get("ErrorComment")) for s in statuses] == [
+        (0x0000, None), (0xA900, "attribute.required")]
+    assert [p.name for p in spooled(running)] == [f"{valid.SOPInstanceUID}.dcm"]

@@ -97,6 +97,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--stow-max-connections", type=int, metavar="N",
                        help=f"STOW-RS connections served at once; the next wait (default "
                             f"{DEFAULTS['stow_max_connections']})")
+    serve.add_argument("--judges", type=int, metavar="N",
+                       help=f"worker processes that judge instances, so that associations "
+                            f"at once use every core; 0: judged in the receiving process "
+                            f"(default {DEFAULTS['judges']}, the cores here)")
     serve.add_argument("--validator-config", type=Path, metavar="FILE",
                        help="the rules' configuration overrides, as validate --config reads")
     add_settings_arguments(serve)
@@ -190,7 +194,7 @@ def serve(args: argparse.Namespace) -> int:
         host=chosen["host"], allowed=tuple(parsed(AllowedCaller.parse, chosen["allow_ae"])),
         certificate=chosen["tls_cert"], key=chosen["tls_key"],
         client_ca=chosen["tls_client_ca"], max_pdu=chosen["max_pdu"],
-        max_associations=chosen["max_associations"],
+        max_associations=chosen["max_associations"], judges=chosen["judges"],
         commit_to=dict(parsed(GatewayOptions.parse_commit_to, chosen["commit_to"])))
     door = stow_options(chosen)
     gateway = StorageGateway(options, validator_config(chosen))
@@ -212,6 +216,7 @@ def serve(args: argparse.Namespace) -> int:
     server.shutdown()  # no new association; those open may finish
     if stow is not None:
         stow.stop()
+    gateway.intake.close()
     drain_until = time.monotonic() + DRAIN_SECONDS
     while server.active_associations and time.monotonic() < drain_until:
         time.sleep(0.1)

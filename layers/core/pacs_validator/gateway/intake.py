@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pacs_validator.dicom.config import ValidatorConfig
-from pacs_validator.dicom.validation import InstanceSummary, validate_file
+from pacs_validator.dicom.validation import InstanceSummary
+from pacs_validator.gateway.judges import Judges
 from pacs_validator.gateway.spool import Kept, Spool
 from pacs_validator.gateway.statuses import (
     FAILURE_DOES_NOT_MATCH,
@@ -50,8 +51,8 @@ class Taken:
 class Intake:
     """Judges and keeps the instances of every door, by one set of rules, into one spool."""
 
-    def __init__(self, config: ValidatorConfig, spool: Spool) -> None:
-        self.config = before_the_answer(config)
+    def __init__(self, config: ValidatorConfig, spool: Spool, judges: int = 0) -> None:
+        self.judges = Judges(before_the_answer(config), judges)
         self.spool = spool
 
     def take(self, received: Path, sender: str, association: Hashable,
@@ -82,12 +83,16 @@ class Intake:
         """The connection ``association`` closed: it sends no more instances."""
         self.spool.ended(association)
 
+    def close(self) -> None:
+        """Stop the judging workers (once every door is closed)."""
+        self.judges.close()
+
     def _judged(self, received: Path, sender: str, association: Hashable,
                 study_instance_uid: str | None) -> Taken:
         if not self.spool.has_room_for(received.stat().st_size):
             return Taken(Answer(FAILURE_OUT_OF_RESOURCES, SPOOL_FULL),
                          InstanceSummary())
-        result, _ = validate_file(received, self.config, name=received.name)
+        result = self.judges.judge(received)
         answer = answer_for(result)
         summary = result.summary
         if not answer.accepted:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,16 @@ DEFAULTS: dict[str, Any] = {
     "allow_ae": [], "stable_seconds": 60.0, "api": None, "commit_to": [], "tls_cert": None,
     "tls_key": None, "tls_client_ca": None, "max_pdu": 16382, "max_associations": 10,
     "http_port": None, "stow_token_file": None, "stow_max_bytes": DEFAULT_MAX_BYTES,
-    "stow_max_connections": DEFAULT_MAX_CONNECTIONS, "validator_config": None,
+    "stow_max_connections": DEFAULT_MAX_CONNECTIONS, "judges": os.cpu_count() or 1,
+    "validator_config": None,
 }
 """Every option of ``gateway serve`` (but ``--config``) and its default."""
 PATHS = ("spool", "tls_cert", "tls_key", "tls_client_ca", "stow_token_file",
          "validator_config")
 LISTS = ("allow_ae", "commit_to")
 NUMBERS = {"port": int, "max_pdu": int, "max_associations": int, "stable_seconds": float,
-           "http_port": int, "stow_max_bytes": int, "stow_max_connections": int}
+           "http_port": int, "stow_max_bytes": int, "stow_max_connections": int,
+           "judges": int}
 INLINE_VALIDATOR = "validator"
 """The config file's key for the rules' overrides, given inline."""
 

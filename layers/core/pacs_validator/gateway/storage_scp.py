@@ -103,6 +103,9 @@ class GatewayOptions:
     """With it, a caller must present a certificate this authority signed."""
     max_pdu: int = 16382
     max_associations: int = 10
+    judges: int = 0
+    """Worker processes that judge instances (:mod:`~pacs_validator.gateway.judges`); 0:
+    the receiving process judges them itself."""
     commit_to: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     """Calling AE title -> the host and port its storage commitment reports go to."""
 
@@ -163,7 +166,7 @@ class StorageGateway:
     def __init__(self, options: GatewayOptions, config: ValidatorConfig) -> None:
         self.options = options
         self.spool = Spool(options.spool)
-        self.intake = Intake(config, self.spool)
+        self.intake = Intake(config, self.spool, options.judges)
         self.commitments = Commitments(self.spool, self.report_commitment)
 
     def application_entity(self) -> AE:
