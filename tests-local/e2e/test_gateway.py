@@ -101,6 +101,19 @@ def gateway(idle_gateway: Gateway) -> Gateway:
     return idle_gateway
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the gateway's judging workers)."""
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def wait_until(condition: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return bool(condition())
+
+
 def storescu(port: int, files: list[Path]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["storescu", "-v", "--no-halt", "-aet", CALLING_AE, "-aec", AE_TITLE, "127.0.0.1",
@@ -184,12 +197,16 @@ def test_a_gateway_killed_mid_study_stores_every_instance_it_acknowledged(
         lines.append(line)
         if len(answers("".join(lines))) == 10:
             break
+    assert gateway.process is not None
+    workers = children(gateway.process.pid)
     assert gateway.stop(signal.SIGKILL) == -signal.SIGKILL
     answered = answers("".join(lines) + sender.communicate(timeout=60)[0])
     kept = [name for name, answer in answered.items()
             if answer in ("Success", "Warning: DataSetDoesNotMatchSOPClass")]
     assert len(kept) >= 10 and len(answered) < len(files)
 
+    assert workers and wait_until(lambda: not any(Path(f"/proc/{pid}").exists()
+                                                  for pid in workers))  # no orphan judges
     gateway.start()  # the sender sends nothing again
     entry = gateway.finished()
 

@@ -6,17 +6,24 @@ The workers are started with ``spawn``, not ``fork``: the receiving process runs
 (one per association) whose locks a forked child would inherit held. Each worker reads the
 instance from the file the door wrote (only its path crosses over) and sends back the
 verdict, a small picklable :class:`~pacs_validator.dicom.validation.InstanceResult`. With no
-workers, instances are judged in the receiving process itself.
+workers, instances are judged in the receiving process itself. A worker whose gateway is
+gone (killed with SIGKILL, which leaves it no time to stop its pool) exits within
+:data:`ORPHAN_CHECK_SECONDS` rather than live on.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from pacs_validator.dicom.config import ValidatorConfig
 from pacs_validator.dicom.validation import InstanceResult, validate_file
+
+ORPHAN_CHECK_SECONDS = 1.0
 
 _worker_config: ValidatorConfig | None = None
 """The configuration of this worker process, set once when it starts."""
@@ -25,6 +32,13 @@ _worker_config: ValidatorConfig | None = None
 def _start_worker(config: ValidatorConfig) -> None:
     global _worker_config
     _worker_config = config
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _judge_in_worker(path: str) -> InstanceResult:
