@@ -7,9 +7,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from pydicom.data import get_testdata_file
 
-from pacs_validator.gateway.spool import Kept, Spool, Stage, file_digest
+from pacs_validator.gateway import spool as spool_module
+from pacs_validator.gateway.spool import Kept, Spool, Stage, file_digest, read_refusals
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 SHA = file_digest(CT_SMALL)
@@ -78,3 +80,19 @@ def test_a_restart_gives_a_receiving_part_the_stable_time_again(tmp_path: Path) 
 
     assert restarted.closable(60, time.time()) == []
     assert len(restarted.closable(60, time.time() + 60)) == 1
+
+
+def test_the_refusals_kept_are_bounded_and_the_latest(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_module, "REFUSALS_MAX_BYTES", 2048)
+    spool = Spool(tmp_path / "spool")
+
+    for index in range(100):
+        spool.refused("CT1", "1.2.3", f"1.2.3.{index}", 0xA900, "attribute.required")
+
+    kept = read_refusals(spool.root)
+    sizes = [p.stat().st_size for p in spool.root.glob("refused*.jsonl")]
+    assert len(sizes) == 2 and all(size <= 2048 + 256 for size in sizes)
+    assert kept[-1]["sop_instance_uid"] == "1.2.3.99"
+    assert [r["sop_instance_uid"] for r in kept] == [
+        f"1.2.3.{index}" for index in range(100 - len(kept), 100)]

@@ -42,6 +42,11 @@ RESERVE_BYTES = 256 * 1024 * 1024
 and so that a full disk is met by a refusal, not by a failed write."""
 RECORD = "part.json"
 REFUSALS = "refused.jsonl"
+EARLIER_REFUSALS = "refused.1.jsonl"
+REFUSALS_MAX_BYTES = 16 * 1024 * 1024
+"""When ``refused.jsonl`` passes this size it becomes ``refused.1.jsonl`` (replacing the
+one before) and a new one starts: a sender that sends broken instances for ever costs the
+spool 32 MiB at most, the latest refusals kept."""
 IDENTITY = "spool.json"
 
 
@@ -184,17 +189,17 @@ def is_spool(root: Path) -> bool:
 
 
 def read_refusals(root: Path) -> list[dict[str, Any]]:
-    """What the gateway at ``root`` refused, oldest first (a line a crash cut short is
-    left out)."""
-    path = root / REFUSALS
-    if not path.is_file():
-        return []
+    """What the gateway at ``root`` refused, as far back as it keeps, oldest first (a line
+    a crash cut short is left out)."""
     refusals = []
-    for line in path.read_text("utf-8").splitlines():
-        try:
-            refusals.append(json.loads(line))
-        except json.JSONDecodeError:
+    for path in (root / EARLIER_REFUSALS, root / REFUSALS):
+        if not path.is_file():
             continue
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                refusals.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
     return refusals
 
 
@@ -341,8 +346,12 @@ class Spool:
         line = json.dumps({"calling_ae": calling_ae, "study_instance_uid": study_instance_uid,
                            "sop_instance_uid": sop_instance_uid, "status": f"0x{status:04X}",
                            "rules": rules, "at": time.time()})
-        with self._lock, (self.root / REFUSALS).open("a", encoding="utf-8") as stream:
-            stream.write(line + "\n")
+        with self._lock:
+            with (self.root / REFUSALS).open("a", encoding="utf-8") as stream:
+                stream.write(line + "\n")
+                full = stream.tell() > REFUSALS_MAX_BYTES
+            if full:
+                (self.root / REFUSALS).replace(self.root / EARLIER_REFUSALS)
 
     def _save(self, folder: Path, part: StudyPart) -> None:
         write_durably(folder / RECORD, json.dumps(part.to_dict(), indent=1))
