@@ -75,15 +75,18 @@ class CommitmentListener:
 
     def __init__(self) -> None:
         self.reports: list[tuple[int, Dataset]] = []
+        self.answer = 0x0000
+        """The status each report is answered with."""
         ae = AE(ae_title=CALLING_AE)
         ae.add_supported_context(STORAGE_COMMITMENT, scu_role=False, scp_role=True)
         self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
             (evt.EVT_N_EVENT_REPORT, self.on_report)])
         self.port = int(self.server.server_address[1])
 
-    def on_report(self, event: Any) -> int:
+    def on_report(self, event: Any) -> tuple[int, None]:
+        """Keep the report; answer it with :attr:`answer` (no Event Reply)."""
         self.reports.append((int(event.event_type), event.event_information))
-        return 0x0000
+        return self.answer, None
 
 
 def request_commitment(port: int, instances: list[tuple[str, str]]) -> int:

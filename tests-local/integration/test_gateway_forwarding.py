@@ -24,6 +24,7 @@ from test_upload import Api, api, in_tmp  # noqa: F401 - fixtures
 
 from pacs_validator.cli.main import main
 from pacs_validator.dicom.config import build_config
+from pacs_validator.gateway.commitment import FIRST_RETRY_SECONDS as COMMITMENT_FIRST_RETRY_SECONDS
 from pacs_validator.gateway.commitment import (
     Commitments,
 )
@@ -287,6 +288,7 @@ def test_a_commitment_report_commits_exactly_what_the_cloud_stored(
         [(refused.SOPInstanceUID, "0x0112"), (never_sent[1], "0x0112")])
     restarted.step(time.time())
     assert len(listener.reports) == 1  # reported once
+    assert list((running.spool.root / "commitments").iterdir()) == []  # nothing left to read
 
 
 def test_instances_of_a_rejected_study_are_not_committed(
@@ -306,3 +308,25 @@ def test_instances_of_a_rejected_study_are_not_committed(
     assert (event_type, reported(report, "ReferencedSOPSequence")) == (2, [])
     assert reported(report, "FailedSOPSequence") == sorted(
         (d.SOPInstanceUID, "0x0110") for d in datasets)
+
+
+def test_a_report_the_sender_does_not_acknowledge_is_sent_again_later(
+        api: Api, in_tmp: Path, committing_gateway: tuple[StorageGateway, int],  # noqa: F811
+        listener: CommitmentListener) -> None:
+    running, port = committing_gateway
+    datasets = study(2, seed="unacknowledged")
+    send(port, datasets)
+    wait_until_ended(running)
+    forward(Forwarder(running.spool, client(api), stable_seconds=0))
+    request_commitment(port, [(d.SOPClassUID, d.SOPInstanceUID) for d in datasets])
+    listener.answer = 0x0110  # the sender failed to process it
+
+    running.commitments.step(time.time())
+    [kept] = (running.spool.root / "commitments").iterdir()
+    assert json.loads(kept.read_text())["attempts"] == 1
+    running.commitments.step(time.time())  # too soon: it waits
+    listener.answer = 0x0000
+    running.commitments.step(time.time() + COMMITMENT_FIRST_RETRY_SECONDS)
+
+    assert [event_type for event_type, _ in listener.reports] == [1, 1]  # all committed
+    assert list((running.spool.root / "commitments").iterdir()) == []

@@ -12,7 +12,9 @@ answer. The others fail with a reason:
 
 An instance whose part is still on its way keeps the request waiting. Requests are kept in
 the spool (``commitments/<transaction>.json``), written before the N-ACTION is answered, so
-a restarted gateway reports what it was asked. The report goes over a new association to
+a restarted gateway reports what it was asked; a request's file is removed once its report
+is delivered, so a start-up reads only what is still to report (and the reports given up
+on, which stay for the operator). The report goes over a new association to
 the address ``--commit-to`` gives for the requesting AE title, with the gateway in the SCP
 role (PS3.4 J.3.3), as Orthanc sends it: the cloud's verdict takes longer than a sender
 keeps its association open. A report that cannot be delivered is tried again, waiting
@@ -26,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +61,9 @@ class CommitmentRequest:
     calling_ae: str
     instances: list[tuple[str, str]]
     received_at: float
-    reported_at: float | None = None
     attempts: int = 0
     problem: str | None = None
     """Why the last report could not be delivered."""
-    failures: dict[str, int] = field(default_factory=dict)
-    """SOP instance -> failure reason, as reported."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +119,7 @@ class Commitments:
         self._retry_at: dict[str, float] = {}
         for path in sorted(self.folder.glob("*.json")):
             request = CommitmentRequest.from_dict(json.loads(path.read_text("utf-8")))
-            if request.reported_at is None and request.attempts < MAX_REPORT_ATTEMPTS:
+            if request.attempts < MAX_REPORT_ATTEMPTS:
                 self._pending[request.transaction_uid] = request
 
     def request(self, transaction_uid: str, calling_ae: str,
@@ -160,9 +159,7 @@ class Commitments:
                 self._forget(request)
             self._save(request)
             return
-        request.reported_at, request.problem = time.time(), None
-        request.failures = {uid: reason for _, uid, reason in known.failed}
-        self._save(request)
+        self.path(request.transaction_uid).unlink(missing_ok=True)
         self._forget(request)
         logger.info("storage commitment reported",
                     extra={"calling_ae": request.calling_ae,

@@ -64,7 +64,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     values = {}
     for name, default in DEFAULTS.items():
         given = getattr(args, name)
-        if given is not None and given != []:
+        if given is not None:
             values[name] = given
         elif name in document:
             values[name] = from_file(name, document[name], args.config.parent)

@@ -269,5 +269,5 @@ class StorageGateway:
                 STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE)
         finally:
             association.release()
-        if status is None or int(status.Status) != SUCCESS:
+        if int(status.get("Status", -1)) != SUCCESS:  # empty: no valid answer came
             raise ConnectionError("the report was not acknowledged")
